@@ -1,0 +1,57 @@
+//! Every way a configuration can be refused. Each message starts with the field it is about,
+//! in the path notation users see in their JSON (`rules[2].weights.canary`).
+
+use thiserror::Error;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ConfigError {
+    /// Not JSON, a wrong type, a missing or an unknown field.
+    #[error("{field}: {reason}")]
+    Json { field: String, reason: String },
+    /// Fewer than 2 or more than 16 versions.
+    #[error("versions: need 2 to 16 versions, got {count}")]
+    VersionCount { count: usize },
+    /// A version or rule name that cannot be a metrics label.
+    #[error("{field}: {value:?} is not a valid name (1 to 64 letters, digits, '_' or '-')")]
+    BadName { field: String, value: String },
+    /// A rule name the metrics use for something else.
+    #[error("{field}: {value:?} is reserved for the metrics' rule label")]
+    ReservedName { field: String, value: String },
+    /// The same name given twice.
+    #[error("{field}: {value:?} is used twice")]
+    Duplicate { field: String, value: String },
+    /// A string or list that must not be empty.
+    #[error("{field}: must not be empty")]
+    Empty { field: String },
+    /// A reference to a version that does not exist.
+    #[error("{field}: no version is named {value:?}")]
+    UnknownVersion { field: String, value: String },
+    /// A weight given to the default version.
+    #[error("{field}: the default version takes what the weights leave; it cannot have a weight")]
+    WeightOfDefault { field: String },
+    /// A weight outside 0..=100.
+    #[error("{field}: {value} is not a percent from 0 to 100")]
+    WeightRange { field: String, value: f64 },
+    /// A weight finer than 0.01.
+    #[error("{field}: {value} is finer than the resolution of 0.01")]
+    WeightResolution { field: String, value: f64 },
+    /// Weights that add up to more than 100.
+    #[error("{field}: weights add up to {sum}%, more than 100")]
+    WeightSum { field: String, sum: f64 },
+    /// A rule with both or neither of `version` and `weights`.
+    #[error("{field}: give exactly one of `version` and `weights`")]
+    RuleAction { field: String },
+    /// A `when` without any condition.
+    #[error("{field}: give at least one of `header`, `cookie`, `region`")]
+    EmptyWhen { field: String },
+    /// A header or cookie condition with both or none of its tests.
+    #[error("{field}: give exactly one of `equals`, `prefix`, `present: true`")]
+    MatchKind { field: String },
+    /// A header name that is not an HTTP token.
+    #[error("{field}: {value:?} is not a valid header name")]
+    BadHeaderName { field: String, value: String },
+    /// `route_header` and `version_header` naming the same header.
+    #[error("version_header: must differ from route_header ({value:?})")]
+    SameHeader { value: String },
+}

@@ -1,0 +1,27 @@
+//! Canary routing for Envoy and Istio.
+//!
+//! The pure core (no proxy-wasm import, builds for any target):
+//! - [`config`]: the JSON document users write;
+//! - [`plan`]: its validation and compilation into a [`RoutingPlan`];
+//! - [`bucket`]: the murmur3 bucket and the weight ranges;
+//! - [`cookie`]: reading one cookie out of a `cookie` header;
+//! - [`decision`]: the per-request decision over a [`RequestView`];
+//! - [`metrics`]: the names of the per-version metrics.
+//!
+//! The proxy-wasm glue (`glue`) is compiled only for `wasm32-wasip1`, where a host exists.
+
+pub mod bucket;
+pub mod config;
+pub mod cookie;
+pub mod decision;
+pub mod error;
+pub mod metrics;
+pub mod plan;
+
+#[cfg(target_os = "wasi")]
+mod glue;
+
+pub use config::CanaryConfig;
+pub use decision::{Decision, Reason, RequestView};
+pub use error::ConfigError;
+pub use plan::RoutingPlan;

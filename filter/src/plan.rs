@@ -1,0 +1,570 @@
+//! Validation and compilation of a [`CanaryConfig`] into a [`RoutingPlan`]: names resolved to
+//! indices, weights to bucket ranges, header names lower-cased and numbered, so the
+//! per-request path does no parsing, no lookup by name and no allocation for the decision.
+
+use std::collections::{BTreeMap, HashSet};
+
+use crate::bucket::{BasisPoints, Split, BUCKETS};
+use crate::config::{CanaryConfig, KeySource, MatchSpec, RuleSpec, WhenMissing};
+use crate::ConfigError;
+
+/// Most versions a config may declare.
+pub const MAX_VERSIONS: usize = 16;
+/// The `rule` label of requests split by the top-level weights.
+pub const LABEL_WEIGHTS: &str = "weights";
+/// The `rule` label of requests sent to the default version for lack of a sticky key.
+pub const LABEL_DEFAULT: &str = "default";
+
+/// Index of a request header in [`RoutingPlan::header_names`]. The host fetches each header at
+/// most once per request, whatever number of rules read it.
+pub type HeaderSlot = usize;
+
+/// A configuration checked and compiled for the per-request path.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingPlan {
+    pub(crate) versions: Vec<Version>,
+    pub(crate) default_version: usize,
+    pub(crate) split: Split,
+    pub(crate) sticky: Option<Sticky>,
+    pub(crate) region_header: Option<HeaderSlot>,
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) route_header: String,
+    pub(crate) version_header: Option<String>,
+    pub(crate) header_names: Vec<String>,
+    pub(crate) cookie_header: Option<HeaderSlot>,
+    pub(crate) outcomes: Vec<Outcome>,
+    /// The outcome of requests defaulted for lack of a key (`when_missing: default`).
+    pub(crate) missing_key_outcome: usize,
+}
+
+/// A version of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Its name (metrics label, version header).
+    pub name: String,
+    /// The Envoy cluster written into the route header.
+    pub cluster: String,
+}
+
+/// One `(version, rule label)` pair a request can end in; each has its own metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Index into [`RoutingPlan::versions`].
+    pub version: usize,
+    /// The `rule` label: a rule's name, `weights` or `default`.
+    pub label: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sticky {
+    pub(crate) keys: Vec<Key>,
+    pub(crate) seed: u32,
+    pub(crate) when_missing: WhenMissing,
+}
+
+/// A compiled sticky key source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Key {
+    Header(HeaderSlot),
+    Cookie(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Rule {
+    pub(crate) name: String,
+    pub(crate) conditions: Vec<Condition>,
+    pub(crate) action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Condition {
+    Header(HeaderSlot, ValueTest),
+    Cookie(Vec<u8>, ValueTest),
+    Region(Vec<Vec<u8>>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ValueTest {
+    Equals(Vec<u8>),
+    Prefix(Vec<u8>),
+    Present,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Pin to `(version, outcome)`.
+    Pin(usize, usize),
+    Split(Split),
+}
+
+impl RoutingPlan {
+    /// Parses and compiles a JSON plugin configuration.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        RoutingPlan::try_from(&CanaryConfig::from_json(bytes)?)
+    }
+
+    /// The versions, in declaration order.
+    pub fn versions(&self) -> &[Version] {
+        &self.versions
+    }
+
+    /// Index of the default version.
+    pub fn default_version(&self) -> usize {
+        self.default_version
+    }
+
+    /// Lower-cased names of the request headers the decision may read, by [`HeaderSlot`].
+    pub fn header_names(&self) -> &[String] {
+        &self.header_names
+    }
+
+    /// The header the chosen cluster is written into (lower case).
+    pub fn route_header(&self) -> &str {
+        &self.route_header
+    }
+
+    /// The header the chosen version's name is written into, if enabled (lower case).
+    pub fn version_header(&self) -> Option<&str> {
+        self.version_header.as_deref()
+    }
+
+    /// Every `(version, rule label)` a request can end in; metrics are defined for each.
+    pub fn outcomes(&self) -> &[Outcome] {
+        &self.outcomes
+    }
+
+    /// Names of the rules, in evaluation order.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|rule| rule.name.as_str())
+    }
+
+    /// The sticky seed (0 when no sticky key is configured).
+    pub fn seed(&self) -> u32 {
+        self.sticky.as_ref().map_or(0, |sticky| sticky.seed)
+    }
+
+    /// The top-level split as `(version index, first bucket, end bucket)` per non-default
+    /// version that has a weight.
+    pub fn split_ranges(&self) -> Vec<(usize, u32, u32)> {
+        self.split.ranges()
+    }
+
+    /// Index of the version called `name`.
+    pub fn version_index(&self, name: &str) -> Option<usize> {
+        self.versions
+            .iter()
+            .position(|version| version.name == name)
+    }
+}
+
+impl TryFrom<&CanaryConfig> for RoutingPlan {
+    type Error = ConfigError;
+
+    fn try_from(config: &CanaryConfig) -> Result<Self, ConfigError> {
+        Compiler::default().compile(config)
+    }
+}
+
+impl TryFrom<CanaryConfig> for RoutingPlan {
+    type Error = ConfigError;
+
+    fn try_from(config: CanaryConfig) -> Result<Self, ConfigError> {
+        RoutingPlan::try_from(&config)
+    }
+}
+
+/// Collects header slots and outcomes while compiling.
+#[derive(Default)]
+struct Compiler {
+    header_names: Vec<String>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Compiler {
+    fn compile(mut self, config: &CanaryConfig) -> Result<RoutingPlan, ConfigError> {
+        let versions = check_versions(config)?;
+        let default_version = versions
+            .iter()
+            .position(|version| version.name == config.default)
+            .ok_or_else(|| ConfigError::UnknownVersion {
+                field: "default".to_string(),
+                value: config.default.clone(),
+            })?;
+
+        let route_header = header_name("route_header", &config.route_header, false)?;
+        let version_header = if config.version_header.is_empty() {
+            None
+        } else {
+            let name = header_name("version_header", &config.version_header, false)?;
+            if name == route_header {
+                return Err(ConfigError::SameHeader { value: name });
+            }
+            Some(name)
+        };
+
+        let sticky = match &config.sticky {
+            None => None,
+            Some(spec) => {
+                if spec.keys.is_empty() {
+                    return Err(ConfigError::Empty {
+                        field: "sticky.keys".to_string(),
+                    });
+                }
+                let mut keys = Vec::with_capacity(spec.keys.len());
+                for (i, key) in spec.keys.iter().enumerate() {
+                    keys.push(match key {
+                        KeySource::Header(name) => {
+                            let field = format!("sticky.keys[{i}].header");
+                            Key::Header(self.slot(&header_name(&field, name, true)?))
+                        }
+                        KeySource::Cookie(name) => {
+                            let field = format!("sticky.keys[{i}].cookie");
+                            Key::Cookie(cookie_name(&field, name)?)
+                        }
+                    });
+                }
+                Some(Sticky {
+                    keys,
+                    seed: spec.seed,
+                    when_missing: spec.when_missing,
+                })
+            }
+        };
+
+        let region_header = match &config.region {
+            None => None,
+            Some(spec) => Some(self.slot(&header_name("region.header", &spec.header, true)?)),
+        };
+
+        let split = self.split(
+            "weights",
+            &config.weights,
+            &versions,
+            default_version,
+            LABEL_WEIGHTS,
+        )?;
+
+        let mut seen_rules = HashSet::new();
+        let mut rules = Vec::with_capacity(config.rules.len());
+        for (i, spec) in config.rules.iter().enumerate() {
+            let field = format!("rules[{i}]");
+            check_name(&format!("{field}.name"), &spec.name)?;
+            if spec.name == LABEL_WEIGHTS || spec.name == LABEL_DEFAULT {
+                return Err(ConfigError::ReservedName {
+                    field: format!("{field}.name"),
+                    value: spec.name.clone(),
+                });
+            }
+            if !seen_rules.insert(spec.name.as_str()) {
+                return Err(ConfigError::Duplicate {
+                    field: format!("{field}.name"),
+                    value: spec.name.clone(),
+                });
+            }
+            rules.push(self.rule(&field, spec, &versions, default_version)?);
+        }
+
+        let missing_key_outcome = self.outcome(default_version, LABEL_DEFAULT);
+        let cookie_header = self.header_names.iter().position(|name| name == "cookie");
+        let cookie_header = match cookie_header {
+            Some(slot) => Some(slot),
+            None if uses_cookies(sticky.as_ref(), &rules) => Some(self.slot("cookie")),
+            None => None,
+        };
+
+        Ok(RoutingPlan {
+            versions,
+            default_version,
+            split,
+            sticky,
+            region_header,
+            rules,
+            route_header,
+            version_header,
+            header_names: self.header_names,
+            cookie_header,
+            outcomes: self.outcomes,
+            missing_key_outcome,
+        })
+    }
+
+    fn rule(
+        &mut self,
+        field: &str,
+        spec: &RuleSpec,
+        versions: &[Version],
+        default_version: usize,
+    ) -> Result<Rule, ConfigError> {
+        let mut conditions = Vec::new();
+        if let Some(header) = &spec.when.header {
+            let field = format!("{field}.when.header");
+            let slot = self.slot(&header_name(&format!("{field}.name"), &header.name, true)?);
+            conditions.push(Condition::Header(slot, value_test(&field, header)?));
+        }
+        if let Some(cookie) = &spec.when.cookie {
+            let field = format!("{field}.when.cookie");
+            let name = cookie_name(&format!("{field}.name"), &cookie.name)?;
+            conditions.push(Condition::Cookie(name, value_test(&field, cookie)?));
+        }
+        if let Some(regions) = &spec.when.region {
+            let field = format!("{field}.when.region");
+            if regions.is_empty() {
+                return Err(ConfigError::Empty { field });
+            }
+            if let Some(i) = regions.iter().position(String::is_empty) {
+                return Err(ConfigError::Empty {
+                    field: format!("{field}[{i}]"),
+                });
+            }
+            conditions.push(Condition::Region(
+                regions
+                    .iter()
+                    .map(|region| region.as_bytes().to_vec())
+                    .collect(),
+            ));
+        }
+        if conditions.is_empty() {
+            return Err(ConfigError::EmptyWhen {
+                field: format!("{field}.when"),
+            });
+        }
+        let action = match (&spec.version, &spec.weights) {
+            (Some(version), None) => {
+                let index = versions
+                    .iter()
+                    .position(|v| &v.name == version)
+                    .ok_or_else(|| ConfigError::UnknownVersion {
+                        field: format!("{field}.version"),
+                        value: version.clone(),
+                    })?;
+                Action::Pin(index, self.outcome(index, &spec.name))
+            }
+            (None, Some(weights)) => Action::Split(self.split(
+                &format!("{field}.weights"),
+                weights,
+                versions,
+                default_version,
+                &spec.name,
+            )?),
+            _ => {
+                return Err(ConfigError::RuleAction {
+                    field: field.to_string(),
+                })
+            }
+        };
+        Ok(Rule {
+            name: spec.name.clone(),
+            conditions,
+            action,
+        })
+    }
+
+    /// Checks a weights map and lays its versions' ranges out in declaration order.
+    fn split(
+        &mut self,
+        field: &str,
+        weights: &BTreeMap<String, f64>,
+        versions: &[Version],
+        default_version: usize,
+        label: &str,
+    ) -> Result<Split, ConfigError> {
+        for name in weights.keys() {
+            let field = format!("{field}.{name}");
+            match versions.iter().position(|v| &v.name == name) {
+                None => {
+                    return Err(ConfigError::UnknownVersion {
+                        field,
+                        value: name.clone(),
+                    })
+                }
+                Some(index) if index == default_version => {
+                    return Err(ConfigError::WeightOfDefault { field })
+                }
+                Some(_) => {}
+            }
+        }
+        let mut ranges = Vec::with_capacity(weights.len());
+        let mut total: BasisPoints = 0;
+        for (index, version) in versions.iter().enumerate() {
+            let Some(&percent) = weights.get(&version.name) else {
+                continue;
+            };
+            let points = basis_points(&format!("{field}.{}", version.name), percent)?;
+            total += points;
+            ranges.push((index, points, self.outcome(index, label)));
+        }
+        if total > BUCKETS {
+            return Err(ConfigError::WeightSum {
+                field: field.to_string(),
+                sum: f64::from(total) / 100.0,
+            });
+        }
+        let default_outcome = self.outcome(default_version, label);
+        Ok(Split::new(&ranges, default_outcome))
+    }
+
+    fn slot(&mut self, lower_name: &str) -> HeaderSlot {
+        match self.header_names.iter().position(|name| name == lower_name) {
+            Some(slot) => slot,
+            None => {
+                self.header_names.push(lower_name.to_string());
+                self.header_names.len() - 1
+            }
+        }
+    }
+
+    fn outcome(&mut self, version: usize, label: &str) -> usize {
+        let found = self
+            .outcomes
+            .iter()
+            .position(|outcome| outcome.version == version && outcome.label == label);
+        match found {
+            Some(index) => index,
+            None => {
+                self.outcomes.push(Outcome {
+                    version,
+                    label: label.to_string(),
+                });
+                self.outcomes.len() - 1
+            }
+        }
+    }
+}
+
+fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
+    let count = config.versions.len();
+    if !(2..=MAX_VERSIONS).contains(&count) {
+        return Err(ConfigError::VersionCount { count });
+    }
+    let mut names = HashSet::new();
+    let mut versions = Vec::with_capacity(count);
+    for (i, spec) in config.versions.iter().enumerate() {
+        check_name(&format!("versions[{i}].name"), &spec.name)?;
+        if !names.insert(spec.name.as_str()) {
+            return Err(ConfigError::Duplicate {
+                field: format!("versions[{i}].name"),
+                value: spec.name.clone(),
+            });
+        }
+        // A cluster name is written into a request header: it must be a valid header value.
+        if spec.cluster.trim().is_empty() {
+            return Err(ConfigError::Empty {
+                field: format!("versions[{i}].cluster"),
+            });
+        }
+        if spec.cluster.bytes().any(|b| b.is_ascii_control()) || spec.cluster.trim() != spec.cluster
+        {
+            return Err(ConfigError::BadName {
+                field: format!("versions[{i}].cluster"),
+                value: spec.cluster.clone(),
+            });
+        }
+        versions.push(Version {
+            name: spec.name.clone(),
+            cluster: spec.cluster.clone(),
+        });
+    }
+    Ok(versions)
+}
+
+/// Version and rule names become Envoy stat name segments and Prometheus label values, and the
+/// version name travels in a header: keep them to a safe alphabet.
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError::BadName {
+            field: field.to_string(),
+            value: name.to_string(),
+        })
+    }
+}
+
+/// Header names are case-insensitive: compile them to lower case, as Envoy presents them.
+/// Pseudo-headers (`:authority`, `:path`) may be read, never written.
+fn header_name(field: &str, name: &str, may_be_pseudo: bool) -> Result<String, ConfigError> {
+    let body = match name.strip_prefix(':') {
+        Some(rest) if may_be_pseudo => rest,
+        _ => name,
+    };
+    let valid = !body.is_empty() && body.bytes().all(is_token_byte);
+    if valid {
+        Ok(name.to_ascii_lowercase())
+    } else if name.is_empty() {
+        Err(ConfigError::Empty {
+            field: field.to_string(),
+        })
+    } else {
+        Err(ConfigError::BadHeaderName {
+            field: field.to_string(),
+            value: name.to_string(),
+        })
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+fn cookie_name(field: &str, name: &str) -> Result<Vec<u8>, ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::Empty {
+            field: field.to_string(),
+        });
+    }
+    if !name.bytes().all(is_token_byte) {
+        return Err(ConfigError::BadName {
+            field: field.to_string(),
+            value: name.to_string(),
+        });
+    }
+    Ok(name.as_bytes().to_vec())
+}
+
+fn value_test(field: &str, spec: &MatchSpec) -> Result<ValueTest, ConfigError> {
+    match (&spec.equals, &spec.prefix, spec.present) {
+        (Some(value), None, None) => Ok(ValueTest::Equals(value.as_bytes().to_vec())),
+        (None, Some(prefix), None) => Ok(ValueTest::Prefix(prefix.as_bytes().to_vec())),
+        (None, None, Some(true)) => Ok(ValueTest::Present),
+        _ => Err(ConfigError::MatchKind {
+            field: field.to_string(),
+        }),
+    }
+}
+
+/// A percent with a resolution of 0.01, as a whole number of buckets.
+fn basis_points(field: &str, percent: f64) -> Result<BasisPoints, ConfigError> {
+    if !percent.is_finite() || !(0.0..=100.0).contains(&percent) {
+        return Err(ConfigError::WeightRange {
+            field: field.to_string(),
+            value: percent,
+        });
+    }
+    let scaled = percent * 100.0;
+    let rounded = scaled.round();
+    // 0.29 * 100 is 28.999999999999996 in binary floating point: allow for that, not for 0.005.
+    if (scaled - rounded).abs() > 1e-6 {
+        return Err(ConfigError::WeightResolution {
+            field: field.to_string(),
+            value: percent,
+        });
+    }
+    // In 0..=10000 after the range check, so the conversion is exact.
+    Ok(rounded as BasisPoints)
+}
+
+fn uses_cookies(sticky: Option<&Sticky>, rules: &[Rule]) -> bool {
+    let in_keys = sticky.is_some_and(|s| s.keys.iter().any(|key| matches!(key, Key::Cookie(_))));
+    let in_rules = rules.iter().any(|rule| {
+        rule.conditions
+            .iter()
+            .any(|condition| matches!(condition, Condition::Cookie(..)))
+    });
+    in_keys || in_rules
+}
