@@ -66,14 +66,14 @@ impl RootContext for CanaryRoot {
             Err(err) => {
                 // One line naming the field; returning false makes Envoy refuse this config
                 // (and keep the previous one when it came by ECDS).
-                error!("canary: configuration refused: {err}");
+                error!("configuration refused: {err}");
                 return false;
             }
         };
         let metrics = match define_metrics(&plan) {
             Ok(metrics) => metrics,
             Err(name) => {
-                error!("canary: configuration refused: could not define metric {name}");
+                error!("configuration refused: could not define metric {name}");
                 return false;
             }
         };
@@ -92,7 +92,7 @@ impl RootContext for CanaryRoot {
             self.random.set((nanos as u64) | 1);
         }
         info!(
-            "canary: configuration accepted: {} versions, {} rules, default {:?}, proxy region {:?}",
+            "configuration accepted: {} versions, {} rules, default {:?}, proxy region {:?}",
             plan.versions().len(),
             plan.rule_names().count(),
             plan.versions()
@@ -223,7 +223,7 @@ impl HttpContext for CanaryStream {
 
 fn set_header(map: MapType, name: &str, value: &str) {
     if hostcalls::set_map_value(map, name, Some(value)).is_err() {
-        warn!("canary: could not set header {name}");
+        warn!("could not set header {name}");
     }
 }
 

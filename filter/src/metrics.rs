@@ -39,6 +39,52 @@ pub fn code_class_index(status: &[u8]) -> Option<usize> {
     }
 }
 
+/// Envoy's prefix for metrics defined by wasm modules, as `/stats` shows them.
+pub const ENVOY_PREFIX: &str = "wasmcustom.";
+
+/// One of this filter's metrics, taken apart from its raw Envoy name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricName<'a> {
+    /// [`REQUESTS`], [`RESPONSES`] or [`DURATION`].
+    pub metric: &'a str,
+    /// The version label.
+    pub version: &'a str,
+    /// The rule label.
+    pub rule: &'a str,
+    /// The code class label (responses only).
+    pub code_class: Option<&'a str>,
+}
+
+/// Takes a raw name apart (with or without the `wasmcustom.` prefix); `None` for any other
+/// metric.
+pub fn parse_name(name: &str) -> Option<MetricName<'_>> {
+    let name = name.strip_prefix(ENVOY_PREFIX).unwrap_or(name);
+    let mut parts = name.split('.');
+    let metric = parts.next()?;
+    if ![REQUESTS, RESPONSES, DURATION].contains(&metric) {
+        return None;
+    }
+    let (Some("version"), Some(version), Some("rule"), Some(rule)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let code_class = match (metric == RESPONSES, parts.next(), parts.next()) {
+        (true, Some("code_class"), Some(class)) => Some(class),
+        (false, None, None) => None,
+        _ => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(MetricName {
+        metric,
+        version,
+        rule,
+        code_class,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
@@ -82,6 +128,44 @@ mod tests {
         for &(status, want) in table {
             let got = code_class_index(status).and_then(|i| CODE_CLASSES.get(i).copied());
             assert_eq!(got, want, "status {status:?}");
+        }
+    }
+
+    #[test]
+    fn names_parse_back() {
+        let requests = requests_name("canary", "eu-first");
+        let parsed = parse_name(&requests).unwrap();
+        assert_eq!(
+            (
+                parsed.metric,
+                parsed.version,
+                parsed.rule,
+                parsed.code_class
+            ),
+            (REQUESTS, "canary", "eu-first", None)
+        );
+        let responses = format!("{ENVOY_PREFIX}{}", responses_name("v2", "weights", "5xx"));
+        let parsed = parse_name(&responses).unwrap();
+        assert_eq!(
+            (
+                parsed.metric,
+                parsed.version,
+                parsed.rule,
+                parsed.code_class
+            ),
+            (RESPONSES, "v2", "weights", Some("5xx"))
+        );
+        let duration = duration_name("stable", "default");
+        assert_eq!(parse_name(&duration).unwrap().metric, DURATION);
+        for other in [
+            "wasmcustom.other.version.a.rule.b",
+            "canary_requests_total.version.a",
+            "canary_requests_total.version.a.rule.b.code_class.2xx",
+            "canary_responses_total.version.a.rule.b",
+            "canary_requests_total.version.a.rule.b.extra",
+            "cluster.app-v1.upstream_rq_total",
+        ] {
+            assert_eq!(parse_name(other), None, "{other}");
         }
     }
 }

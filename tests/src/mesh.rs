@@ -1,0 +1,413 @@
+//! The shipped Envoy setup (`envoy/front.yaml`, `envoy/upstreams.yaml`,
+//! `envoy/ecds/canary-filter.yaml`) brought up for real: as shipped for the demo, or isolated
+//! in a temporary directory on kernel-chosen ports for the tests, which may run in parallel.
+//! The isolated layout changes nothing but ports, paths and the node's region, so the tests
+//! exercise the very files users run.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::envoy::{repo_root, EnvoyProcess};
+use crate::{http_agent, Reply, Result};
+
+/// The shipped front bootstrap.
+pub const FRONT_YAML: &str = "envoy/front.yaml";
+/// The shipped upstreams bootstrap.
+pub const UPSTREAMS_YAML: &str = "envoy/upstreams.yaml";
+/// The shipped ECDS resource (the filter and its configuration).
+pub const ECDS_YAML: &str = "envoy/ecds/canary-filter.yaml";
+/// The wasm module, as the shipped ECDS resource names it (relative to the repository root).
+pub const WASM: &str = "target/wasm32-wasip1/release/canary_filter.wasm";
+/// ECDS resource name of the filter.
+pub const FILTER_NAME: &str = "canary-filter";
+/// The upstream versions of the shipped setup: `(listener/cluster name, port as shipped)`.
+pub const UPSTREAMS: [(&str, u16); 3] = [("app-v1", 10101), ("app-v2", 10102), ("app-v3", 10103)];
+/// The shipped front listener port.
+pub const FRONT_PORT: u16 = 10000;
+/// The shipped front admin port.
+pub const FRONT_ADMIN_PORT: u16 = 9901;
+/// The shipped upstreams admin port.
+pub const UPSTREAMS_ADMIN_PORT: u16 = 9902;
+/// The node region of the shipped front bootstrap.
+pub const SHIPPED_REGION: &str = "us-east-1";
+
+/// The path of the built wasm module: `$CANARY_WASM`, else the release build in `target/`.
+pub fn wasm_path() -> Result<PathBuf> {
+    let path =
+        std::env::var_os("CANARY_WASM").map_or_else(|| repo_root().join(WASM), PathBuf::from);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the filter is not built at {}: run `make wasm` \
+             (cargo build --release --target wasm32-wasip1 -p canary-filter)",
+            path.display()
+        )
+        .into())
+    }
+}
+
+/// Where a [`Mesh`] runs.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// The shipped files as they are, from the repository root, on the shipped ports.
+    Shipped,
+    /// A temporary directory, ports chosen by the kernel, and this node region (`None`: the
+    /// bootstrap names no locality).
+    Isolated { region: Option<String> },
+}
+
+/// What became of a configuration pushed by ECDS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Envoy counted `update_success`.
+    Accepted,
+    /// Envoy counted `update_rejected` (for example `on_configure` returned false).
+    Rejected,
+}
+
+/// The upstreams Envoy and the front Envoy with the filter.
+pub struct Mesh {
+    // Field order is drop order: the front goes first, the temporary directory last.
+    front: EnvoyProcess,
+    upstreams: EnvoyProcess,
+    listen: SocketAddr,
+    ecds_file: PathBuf,
+    writes: AtomicU64,
+    _dir: Option<TempDir>,
+}
+
+impl Mesh {
+    /// The shipped setup in a temporary directory with `config` (the filter's JSON) as the
+    /// ECDS resource's configuration, the node in the shipped region.
+    pub fn isolated(config: &str) -> Result<Mesh> {
+        Mesh::start(
+            Layout::Isolated {
+                region: Some(SHIPPED_REGION.to_string()),
+            },
+            Some(config),
+        )
+    }
+
+    /// As [`Mesh::isolated`], with the node in `region` (or in none).
+    pub fn isolated_in_region(config: &str, region: Option<&str>) -> Result<Mesh> {
+        Mesh::start(
+            Layout::Isolated {
+                region: region.map(str::to_string),
+            },
+            Some(config),
+        )
+    }
+
+    /// Starts both Envoys. `config` replaces the filter configuration of the ECDS resource
+    /// (isolated layout only; the shipped layout serves the shipped file as it is).
+    pub fn start(layout: Layout, config: Option<&str>) -> Result<Mesh> {
+        let root = repo_root();
+        wasm_path()?;
+        match layout {
+            Layout::Shipped => {
+                let run_dir = root.join(".run");
+                fs::create_dir_all(&run_dir)?;
+                let upstreams =
+                    EnvoyProcess::start("upstreams", &root.join(UPSTREAMS_YAML), &root, &run_dir)?;
+                let front = EnvoyProcess::start("front", &root.join(FRONT_YAML), &root, &run_dir)?;
+                Ok(Mesh {
+                    listen: SocketAddr::from(([127, 0, 0, 1], FRONT_PORT)),
+                    ecds_file: root.join(ECDS_YAML),
+                    front,
+                    upstreams,
+                    writes: AtomicU64::new(0),
+                    _dir: None,
+                })
+            }
+            Layout::Isolated { region } => {
+                let dir = tempfile::Builder::new().prefix("canary-e2e-").tempdir()?;
+                let path = dir.path();
+                fs::create_dir_all(path.join("ecds"))?;
+
+                let upstreams_yaml = path.join("upstreams.yaml");
+                fs::write(
+                    &upstreams_yaml,
+                    render_upstreams(&read(&root, UPSTREAMS_YAML)?)?,
+                )?;
+                let upstreams = EnvoyProcess::start("upstreams", &upstreams_yaml, path, path)?;
+                let mut ports = Vec::new();
+                for (name, _) in UPSTREAMS {
+                    ports.push(upstreams.listener_port(name)?);
+                }
+
+                let ecds_file = path.join("ecds").join("canary-filter.yaml");
+                let ecds_template = read(&root, ECDS_YAML)?;
+                let wasm = wasm_path()?;
+                let config = match config {
+                    Some(config) => config.to_string(),
+                    None => configuration_of(&ecds_template)?,
+                };
+                fs::write(&ecds_file, render_ecds(&ecds_template, &config, &wasm)?)?;
+
+                let front_yaml = path.join("front.yaml");
+                let front_text =
+                    render_front(&read(&root, FRONT_YAML)?, path, &ports, region.as_deref())?;
+                fs::write(&front_yaml, front_text)?;
+                let front = EnvoyProcess::start("front", &front_yaml, path, path)?;
+                let listen = SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress")?));
+                Ok(Mesh {
+                    front,
+                    upstreams,
+                    listen,
+                    ecds_file,
+                    writes: AtomicU64::new(0),
+                    _dir: Some(dir),
+                })
+            }
+        }
+    }
+
+    /// The front listener's address.
+    pub fn listen(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The front Envoy.
+    pub fn front(&self) -> &EnvoyProcess {
+        &self.front
+    }
+
+    /// The front Envoy, mutably (to ask whether it still runs).
+    pub fn front_mut(&mut self) -> &mut EnvoyProcess {
+        &mut self.front
+    }
+
+    /// The upstreams Envoy.
+    pub fn upstreams(&self) -> &EnvoyProcess {
+        &self.upstreams
+    }
+
+    /// The ECDS file Envoy watches.
+    pub fn ecds_file(&self) -> &Path {
+        &self.ecds_file
+    }
+
+    fn ecds_counter(&self, counter: &str) -> Result<u64> {
+        self.front.stat(&format!(
+            "extension_config_discovery.http_filter.{FILTER_NAME}.{counter}"
+        ))
+    }
+
+    /// Writes `config` as the filter's configuration by atomic rename, without waiting.
+    pub fn write_config(&self, config: &str) -> Result<()> {
+        let template = fs::read_to_string(&self.ecds_file)?;
+        let wasm = wasm_path()?;
+        self.write_ecds_text(&render_ecds(&template, config, &wasm)?)
+    }
+
+    /// Writes a whole ECDS file (even a broken one) by atomic rename, without waiting.
+    pub fn write_ecds_text(&self, text: &str) -> Result<()> {
+        let n = self.writes.fetch_add(1, Ordering::Relaxed);
+        let dir = self
+            .ecds_file
+            .parent()
+            .ok_or("ECDS file has no directory")?;
+        let staging = dir.join(format!(".canary-filter.{}.{n}.tmp", std::process::id()));
+        fs::write(&staging, text)?;
+        fs::rename(&staging, &self.ecds_file)?;
+        Ok(())
+    }
+
+    /// Pushes `config` by ECDS and waits until Envoy has accepted or rejected it.
+    pub fn push_config(&self, config: &str) -> Result<Push> {
+        let template = fs::read_to_string(&self.ecds_file)?;
+        let text = render_ecds(&template, config, &wasm_path()?)?;
+        self.push_ecds_text(&text)
+    }
+
+    /// Pushes a whole ECDS file and waits until Envoy has accepted or rejected it.
+    pub fn push_ecds_text(&self, text: &str) -> Result<Push> {
+        let (success, rejected) = (
+            self.ecds_counter("update_success")?,
+            self.ecds_counter("update_rejected")?,
+        );
+        self.write_ecds_text(text)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ecds_counter("update_success")? > success {
+                return Ok(Push::Accepted);
+            }
+            if self.ecds_counter("update_rejected")? > rejected {
+                return Ok(Push::Rejected);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("Envoy neither accepted nor rejected the pushed config within 10 s".into())
+    }
+
+    /// GET `/` through the front with these headers.
+    pub fn get(&self, headers: &[(&str, &str)]) -> Result<Reply> {
+        let agent = http_agent(Duration::from_secs(10));
+        let mut request = agent.get(&format!("http://{}/", self.listen));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let mut response = request.call()?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response.body_mut().read_to_string()?;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends raw bytes as one HTTP/1.1 request (which should say `Connection: close`) and
+    /// reads the reply: for requests no well-behaved client library would send.
+    pub fn raw(&self, request: &[u8]) -> Result<Reply> {
+        let mut stream = TcpStream::connect(self.listen)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(request)?;
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes)?;
+        Reply::parse(&bytes)
+    }
+
+    /// `/stats/prometheus` of the front.
+    pub fn prometheus(&self) -> Result<String> {
+        self.front.admin_get("/stats/prometheus")
+    }
+
+    /// Waits up to `timeout` for `check` to hold, asking every 20 ms.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Result<bool>,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if check()? {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("condition not met within {timeout:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn read(root: &Path, relative: &str) -> Result<String> {
+    fs::read_to_string(root.join(relative))
+        .map_err(|err| format!("cannot read {relative}: {err}").into())
+}
+
+/// Replaces `from` by `to`, insisting that `from` occurs exactly `count` times: when the
+/// shipped files change shape, the tests say so instead of testing something else.
+fn replace_exactly(text: &str, from: &str, to: &str, count: usize) -> Result<String> {
+    let found = text.matches(from).count();
+    if found != count {
+        return Err(
+            format!("expected {count} × {from:?} in a shipped Envoy file, found {found}").into(),
+        );
+    }
+    Ok(text.replace(from, to))
+}
+
+/// The upstreams bootstrap with every port (admin and listeners) left to the kernel.
+pub fn render_upstreams(text: &str) -> Result<String> {
+    let mut text = replace_exactly(
+        text,
+        &format!("port_value: {UPSTREAMS_ADMIN_PORT} "),
+        "port_value: 0 ",
+        1,
+    )?;
+    for (_, port) in UPSTREAMS {
+        text = replace_exactly(&text, &format!("port_value: {port} "), "port_value: 0 ", 1)?;
+    }
+    Ok(text)
+}
+
+/// The front bootstrap with kernel-chosen listener and admin ports, the upstream ports given,
+/// the ECDS file under `dir`, and the node in `region` (or in none).
+pub fn render_front(
+    text: &str,
+    dir: &Path,
+    upstream_ports: &[u16],
+    region: Option<&str>,
+) -> Result<String> {
+    let mut text = replace_exactly(
+        text,
+        &format!("port_value: {FRONT_PORT} "),
+        "port_value: 0 ",
+        1,
+    )?;
+    text = replace_exactly(
+        &text,
+        &format!("port_value: {FRONT_ADMIN_PORT} "),
+        "port_value: 0 ",
+        1,
+    )?;
+    for ((_, shipped), actual) in UPSTREAMS.iter().zip(upstream_ports) {
+        text = replace_exactly(
+            &text,
+            &format!("port_value: {shipped} "),
+            &format!("port_value: {actual} "),
+            1,
+        )?;
+    }
+    let ecds_dir = dir.join("ecds");
+    text = replace_exactly(
+        &text,
+        &format!("path: {ECDS_YAML}"),
+        &format!("path: {}", ecds_dir.join("canary-filter.yaml").display()),
+        1,
+    )?;
+    text = replace_exactly(
+        &text,
+        "watched_directory: { path: envoy/ecds }",
+        &format!("watched_directory: {{ path: {} }}", ecds_dir.display()),
+        1,
+    )?;
+    let shipped_locality = format!("  locality:\n    region: {SHIPPED_REGION}\n");
+    let locality = match region {
+        Some(region) => format!("  locality:\n    region: {region}\n"),
+        None => String::new(),
+    };
+    replace_exactly(&text, &shipped_locality, &locality, 1)
+}
+
+/// The ECDS resource `template` with `config` as the filter's configuration and `wasm` as
+/// its code.
+pub fn render_ecds(template: &str, config: &str, wasm: &Path) -> Result<String> {
+    let mut doc: serde_json::Value = serde_yaml_ng::from_str(template)?;
+    let filter = &mut doc["resources"][0]["typed_config"]["config"];
+    if !filter.is_object() {
+        return Err("the ECDS template has no resources[0].typed_config.config".into());
+    }
+    filter["configuration"]["value"] = serde_json::Value::String(config.to_string());
+    filter["vm_config"]["code"]["local"]["filename"] =
+        serde_json::Value::String(wasm.display().to_string());
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+/// The filter configuration inside an ECDS resource.
+pub fn configuration_of(ecds: &str) -> Result<String> {
+    let doc: serde_json::Value = serde_yaml_ng::from_str(ecds)?;
+    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "the ECDS resource has no configuration value".into())
+}

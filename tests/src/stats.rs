@@ -1,0 +1,136 @@
+//! The per-version table: requests, share, 5xx and latency quantiles, read from Envoy's
+//! `/stats?format=json` (counters by exact name, histograms as cumulative buckets, so the
+//! latency of one version can be summed across rules before taking quantiles).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use canary_filter::metrics::{self, parse_name};
+
+use crate::envoy::EnvoyProcess;
+use crate::Result;
+
+/// The admin query that returns every metric of the filter.
+pub const STATS_QUERY: &str =
+    "/stats?format=json&filter=^wasmcustom%5C.canary_&histogram_buckets=cumulative";
+
+/// Everything the filter's metrics say about one version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VersionStats {
+    /// Requests routed to it.
+    pub requests: u64,
+    /// Responses by code class (`"2xx"` …).
+    pub responses: BTreeMap<String, u64>,
+    /// Requests by rule label.
+    pub by_rule: BTreeMap<String, u64>,
+    /// Latency histogram: `(upper bound in ms, cumulative count)`, summed over rules.
+    pub latency: Vec<(f64, u64)>,
+}
+
+impl VersionStats {
+    /// Responses of class 5xx.
+    pub fn errors(&self) -> u64 {
+        self.responses.get("5xx").copied().unwrap_or(0)
+    }
+
+    /// All responses counted.
+    pub fn answered(&self) -> u64 {
+        self.responses.values().sum()
+    }
+
+    /// The `q` quantile (0..1) of the latency in ms, interpolated inside its bucket; `None`
+    /// without samples.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.latency.last()?.1;
+        if total == 0 {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut lower = (0.0, 0u64);
+        for &(bound, count) in &self.latency {
+            if count as f64 >= rank && count > lower.1 {
+                let within = (rank - lower.1 as f64) / (count - lower.1) as f64;
+                return Some(lower.0 + (bound - lower.0) * within.clamp(0.0, 1.0));
+            }
+            lower = (bound, count);
+        }
+        Some(lower.0)
+    }
+}
+
+/// Reads the filter's metrics from an Envoy admin endpoint, by version.
+pub fn read_versions(envoy: &EnvoyProcess) -> Result<BTreeMap<String, VersionStats>> {
+    parse_versions(&envoy.admin_get(STATS_QUERY)?)
+}
+
+/// Parses the JSON of [`STATS_QUERY`].
+pub fn parse_versions(json: &str) -> Result<BTreeMap<String, VersionStats>> {
+    let doc: serde_json::Value = serde_json::from_str(json)?;
+    let mut versions: BTreeMap<String, VersionStats> = BTreeMap::new();
+    for stat in doc["stats"].as_array().into_iter().flatten() {
+        if let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_u64()) {
+            let Some(parsed) = parse_name(name) else {
+                continue;
+            };
+            let entry = versions.entry(parsed.version.to_string()).or_default();
+            if parsed.metric == metrics::REQUESTS {
+                entry.requests += value;
+                *entry.by_rule.entry(parsed.rule.to_string()).or_default() += value;
+            } else if let Some(class) = parsed.code_class {
+                *entry.responses.entry(class.to_string()).or_default() += value;
+            }
+        }
+        for histogram in stat["histograms"].as_array().into_iter().flatten() {
+            let Some(parsed) = histogram["name"].as_str().and_then(parse_name) else {
+                continue;
+            };
+            let entry = versions.entry(parsed.version.to_string()).or_default();
+            let buckets = histogram["buckets"].as_array().into_iter().flatten();
+            let points: Vec<(f64, u64)> = buckets
+                .filter_map(|b| Some((b["upper_bound"].as_f64()?, b["cumulative"].as_u64()?)))
+                .collect();
+            if entry.latency.is_empty() {
+                entry.latency = points;
+            } else {
+                for (have, add) in entry.latency.iter_mut().zip(points) {
+                    have.1 += add.1;
+                }
+            }
+        }
+    }
+    Ok(versions)
+}
+
+/// The table people read: one line per version.
+pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
+    let total: u64 = versions.values().map(|v| v.requests).sum();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:>9} {:>7} {:>6} {:>8} {:>8}",
+        "version", "requests", "share", "5xx", "p50 ms", "p99 ms"
+    );
+    for (name, stats) in versions {
+        let share = if total == 0 {
+            0.0
+        } else {
+            stats.requests as f64 * 100.0 / total as f64
+        };
+        let quantile = |q| {
+            stats
+                .quantile(q)
+                .map_or("-".to_string(), |ms| format!("{ms:.1}"))
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9} {:>6.1}% {:>6} {:>8} {:>8}",
+            name,
+            stats.requests,
+            share,
+            stats.errors(),
+            quantile(0.5),
+            quantile(0.99)
+        );
+    }
+    out
+}

@@ -1,0 +1,273 @@
+//! Routing semantics of the filter, proven in a real Envoy (1.40, V8) with real upstreams.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use canary_e2e::mesh::{Mesh, Push};
+use canary_filter::bucket::bucket_of;
+use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
+
+/// 1. For 1,200 distinct keys each request lands where the murmur3 contract says, the
+/// upstream sees the route and version headers the filter wrote, the client gets the version
+/// header back, and the shares match the weight.
+#[test]
+fn sticky_split_lands_every_key_where_the_contract_says() {
+    let mesh = mesh(&two_versions(30.0, 7));
+    let keys = 1_200;
+    let mut on_canary = 0;
+    for i in 0..keys {
+        let key = format!("user-{i}");
+        let want = contract_cluster(&key, 7, 30.0);
+        let reply = get_ok(&mesh, &[("x-user-id", &key)]);
+        assert_eq!(reply.upstream(), Some(want), "key {key}");
+        assert_eq!(reply.header("x-seen-route"), Some(want), "key {key}");
+        let version = if want == "app-v2" { "canary" } else { "stable" };
+        assert_eq!(reply.header("x-seen-version"), Some(version), "key {key}");
+        assert_eq!(reply.header("x-canary-version"), Some(version), "key {key}");
+        on_canary += usize::from(want == "app-v2");
+    }
+    let share = on_canary as f64 * 100.0 / f64::from(keys);
+    assert!(
+        (share - 30.0).abs() < 4.0,
+        "canary share {share}% for weight 30%"
+    );
+    // Same key, same version, every time.
+    for i in 0..50 {
+        let key = format!("user-{i}");
+        assert_eq!(upstream_of(&mesh, &key), contract_cluster(&key, 7, 30.0));
+    }
+}
+
+const RULES: &str = r#"{
+  "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+  "default": "stable",
+  "weights": {"canary": 0},
+  "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "uid"}], "seed": 0, "when_missing": "default"},
+  "region": {"header": "x-region"},
+  "rules": [
+    {"name": "testers", "when": {"header": {"name": "X-Canary", "equals": "always"}}, "version": "canary"},
+    {"name": "beta", "when": {"header": {"name": "x-client", "prefix": "beta-"}}, "version": "canary"},
+    {"name": "opt-in", "when": {"cookie": {"name": "canary", "equals": "yes"}}, "version": "canary"},
+    {"name": "opt-out", "when": {"cookie": {"name": "canary", "equals": "never"}}, "version": "stable"},
+    {"name": "eu-first", "when": {"region": ["eu-west-1"]}, "weights": {"canary": 100}}
+  ]
+}"#;
+
+/// 2. Header rules (equals, prefix, case-insensitive name), cookie rules, and the region rule
+/// from the request header.
+#[test]
+fn header_cookie_and_region_rules() {
+    let mesh = mesh(RULES);
+    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        (&[("x-user-id", "u1")], "app-v1", "stable"),
+        (
+            &[("x-user-id", "u1"), ("x-canary", "always")],
+            "app-v2",
+            "canary",
+        ),
+        (
+            &[("x-user-id", "u1"), ("X-CANARY", "always")],
+            "app-v2",
+            "canary",
+        ),
+        (
+            &[("x-user-id", "u1"), ("x-canary", "sometimes")],
+            "app-v1",
+            "stable",
+        ),
+        (
+            &[("x-user-id", "u1"), ("x-client", "beta-ios-7")],
+            "app-v2",
+            "canary",
+        ),
+        (
+            &[("x-user-id", "u1"), ("x-client", "ios-beta-7")],
+            "app-v1",
+            "stable",
+        ),
+        (
+            &[("x-user-id", "u1"), ("cookie", "a=1; canary=yes; b=2")],
+            "app-v2",
+            "canary",
+        ),
+        (
+            &[("x-user-id", "u1"), ("cookie", "canary=never")],
+            "app-v1",
+            "stable",
+        ),
+        (
+            &[("x-user-id", "u1"), ("x-region", "eu-west-1")],
+            "app-v2",
+            "canary",
+        ),
+        (
+            &[("x-user-id", "u1"), ("x-region", "eu-west-2")],
+            "app-v1",
+            "stable",
+        ),
+        // The first matching rule wins: testers before opt-out.
+        (
+            &[
+                ("x-user-id", "u1"),
+                ("x-canary", "always"),
+                ("cookie", "canary=never"),
+            ],
+            "app-v2",
+            "canary",
+        ),
+        // opt-out before eu-first.
+        (
+            &[
+                ("x-user-id", "u1"),
+                ("x-region", "eu-west-1"),
+                ("cookie", "canary=never"),
+            ],
+            "app-v1",
+            "stable",
+        ),
+    ];
+    for (headers, upstream, version) in cases {
+        let reply = get_ok(&mesh, headers);
+        assert_eq!(reply.upstream(), Some(*upstream), "{headers:?}");
+        assert_eq!(
+            reply.header("x-canary-version"),
+            Some(*version),
+            "{headers:?}"
+        );
+    }
+}
+
+/// 2. A cookie as the sticky key, and `when_missing` both ways.
+#[test]
+fn cookie_key_and_when_missing() {
+    let config = |when_missing: &str| {
+        format!(
+            r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "app-v2"}}],
+                "default": "stable", "weights": {{"canary": 50}},
+                "sticky": {{"keys": [{{"header": "x-user-id"}}, {{"cookie": "uid"}}], "seed": 11, "when_missing": "{when_missing}"}}}}"#
+        )
+    };
+    let mesh = mesh(&config("default"));
+    // The cookie is the key when the header is absent (or empty).
+    for i in 0..300 {
+        let key = format!("cookie-user-{i}");
+        let want = contract_cluster(&key, 11, 50.0);
+        let cookie = format!("theme=dark; uid={key}; lang=en");
+        assert_eq!(
+            get_ok(&mesh, &[("cookie", &cookie)]).upstream(),
+            Some(want),
+            "{key}"
+        );
+        assert_eq!(
+            get_ok(&mesh, &[("x-user-id", ""), ("cookie", &cookie)]).upstream(),
+            Some(want),
+            "{key}"
+        );
+    }
+    // No key, when_missing = default: always the default version.
+    for _ in 0..100 {
+        assert_eq!(get_ok(&mesh, &[]).upstream(), Some("app-v1"));
+        assert_eq!(
+            get_ok(&mesh, &[("cookie", "uid=")]).upstream(),
+            Some("app-v1")
+        );
+    }
+    // No key, when_missing = random: keyless requests are split by the weights.
+    assert_eq!(mesh.push_config(&config("random")).unwrap(), Push::Accepted);
+    let mut canary = 0;
+    for _ in 0..400 {
+        canary += usize::from(get_ok(&mesh, &[]).upstream() == Some("app-v2"));
+    }
+    assert!(
+        (120..=280).contains(&canary),
+        "{canary} of 400 keyless requests on a 50% canary"
+    );
+}
+
+/// 2. The region rule falls back to the proxy's own locality (`node.locality.region`).
+#[test]
+fn region_rule_from_the_node_locality() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+        "default": "stable", "region": {"header": "x-region"},
+        "rules": [{"name": "eu-canary", "when": {"region": ["eu-west-1"]}, "version": "canary"}]}"#;
+    let in_eu =
+        Mesh::isolated_in_region(config, Some("eu-west-1")).unwrap_or_else(|err| panic!("{err}"));
+    let nowhere = Mesh::isolated_in_region(config, None).unwrap_or_else(|err| panic!("{err}"));
+    // An EU proxy: its requests without a region header are in the EU.
+    assert_eq!(get_ok(&in_eu, &[]).upstream(), Some("app-v2"));
+    // The request's header wins over the proxy's locality.
+    assert_eq!(
+        get_ok(&in_eu, &[("x-region", "us-east-1")]).upstream(),
+        Some("app-v1")
+    );
+    // A proxy without locality: only the header can put a request in the EU.
+    assert_eq!(get_ok(&nowhere, &[]).upstream(), Some("app-v1"));
+    assert_eq!(
+        get_ok(&nowhere, &[("x-region", "eu-west-1")]).upstream(),
+        Some("app-v2")
+    );
+    // The shipped bootstrap's region (us-east-1) is not the EU.
+    let shipped = mesh(config);
+    assert_eq!(get_ok(&shipped, &[]).upstream(), Some("app-v1"));
+}
+
+/// 2. Three versions (A/B/n): consecutive ranges in declaration order.
+#[test]
+fn three_versions_split_by_declaration_order() {
+    let config = r#"{"versions": [{"name": "a", "cluster": "app-v1"}, {"name": "b", "cluster": "app-v2"}, {"name": "c", "cluster": "app-v3"}],
+        "default": "a", "weights": {"c": 30, "b": 20}, "sticky": {"keys": [{"header": "x-user-id"}], "seed": 5}}"#;
+    let mesh = mesh(config);
+    let mut counts = std::collections::BTreeMap::new();
+    let keys = 1_500;
+    for i in 0..keys {
+        let key = format!("abn-{i}");
+        let want = match bucket_of(key.as_bytes(), 5) {
+            0..=1999 => "app-v2",
+            2000..=4999 => "app-v3",
+            _ => "app-v1",
+        };
+        let reply = get_ok(&mesh, &[("x-user-id", &key)]);
+        assert_eq!(reply.upstream(), Some(want), "key {key}");
+        *counts.entry(want).or_insert(0) += 1;
+    }
+    for (cluster, weight) in [("app-v1", 50.0), ("app-v2", 20.0), ("app-v3", 30.0)] {
+        let share = f64::from(counts[cluster]) * 100.0 / f64::from(keys);
+        assert!(
+            (share - weight).abs() < 4.5,
+            "{cluster}: {share}% for {weight}%"
+        );
+    }
+}
+
+/// 4. A client-sent route header naming another configured cluster never reaches it; nor does
+/// a client-sent version header reach the upstream.
+#[test]
+fn a_client_cannot_pick_the_cluster() {
+    let mesh = mesh(&two_versions(0.0, 0));
+    for i in 0..100 {
+        let key = format!("spoofer-{i}");
+        for (spoofed, version) in [("app-v2", "canary"), ("app-v3", "c"), ("app-v1", "stable")] {
+            let reply = get_ok(
+                &mesh,
+                &[
+                    ("x-user-id", &key),
+                    ("x-canary-cluster", spoofed),
+                    ("x-canary-version", version),
+                ],
+            );
+            assert_eq!(reply.upstream(), Some("app-v1"), "spoofed {spoofed}");
+            assert_eq!(reply.header("x-seen-route"), Some("app-v1"));
+            assert_eq!(reply.header("x-seen-version"), Some("stable"));
+        }
+    }
+    // Twice the header, in different cases: still stripped.
+    let raw = b"GET / HTTP/1.1\r\nHost: x\r\nx-canary-cluster: app-v2\r\nX-Canary-Cluster: app-v3\r\nConnection: close\r\n\r\n";
+    let reply = mesh.raw(raw).unwrap();
+    assert_eq!((reply.status, reply.upstream()), (200, Some("app-v1")));
+}
