@@ -200,9 +200,10 @@ impl Mesh {
         ))
     }
 
-    /// Writes `config` as the filter's configuration by atomic rename, without waiting.
+    /// Writes `config` as the filter's configuration (in the shipped ECDS resource) by atomic
+    /// rename, without waiting.
     pub fn write_config(&self, config: &str) -> Result<()> {
-        let template = fs::read_to_string(&self.ecds_file)?;
+        let template = read(&repo_root(), ECDS_YAML)?;
         let wasm = wasm_path()?;
         self.write_ecds_text(&render_ecds(&template, config, &wasm)?)
     }
@@ -222,7 +223,7 @@ impl Mesh {
 
     /// Pushes `config` by ECDS and waits until Envoy has accepted or rejected it.
     pub fn push_config(&self, config: &str) -> Result<Push> {
-        let template = fs::read_to_string(&self.ecds_file)?;
+        let template = read(&repo_root(), ECDS_YAML)?;
         let text = render_ecds(&template, config, &wasm_path()?)?;
         self.push_ecds_text(&text)
     }
