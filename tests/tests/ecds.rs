@@ -18,7 +18,7 @@ use canary_e2e::http_agent;
 use canary_e2e::mesh::Push;
 use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
-/// 3. A ramp from 10 % to 30 % arrives by ECDS: every key that was on the canary stays there,
+/// Case 3: A ramp from 10 % to 30 % arrives by ECDS: every key that was on the canary stays there,
 /// and the keys the contract adds move to it.
 #[test]
 fn raising_the_weight_by_ecds_keeps_every_canary_user() {
@@ -61,7 +61,7 @@ fn raising_the_weight_by_ecds_keeps_every_canary_user() {
     );
 }
 
-/// 5. Broken JSON, weights over 100, an unknown version, an unknown field, and a broken ECDS
+/// Case 5: Broken JSON, weights over 100, an unknown version, an unknown field, and a broken ECDS
 /// file: each is refused, Envoy says why naming the field, stays up, and the previous routing
 /// keeps serving.
 #[test]
@@ -126,7 +126,7 @@ fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
     .unwrap();
 }
 
-/// 8. A few seconds of concurrent requests with a dozen config updates in the middle: no
+/// Case 8: A few seconds of concurrent requests with a dozen config updates in the middle: no
 /// non-2xx answer, no connection error.
 #[test]
 fn config_updates_under_load_drop_nothing() {

@@ -1,4 +1,4 @@
-//! 6. Hostile requests get normal answers, the VM survives them, and routing stays intact.
+//! Case 6: Hostile requests get normal answers, the VM survives them, and routing stays intact.
 
 #![allow(
     clippy::unwrap_used,

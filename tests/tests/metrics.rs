@@ -1,4 +1,4 @@
-//! 7. Per-version metrics in Prometheus form: counts per version and rule, responses per code
+//! Case 7: Per-version metrics in Prometheus form: counts per version and rule, responses per code
 //! class, and the duration histogram, after a known traffic mix.
 
 #![allow(

@@ -13,7 +13,7 @@ use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
 use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
-/// 1. For 1,200 distinct keys each request lands where the murmur3 contract says, the
+/// Case 1: For 1,200 distinct keys each request lands where the murmur3 contract says, the
 /// upstream sees the route and version headers the filter wrote, the client gets the version
 /// header back, and the shares match the weight.
 #[test]
@@ -59,7 +59,7 @@ const RULES: &str = r#"{
   ]
 }"#;
 
-/// 2. Header rules (equals, prefix, case-insensitive name), cookie rules, and the region rule
+/// Case 2: Header rules (equals, prefix, case-insensitive name), cookie rules, and the region rule
 /// from the request header.
 #[test]
 fn header_cookie_and_region_rules() {
@@ -143,7 +143,7 @@ fn header_cookie_and_region_rules() {
     }
 }
 
-/// 2. A cookie as the sticky key, and `when_missing` both ways.
+/// Case 2: A cookie as the sticky key, and `when_missing` both ways.
 #[test]
 fn cookie_key_and_when_missing() {
     let config = |when_missing: &str| {
@@ -190,7 +190,7 @@ fn cookie_key_and_when_missing() {
     );
 }
 
-/// 2. The region rule falls back to the proxy's own locality (`node.locality.region`).
+/// Case 2: The region rule falls back to the proxy's own locality (`node.locality.region`).
 #[test]
 fn region_rule_from_the_node_locality() {
     let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
@@ -217,7 +217,7 @@ fn region_rule_from_the_node_locality() {
     assert_eq!(get_ok(&shipped, &[]).upstream(), Some("app-v1"));
 }
 
-/// 2. Three versions (A/B/n): consecutive ranges in declaration order.
+/// Case 2: Three versions (A/B/n): consecutive ranges in declaration order.
 #[test]
 fn three_versions_split_by_declaration_order() {
     let config = r#"{"versions": [{"name": "a", "cluster": "app-v1"}, {"name": "b", "cluster": "app-v2"}, {"name": "c", "cluster": "app-v3"}],
@@ -245,7 +245,7 @@ fn three_versions_split_by_declaration_order() {
     }
 }
 
-/// 4. A client-sent route header naming another configured cluster never reaches it; nor does
+/// Case 4: A client-sent route header naming another configured cluster never reaches it; nor does
 /// a client-sent version header reach the upstream.
 #[test]
 fn a_client_cannot_pick_the_cluster() {
