@@ -64,7 +64,12 @@ const RULES: &str = r#"{
 #[test]
 fn header_cookie_and_region_rules() {
     let mesh = mesh(RULES);
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        &'static str,
+    );
+    let cases: &[Case] = &[
         (&[("x-user-id", "u1")], "app-v1", "stable"),
         (
             &[("x-user-id", "u1"), ("x-canary", "always")],
