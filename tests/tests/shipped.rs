@@ -1,0 +1,133 @@
+//! What can be checked without running traffic: the shipped Envoy bootstraps pass a real
+//! Envoy's validation, the shipped and documented filter configurations pass the filter's own
+//! validation, and the compose file for Docker users stays in step with the native harness.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fs;
+use std::process::Command;
+
+use canary_e2e::envoy::{envoy_binary, repo_root, ENVOY_FLAGS};
+use canary_e2e::mesh::{configuration_of, ECDS_YAML, FRONT_YAML, UPSTREAMS_YAML};
+use canary_filter::RoutingPlan;
+
+#[test]
+fn envoy_validates_the_shipped_bootstraps() {
+    let envoy = envoy_binary().unwrap_or_else(|err| panic!("{err}"));
+    for config in [FRONT_YAML, UPSTREAMS_YAML] {
+        let output = Command::new(&envoy)
+            .args(["--mode", "validate", "-c", config])
+            .args(ENVOY_FLAGS)
+            .current_dir(repo_root())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{config}:\n{text}");
+        assert!(
+            text.contains(&format!("configuration '{config}' OK")),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_filter_configuration_is_valid() {
+    let ecds = fs::read_to_string(repo_root().join(ECDS_YAML)).unwrap();
+    let config = configuration_of(&ecds).unwrap();
+    let plan = RoutingPlan::from_json(config.as_bytes())
+        .unwrap_or_else(|err| panic!("{ECDS_YAML}: {err}"));
+    let clusters: Vec<&str> = plan.versions().iter().map(|v| v.cluster.as_str()).collect();
+    let front = fs::read_to_string(repo_root().join(FRONT_YAML)).unwrap();
+    for cluster in clusters {
+        assert!(
+            front.contains(&format!("- name: {cluster}\n")),
+            "{cluster} is not a cluster of {FRONT_YAML}"
+        );
+    }
+}
+
+/// Every filter configuration the README shows (JSON blocks, and the WasmPlugin's
+/// pluginConfig) is one the filter accepts.
+#[test]
+fn the_readme_examples_are_valid() {
+    let readme = fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let blocks = |lang: &str| -> Vec<String> {
+        readme
+            .split(&format!("```{lang}\n"))
+            .skip(1)
+            .filter_map(|rest| rest.split_once("```").map(|(block, _)| block.to_string()))
+            .collect()
+    };
+    let json = blocks("json");
+    assert!(
+        json.len() >= 5,
+        "expected an example per strategy, found {}",
+        json.len()
+    );
+    for block in &json {
+        RoutingPlan::from_json(block.as_bytes())
+            .unwrap_or_else(|err| panic!("README example refused: {err}\n{block}"));
+    }
+    let mut plugins = 0;
+    for block in blocks("yaml") {
+        for doc in block.split("\n---\n") {
+            let value: serde_json::Value = serde_yaml_ng::from_str(doc).unwrap();
+            if value["kind"] == "WasmPlugin" {
+                let config = serde_json::to_string(&value["spec"]["pluginConfig"]).unwrap();
+                RoutingPlan::from_json(config.as_bytes())
+                    .unwrap_or_else(|err| panic!("README pluginConfig refused: {err}"));
+                assert_eq!(value["spec"]["failStrategy"], "FAIL_OPEN");
+                plugins += 1;
+            }
+        }
+    }
+    assert_eq!(plugins, 1, "the README shows one WasmPlugin");
+}
+
+#[test]
+fn the_compose_file_runs_what_the_native_harness_runs() {
+    let root = repo_root();
+    let compose: serde_json::Value = serde_yaml_ng::from_str(
+        &fs::read_to_string(root.join("envoy/docker-compose.yaml")).unwrap(),
+    )
+    .unwrap();
+    let makefile = fs::read_to_string(root.join("Makefile")).unwrap();
+    let version = makefile
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("ENVOY_VERSION")?
+                .split('=')
+                .nth(1)
+                .map(str::trim)
+        })
+        .expect("ENVOY_VERSION in the Makefile");
+    for (service, config) in [("front", FRONT_YAML), ("upstreams", UPSTREAMS_YAML)] {
+        let spec = &compose["services"][service];
+        assert_eq!(
+            spec["image"],
+            format!("envoyproxy/envoy:v{version}"),
+            "{service}"
+        );
+        assert_eq!(
+            spec["network_mode"], "host",
+            "{service}: 127.0.0.1 must mean what it means natively"
+        );
+        assert_eq!(spec["working_dir"], "/work", "{service}");
+        assert_eq!(spec["volumes"][0], "..:/work", "{service}");
+        let command: Vec<&str> = spec["command"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let mut want = vec!["envoy", "-c", config];
+        want.extend(ENVOY_FLAGS);
+        assert_eq!(command, want, "{service}");
+    }
+}
