@@ -116,10 +116,11 @@ pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
         } else {
             stats.requests as f64 * 100.0 / total as f64
         };
-        let quantile = |q| {
-            stats
-                .quantile(q)
-                .map_or("-".to_string(), |ms| format!("{ms:.1}"))
+        // The filter records whole milliseconds: below 1 ms says "<1", not an interpolation.
+        let quantile = |q| match stats.quantile(q) {
+            None => "-".to_string(),
+            Some(ms) if ms < 1.0 => "<1".to_string(),
+            Some(ms) => format!("{ms:.1}"),
         };
         let _ = writeln!(
             out,
