@@ -149,6 +149,36 @@ impl RoutingPlan {
         self.split.ranges()
     }
 
+    /// The version a split gives `bucket`: the top-level split (`rule: None`) or rule number
+    /// `rule`'s split. `None` when that rule pins a version instead, or does not exist.
+    pub fn split_version(&self, rule: Option<usize>, bucket: u32) -> Option<usize> {
+        let split = match rule {
+            None => &self.split,
+            Some(index) => match &self.rules.get(index)?.action {
+                Action::Split(split) => split,
+                Action::Pin(..) => return None,
+            },
+        };
+        Some(
+            split
+                .pick(bucket)
+                .map_or(self.default_version, |(version, _)| version),
+        )
+    }
+
+    /// The version rule number `rule` pins, if it pins one.
+    pub fn pinned_version(&self, rule: usize) -> Option<usize> {
+        match self.rules.get(rule)?.action {
+            Action::Pin(version, _) => Some(version),
+            Action::Split(_) => None,
+        }
+    }
+
+    /// Whether the plan has a sticky key configured.
+    pub fn is_sticky(&self) -> bool {
+        self.sticky.is_some()
+    }
+
     /// Index of the version called `name`.
     pub fn version_index(&self, name: &str) -> Option<usize> {
         self.versions

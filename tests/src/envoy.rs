@@ -140,6 +140,11 @@ impl EnvoyProcess {
         self.admin
     }
 
+    /// The admin endpoint as canaryctl's client.
+    pub fn admin_client(&self) -> canary_control::admin::Admin {
+        canary_control::admin::Admin::new(&self.admin.to_string())
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -1,10 +1,9 @@
 //! The native harness around the canary filter: real Envoy processes built from the shipped
-//! `envoy/` files ([`mesh`]), one process each ([`envoy`]), and the per-version table read
-//! from Envoy's admin endpoint ([`stats`]). The demo and the end-to-end tests use it.
+//! `envoy/` files ([`mesh`]), one process each ([`envoy`]). The demo and the end-to-end tests
+//! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
 
 pub mod envoy;
 pub mod mesh;
-pub mod stats;
 
 use std::time::Duration;
 

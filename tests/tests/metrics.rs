@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use canary_e2e::stats::{read_versions, render_table};
+use canary_control::status::{read_versions, render_table};
 use common::{contract_cluster, get_ok, mesh};
 
 const CONFIG: &str = r#"{
@@ -141,7 +141,7 @@ fn prometheus_shows_requests_responses_and_durations_per_version_and_rule() {
     );
 
     // The table the demo prints agrees.
-    let versions = read_versions(mesh.front()).unwrap();
+    let versions = read_versions(&mesh.front().admin_client()).unwrap();
     assert_eq!(versions["canary"].requests as f64, split["app-v2"] + 30.0);
     assert_eq!(versions["stable"].requests as f64, split["app-v1"] + 20.0);
     assert_eq!(versions["broken"].errors(), 7);

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use canary_control::status::{read_versions, render_table};
 use canary_e2e::mesh::{
     Layout, Mesh, ECDS_YAML, FRONT_ADMIN_PORT, FRONT_PORT, UPSTREAMS_ADMIN_PORT,
 };
-use canary_e2e::stats::{read_versions, render_table};
 use canary_e2e::Result;
 
 fn main() -> ExitCode {
@@ -56,7 +56,7 @@ fn run() -> Result<()> {
     // Histograms reach the admin endpoint at the stats flush (1 s in envoy/front.yaml).
     std::thread::sleep(Duration::from_millis(1_500));
 
-    let versions = read_versions(mesh.front())?;
+    let versions = read_versions(&mesh.front().admin_client())?;
     println!("{}", render_table(&versions));
     println!("requests by rule (the `rule` label):");
     for (version, stats) in &versions {

@@ -7,15 +7,17 @@ use std::fmt::Write as _;
 
 use canary_filter::metrics::{self, parse_name};
 
-use crate::envoy::EnvoyProcess;
-use crate::Result;
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::admin::Admin;
 
 /// The admin query that returns every metric of the filter.
 pub const STATS_QUERY: &str =
     "/stats?format=json&filter=^wasmcustom%5C.canary_&histogram_buckets=cumulative";
 
 /// Everything the filter's metrics say about one version.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct VersionStats {
     /// Requests routed to it.
     pub requests: u64,
@@ -58,9 +60,27 @@ impl VersionStats {
     }
 }
 
+/// Adds `more` (from another proxy) into `total`.
+pub fn add_into(total: &mut VersionStats, more: &VersionStats) {
+    total.requests += more.requests;
+    for (class, n) in &more.responses {
+        *total.responses.entry(class.clone()).or_default() += n;
+    }
+    for (rule, n) in &more.by_rule {
+        *total.by_rule.entry(rule.clone()).or_default() += n;
+    }
+    if total.latency.is_empty() {
+        total.latency = more.latency.clone();
+    } else {
+        for (have, add) in total.latency.iter_mut().zip(&more.latency) {
+            have.1 += add.1;
+        }
+    }
+}
+
 /// Reads the filter's metrics from an Envoy admin endpoint, by version.
-pub fn read_versions(envoy: &EnvoyProcess) -> Result<BTreeMap<String, VersionStats>> {
-    parse_versions(&envoy.admin_get(STATS_QUERY)?)
+pub fn read_versions(admin: &Admin) -> Result<BTreeMap<String, VersionStats>> {
+    parse_versions(&admin.get(STATS_QUERY)?)
 }
 
 /// Parses the JSON of [`STATS_QUERY`].
@@ -101,36 +121,76 @@ pub fn parse_versions(json: &str) -> Result<BTreeMap<String, VersionStats>> {
     Ok(versions)
 }
 
+/// One line of the table, also what `--json` prints per version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionSummary {
+    /// The version's name.
+    pub version: String,
+    /// Requests routed to it.
+    pub requests: u64,
+    /// Its percent of all requests routed.
+    pub share: f64,
+    /// Responses of class 5xx.
+    pub errors_5xx: u64,
+    /// 5xx responses per response, in percent (`None` before any response).
+    pub error_rate: Option<f64>,
+    /// Median latency in ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency in ms.
+    pub p99_ms: Option<f64>,
+    /// Requests by rule label.
+    pub by_rule: BTreeMap<String, u64>,
+}
+
+/// The per-version summaries, in version-name order.
+pub fn summarize(versions: &BTreeMap<String, VersionStats>) -> Vec<VersionSummary> {
+    let total: u64 = versions.values().map(|v| v.requests).sum();
+    versions
+        .iter()
+        .map(|(name, stats)| VersionSummary {
+            version: name.clone(),
+            requests: stats.requests,
+            share: if total == 0 {
+                0.0
+            } else {
+                stats.requests as f64 * 100.0 / total as f64
+            },
+            errors_5xx: stats.errors(),
+            error_rate: (stats.answered() > 0)
+                .then(|| stats.errors() as f64 * 100.0 / stats.answered() as f64),
+            p50_ms: stats.quantile(0.5),
+            p99_ms: stats.quantile(0.99),
+            by_rule: stats.by_rule.clone(),
+        })
+        .collect()
+}
+
 /// The table people read: one line per version.
 pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
-    let total: u64 = versions.values().map(|v| v.requests).sum();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:>9} {:>7} {:>6} {:>8} {:>8}",
-        "version", "requests", "share", "5xx", "p50 ms", "p99 ms"
+        "{:<12} {:>9} {:>7} {:>6} {:>7} {:>8} {:>8}",
+        "version", "requests", "share", "5xx", "5xx %", "p50 ms", "p99 ms"
     );
-    for (name, stats) in versions {
-        let share = if total == 0 {
-            0.0
-        } else {
-            stats.requests as f64 * 100.0 / total as f64
-        };
-        // The filter records whole milliseconds: below 1 ms says "<1", not an interpolation.
-        let quantile = |q| match stats.quantile(q) {
-            None => "-".to_string(),
-            Some(ms) if ms < 1.0 => "<1".to_string(),
-            Some(ms) => format!("{ms:.1}"),
-        };
+    // The filter records whole milliseconds: below 1 ms says "<1", not an interpolation.
+    let ms = |value: Option<f64>| match value {
+        None => "-".to_string(),
+        Some(ms) if ms < 1.0 => "<1".to_string(),
+        Some(ms) => format!("{ms:.1}"),
+    };
+    for row in summarize(versions) {
         let _ = writeln!(
             out,
-            "{:<12} {:>9} {:>6.1}% {:>6} {:>8} {:>8}",
-            name,
-            stats.requests,
-            share,
-            stats.errors(),
-            quantile(0.5),
-            quantile(0.99)
+            "{:<12} {:>9} {:>6.1}% {:>6} {:>7} {:>8} {:>8}",
+            row.version,
+            row.requests,
+            row.share,
+            row.errors_5xx,
+            row.error_rate
+                .map_or("-".to_string(), |rate| format!("{rate:.2}")),
+            ms(row.p50_ms),
+            ms(row.p99_ms)
         );
     }
     out

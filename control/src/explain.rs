@@ -1,0 +1,153 @@
+//! `canaryctl explain`: the filter's own decision function on a described request, with the
+//! reason spelled out. What it says is what Envoy routes (the end-to-end tests compare them).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use canary_filter::config::KeySource;
+use canary_filter::cookie::find_cookie;
+use canary_filter::decision::RequestDescription;
+use canary_filter::{CanaryConfig, Reason, RoutingPlan};
+use serde::Serialize;
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    /// The version, or `None` when a random bucket decides per request.
+    pub version: Option<String>,
+    /// Its cluster (the route header's value).
+    pub cluster: Option<String>,
+    /// The rule label the metrics count it under (`weights`, `default` or a rule's name).
+    pub rule: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The sticky key used: `header x-user-id` or `cookie uid`.
+    pub key_source: Option<String>,
+    /// The key's value (lossily decoded).
+    pub key: Option<String>,
+    /// The bucket (0..9999) when a key decided.
+    pub bucket: Option<u32>,
+    /// For a random bucket: each version's chance, in percent.
+    pub chances: Option<BTreeMap<String, f64>>,
+}
+
+/// Explains `request` under `config`.
+pub fn explain(
+    config: &CanaryConfig,
+    plan: &RoutingPlan,
+    request: &RequestDescription,
+) -> Explanation {
+    let decision = plan.decide(&mut request.view(plan));
+    let name = |index: usize| plan.versions().get(index).map(|v| v.name.clone());
+    let cluster = |index: usize| plan.versions().get(index).map(|v| v.cluster.clone());
+    let rule_name = |index: usize| plan.rule_names().nth(index).unwrap_or("?").to_string();
+    let label = plan
+        .outcomes()
+        .get(decision.outcome)
+        .map_or(String::new(), |o| o.label.clone());
+    let mut explanation = Explanation {
+        version: name(decision.version),
+        cluster: cluster(decision.version),
+        rule: label,
+        reason: String::new(),
+        key_source: None,
+        key: None,
+        bucket: None,
+        chances: None,
+    };
+    match decision.reason {
+        Reason::Pinned { rule } => {
+            explanation.reason =
+                format!("rule `{}` matched and pins this version", rule_name(rule));
+        }
+        Reason::MissingKey { rule } => {
+            let split = rule.map_or("the top-level split".to_string(), |r| {
+                format!("rule `{}`'s split", rule_name(r))
+            });
+            explanation.reason =
+                format!("{split} applies, no sticky key is present and when_missing is `default`");
+        }
+        Reason::Split { rule, bucket, key } => {
+            let split = rule.map_or("the top-level split".to_string(), |r| {
+                format!("rule `{}` matched; its split", rule_name(r))
+            });
+            match key {
+                Some(index) => {
+                    let source = config.sticky.as_ref().and_then(|s| s.keys.get(index));
+                    let (what, value) = match source {
+                        Some(KeySource::Header(header)) => {
+                            (format!("header {header}"), header_value(request, header))
+                        }
+                        Some(KeySource::Cookie(cookie)) => {
+                            (format!("cookie {cookie}"), cookie_value(request, cookie))
+                        }
+                        None => (String::new(), None),
+                    };
+                    explanation.key_source = Some(what);
+                    explanation.key = value;
+                    explanation.bucket = Some(bucket);
+                    explanation.reason =
+                        format!("{split} placed bucket {bucket} of the sticky key");
+                }
+                None => {
+                    explanation.version = None;
+                    explanation.cluster = None;
+                    let mut chances: BTreeMap<String, f64> = BTreeMap::new();
+                    for b in 0..canary_filter::bucket::BUCKETS {
+                        if let Some(v) = plan.split_version(rule, b).and_then(name) {
+                            *chances.entry(v).or_default() += 0.01;
+                        }
+                    }
+                    explanation.chances = Some(chances);
+                    explanation.reason = format!(
+                        "{split} applies and no sticky key is present: a random bucket per request"
+                    );
+                }
+            }
+        }
+    }
+    explanation
+}
+
+fn header_value(request: &RequestDescription, name: &str) -> Option<String> {
+    request
+        .headers
+        .iter()
+        .find(|(have, _)| have.eq_ignore_ascii_case(name))
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+}
+
+fn cookie_value(request: &RequestDescription, name: &str) -> Option<String> {
+    let header = request.headers.iter().find(|(have, _)| have == "cookie")?;
+    find_cookie(&header.1, name.as_bytes()).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The explanation as people read it.
+pub fn render(explanation: &Explanation) -> String {
+    let mut out = String::new();
+    match (&explanation.version, &explanation.cluster) {
+        (Some(version), Some(cluster)) => {
+            let _ = writeln!(out, "version:  {version} (cluster {cluster})");
+        }
+        _ => {
+            let chances: Vec<String> = explanation
+                .chances
+                .iter()
+                .flatten()
+                .map(|(v, pct)| format!("{v} {pct:.2}%"))
+                .collect();
+            let _ = writeln!(out, "version:  random per request: {}", chances.join(", "));
+        }
+    }
+    let _ = writeln!(out, "rule:     {}", explanation.rule);
+    let _ = writeln!(out, "why:      {}", explanation.reason);
+    if let (Some(source), Some(bucket)) = (&explanation.key_source, explanation.bucket) {
+        let key = explanation.key.as_deref().unwrap_or("");
+        let _ = writeln!(out, "key:      {source} = {key:?}");
+        let _ = writeln!(
+            out,
+            "bucket:   {bucket} (murmur3_x86_32(key, seed) % 10000)"
+        );
+    }
+    out
+}

@@ -1,0 +1,11 @@
+//! canaryctl's library: the same configuration parser, validator and decision function as the
+//! filter (the `canary-filter` crate), plus the mesh targets (Envoy's ECDS file, Istio
+//! resources), the change preview and the per-version status.
+
+pub mod admin;
+pub mod ecds;
+pub mod edit;
+pub mod explain;
+pub mod istio;
+pub mod movement;
+pub mod status;

@@ -1,0 +1,638 @@
+//! `canaryctl`: validate, explain, change and watch the canary filter's configuration.
+//! Exit codes: 0 ok, 1 error, 2 usage.
+
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use canary_control::admin::{Admin, DEFAULT_ADMIN};
+use canary_control::ecds::{self, EcdsFile, Update};
+use canary_control::istio::{self, IstioOptions};
+use canary_control::{edit, explain, movement, status};
+use canary_filter::decision::RequestDescription;
+use canary_filter::{CanaryConfig, RoutingPlan};
+use clap::{Args, Parser, Subcommand};
+
+/// Canary routing for Envoy and Istio: validate, explain, change and watch the canary filter's
+/// configuration. Changes go to the mesh config itself: Envoy's ECDS file (written whole, by
+/// atomic rename) or the Istio resources.
+#[derive(Parser)]
+#[command(name = "canaryctl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check configurations with the filter's own validation (JSON config or ECDS file).
+    Validate {
+        /// Files: the filter's JSON, or an ECDS YAML file holding it.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show which version a request gets, which rule decided, the key and its bucket.
+    Explain(ExplainArgs),
+    /// Change weights, the seed, pins or the default version, previewing who moves.
+    Set(SetArgs),
+    /// All non-default weights to 0, in one step (pins stay, for testers).
+    Rollback(WriteArgs),
+    /// A version takes all traffic (100 % of every split).
+    Promote {
+        /// The version (default: the only non-default one).
+        version: Option<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Remove a version that no split or rule can reach any more.
+    Retire {
+        /// The version to remove.
+        version: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Go back to the configuration before the last change.
+    Undo {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        confirm: Confirm,
+    },
+    /// The per-version table from Envoy's admin endpoint.
+    Status(StatusArgs),
+    /// Render the Istio resources (WasmPlugin, DestinationRule, VirtualService).
+    Istio(IstioArgs),
+}
+
+#[derive(Args, Clone)]
+struct Target {
+    /// The ECDS file Envoy watches.
+    #[arg(
+        long,
+        env = "CANARY_ECDS",
+        default_value = "envoy/ecds/canary-filter.yaml"
+    )]
+    ecds: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct Confirm {
+    /// Envoy admin endpoint to confirm the change with (accepted or rejected); without it,
+    /// canaryctl writes and does not wait.
+    #[arg(long, env = "CANARY_ADMIN")]
+    admin: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct WriteArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(flatten)]
+    confirm: Confirm,
+    /// Show what would change; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args)]
+struct SetArgs {
+    /// VERSION=PERCENT, for example canary=25 (repeatable).
+    #[arg(long = "weight", value_name = "VERSION=PERCENT", value_parser = parse_weight)]
+    weights: Vec<(String, f64)>,
+    /// Set the weights of this rule's split instead of the top-level one.
+    #[arg(long, requires = "weights")]
+    rule: Option<String>,
+    /// A new sticky seed: a fresh cohort.
+    #[arg(long)]
+    seed: Option<u32>,
+    /// RULE=VERSION: make the rule pin the version (a new rule needs --header or --cookie).
+    #[arg(long, value_name = "RULE=VERSION", value_parser = parse_pair)]
+    pin: Option<(String, String)>,
+    /// With --pin for a new rule: the header NAME=VALUE that selects it.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair, requires = "pin", conflicts_with = "cookie")]
+    header: Option<(String, String)>,
+    /// With --pin for a new rule: the cookie NAME=VALUE that selects it.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair, requires = "pin")]
+    cookie: Option<(String, String)>,
+    /// Remove this rule.
+    #[arg(long, value_name = "RULE")]
+    unpin: Option<String>,
+    /// Make this version the default.
+    #[arg(long = "default", value_name = "VERSION")]
+    default_version: Option<String>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// The filter's JSON configuration (instead of the ECDS file).
+    #[arg(long, conflicts_with = "ecds")]
+    config: Option<PathBuf>,
+    /// The ECDS file [default: envoy/ecds/canary-filter.yaml, or $CANARY_ECDS].
+    #[arg(long)]
+    ecds: Option<PathBuf>,
+    /// A request header, "name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// A cookie, "name=value" (repeatable; sent in one cookie header).
+    #[arg(long = "cookie", value_name = "NAME=VALUE")]
+    cookies: Vec<String>,
+    /// The request's region (sent in the configuration's region header).
+    #[arg(long)]
+    region: Option<String>,
+    /// The proxy's own region (node.locality.region).
+    #[arg(long, conflicts_with = "bootstrap")]
+    proxy_region: Option<String>,
+    /// Read the proxy's region from this Envoy bootstrap.
+    #[arg(long)]
+    bootstrap: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// Envoy admin endpoint(s), summed (repeatable).
+    #[arg(long, env = "CANARY_ADMIN", default_value = DEFAULT_ADMIN, value_delimiter = ',')]
+    admin: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Refresh every SECONDS until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    watch: Option<f64>,
+}
+
+#[derive(Args)]
+struct IstioArgs {
+    /// The filter's JSON configuration (instead of the ECDS file).
+    #[arg(long, conflicts_with = "ecds")]
+    config: Option<PathBuf>,
+    /// The ECDS file to take the configuration from [default: envoy/ecds/canary-filter.yaml].
+    #[arg(long)]
+    ecds: Option<PathBuf>,
+    /// WasmPlugin name.
+    #[arg(long, default_value = "canary-filter")]
+    name: String,
+    /// Namespace of the resources.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    /// Workload selector KEY=VALUE of the calling workloads (repeatable).
+    #[arg(long = "selector", value_parser = parse_pair, required = true)]
+    selector: Vec<(String, String)>,
+    /// Module location: oci://registry/image:tag or file:///path/plugin.wasm.
+    #[arg(long)]
+    url: String,
+    /// sha256 of the module.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// Filter phase.
+    #[arg(long, default_value = "STATS")]
+    phase: String,
+    /// Priority within the phase.
+    #[arg(long)]
+    priority: Option<i64>,
+    /// The service host routed (VirtualService and DestinationRule).
+    #[arg(long)]
+    host: String,
+    /// Pod label that tells versions apart.
+    #[arg(long, default_value = "version")]
+    version_label: String,
+    /// VERSION=VALUE where the pod label value differs from the version's name (repeatable).
+    #[arg(long = "label-value", value_parser = parse_pair)]
+    label_values: Vec<(String, String)>,
+    /// Pipe the resources to `kubectl apply -f -`.
+    #[arg(long)]
+    apply: bool,
+}
+
+fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+fn parse_weight(text: &str) -> Result<(String, f64), String> {
+    let (version, percent) = parse_pair(text)?;
+    let percent: f64 = percent
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{percent:?} is not a number"))?;
+    Ok((version, percent))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("canaryctl: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Cmd) -> Result<()> {
+    match command {
+        Cmd::Validate { files } => validate(&files),
+        Cmd::Explain(args) => run_explain(args),
+        Cmd::Set(args) => set(args),
+        Cmd::Rollback(write) => {
+            let update = apply(&write, edit::rollback)?;
+            if update.written {
+                println!(
+                    "rolled back: every split sends all keys to `{}`; pins stay",
+                    update.after.default
+                );
+            }
+            Ok(())
+        }
+        Cmd::Promote { version, write } => {
+            let update = apply(&write, |config| edit::promote(config, version.as_deref()))?;
+            if update.written || write.dry_run {
+                let promoted = version.unwrap_or_else(|| {
+                    update
+                        .after
+                        .weights
+                        .iter()
+                        .find(|(_, w)| **w >= 100.0)
+                        .map(|(v, _)| v.clone())
+                        .unwrap_or_default()
+                });
+                let old = &update.after.default;
+                println!("promoted `{promoted}`: it takes all traffic of every split.");
+                println!("to retire `{old}` once you are sure:");
+                println!("  canaryctl set --default {promoted}   # routing unchanged: `{promoted}` becomes the default");
+                println!("  canaryctl retire {old}               # then remove it from the configuration, and its cluster");
+            }
+            Ok(())
+        }
+        Cmd::Retire { version, write } => {
+            let update = apply(&write, |config| edit::retire(config, &version))?;
+            if update.written {
+                println!("retired `{version}`: you can now remove its cluster from the mesh");
+            }
+            Ok(())
+        }
+        Cmd::Undo { target, confirm } => {
+            let file = EcdsFile::new(&target.ecds);
+            let baseline = confirm_baseline(&confirm, &file)?;
+            let update = file.undo()?;
+            print!("{}", preview(&update)?);
+            println!("restored the previous version of {}", file.path().display());
+            confirm_applied(&confirm, &file, &update, baseline)
+        }
+        Cmd::Status(args) => run_status(args),
+        Cmd::Istio(args) => run_istio(args),
+    }
+}
+
+fn validate(files: &[PathBuf]) -> Result<()> {
+    let mut failed = 0;
+    for path in files {
+        match load_config(path) {
+            Ok(config) => {
+                let plan = RoutingPlan::try_from(&config).map_err(|err| anyhow!("{err}"))?;
+                println!(
+                    "{}: valid ({} versions, default `{}`, {} rules)",
+                    path.display(),
+                    plan.versions().len(),
+                    config.default,
+                    config.rules.len()
+                );
+            }
+            Err(err) => {
+                failed += 1;
+                eprintln!("{}: {err:#}", path.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} configurations are invalid", files.len());
+    }
+    Ok(())
+}
+
+/// The filter configuration in `path`: an ECDS file (YAML with `resources`) or plain JSON.
+fn load_config(path: &Path) -> Result<CanaryConfig> {
+    let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let looks_like_ecds = serde_yaml_ng::from_slice::<serde_json::Value>(&bytes)
+        .map(|doc| doc.get("resources").is_some())
+        .unwrap_or(false);
+    if looks_like_ecds {
+        Ok(ecds::parse(&bytes)?.config)
+    } else {
+        let config = CanaryConfig::from_json(&bytes).map_err(|err| anyhow!("{err}"))?;
+        RoutingPlan::try_from(&config).map_err(|err| anyhow!("{err}"))?;
+        Ok(config)
+    }
+}
+
+fn config_from(config: Option<PathBuf>, ecds_file: Option<PathBuf>) -> Result<CanaryConfig> {
+    match (config, ecds_file) {
+        (Some(path), _) => load_config(&path),
+        (None, Some(path)) => Ok(EcdsFile::new(path).read()?.config),
+        (None, None) => {
+            let path = std::env::var_os("CANARY_ECDS").map_or_else(
+                || PathBuf::from("envoy/ecds/canary-filter.yaml"),
+                PathBuf::from,
+            );
+            Ok(EcdsFile::new(path).read()?.config)
+        }
+    }
+}
+
+fn run_explain(args: ExplainArgs) -> Result<()> {
+    let config = config_from(args.config, args.ecds)?;
+    let plan = RoutingPlan::try_from(&config).map_err(|err| anyhow!("{err}"))?;
+    let mut request = RequestDescription::default();
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| anyhow!("-H takes \"name: value\", got {header:?}"))?;
+        request = request.header(name.trim(), value.trim_start());
+    }
+    if !args.cookies.is_empty() {
+        request = request.header("cookie", args.cookies.join("; "));
+    }
+    if let Some(region) = &args.region {
+        let Some(spec) = &config.region else {
+            bail!("--region: the configuration has no `region` header; use --proxy-region for the proxy's locality");
+        };
+        request = request.header(&spec.header, region.as_str());
+    }
+    request.proxy_region = match (&args.proxy_region, &args.bootstrap) {
+        (Some(region), _) => Some(region.clone()),
+        (None, Some(path)) => {
+            let doc: serde_json::Value = serde_yaml_ng::from_slice(
+                &fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+            )?;
+            doc["node"]["locality"]["region"]
+                .as_str()
+                .map(str::to_string)
+        }
+        (None, None) => None,
+    };
+    let explanation = explain::explain(&config, &plan, &request);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+    } else {
+        print!("{}", explain::render(&explanation));
+    }
+    Ok(())
+}
+
+fn set(args: SetArgs) -> Result<()> {
+    if args.weights.is_empty()
+        && args.seed.is_none()
+        && args.pin.is_none()
+        && args.unpin.is_none()
+        && args.default_version.is_none()
+    {
+        bail!("nothing to change: give --weight, --seed, --pin, --unpin or --default");
+    }
+    apply(&args.write, |config| {
+        let mut next = config.clone();
+        if !args.weights.is_empty() {
+            next = edit::set_weights(&next, &args.weights, args.rule.as_deref())?;
+        }
+        if let Some(seed) = args.seed {
+            next = edit::set_seed(&next, seed)?;
+        }
+        if let Some((rule, version)) = &args.pin {
+            let when = match (&args.header, &args.cookie) {
+                (Some((name, value)), _) => {
+                    Some(edit::PinWhen::Header(name.clone(), value.clone()))
+                }
+                (None, Some((name, value))) => {
+                    Some(edit::PinWhen::Cookie(name.clone(), value.clone()))
+                }
+                (None, None) => None,
+            };
+            next = edit::pin(&next, rule, version, when)?;
+        }
+        if let Some(rule) = &args.unpin {
+            next = edit::unpin(&next, rule)?;
+        }
+        if let Some(version) = &args.default_version {
+            next = edit::set_default(&next, version)?;
+        }
+        Ok(next)
+    })?;
+    Ok(())
+}
+
+/// Validates, previews, writes (unless a dry run) and confirms with Envoy when asked.
+fn apply(
+    write: &WriteArgs,
+    change: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
+) -> Result<Update> {
+    let file = EcdsFile::new(&write.target.ecds);
+    let baseline = if write.dry_run {
+        None
+    } else {
+        confirm_baseline(&write.confirm, &file)?
+    };
+    let update = file.update(write.dry_run, change)?;
+    print!("{}", preview(&update)?);
+    if write.dry_run {
+        println!("dry run: {} not written", file.path().display());
+        return Ok(update);
+    }
+    if !update.written {
+        println!("no change: {} left as it was", file.path().display());
+        return Ok(update);
+    }
+    println!(
+        "wrote {} (the previous version is kept for `canaryctl undo`)",
+        file.path().display()
+    );
+    confirm_applied(&write.confirm, &file, &update, baseline)?;
+    Ok(update)
+}
+
+fn preview(update: &Update) -> Result<String> {
+    let before = RoutingPlan::try_from(&update.before).map_err(|err| anyhow!("{err}"))?;
+    let after = RoutingPlan::try_from(&update.after).map_err(|err| anyhow!("{err}"))?;
+    let mut out = movement::render(&movement::split_changes(&before, &after));
+    let pins = |config: &CanaryConfig| -> Vec<String> {
+        config
+            .rules
+            .iter()
+            .filter_map(|r| r.version.as_ref().map(|v| format!("{} -> {v}", r.name)))
+            .collect()
+    };
+    let (pins_before, pins_after) = (pins(&update.before), pins(&update.after));
+    if pins_before != pins_after {
+        out.push_str(&format!(
+            "pinning rules: [{}] -> [{}]\n",
+            pins_before.join(", "),
+            pins_after.join(", ")
+        ));
+    }
+    if update.before.default != update.after.default {
+        out.push_str(&format!(
+            "default version: {} -> {}\n",
+            update.before.default, update.after.default
+        ));
+    }
+    if before.seed() != after.seed() {
+        out.push_str(&format!("seed: {} -> {}\n", before.seed(), after.seed()));
+    }
+    Ok(out)
+}
+
+type Baseline = Option<(Admin, String, u64, u64)>;
+
+/// Reads Envoy's ECDS counters before a write, so the write can be confirmed; an unreachable
+/// admin endpoint stops here, before anything is written.
+fn confirm_baseline(confirm: &Confirm, file: &EcdsFile) -> Result<Baseline> {
+    let Some(address) = &confirm.admin else {
+        return Ok(None);
+    };
+    let admin = Admin::new(address);
+    let name = file
+        .read()?
+        .resource_name()
+        .unwrap_or("canary-filter")
+        .to_string();
+    let prefix = format!("extension_config_discovery.http_filter.{name}");
+    let success = admin.counter(&format!("{prefix}.update_success"))?;
+    let rejected = admin.counter(&format!("{prefix}.update_rejected"))?;
+    match (success, rejected) {
+        (Some(s), Some(r)) => Ok(Some((admin, prefix, s, r))),
+        _ => bail!(
+            "Envoy at {} has no ECDS filter named {name:?}: is it the Envoy that watches {}?",
+            admin.base(),
+            file.path().display()
+        ),
+    }
+}
+
+fn confirm_applied(
+    confirm: &Confirm,
+    file: &EcdsFile,
+    update: &Update,
+    baseline: Baseline,
+) -> Result<()> {
+    let Some((admin, prefix, success, rejected)) = baseline else {
+        if confirm.admin.is_none() {
+            println!(
+                "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)"
+            );
+        }
+        return Ok(());
+    };
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        if admin
+            .counter(&format!("{prefix}.update_success"))?
+            .unwrap_or(0)
+            > success
+        {
+            println!(
+                "Envoy at {} accepted it ({} ms)",
+                admin.base(),
+                started.elapsed().as_millis()
+            );
+            return Ok(());
+        }
+        if admin
+            .counter(&format!("{prefix}.update_rejected"))?
+            .unwrap_or(0)
+            > rejected
+        {
+            file.restore(&update.after_bytes, &update.before_bytes)?;
+            bail!(
+                "Envoy at {} rejected it (see its log); the previous file was put back",
+                admin.base()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "Envoy at {} did not pick the change up within 5 s: does it watch {}?",
+        admin.base(),
+        file.path().display()
+    )
+}
+
+fn run_status(args: StatusArgs) -> Result<()> {
+    let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
+    let read = || -> Result<_> {
+        let mut total = std::collections::BTreeMap::new();
+        for admin in &admins {
+            for (version, stats) in status::read_versions(admin)? {
+                let entry: &mut status::VersionStats = total.entry(version).or_default();
+                status::add_into(entry, &stats);
+            }
+        }
+        Ok(total)
+    };
+    loop {
+        let versions = read()?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status::summarize(&versions))?
+            );
+        } else {
+            if args.watch.is_some() && std::io::stdout().is_terminal() {
+                print!("\x1b[2J\x1b[H");
+            }
+            let sources: Vec<&str> = admins.iter().map(Admin::base).collect();
+            println!("{}", sources.join(", "));
+            print!("{}", status::render_table(&versions));
+        }
+        std::io::stdout().flush()?;
+        match args.watch {
+            Some(seconds) if seconds > 0.0 => std::thread::sleep(Duration::from_secs_f64(seconds)),
+            Some(_) => bail!("--watch needs a number of seconds above 0"),
+            None => return Ok(()),
+        }
+    }
+}
+
+fn run_istio(args: IstioArgs) -> Result<()> {
+    let config = config_from(args.config, args.ecds)?;
+    let options = IstioOptions {
+        name: args.name,
+        namespace: args.namespace,
+        selector: args.selector,
+        url: args.url,
+        sha256: args.sha256,
+        phase: args.phase,
+        priority: args.priority,
+        host: args.host,
+        version_label: args.version_label,
+        label_values: args.label_values,
+    };
+    let yaml = istio::render(&config, &options)?;
+    if !args.apply {
+        print!("{yaml}");
+        return Ok(());
+    }
+    let mut child = Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|err| anyhow!("cannot run kubectl ({err}): install it, or drop --apply and apply the printed resources yourself"))?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow!("no stdin for kubectl"))?
+        .write_all(yaml.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("kubectl apply failed ({status})");
+    }
+    Ok(())
+}
