@@ -58,7 +58,7 @@ wasm-test: toolchain wasm-bindgen-runner
 	  cargo test -p canary-filter --target wasm32-unknown-unknown
 
 e2e: envoy wasm
-	cargo test -p canary-e2e
+	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e
 

@@ -1,0 +1,437 @@
+//! canaryctl against the real Envoy of the harness: the binary as users run it, on the ECDS
+//! file the front Envoy watches.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use canary_e2e::http_agent;
+use canary_e2e::mesh::Mesh;
+use canary_filter::bucket::bucket_of;
+
+const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
+
+const CONFIG: &str = r#"{
+  "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+  "default": "stable",
+  "weights": {"canary": 10},
+  "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "uid"}], "seed": 0, "when_missing": "random"},
+  "region": {"header": "x-region"},
+  "rules": [
+    {"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"},
+    {"name": "opt-out", "when": {"cookie": {"name": "canary", "equals": "never"}}, "version": "stable"},
+    {"name": "eu-first", "when": {"region": ["eu-west-1"]}, "weights": {"canary": 50}}
+  ]
+}"#;
+
+fn mesh() -> Mesh {
+    Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// Runs canaryctl on the mesh's ECDS file, confirming with its front Envoy.
+fn ctl(mesh: &Mesh, args: &[&str]) -> Output {
+    Command::new(CANARYCTL)
+        .args(args)
+        .env("CANARY_ECDS", mesh.ecds_file())
+        .env("CANARY_ADMIN", mesh.front().admin().to_string())
+        .output()
+        .unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "canaryctl failed ({}):\n{text}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text
+}
+
+fn upstream(mesh: &Mesh, key: &str) -> String {
+    let reply = mesh.get(&[("x-user-id", key)]).unwrap();
+    assert_eq!(reply.status, 200);
+    reply.upstream().unwrap().to_string()
+}
+
+fn on_canary(key: &str, weight: u32) -> bool {
+    bucket_of(key.as_bytes(), 0) < weight * 100
+}
+
+/// Case 1: `set` raises a weight and Envoy routes by it within a second; `undo` restores the
+/// previous routing; `rollback` sends every key to the default version.
+#[test]
+fn set_undo_and_rollback_change_routing_within_a_second() {
+    let mesh = mesh();
+    let keys: Vec<String> = (0..300).map(|i| format!("op-{i}")).collect();
+    let mover = keys
+        .iter()
+        .find(|k| !on_canary(k, 10) && on_canary(k, 40))
+        .unwrap()
+        .clone();
+    assert_eq!(upstream(&mesh, &mover), "app-v1");
+
+    let out = ok(&ctl(&mesh, &["set", "--weight", "canary=40"]));
+    let written = Instant::now();
+    assert!(out.contains("stable -> canary: 30.00%"), "{out}");
+    assert!(out.contains("accepted"), "{out}");
+    mesh.wait_for(Duration::from_secs(1), || {
+        Ok(upstream(&mesh, &mover) == "app-v2")
+    })
+    .unwrap_or_else(|_| panic!("not routed by the new weight within 1 s of canaryctl set"));
+    println!(
+        "routed by the new weight {} ms after canaryctl returned",
+        written.elapsed().as_millis()
+    );
+    for key in &keys {
+        let want = if on_canary(key, 40) {
+            "app-v2"
+        } else {
+            "app-v1"
+        };
+        assert_eq!(upstream(&mesh, key), want, "{key}");
+    }
+
+    let out = ok(&ctl(&mesh, &["undo"]));
+    assert!(out.contains("canary -> stable: 30.00%"), "{out}");
+    mesh.wait_for(Duration::from_secs(1), || {
+        Ok(upstream(&mesh, &mover) == "app-v1")
+    })
+    .unwrap();
+    for key in &keys {
+        let want = if on_canary(key, 10) {
+            "app-v2"
+        } else {
+            "app-v1"
+        };
+        assert_eq!(upstream(&mesh, key), want, "{key}");
+    }
+
+    ok(&ctl(&mesh, &["rollback"]));
+    let canary_key = keys.iter().find(|k| on_canary(k, 10)).unwrap();
+    mesh.wait_for(Duration::from_secs(1), || {
+        Ok(upstream(&mesh, canary_key) == "app-v1")
+    })
+    .unwrap();
+    for key in &keys {
+        assert_eq!(upstream(&mesh, key), "app-v1", "{key}");
+        let eu = mesh
+            .get(&[("x-user-id", key), ("x-region", "eu-west-1")])
+            .unwrap();
+        assert_eq!(eu.upstream(), Some("app-v1"), "{key} in the EU");
+    }
+    // Pins stay: a tester still reaches the canary.
+    assert_eq!(
+        mesh.get(&[("x-canary", "always")]).unwrap().upstream(),
+        Some("app-v2")
+    );
+}
+
+/// Case 2: twenty canaryctl updates under concurrent load: zero non-2xx answers. Two runs at
+/// once lose no update.
+#[test]
+fn twenty_updates_under_load_and_concurrent_runs_lose_nothing() {
+    let mesh = Arc::new(mesh());
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..3)
+        .map(|worker| {
+            let (mesh, stop, sent) = (Arc::clone(&mesh), Arc::clone(&stop), Arc::clone(&sent));
+            std::thread::spawn(move || {
+                let agent = http_agent(Duration::from_secs(10));
+                let url = format!("http://{}/", mesh.listen());
+                let deadline = Instant::now() + Duration::from_secs(60);
+                let mut failures = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 300_000 {
+                    match agent
+                        .get(&url)
+                        .header("x-user-id", &format!("l{worker}-{}", i % 700))
+                        .call()
+                    {
+                        Ok(reply) if reply.status().is_success() => {}
+                        Ok(reply) => failures.push(format!("status {}", reply.status())),
+                        Err(err) => failures.push(format!("error {err}")),
+                    }
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+                failures
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for step in 0..20 {
+        let weight = format!("canary={}", (step * 5) % 100);
+        ok(&ctl(&mesh, &["set", "--weight", &weight]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let total = sent.load(Ordering::Relaxed);
+    assert!(total > 500, "only {total} requests sent");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+
+    // Two canaryctl runs at once, changing different things: both changes land.
+    let a = {
+        let (ecds, admin) = (
+            mesh.ecds_file().to_path_buf(),
+            mesh.front().admin().to_string(),
+        );
+        std::thread::spawn(move || run_with(&ecds, &admin, &["set", "--seed", "77"]))
+    };
+    let b = run_with(
+        mesh.ecds_file(),
+        &mesh.front().admin().to_string(),
+        &["set", "--weight", "canary=33"],
+    );
+    ok(&b);
+    ok(&a.join().unwrap());
+    let out = ok(&ctl(
+        &mesh,
+        &["explain", "-H", "x-user-id: someone", "--json"],
+    ));
+    let config =
+        canary_e2e::mesh::configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap())
+            .unwrap();
+    assert!(
+        config.contains("\"seed\": 77") && config.contains("\"canary\": 33.0"),
+        "{config}\n{out}"
+    );
+}
+
+fn run_with(ecds: &Path, admin: &str, args: &[&str]) -> Output {
+    Command::new(CANARYCTL)
+        .args(args)
+        .env("CANARY_ECDS", ecds)
+        .env("CANARY_ADMIN", admin)
+        .output()
+        .unwrap()
+}
+
+/// Case 3: `explain` agrees with Envoy's routing for 500 requests mixing keys, headers,
+/// cookies and regions.
+#[test]
+fn explain_agrees_with_envoy_for_500_requests() {
+    let mesh = mesh();
+    let mut checked_random = 0;
+    for i in 0..500 {
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let mut args: Vec<String> = vec![
+            "explain".into(),
+            "--json".into(),
+            "--proxy-region".into(),
+            "us-east-1".into(),
+        ];
+        let key = format!("mix-{i}");
+        match i % 5 {
+            0 => headers.push(("x-user-id".into(), key.clone())),
+            1 => headers.push(("cookie".into(), format!("theme=x; uid={key}"))),
+            2 => {}
+            3 => headers.push(("x-user-id".into(), String::new())),
+            _ => headers.push(("cookie".into(), format!("uid={key}; canary=never"))),
+        }
+        if i % 3 == 0 {
+            headers.push((
+                "x-region".into(),
+                if i % 2 == 0 { "eu-west-1" } else { "us-west-2" }.into(),
+            ));
+        }
+        if i % 7 == 0 {
+            headers.push((
+                "x-canary".into(),
+                if i % 2 == 0 { "always" } else { "never" }.into(),
+            ));
+        }
+        for (name, value) in &headers {
+            args.push("-H".into());
+            args.push(format!("{name}: {value}"));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let explanation: serde_json::Value = serde_json::from_str(&ok(&ctl(&mesh, &args))).unwrap();
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let reply = mesh.get(&pairs).unwrap();
+        assert_eq!(reply.status, 200);
+        match explanation["cluster"].as_str() {
+            Some(cluster) => assert_eq!(
+                reply.upstream(),
+                Some(cluster),
+                "request {i} {headers:?}: {explanation}"
+            ),
+            None => {
+                // A random bucket: Envoy must pick a version explain gives a chance to.
+                let version = reply.header("x-canary-version").unwrap();
+                assert!(
+                    explanation["chances"][version].as_f64().unwrap() > 0.0,
+                    "{explanation}"
+                );
+                checked_random += 1;
+            }
+        }
+    }
+    assert!(
+        checked_random < 200,
+        "too few requests had a key: {checked_random}"
+    );
+}
+
+/// Case 4: `status` numbers match a known traffic mix.
+#[test]
+fn status_matches_a_known_traffic_mix() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"},
+        {"name": "broken", "cluster": "no-such-cluster"}], "default": "stable", "weights": {"canary": 20},
+        "sticky": {"keys": [{"header": "x-user-id"}]},
+        "rules": [{"name": "b", "when": {"header": {"name": "x-broken", "present": true}}, "version": "broken"}]}"#;
+    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let mut want: BTreeMap<&str, u64> = BTreeMap::new();
+    for i in 0..300 {
+        let key = format!("s-{i}");
+        mesh.get(&[("x-user-id", &key)]).unwrap();
+        *want
+            .entry(if on_canary(&key, 20) {
+                "canary"
+            } else {
+                "stable"
+            })
+            .or_default() += 1;
+    }
+    for _ in 0..12 {
+        assert_eq!(mesh.get(&[("x-broken", "1")]).unwrap().status, 503);
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&ctl(&mesh, &["status", "--json"]))).unwrap();
+    let rows: BTreeMap<String, &serde_json::Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["version"].as_str().unwrap().to_string(), row))
+        .collect();
+    assert_eq!(rows["stable"]["requests"], want["stable"]);
+    assert_eq!(rows["canary"]["requests"], want["canary"]);
+    assert_eq!(rows["broken"]["requests"], 12);
+    assert_eq!(rows["broken"]["errors_5xx"], 12);
+    assert_eq!(rows["broken"]["error_rate"], 100.0);
+    assert_eq!(rows["stable"]["errors_5xx"], 0);
+    let share = rows["canary"]["share"].as_f64().unwrap();
+    assert!((share - want["canary"] as f64 * 100.0 / 312.0).abs() < 1e-9);
+    assert!(rows["stable"]["p50_ms"].as_f64().is_some());
+    let table = ok(&ctl(&mesh, &["status"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("broken") && l.contains("100.00")),
+        "{table}"
+    );
+}
+
+/// Case 5: refused inputs leave the ECDS file byte-identical, with a clear message and exit 1
+/// (2 for usage errors).
+#[test]
+fn refused_inputs_leave_the_file_byte_identical() {
+    let mesh = mesh();
+    let before = std::fs::read(mesh.ecds_file()).unwrap();
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &["set", "--weight", "canary=120"],
+            1,
+            "weights.canary: 120 is not a percent",
+        ),
+        (
+            &["set", "--weight", "beta=5"],
+            1,
+            "no version is named \"beta\"",
+        ),
+        (&["set", "--weight", "stable=5"], 1, "default version"),
+        (&["set", "--weight", "canary=0.001"], 1, "resolution"),
+        (
+            &["set", "--pin", "testers=beta"],
+            1,
+            "no version is named \"beta\"",
+        ),
+        (&["set", "--pin", "new-rule=canary"], 1, "--header"),
+        (&["set", "--unpin", "nope"], 1, "no rule is named"),
+        (
+            &["set", "--weight", "canary=50", "--rule", "testers"],
+            1,
+            "pins a version",
+        ),
+        (&["retire", "canary"], 1, "still has weight"),
+        (&["promote", "stable"], 1, "already the default"),
+        (&["set"], 1, "nothing to change"),
+        (&["undo"], 1, "no earlier version"),
+        (&["set", "--weight", "canary"], 2, "expected NAME=VALUE"),
+        (&["set", "--frobnicate"], 2, "unexpected argument"),
+    ];
+    for (args, code, message) in cases {
+        let output = ctl(&mesh, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(*code), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(message),
+            "{args:?}: {stderr:?} lacks {message:?}"
+        );
+        assert_eq!(
+            std::fs::read(mesh.ecds_file()).unwrap(),
+            before,
+            "{args:?} changed the file"
+        );
+    }
+    // An unreachable admin endpoint: stop before writing.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = run_with(
+        mesh.ecds_file(),
+        &closed.to_string(),
+        &["set", "--weight", "canary=20"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unreachable"));
+    assert_eq!(std::fs::read(mesh.ecds_file()).unwrap(), before);
+    // A missing ECDS file.
+    let missing = mesh.ecds_file().with_file_name("missing.yaml");
+    let output = run_with(
+        &missing,
+        &mesh.front().admin().to_string(),
+        &["set", "--weight", "canary=20"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the ECDS file"));
+    // status against a closed port.
+    let output = Command::new(CANARYCTL)
+        .args(["status", "--admin", &closed.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    // The routing never moved.
+    let key = (0..)
+        .map(|i| format!("r-{i}"))
+        .find(|k| on_canary(k, 10))
+        .unwrap();
+    assert_eq!(upstream(&mesh, &key), "app-v2");
+}

@@ -1,0 +1,196 @@
+//! The Istio resources: golden output, and the pluginConfig inside passes the filter's own
+//! validation. (No Kubernetes here: what can be checked offline is checked.)
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::process::Command;
+
+use canary_control::istio::{render, IstioOptions};
+use canary_filter::{CanaryConfig, RoutingPlan};
+
+const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
+const GOLDEN: &str = "tests/golden/istio.yaml";
+
+fn shipped_config() -> CanaryConfig {
+    let ecds = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/ecds/canary-filter.yaml"),
+    )
+    .unwrap();
+    canary_control::ecds::parse(&ecds).unwrap().config
+}
+
+fn options() -> IstioOptions {
+    IstioOptions {
+        name: "canary-filter".into(),
+        namespace: "shop".into(),
+        selector: vec![("app".into(), "frontend".into())],
+        url: "oci://registry.example.com/canary-filter:0.1.0".into(),
+        sha256: Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into()),
+        phase: "STATS".into(),
+        priority: Some(10),
+        host: "checkout".into(),
+        version_label: "version".into(),
+        label_values: vec![
+            ("stable".into(), "v1".into()),
+            ("canary".into(), "v2".into()),
+        ],
+    }
+}
+
+#[test]
+fn rendering_matches_the_golden_file() {
+    let yaml = render(&shipped_config(), &options()).unwrap();
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &yaml).unwrap();
+    }
+    let want = std::fs::read_to_string(&golden).unwrap();
+    assert_eq!(yaml, want, "rendering changed; UPDATE_GOLDEN=1 cargo test -p canary-control --test istio rewrites {GOLDEN}");
+}
+
+#[test]
+fn the_resources_fit_together_and_the_plugin_config_is_valid() {
+    let config = shipped_config();
+    let yaml = render(&config, &options()).unwrap();
+    let docs: Vec<serde_json::Value> = yaml
+        .split("---\n")
+        .map(|d| serde_yaml_ng::from_str(d).unwrap())
+        .collect();
+    assert_eq!(docs.len(), 3);
+    let plugin = &docs[0];
+    assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
+    assert_eq!(plugin["kind"], "WasmPlugin");
+    for (field, want) in [
+        ("failStrategy", "FAIL_OPEN"),
+        ("type", "HTTP"),
+        ("phase", "STATS"),
+    ] {
+        assert_eq!(plugin["spec"][field], want);
+    }
+    assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "frontend");
+    assert_eq!(plugin["spec"]["priority"], 10);
+    let plugin_config = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
+    let parsed = CanaryConfig::from_json(&plugin_config).unwrap();
+    assert_eq!(
+        parsed, config,
+        "the pluginConfig is the configuration, unchanged"
+    );
+    RoutingPlan::try_from(&parsed).unwrap();
+
+    let rule = &docs[1];
+    assert_eq!(rule["kind"], "DestinationRule");
+    let subsets: Vec<(&str, &str)> = rule["spec"]["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["labels"]["version"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(subsets, [("stable", "v1"), ("canary", "v2")]);
+
+    let service = &docs[2];
+    assert_eq!(service["kind"], "VirtualService");
+    let routes = service["spec"]["http"].as_array().unwrap();
+    assert_eq!(
+        routes[0]["match"][0]["headers"]["x-canary-version"]["exact"],
+        "canary"
+    );
+    assert_eq!(routes[0]["route"][0]["destination"]["subset"], "canary");
+    // The last route has no match and goes to the default version.
+    assert!(routes.last().unwrap().get("match").is_none());
+    assert_eq!(
+        routes.last().unwrap()["route"][0]["destination"]["subset"],
+        "stable"
+    );
+}
+
+#[test]
+fn bad_istio_inputs_are_refused() {
+    let mut config = shipped_config();
+    config.version_header = String::new();
+    assert!(render(&config, &options())
+        .unwrap_err()
+        .to_string()
+        .contains("version_header"));
+    let mut bad_url = options();
+    bad_url.url = "registry.example.com/x".into();
+    assert!(render(&shipped_config(), &bad_url)
+        .unwrap_err()
+        .to_string()
+        .contains("--url"));
+    let mut bad_label = options();
+    bad_label.label_values.push(("beta".into(), "v9".into()));
+    assert!(render(&shipped_config(), &bad_label)
+        .unwrap_err()
+        .to_string()
+        .contains("beta"));
+}
+
+#[test]
+fn the_cli_prints_the_resources_and_says_when_kubectl_is_missing() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let args = [
+        "istio",
+        "--selector",
+        "app=frontend",
+        "--url",
+        "oci://r.example/c:1",
+        "--host",
+        "checkout",
+        "--namespace",
+        "shop",
+    ];
+    let output = Command::new(CANARYCTL)
+        .args(args)
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("kind: WasmPlugin") && text.contains("kind: VirtualService"),
+        "{text}"
+    );
+    let output = Command::new(CANARYCTL)
+        .args(args)
+        .arg("--apply")
+        .env("PATH", "/nonexistent")
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot run kubectl"));
+}
+
+#[test]
+fn the_dockerfile_packages_only_the_wasm() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/istio/Dockerfile"),
+    )
+    .unwrap();
+    let instructions: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        instructions,
+        [
+            "FROM scratch",
+            "COPY target/wasm32-wasip1/release/canary_filter.wasm ./plugin.wasm"
+        ]
+    );
+}
