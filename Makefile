@@ -12,10 +12,11 @@ WASM          := target/wasm32-wasip1/release/canary_filter.wasm
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: help demo test check unit wasm-test e2e wasm toolchain envoy wasm-bindgen-runner clean
+.PHONY: help demo test check unit wasm-test e2e wasm canaryctl toolchain envoy wasm-bindgen-runner clean
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
+	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 
 ## Installs ---------------------------------------------------------------------------------
@@ -42,6 +43,10 @@ wasm-bindgen-runner:
 wasm: toolchain
 	cargo build --release --target wasm32-wasip1 -p canary-filter
 	@ls -l $(WASM) | awk '{print "built $(WASM): " $$5 " bytes"}'
+
+canaryctl:
+	cargo build --release -p canary-control
+	@echo "built target/release/canaryctl"
 
 ## Tests ------------------------------------------------------------------------------------
 

@@ -268,10 +268,11 @@ fn run(command: Cmd) -> Result<()> {
                         .unwrap_or_default()
                 });
                 let old = &update.after.default;
-                println!("promoted `{promoted}`: it takes all traffic of every split.");
+                let done = if write.dry_run { "would take" } else { "takes" };
+                println!("`{promoted}` {done} all traffic of every split.");
                 println!("to retire `{old}` once you are sure:");
                 println!("  canaryctl set --default {promoted}   # routing unchanged: `{promoted}` becomes the default");
-                println!("  canaryctl retire {old}               # then remove it from the configuration, and its cluster");
+                println!("  canaryctl retire {old}   # then it leaves the configuration; remove its cluster and deployment");
             }
             Ok(())
         }

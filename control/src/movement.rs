@@ -126,6 +126,16 @@ pub fn render(changes: &[SplitChange]) -> String {
         } else {
             format!("rule `{}` split", change.label)
         };
+        if change.before == change.after && change.moves.is_empty() {
+            let shares: Vec<String> = change
+                .after
+                .iter()
+                .flatten()
+                .map(|(version, pct)| format!("{version} {pct:.2}%"))
+                .collect();
+            let _ = writeln!(out, "{title}: unchanged ({})", shares.join(", "));
+            continue;
+        }
         let _ = writeln!(out, "{title}:");
         let empty = BTreeMap::new();
         let before = change.before.as_ref().unwrap_or(&empty);
