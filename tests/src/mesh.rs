@@ -27,7 +27,13 @@ pub const WASM: &str = "target/wasm32-wasip1/release/canary_filter.wasm";
 /// ECDS resource name of the filter.
 pub const FILTER_NAME: &str = "canary-filter";
 /// The upstream versions of the shipped setup: `(listener/cluster name, port as shipped)`.
-pub const UPSTREAMS: [(&str, u16); 3] = [("app-v1", 10101), ("app-v2", 10102), ("app-v3", 10103)];
+pub const UPSTREAMS: [(&str, u16); 5] = [
+    ("app-v1", 10101),
+    ("app-v2", 10102),
+    ("app-v3", 10103),
+    ("app-v2-errors", 10104),
+    ("app-v2-slow", 10105),
+];
 /// The shipped front listener port.
 pub const FRONT_PORT: u16 = 10000;
 /// The shipped front admin port.

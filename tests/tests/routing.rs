@@ -276,3 +276,26 @@ fn a_client_cannot_pick_the_cluster() {
     let reply = mesh.raw(raw).unwrap();
     assert_eq!((reply.status, reply.upstream()), (200, Some("app-v1")));
 }
+
+/// The faulty demo upstreams behave as documented: 20 % 503 from app-v2-errors, 50 ms more
+/// from app-v2-slow (they stand in for bad canaries in the rollout tests).
+#[test]
+fn the_faulty_upstreams_are_faulty() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "errors", "cluster": "app-v2-errors"},
+        {"name": "slow", "cluster": "app-v2-slow"}], "default": "stable",
+        "rules": [{"name": "e", "when": {"header": {"name": "x-v", "equals": "errors"}}, "version": "errors"},
+                  {"name": "s", "when": {"header": {"name": "x-v", "equals": "slow"}}, "version": "slow"}]}"#;
+    let mesh = mesh(config);
+    let mut failed = 0;
+    for _ in 0..400 {
+        let reply = mesh.get(&[("x-v", "errors")]).unwrap();
+        assert!(reply.status == 200 || reply.status == 503, "{reply:?}");
+        failed += usize::from(reply.status == 503);
+    }
+    assert!((40..=130).contains(&failed), "{failed} of 400 failed, expected about 80");
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(get_ok(&mesh, &[("x-v", "slow")]).upstream(), Some("app-v2-slow"));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+}
