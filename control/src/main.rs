@@ -5,12 +5,18 @@ use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use canary_control::admin::{Admin, DEFAULT_ADMIN};
 use canary_control::ecds::{self, EcdsFile, Update};
 use canary_control::istio::{self, IstioOptions};
+use canary_control::judge::JudgeSettings;
+use canary_control::push::{Applied, Pusher};
+use canary_control::rollout::{End, OnInterrupt, Rollout};
+use canary_control::source::Source;
 use canary_control::{edit, explain, movement, status};
 use canary_filter::decision::RequestDescription;
 use canary_filter::{CanaryConfig, RoutingPlan};
@@ -65,6 +71,61 @@ enum Cmd {
     Status(StatusArgs),
     /// Render the Istio resources (WasmPlugin, DestinationRule, VirtualService).
     Istio(IstioArgs),
+    /// Step the canary through a plan, judging it against stable each interval; promote or
+    /// roll back. Exit 0 promoted, 3 rolled back, 1 error or stopped.
+    Rollout(RolloutArgs),
+}
+
+#[derive(Args)]
+struct RolloutArgs {
+    /// Weights to step through, increasing.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,25,50,100")]
+    steps: Vec<f64>,
+    /// Time per interval (30s, 2m, 1500ms).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// The version to roll out (default: the only non-default one).
+    #[arg(long)]
+    canary: Option<String>,
+    /// Ramp this rule's split instead of the top-level weights.
+    #[arg(long)]
+    rule: Option<String>,
+    /// Responses each of canary and stable needs in an interval before a verdict.
+    #[arg(long, default_value_t = 100)]
+    min_requests: u64,
+    /// Significance level of the tests.
+    #[arg(long, default_value_t = 0.01)]
+    alpha: f64,
+    /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
+    #[arg(long, default_value_t = 1.0)]
+    error_margin: f64,
+    /// Fixed ceiling of the canary's 5xx rate, percent.
+    #[arg(long, default_value_t = 5.0)]
+    max_error_rate: f64,
+    /// Allowed excess of the canary's median latency over stable's, ms.
+    #[arg(long, default_value_t = 10.0)]
+    latency_margin_ms: f64,
+    /// Intervals without enough data at one step before stopping (the weight stays).
+    #[arg(long, default_value_t = 20)]
+    max_holds: u32,
+    /// Failed reads of the source in a row before rolling back.
+    #[arg(long, default_value_t = 3)]
+    max_failed_reads: u32,
+    /// What Ctrl-C does: hold the current weight, or roll back.
+    #[arg(long, value_enum, default_value = "hold")]
+    on_interrupt: OnInterrupt,
+    /// Read metrics from Prometheus (http://host:port) instead of the admin endpoints.
+    #[arg(long)]
+    prometheus: Option<String>,
+    /// Envoy admin endpoint(s): the metrics source (summed) unless --prometheus, and the first
+    /// confirms each push.
+    #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
+    admin: Vec<String>,
+    /// Audit log, JSON lines [default: .canaryctl/rollout-audit.jsonl next to the ECDS file].
+    #[arg(long)]
+    audit: Option<PathBuf>,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(Args, Clone)]
@@ -233,10 +294,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("canaryctl: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<RolloutEnded>() {
+            // The rollout printed its own summary.
+            Some(RolloutEnded(End::RolledBack(_))) => ExitCode::from(EXIT_ROLLED_BACK),
+            Some(_) => ExitCode::FAILURE,
+            None => {
+                eprintln!("canaryctl: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -284,15 +350,109 @@ fn run(command: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Undo { target, confirm } => {
-            let file = EcdsFile::new(&target.ecds);
-            let baseline = confirm_baseline(&confirm, &file)?;
-            let update = file.undo()?;
+            let pusher = pusher(&target, &confirm);
+            let baseline = pusher.baseline()?;
+            let update = pusher.file.undo()?;
             print!("{}", preview(&update)?);
-            println!("restored the previous version of {}", file.path().display());
-            confirm_applied(&confirm, &file, &update, baseline)
+            println!(
+                "restored the previous version of {}",
+                pusher.file.path().display()
+            );
+            report(&pusher, &pusher.confirm(&update, baseline)?);
+            Ok(())
         }
         Cmd::Status(args) => run_status(args),
         Cmd::Istio(args) => run_istio(args),
+        Cmd::Rollout(args) => run_rollout(args),
+    }
+}
+
+/// Exit code of a rolled-back rollout.
+const EXIT_ROLLED_BACK: u8 = 3;
+
+/// Carries the rollout's end to `main`, for its exit code.
+#[derive(Debug)]
+struct RolloutEnded(End);
+
+impl std::fmt::Display for RolloutEnded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            End::Promoted(weight) => write!(f, "promoted at {weight}%"),
+            End::RolledBack(reason) => write!(f, "rolled back: {reason}"),
+            End::Stopped(_, reason) => write!(f, "stopped: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for RolloutEnded {}
+
+fn run_rollout(args: RolloutArgs) -> Result<()> {
+    let file = EcdsFile::new(&args.target.ecds);
+    let config = file.read()?.config;
+    let canary = match args.canary {
+        Some(canary) => canary,
+        None => {
+            let others: Vec<&str> = config
+                .versions
+                .iter()
+                .map(|v| v.name.as_str())
+                .filter(|n| *n != config.default)
+                .collect();
+            match others.as_slice() {
+                [only] => only.to_string(),
+                _ => bail!(
+                    "several versions could be rolled out ({}): name one with --canary",
+                    others.join(", ")
+                ),
+            }
+        }
+    };
+    let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
+    let source = match &args.prometheus {
+        Some(url) => Source::prometheus(url),
+        None if admins.is_empty() => {
+            bail!("give --admin (or CANARY_ADMIN) or --prometheus: the rollout needs metrics")
+        }
+        None => Source::Admin(admins.clone()),
+    };
+    let audit = match args.audit {
+        Some(path) => path,
+        None => {
+            let dir = file
+                .path()
+                .parent()
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            dir.join(".canaryctl").join("rollout-audit.jsonl")
+        }
+    };
+    let rollout = Rollout {
+        steps: args.steps,
+        interval: args.interval,
+        canary,
+        rule: args.rule,
+        judge: JudgeSettings {
+            min_requests: args.min_requests,
+            alpha: args.alpha,
+            error_margin: args.error_margin,
+            max_error_rate: args.max_error_rate,
+            latency_margin_ms: args.latency_margin_ms,
+        },
+        max_holds: args.max_holds,
+        max_failed_reads: args.max_failed_reads,
+        on_interrupt: args.on_interrupt,
+        audit,
+    };
+    rollout.check()?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let pusher = Pusher {
+        file,
+        admin: admins.first().cloned(),
+    };
+    match rollout.run(&pusher, &source, &interrupted)? {
+        End::Promoted(_) => Ok(()),
+        end => Err(RolloutEnded(end).into()),
     }
 }
 
@@ -431,32 +591,43 @@ fn set(args: SetArgs) -> Result<()> {
     Ok(())
 }
 
+fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
+    Pusher {
+        file: EcdsFile::new(&target.ecds),
+        admin: confirm.admin.as_deref().map(Admin::new),
+    }
+}
+
+fn report(pusher: &Pusher, applied: &Applied) {
+    match applied {
+        Applied::Accepted(after) => {
+            let base = pusher.admin.as_ref().map_or("", Admin::base);
+            println!("Envoy at {base} accepted it ({} ms)", after.as_millis());
+        }
+        Applied::Unconfirmed => println!(
+            "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)"
+        ),
+        Applied::NotWritten => {}
+    }
+}
+
 /// Validates, previews, writes (unless a dry run) and confirms with Envoy when asked.
 fn apply(
     write: &WriteArgs,
     change: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
 ) -> Result<Update> {
-    let file = EcdsFile::new(&write.target.ecds);
-    let baseline = if write.dry_run {
-        None
-    } else {
-        confirm_baseline(&write.confirm, &file)?
-    };
-    let update = file.update(write.dry_run, change)?;
+    let pusher = pusher(&write.target, &write.confirm);
+    let path = pusher.file.path().display().to_string();
+    let (update, applied) = pusher.push(write.dry_run, change)?;
     print!("{}", preview(&update)?);
     if write.dry_run {
-        println!("dry run: {} not written", file.path().display());
-        return Ok(update);
+        println!("dry run: {path} not written");
+    } else if !update.written {
+        println!("no change: {path} left as it was");
+    } else {
+        println!("wrote {path} (the previous version is kept for `canaryctl undo`)");
+        report(&pusher, &applied);
     }
-    if !update.written {
-        println!("no change: {} left as it was", file.path().display());
-        return Ok(update);
-    }
-    println!(
-        "wrote {} (the previous version is kept for `canaryctl undo`)",
-        file.path().display()
-    );
-    confirm_applied(&write.confirm, &file, &update, baseline)?;
     Ok(update)
 }
 
@@ -489,81 +660,6 @@ fn preview(update: &Update) -> Result<String> {
         out.push_str(&format!("seed: {} -> {}\n", before.seed(), after.seed()));
     }
     Ok(out)
-}
-
-type Baseline = Option<(Admin, String, u64, u64)>;
-
-/// Reads Envoy's ECDS counters before a write, so the write can be confirmed; an unreachable
-/// admin endpoint stops here, before anything is written.
-fn confirm_baseline(confirm: &Confirm, file: &EcdsFile) -> Result<Baseline> {
-    let Some(address) = &confirm.admin else {
-        return Ok(None);
-    };
-    let admin = Admin::new(address);
-    let name = file
-        .read()?
-        .resource_name()
-        .unwrap_or("canary-filter")
-        .to_string();
-    let prefix = format!("extension_config_discovery.http_filter.{name}");
-    let success = admin.counter(&format!("{prefix}.update_success"))?;
-    let rejected = admin.counter(&format!("{prefix}.update_rejected"))?;
-    match (success, rejected) {
-        (Some(s), Some(r)) => Ok(Some((admin, prefix, s, r))),
-        _ => bail!(
-            "Envoy at {} has no ECDS filter named {name:?}: is it the Envoy that watches {}?",
-            admin.base(),
-            file.path().display()
-        ),
-    }
-}
-
-fn confirm_applied(
-    confirm: &Confirm,
-    file: &EcdsFile,
-    update: &Update,
-    baseline: Baseline,
-) -> Result<()> {
-    let Some((admin, prefix, success, rejected)) = baseline else {
-        if confirm.admin.is_none() {
-            println!(
-                "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)"
-            );
-        }
-        return Ok(());
-    };
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(5) {
-        if admin
-            .counter(&format!("{prefix}.update_success"))?
-            .unwrap_or(0)
-            > success
-        {
-            println!(
-                "Envoy at {} accepted it ({} ms)",
-                admin.base(),
-                started.elapsed().as_millis()
-            );
-            return Ok(());
-        }
-        if admin
-            .counter(&format!("{prefix}.update_rejected"))?
-            .unwrap_or(0)
-            > rejected
-        {
-            file.restore(&update.after_bytes, &update.before_bytes)?;
-            bail!(
-                "Envoy at {} rejected it (see its log); the previous file was put back",
-                admin.base()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!(
-        "Envoy at {} did not pick the change up within 5 s: does it watch {}?",
-        admin.base(),
-        file.path().display()
-    )
 }
 
 fn run_status(args: StatusArgs) -> Result<()> {

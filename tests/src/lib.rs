@@ -4,6 +4,7 @@
 
 pub mod envoy;
 pub mod mesh;
+pub mod prometheus;
 
 use std::time::Duration;
 

@@ -292,10 +292,16 @@ fn the_faulty_upstreams_are_faulty() {
         assert!(reply.status == 200 || reply.status == 503, "{reply:?}");
         failed += usize::from(reply.status == 503);
     }
-    assert!((40..=130).contains(&failed), "{failed} of 400 failed, expected about 80");
+    assert!(
+        (40..=130).contains(&failed),
+        "{failed} of 400 failed, expected about 80"
+    );
     let started = std::time::Instant::now();
     for _ in 0..5 {
-        assert_eq!(get_ok(&mesh, &[("x-v", "slow")]).upstream(), Some("app-v2-slow"));
+        assert_eq!(
+            get_ok(&mesh, &[("x-v", "slow")]).upstream(),
+            Some("app-v2-slow")
+        );
     }
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
 }

@@ -1,0 +1,437 @@
+//! `canaryctl rollout`: step the canary's weight through a plan; after each interval judge the
+//! canary against stable on that interval's counts (differences of two reads, not totals) in
+//! the cohort the split being ramped drew; then go on, hold, or roll back. Every decision is
+//! printed as a line people can follow and appended to an audit log as one JSON line.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+use crate::edit;
+use crate::judge::{judge, Counts, JudgeSettings, Outcome, Verdict};
+use crate::push::Pusher;
+use crate::source::{Snapshot, Source};
+
+/// What Ctrl-C does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnInterrupt {
+    /// Leave the canary at its current weight.
+    Hold,
+    /// Set the canary's weight to 0.
+    Rollback,
+}
+
+/// The plan and its settings.
+pub struct Rollout {
+    /// Weights to step through, strictly increasing, each in (0, 100].
+    pub steps: Vec<f64>,
+    /// Time between reads.
+    pub interval: Duration,
+    /// The version being rolled out.
+    pub canary: String,
+    /// The split being ramped: `None` for the top-level weights, else a rule's name.
+    pub rule: Option<String>,
+    /// The judge's thresholds.
+    pub judge: JudgeSettings,
+    /// Consecutive intervals without enough data before the rollout stops (weight held).
+    pub max_holds: u32,
+    /// Consecutive failed reads of the source before rolling back.
+    pub max_failed_reads: u32,
+    /// What Ctrl-C does.
+    pub on_interrupt: OnInterrupt,
+    /// The audit log (JSON lines, appended).
+    pub audit: PathBuf,
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// Every step passed; the canary is at the last step's weight.
+    Promoted(f64),
+    /// Rolled back to weight 0, for this reason.
+    RolledBack(String),
+    /// Stopped with the weight left where it was, for this reason.
+    Stopped(f64, String),
+}
+
+impl Rollout {
+    /// Checks the plan.
+    pub fn check(&self) -> Result<()> {
+        if self.steps.is_empty() {
+            bail!("--steps: give at least one weight, for example 1,5,10,25,50,100");
+        }
+        for pair in self.steps.windows(2) {
+            if pair[1] <= pair[0] {
+                bail!("--steps must increase: {} comes after {}", pair[1], pair[0]);
+            }
+        }
+        if let Some(bad) = self.steps.iter().find(|w| !(**w > 0.0 && **w <= 100.0)) {
+            bail!("--steps: {bad} is not a weight above 0 and at most 100");
+        }
+        if self.interval.is_zero() {
+            bail!("--interval must be longer than zero");
+        }
+        if self.judge.min_requests == 0 {
+            bail!("--min-requests must be at least 1: no verdict on no evidence");
+        }
+        if !(self.judge.alpha > 0.0 && self.judge.alpha < 1.0) {
+            bail!("--alpha must be between 0 and 1");
+        }
+        Ok(())
+    }
+
+    fn label(&self) -> &str {
+        self.rule
+            .as_deref()
+            .unwrap_or(canary_filter::plan::LABEL_WEIGHTS)
+    }
+
+    /// Runs the rollout to its end.
+    pub fn run(
+        &self,
+        pusher: &Pusher,
+        source: &Source,
+        interrupted: &Arc<AtomicBool>,
+    ) -> Result<End> {
+        self.check()?;
+        let config = pusher.file.read()?.config;
+        let stable = config.default.clone();
+        // Refuse before the first push what the first push would refuse.
+        edit::set_weights(&config, &[(self.canary.clone(), 0.0)], self.rule.as_deref())?;
+        let mut audit = Audit::open(&self.audit)?;
+        println!(
+            "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
+            self.canary,
+            self.label(),
+            self.steps
+                .iter()
+                .map(|w| format!("{w}%"))
+                .collect::<Vec<_>>()
+                .join(" → "),
+            humantime::format_duration(self.interval),
+            source.describe()
+        );
+        println!("audit log: {}", self.audit.display());
+        let mut history: Vec<String> = Vec::new();
+
+        for (index, &weight) in self.steps.iter().enumerate() {
+            self.set_weight(pusher, weight)?;
+            audit.write(json!({"event": "step", "step": index + 1, "weight": weight}))?;
+            if weight >= 100.0 {
+                // Nothing is left to compare against: reaching 100 % is the promotion.
+                history.push(format!(
+                    "{weight:>6}%  promoted after {} judged step(s)",
+                    index
+                ));
+                break;
+            }
+            let baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
+                Read::Snapshot(snapshot) => snapshot,
+                other => {
+                    let end = self.unread(pusher, weight, other)?;
+                    return self.finish(&mut audit, end, &history);
+                }
+            };
+            let mut holds = 0;
+            loop {
+                if !self.wait(index, weight, interrupted) {
+                    let end = self.interrupted(pusher, weight)?;
+                    return self.finish(&mut audit, end, &history);
+                }
+                let now = match self.read_with_retries(source, interrupted, &mut audit)? {
+                    Read::Snapshot(snapshot) => snapshot,
+                    other => {
+                        let end = self.unread(pusher, weight, other)?;
+                        return self.finish(&mut audit, end, &history);
+                    }
+                };
+                let canary = delta(&now, &baseline, &self.canary);
+                let stable_counts = delta(&now, &baseline, &stable);
+                let verdict = judge(&canary, &stable_counts, &self.judge);
+                let line = self.line(index, weight, &canary, &stable_counts, &verdict);
+                println!("{line}");
+                audit.write(json!({
+                    "event": "verdict", "step": index + 1, "weight": weight,
+                    "outcome": verdict.outcome, "reason": verdict.reason, "checks": verdict.checks,
+                    "canary": summary(&canary), "stable": summary(&stable_counts),
+                    "settings": self.judge,
+                }))?;
+                match verdict.outcome {
+                    Outcome::Pass => {
+                        history.push(format!("{weight:>6}%  pass   {}", verdict.reason));
+                        break;
+                    }
+                    Outcome::Hold => {
+                        // The baseline stays: the next interval adds to this one's data.
+                        holds += 1;
+                        if holds >= self.max_holds {
+                            history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
+                            let end = End::Stopped(
+                                weight,
+                                format!(
+                                    "no verdict after {holds} intervals at {weight}%: {}",
+                                    verdict.reason
+                                ),
+                            );
+                            return self.finish(&mut audit, end, &history);
+                        }
+                    }
+                    Outcome::Fail => {
+                        history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
+                        self.set_weight(pusher, 0.0)?;
+                        let end = End::RolledBack(format!("at {weight}%: {}", verdict.reason));
+                        return self.finish(&mut audit, end, &history);
+                    }
+                }
+                if interrupted.load(Ordering::SeqCst) {
+                    let end = self.interrupted(pusher, weight)?;
+                    return self.finish(&mut audit, end, &history);
+                }
+            }
+        }
+        let last = self.steps.last().copied().unwrap_or(100.0);
+        self.finish(&mut audit, End::Promoted(last), &history)
+    }
+
+    fn set_weight(&self, pusher: &Pusher, weight: f64) -> Result<()> {
+        let canary = self.canary.clone();
+        let rule = self.rule.clone();
+        pusher
+            .push(false, move |config| {
+                edit::set_weights(config, &[(canary, weight)], rule.as_deref())
+            })
+            .with_context(|| format!("pushing weight {weight}%"))?;
+        Ok(())
+    }
+
+    /// The end when the source could not be read: roll back, or obey the interrupt.
+    fn unread(&self, pusher: &Pusher, weight: f64, read: Read) -> Result<End> {
+        match read {
+            Read::Failed(reason) => {
+                self.set_weight(pusher, 0.0)?;
+                Ok(End::RolledBack(reason))
+            }
+            _ => self.interrupted(pusher, weight),
+        }
+    }
+
+    fn interrupted(&self, pusher: &Pusher, weight: f64) -> Result<End> {
+        Ok(match self.on_interrupt {
+            OnInterrupt::Hold => End::Stopped(
+                weight,
+                format!("interrupted: `{}` held at {weight}%", self.canary),
+            ),
+            OnInterrupt::Rollback => {
+                self.set_weight(pusher, 0.0)?;
+                End::RolledBack(format!(
+                    "interrupted at {weight}% (--on-interrupt rollback)"
+                ))
+            }
+        })
+    }
+
+    /// Reads the source, retrying once per interval; after `max_failed_reads` failures in a
+    /// row, rolls back.
+    fn read_with_retries(
+        &self,
+        source: &Source,
+        interrupted: &Arc<AtomicBool>,
+        audit: &mut Audit,
+    ) -> Result<Read> {
+        let mut failures = 0;
+        loop {
+            match source.read(self.label()) {
+                Ok(snapshot) => return Ok(Read::Snapshot(snapshot)),
+                Err(err) => {
+                    failures += 1;
+                    let message = format!("{err:#}");
+                    println!(
+                        "  source read failed ({failures} of {}): {message}; holding",
+                        self.max_failed_reads
+                    );
+                    audit.write(
+                        json!({"event": "source_error", "failures": failures, "error": message}),
+                    )?;
+                    if failures >= self.max_failed_reads {
+                        return Ok(Read::Failed(format!(
+                            "{failures} failed reads of {} in a row: {message}",
+                            source.describe()
+                        )));
+                    }
+                }
+            }
+            let deadline = Instant::now() + self.interval;
+            while Instant::now() < deadline {
+                if interrupted.load(Ordering::SeqCst) {
+                    return Ok(Read::Interrupted);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Waits one interval with a progress bar (on a terminal); false when interrupted.
+    fn wait(&self, index: usize, weight: f64, interrupted: &Arc<AtomicBool>) -> bool {
+        let millis = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
+        let bar = ProgressBar::new(millis);
+        bar.set_style(
+            ProgressStyle::with_template("  step {prefix} {bar:30} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(format!("{}/{} at {weight}%", index + 1, self.steps.len()));
+        bar.set_message("collecting");
+        let started = Instant::now();
+        while started.elapsed() < self.interval {
+            if interrupted.load(Ordering::SeqCst) {
+                bar.finish_and_clear();
+                return false;
+            }
+            bar.set_position(u64::try_from(started.elapsed().as_millis()).unwrap_or(millis));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bar.finish_and_clear();
+        true
+    }
+
+    fn line(
+        &self,
+        index: usize,
+        weight: f64,
+        canary: &Counts,
+        stable: &Counts,
+        verdict: &Verdict,
+    ) -> String {
+        let side = |name: &str, c: &Counts| {
+            let ms = |q| {
+                c.latency_quantile(q)
+                    .map_or("-".into(), |v: f64| format!("{v:.1}"))
+            };
+            format!(
+                "{name} {} req {:.2}% 5xx p50 {} p99 {} ms",
+                c.answered(),
+                c.error_rate(),
+                ms(0.5),
+                ms(0.99)
+            )
+        };
+        let filled = (weight / 10.0).round() as usize;
+        let bar = format!(
+            "[{}{}]",
+            "#".repeat(filled.min(10)),
+            ".".repeat(10 - filled.min(10))
+        );
+        let checks: Vec<String> = verdict
+            .checks
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} p={:.2e}",
+                    c.name,
+                    if c.passed { "ok" } else { "FAIL" },
+                    c.p_value
+                )
+            })
+            .collect();
+        let decision = match verdict.outcome {
+            Outcome::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
+            Outcome::Pass => format!(
+                "PASS: next {}%",
+                self.steps.get(index + 1).copied().unwrap_or(100.0)
+            ),
+            Outcome::Hold => format!("HOLD: {}", verdict.reason),
+            Outcome::Fail => format!("FAIL: {}", verdict.reason),
+        };
+        format!(
+            "step {}/{} {bar} {weight:>6.2}% | {} | {} | {} => {decision}",
+            index + 1,
+            self.steps.len(),
+            side(&self.canary, canary),
+            side("stable", stable),
+            if checks.is_empty() {
+                "-".to_string()
+            } else {
+                checks.join(", ")
+            },
+        )
+    }
+
+    fn finish(&self, audit: &mut Audit, end: End, history: &[String]) -> Result<End> {
+        let (event, text) = match &end {
+            End::Promoted(weight) => (
+                "promoted",
+                format!("PROMOTED: `{}` is at {weight}%", self.canary),
+            ),
+            End::RolledBack(reason) => (
+                "rolled_back",
+                format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary),
+            ),
+            End::Stopped(weight, reason) => ("stopped", format!("STOPPED at {weight}%: {reason}")),
+        };
+        audit.write(json!({"event": event, "summary": text}))?;
+        println!("\nsummary:");
+        for line in history {
+            println!("  {line}");
+        }
+        println!("{text}");
+        Ok(end)
+    }
+}
+
+/// What a read of the source gave.
+enum Read {
+    Snapshot(Snapshot),
+    /// Too many failures in a row.
+    Failed(String),
+    Interrupted,
+}
+
+fn delta(now: &Snapshot, before: &Snapshot, version: &str) -> Counts {
+    let current = now.get(version).cloned().unwrap_or_default();
+    match before.get(version) {
+        Some(earlier) => current.since(earlier),
+        None => current,
+    }
+}
+
+fn summary(counts: &Counts) -> serde_json::Value {
+    json!({
+        "responses": counts.answered(), "errors_5xx": counts.errors(), "error_rate": counts.error_rate(),
+        "latency_samples": counts.latency_samples(),
+        "p50_ms": counts.latency_quantile(0.5), "p99_ms": counts.latency_quantile(0.99),
+    })
+}
+
+/// The audit log: one JSON object per line, appended.
+struct Audit {
+    file: std::fs::File,
+}
+
+impl Audit {
+    fn open(path: &PathBuf) -> Result<Audit> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the audit log {}", path.display()))?;
+        Ok(Audit { file })
+    }
+
+    fn write(&mut self, mut entry: serde_json::Value) -> Result<()> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        entry["time"] = json!(now.as_secs_f64());
+        writeln!(self.file, "{entry}")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,473 @@
+//! `canaryctl rollout` end to end: real Envoy, real upstreams (healthy, 20 % 503, 50 ms
+//! slower), real load, short intervals, and a real Prometheus for the Prometheus source.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use canary_control::admin::Admin;
+use canary_control::judge::{judge, JudgeSettings, Outcome};
+use canary_control::source::Source;
+use canary_e2e::http_agent;
+use canary_e2e::mesh::{configuration_of, Mesh};
+use canary_e2e::prometheus::Prometheus;
+
+const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
+
+fn config(canary_cluster: &str) -> String {
+    format!(
+        r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "{canary_cluster}"}}],
+            "default": "stable", "weights": {{"canary": 0}},
+            "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 0}},
+            "rules": [{{"name": "testers", "when": {{"header": {{"name": "x-canary", "equals": "always"}}}}, "version": "canary"}}]}}"#
+    )
+}
+
+/// Keyed load from `threads` clients, each pausing `pause` between requests, plus a few
+/// testers pinned by header (who must not count on either side), until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<u64>>,
+}
+
+impl Load {
+    fn start(mesh: &Mesh, threads: usize, pause: Duration) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..threads)
+            .map(|worker| {
+                let stop = Arc::clone(&stop);
+                let url = format!("http://{}/", mesh.listen());
+                std::thread::spawn(move || {
+                    let agent = http_agent(Duration::from_secs(10));
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    let mut sent = 0u64;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        let key = format!("w{worker}-{}", sent % 5_000);
+                        let mut request = agent.get(&url).header("x-user-id", &key);
+                        if sent.is_multiple_of(50) {
+                            request = request.header("x-canary", "always");
+                        }
+                        let _ = request.call();
+                        sent += 1;
+                        std::thread::sleep(pause);
+                    }
+                    sent
+                })
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.workers.into_iter().map(|w| w.join().unwrap()).sum()
+    }
+}
+
+fn rollout(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Output {
+    let output = Command::new(CANARYCTL)
+        .arg("rollout")
+        .args(["--ecds", &mesh.ecds_file().display().to_string()])
+        .args(["--admin", &mesh.front().admin().to_string()])
+        .args(["--audit", &audit.display().to_string()])
+        .args(extra)
+        .output()
+        .unwrap();
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+fn canary_weight(mesh: &Mesh) -> f64 {
+    let config = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&config).unwrap();
+    doc["weights"]["canary"].as_f64().unwrap()
+}
+
+fn verdicts(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    lines.iter().filter(|l| l["event"] == "verdict").collect()
+}
+
+/// Case 1: a healthy canary is promoted through every step to 100 %.
+#[test]
+fn a_healthy_canary_is_promoted() {
+    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+        ],
+    );
+    load.stop();
+    assert_eq!(output.status.code(), Some(0), "exit code");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("PROMOTED: `canary` is at 100%"));
+    assert_eq!(canary_weight(&mesh), 100.0);
+    let lines = audit_lines(audit.path());
+    let passes = verdicts(&lines)
+        .iter()
+        .filter(|v| v["outcome"] == "pass")
+        .count();
+    assert_eq!(
+        passes, 2,
+        "one pass per judged step; reaching 100 % is the promotion"
+    );
+    assert!(verdicts(&lines).iter().all(|v| v["outcome"] != "fail"));
+}
+
+/// Case 2: a canary answering 503 to 20 % of requests is rolled back within two intervals of
+/// the first step with enough data; the audit log names the failing check and its numbers.
+#[test]
+fn a_canary_with_20_percent_errors_is_rolled_back() {
+    let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,25,50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+        ],
+    );
+    load.stop();
+    assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
+    assert_eq!(canary_weight(&mesh), 0.0);
+    let lines = audit_lines(audit.path());
+    let verdicts = verdicts(&lines);
+    let first_with_data = verdicts
+        .iter()
+        .position(|v| v["outcome"] != "hold")
+        .unwrap();
+    let failed = verdicts
+        .iter()
+        .position(|v| v["outcome"] == "fail")
+        .unwrap();
+    assert!(
+        failed <= first_with_data + 1,
+        "failed at verdict {failed}, first with data {first_with_data}"
+    );
+    let verdict = verdicts[failed];
+    let errors = verdict["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "errors")
+        .unwrap();
+    assert_eq!(errors["passed"], false);
+    assert!(errors["canary"].as_f64().unwrap() > 5.0, "{errors}");
+    assert!(errors["stable"].as_f64().unwrap() < 1.0, "{errors}");
+    assert!(errors["p_value"].as_f64().unwrap() < 0.01, "{errors}");
+    println!(
+        "failing verdict: {}",
+        serde_json::to_string(verdict).unwrap()
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("ROLLED BACK"), "{stdout}");
+    // Testers pinned by header do not count on either side: the cohort is rule=weights.
+    let responses = verdict["canary"]["responses"].as_u64().unwrap()
+        + verdict["stable"]["responses"].as_u64().unwrap();
+    assert!(responses > 0);
+}
+
+/// Case 3: a canary 50 ms slower, its error rate fine, is rolled back by the latency check.
+#[test]
+fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
+    let mesh = Mesh::isolated(&config("app-v2-slow")).unwrap_or_else(|err| panic!("{err}"));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(&mesh, 4, Duration::from_millis(2));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "20,50,100",
+            "--interval",
+            "2s",
+            "--min-requests",
+            "20",
+        ],
+    );
+    load.stop();
+    assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
+    let lines = audit_lines(audit.path());
+    let failed = verdicts(&lines)
+        .into_iter()
+        .find(|v| v["outcome"] == "fail")
+        .unwrap()
+        .clone();
+    let checks = failed["checks"].as_array().unwrap();
+    let latency = checks.iter().find(|c| c["name"] == "latency").unwrap();
+    let errors = checks.iter().find(|c| c["name"] == "errors").unwrap();
+    assert_eq!(latency["passed"], false, "{failed}");
+    assert_eq!(errors["passed"], true, "{failed}");
+    assert!(
+        latency["canary"].as_f64().unwrap() - latency["stable"].as_f64().unwrap() > 30.0,
+        "{latency}"
+    );
+    assert_eq!(canary_weight(&mesh), 0.0);
+}
+
+/// Case 4: too little traffic holds the step; the rollout never promotes on no evidence.
+#[test]
+fn too_little_traffic_holds_the_step() {
+    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(&mesh, 1, Duration::from_millis(100));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,100",
+            "--interval",
+            "1s",
+            "--min-requests",
+            "500",
+            "--max-holds",
+            "3",
+        ],
+    );
+    load.stop();
+    assert_eq!(output.status.code(), Some(1), "stopped undecided");
+    assert_eq!(
+        canary_weight(&mesh),
+        10.0,
+        "the weight stays at the first step"
+    );
+    let lines = audit_lines(audit.path());
+    let verdicts = verdicts(&lines);
+    assert_eq!(verdicts.len(), 3);
+    assert!(
+        verdicts.iter().all(|v| v["outcome"] == "hold"),
+        "{verdicts:?}"
+    );
+    assert!(verdicts[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("not enough data"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("STOPPED at 10%"));
+}
+
+/// Case 5: on the same traffic, Prometheus and the admin endpoint give the same counts and the
+/// same verdict; and a whole rollout judged from Prometheus rolls a faulty canary back.
+#[test]
+fn the_prometheus_source_reaches_the_same_verdicts() {
+    let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
+    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
+    let prom = Source::prometheus(&prometheus.url());
+    // Ramp to 50 % by hand and wait for Prometheus to have the series.
+    let output = Command::new(CANARYCTL)
+        .args([
+            "set",
+            "--weight",
+            "canary=50",
+            "--ecds",
+            &mesh.ecds_file().display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    mesh.get(&[("x-user-id", "warm-up")]).unwrap();
+    prometheus.wait_for_scrape().unwrap();
+    let (admin_before, prom_before) = (
+        admin.read("weights").unwrap(),
+        prom.read("weights").unwrap(),
+    );
+
+    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = load.stop();
+    // Envoy flushes histograms every second; Prometheus scrapes every second.
+    std::thread::sleep(Duration::from_millis(1_500));
+    prometheus.wait_for_scrape().unwrap();
+    let (admin_after, prom_after) = (
+        admin.read("weights").unwrap(),
+        prom.read("weights").unwrap(),
+    );
+    let settings = JudgeSettings {
+        min_requests: 30,
+        alpha: 0.01,
+        error_margin: 1.0,
+        max_error_rate: 5.0,
+        latency_margin_ms: 10.0,
+    };
+    let mut outcomes = Vec::new();
+    for (before, after) in [(&admin_before, &admin_after), (&prom_before, &prom_after)] {
+        let canary = after["canary"].since(&before["canary"]);
+        let stable = after["stable"].since(&before["stable"]);
+        outcomes.push((
+            canary.clone(),
+            stable.clone(),
+            judge(&canary, &stable, &settings),
+        ));
+    }
+    let (admin_view, prom_view) = (&outcomes[0], &outcomes[1]);
+    assert!(admin_view.0.answered() > 100, "sent {sent}");
+    assert_eq!(
+        admin_view.0.responses, prom_view.0.responses,
+        "canary counts"
+    );
+    assert_eq!(
+        admin_view.1.responses, prom_view.1.responses,
+        "stable counts"
+    );
+    assert_eq!(
+        admin_view.0.latency, prom_view.0.latency,
+        "canary latency buckets"
+    );
+    assert_eq!(admin_view.2.outcome, Outcome::Fail);
+    assert_eq!(admin_view.2, prom_view.2, "same verdict, same numbers");
+
+    // A whole rollout from Prometheus: rolled back by the errors check.
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,50,100",
+            "--interval",
+            "2s",
+            "--min-requests",
+            "30",
+            "--prometheus",
+            &prometheus.url(),
+        ],
+    );
+    load.stop();
+    assert_eq!(output.status.code(), Some(3));
+    let lines = audit_lines(audit.path());
+    let failed = verdicts(&lines)
+        .into_iter()
+        .find(|v| v["outcome"] == "fail")
+        .unwrap()
+        .clone();
+    let errors = failed["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "errors")
+        .unwrap()
+        .clone();
+    assert_eq!(errors["passed"], false);
+}
+
+/// Bad plans and sources get clear answers, and nothing is written.
+#[test]
+fn bad_plans_and_unreachable_sources() {
+    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let before = std::fs::read(mesh.ecds_file()).unwrap();
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    for (args, message) in [
+        (vec!["--steps", "10,5,100"], "--steps must increase"),
+        (vec!["--steps", "0,50"], "not a weight above 0"),
+        (vec!["--steps", "10,150"], "not a weight above 0"),
+        (
+            vec!["--interval", "0s"],
+            "--interval must be longer than zero",
+        ),
+        (vec!["--canary", "beta"], "no version is named \"beta\""),
+    ] {
+        let output = rollout(&mesh, audit.path(), &args);
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "{args:?}"
+        );
+        assert_eq!(std::fs::read(mesh.ecds_file()).unwrap(), before);
+    }
+    // A Prometheus that is not there: holds, retries, then rolls back, saying so.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,100",
+            "--interval",
+            "300ms",
+            "--max-failed-reads",
+            "2",
+            "--prometheus",
+            &format!("http://{closed}"),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("source read failed (1 of 2)") && stdout.contains("unreachable"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ROLLED BACK"), "{stdout}");
+    assert_eq!(canary_weight(&mesh), 0.0);
+}
+
+/// Ctrl-C leaves a defined state: held at the current weight, or rolled back, as asked.
+#[test]
+fn ctrl_c_holds_or_rolls_back_as_asked() {
+    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    for (mode, code, weight) in [("hold", 1, 10.0), ("rollback", 3, 0.0)] {
+        let audit = tempfile::NamedTempFile::new().unwrap();
+        let child = Command::new(CANARYCTL)
+            .args([
+                "rollout",
+                "--steps",
+                "10,100",
+                "--interval",
+                "30s",
+                "--on-interrupt",
+                mode,
+            ])
+            .args(["--ecds", &mesh.ecds_file().display().to_string()])
+            .args(["--admin", &mesh.front().admin().to_string()])
+            .args(["--audit", &audit.path().display().to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        mesh.wait_for(Duration::from_secs(10), || Ok(canary_weight(&mesh) == 10.0))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child by its PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(code), "{mode}: {stdout}");
+        assert_eq!(canary_weight(&mesh), weight, "{mode}");
+        assert!(stdout.contains("interrupted"), "{stdout}");
+    }
+}

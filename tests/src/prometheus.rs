@@ -1,0 +1,136 @@
+//! A real Prometheus (Debian's `prometheus` package) scraping a front Envoy's
+//! `/stats/prometheus` every second, in a temporary directory, stopped by its PID when dropped.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::{http_agent, Result};
+
+/// A running Prometheus.
+pub struct Prometheus {
+    child: Child,
+    address: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` (an Envoy admin address) every second.
+    pub fn start(target: SocketAddr) -> Result<Prometheus> {
+        let binary = which("prometheus").ok_or(
+            "prometheus not found on PATH: run `make prometheus` (it installs Debian's prometheus package)",
+        )?;
+        let dir = tempfile::Builder::new()
+            .prefix("canary-prometheus-")
+            .tempdir()?;
+        let config = dir.path().join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
+                 - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: ['{target}']\n"
+            ),
+        )?;
+        // A free port: bound, read, released (Prometheus has no port-0 mode that reports back).
+        let address = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={address}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.path().join("prometheus.log"))?)
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; it ties Prometheus's life to this process.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command.spawn()?;
+        let mut prometheus = Prometheus {
+            child,
+            address,
+            _dir: dir,
+        };
+        let agent = http_agent(Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = prometheus.child.try_wait() {
+                let log = fs::read_to_string(prometheus._dir.path().join("prometheus.log"))
+                    .unwrap_or_default();
+                return Err(format!("prometheus exited with {status}:\n{log}").into());
+            }
+            let ready = agent
+                .get(&format!("http://{address}/-/ready"))
+                .call()
+                .map(|reply| reply.status() == 200)
+                .unwrap_or(false);
+            if ready {
+                return Ok(prometheus);
+            }
+            if Instant::now() > deadline {
+                return Err("prometheus was not ready within 30 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `http://host:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Waits until Prometheus has scraped its target after this call began (up to 20 s).
+    pub fn wait_for_scrape(&self) -> Result<()> {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs_f64();
+        let agent = http_agent(Duration::from_secs(5));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let latest = agent
+                .get(&format!("http://{}/api/v1/query", self.address))
+                .query("query", "timestamp(up{job=\"envoy\"} == 1)")
+                .call()
+                .ok()
+                .and_then(|mut reply| reply.body_mut().read_to_string().ok())
+                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+                .and_then(|doc| {
+                    doc["data"]["result"][0]["value"][1]
+                        .as_str()?
+                        .parse::<f64>()
+                        .ok()
+                });
+            if latest.is_some_and(|at| at > since) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err("Prometheus did not scrape Envoy within 20 s".into())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(name))
+        .find(|path| path.is_file())
+}
