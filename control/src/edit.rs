@@ -58,6 +58,16 @@ pub fn set_weights(
     Ok(next)
 }
 
+/// Points `version` at another cluster (a new deployment of that version).
+pub fn set_cluster(config: &CanaryConfig, version: &str, cluster: &str) -> Result<CanaryConfig> {
+    check_version(config, version)?;
+    let mut next = config.clone();
+    for spec in next.versions.iter_mut().filter(|v| v.name == version) {
+        spec.cluster = cluster.to_string();
+    }
+    Ok(next)
+}
+
 /// Sets the sticky seed (a new cohort).
 pub fn set_seed(config: &CanaryConfig, seed: u32) -> Result<CanaryConfig> {
     let mut next = config.clone();

@@ -84,6 +84,10 @@ struct RolloutArgs {
     /// Time per interval (30s, 2m, 1500ms).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     interval: Duration,
+    /// Wait after each push before the interval starts: longer than Envoy's stats flush and the
+    /// Prometheus scrape interval, so no request routed by the previous weight is counted.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    settle: Duration,
     /// The version to roll out (default: the only non-default one).
     #[arg(long)]
     canary: Option<String>,
@@ -184,6 +188,9 @@ struct SetArgs {
     /// Make this version the default.
     #[arg(long = "default", value_name = "VERSION")]
     default_version: Option<String>,
+    /// VERSION=CLUSTER: point a version at another Envoy cluster (a new deployment).
+    #[arg(long, value_name = "VERSION=CLUSTER", value_parser = parse_pair)]
+    cluster: Vec<(String, String)>,
     #[command(flatten)]
     write: WriteArgs,
 }
@@ -428,6 +435,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
     let rollout = Rollout {
         steps: args.steps,
         interval: args.interval,
+        settle: args.settle,
         canary,
         rule: args.rule,
         judge: JudgeSettings {
@@ -557,8 +565,9 @@ fn set(args: SetArgs) -> Result<()> {
         && args.pin.is_none()
         && args.unpin.is_none()
         && args.default_version.is_none()
+        && args.cluster.is_empty()
     {
-        bail!("nothing to change: give --weight, --seed, --pin, --unpin or --default");
+        bail!("nothing to change: give --weight, --seed, --pin, --unpin, --default or --cluster");
     }
     apply(&args.write, |config| {
         let mut next = config.clone();
@@ -585,6 +594,9 @@ fn set(args: SetArgs) -> Result<()> {
         }
         if let Some(version) = &args.default_version {
             next = edit::set_default(&next, version)?;
+        }
+        for (version, cluster) in &args.cluster {
+            next = edit::set_cluster(&next, version, cluster)?;
         }
         Ok(next)
     })?;
@@ -649,6 +661,14 @@ fn preview(update: &Update) -> Result<String> {
             pins_before.join(", "),
             pins_after.join(", ")
         ));
+    }
+    for (old, new) in update.before.versions.iter().zip(&update.after.versions) {
+        if old.name == new.name && old.cluster != new.cluster {
+            out.push_str(&format!(
+                "version {}: cluster {} -> {}\n",
+                old.name, old.cluster, new.cluster
+            ));
+        }
     }
     if update.before.default != update.after.default {
         out.push_str(&format!(

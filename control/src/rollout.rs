@@ -34,6 +34,10 @@ pub struct Rollout {
     pub steps: Vec<f64>,
     /// Time between reads.
     pub interval: Duration,
+    /// Time after each push before the interval's first read: Envoy's histograms reach the
+    /// admin endpoint at the stats flush and Prometheus at its scrape, so a read right after a
+    /// push could still count requests routed by the previous weight.
+    pub settle: Duration,
     /// The version being rolled out.
     pub canary: String,
     /// The split being ramped: `None` for the top-level weights, else a rule's name.
@@ -131,6 +135,10 @@ impl Rollout {
                     index
                 ));
                 break;
+            }
+            if !self.pause(self.settle, interrupted) {
+                let end = self.interrupted(pusher, weight)?;
+                return self.finish(&mut audit, end, &history);
             }
             let baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
                 Read::Snapshot(snapshot) => snapshot,
@@ -275,6 +283,18 @@ impl Rollout {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
+    }
+
+    /// Sleeps `time`; false when interrupted.
+    fn pause(&self, time: Duration, interrupted: &Arc<AtomicBool>) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < time {
+            if interrupted.load(Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 
     /// Waits one interval with a progress bar (on a terminal); false when interrupted.
