@@ -1,0 +1,400 @@
+//! `make bench`, the end-to-end part: the front Envoy (`--concurrency 1`) in five setups, the
+//! upstreams in a separate Envoy, load from `wrk` rotating 10,000 keys, alternating setups
+//! round by round:
+//!
+//! - (a) no filter, one cluster: the baseline;
+//! - (b) native sticky `weighted_clusters` with `use_hash_policy` on the same key header;
+//! - (c) the canary filter with the typical configuration (the shipped `envoy/front.yaml`);
+//! - (d) the canary filter with 50 rules;
+//! - (e) the wasm floor: a filter that only writes the route header.
+//!
+//! For each: throughput, p50/p99 latency, and the front Envoy's CPU time per request (from
+//! `/proc/<pid>/stat`). Then the time from an ECDS write to the first request routed by it
+//! (median of 20), and the `.wasm` sizes. Knobs: `BENCH_ROUNDS` (3), `BENCH_SECONDS` (8),
+//! `BENCH_CONNECTIONS` (16).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use canary_e2e::envoy::{repo_root, EnvoyProcess};
+use canary_e2e::mesh::{
+    render_ecds, render_front, render_upstreams, wasm_path, ECDS_YAML, FRONT_YAML, UPSTREAMS, UPSTREAMS_YAML,
+};
+use canary_e2e::{http_agent, Result};
+use canary_filter::bucket::bucket_of;
+use serde_json::{json, Value};
+
+const FLOOR_WASM: &str = "target/wasm32-wasip1/release/canary_floor.wasm";
+const TYPICAL: &str = "filter/benches/configs/typical.json";
+const FIFTY: &str = "filter/benches/configs/fifty-rules.json";
+const WRK_SCRIPT: &str = "envoy/wrk-keys.lua";
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Setup {
+    Baseline,
+    Native,
+    Filter,
+    FiftyRules,
+    Floor,
+}
+
+impl Setup {
+    const ALL: [Setup; 5] = [Setup::Baseline, Setup::Native, Setup::Filter, Setup::FiftyRules, Setup::Floor];
+
+    fn label(self) -> &'static str {
+        match self {
+            Setup::Baseline => "(a) no filter, one cluster",
+            Setup::Native => "(b) native sticky weighted_clusters",
+            Setup::Filter => "(c) canary filter, typical config",
+            Setup::FiftyRules => "(d) canary filter, 50 rules",
+            Setup::Floor => "(e) wasm floor (writes one header)",
+        }
+    }
+}
+
+/// One wrk run against one setup.
+#[derive(Debug, Clone)]
+struct Run {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_request: f64,
+    errors: u64,
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn run() -> Result<()> {
+    let root = repo_root();
+    let rounds: usize = env_or("BENCH_ROUNDS", 3);
+    let seconds: u64 = env_or("BENCH_SECONDS", 8);
+    let connections: u32 = env_or("BENCH_CONNECTIONS", 16);
+    if Command::new("wrk").arg("--version").output().is_err() {
+        return Err("wrk not found: `apt-get install -y wrk` (make bench does it)".into());
+    }
+    let floor = root.join(FLOOR_WASM);
+    if !floor.is_file() {
+        return Err(format!("{FLOOR_WASM} is missing: make bench builds it (cargo build --release --target wasm32-wasip1 -p canary-floor)").into());
+    }
+    let wasm = wasm_path()?;
+
+    let dir = tempfile::Builder::new().prefix("canary-bench-").tempdir()?;
+    let upstreams_yaml = dir.path().join("upstreams.yaml");
+    fs::write(&upstreams_yaml, render_upstreams(&fs::read_to_string(root.join(UPSTREAMS_YAML))?)?)?;
+    let upstreams = EnvoyProcess::start("upstreams", &upstreams_yaml, dir.path(), dir.path())?;
+    let mut ports = Vec::new();
+    for (name, _) in UPSTREAMS {
+        ports.push(upstreams.listener_port(name)?);
+    }
+
+    println!(
+        "machine: {} cores, {}; Envoy 1.40.0 front --concurrency 1, upstreams in a second Envoy; \
+         wrk -t1 -c{connections} -d{seconds}s, {rounds} rounds, setups alternating",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model()
+    );
+    // BENCH_SETUPS=c,e runs only some setups (for quick experiments); the report needs all.
+    let only: Option<String> = std::env::var("BENCH_SETUPS").ok();
+    let chosen: Vec<Setup> = Setup::ALL
+        .into_iter()
+        .filter(|s| only.as_deref().is_none_or(|o| o.split(',').any(|x| s.label().starts_with(&format!("({x})")))))
+        .collect();
+    let mut runs: BTreeMap<Setup, Vec<Run>> = BTreeMap::new();
+    for round in 1..=rounds {
+        for &setup in &chosen {
+            let front = start_front(setup, dir.path(), &ports, &wasm, &floor)?;
+            let listen = front.listener_port("ingress")?;
+            let url = format!("http://127.0.0.1:{listen}/");
+            check_routing(&url)?;
+            wrk(&root, &url, 2, connections)?; // warm-up
+            let result = measure(&root, &front, &url, seconds, connections)?;
+            println!(
+                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>5.2} us/req  errors {}",
+                setup.label(),
+                result.rps,
+                result.p50_us,
+                result.p99_us,
+                result.cpu_us_per_request,
+                result.errors
+            );
+            runs.entry(setup).or_default().push(result);
+        }
+    }
+
+    let propagation = ecds_propagation(dir.path(), &ports, &wasm, &floor)?;
+    let sizes = [("canary_filter.wasm", fs::metadata(&wasm)?.len()), ("canary_floor.wasm", fs::metadata(&floor)?.len())];
+    let report = report(&runs, &propagation, &sizes, rounds, seconds, connections);
+    println!("\n{report}");
+    let out = root.join("target").join("bench-report.md");
+    fs::write(&out, &report)?;
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+fn cpu_model() -> String {
+    fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| text.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".to_string())
+}
+
+/// The shipped front bootstrap, changed for `setup`.
+fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
+    let root = repo_root();
+    let text = render_front(&fs::read_to_string(root.join(FRONT_YAML))?, dir, ports, Some("us-east-1"))?;
+    let mut doc: Value = serde_yaml_ng::from_str(&text)?;
+    let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let router = json!({"name": "envoy.filters.http.router",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
+    match setup {
+        Setup::Baseline => {
+            hcm["http_filters"] = json!([router]);
+            hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([{"match": {"prefix": "/"}, "route": {"cluster": "app-v1"}}]);
+        }
+        Setup::Native => {
+            hcm["http_filters"] = json!([router]);
+            hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([{
+                "match": {"prefix": "/"},
+                "route": {
+                    "weighted_clusters": {"use_hash_policy": true, "clusters": [
+                        {"name": "app-v1", "weight": 90}, {"name": "app-v2", "weight": 10}]},
+                    "hash_policy": [{"header": {"header_name": "x-user-id"}}],
+                },
+            }]);
+        }
+        Setup::Filter | Setup::FiftyRules | Setup::Floor => {}
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+fn write_ecds(dir: &Path, setup: Setup, wasm: &Path, floor: &Path) -> Result<()> {
+    let root = repo_root();
+    let template = fs::read_to_string(root.join(ECDS_YAML))?;
+    let (config, module) = match setup {
+        Setup::FiftyRules => (fs::read_to_string(root.join(FIFTY))?, wasm),
+        Setup::Floor => (fs::read_to_string(root.join(TYPICAL))?, floor),
+        _ => (fs::read_to_string(root.join(TYPICAL))?, wasm),
+    };
+    let ecds_dir = dir.join("ecds");
+    fs::create_dir_all(&ecds_dir)?;
+    let staging = ecds_dir.join(".staging.yaml");
+    fs::write(&staging, render_ecds(&template, &config, module)?)?;
+    fs::rename(&staging, ecds_dir.join("canary-filter.yaml"))?;
+    Ok(())
+}
+
+fn start_front(setup: Setup, dir: &Path, ports: &[u16], wasm: &Path, floor: &Path) -> Result<EnvoyProcess> {
+    write_ecds(dir, setup, wasm, floor)?;
+    let path = dir.join("front.yaml");
+    fs::write(&path, front_config(setup, dir, ports)?)?;
+    EnvoyProcess::start("front", &path, dir, dir)
+}
+
+/// Every setup must answer 200 from an upstream before it is measured.
+fn check_routing(url: &str) -> Result<()> {
+    let agent = http_agent(Duration::from_secs(5));
+    for key in ["user-1", "user-2", "user-3"] {
+        let reply = agent.get(url).header("x-user-id", key).call()?;
+        if reply.status() != 200 || reply.headers().get("x-upstream").is_none() {
+            return Err(format!("{url} answered {} without an upstream", reply.status()).into());
+        }
+    }
+    Ok(())
+}
+
+fn wrk(root: &Path, url: &str, seconds: u64, connections: u32) -> Result<String> {
+    let output = Command::new("wrk")
+        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .arg(root.join(WRK_SCRIPT))
+        .arg(url)
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("wrk failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("bad /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).ok_or("no utime")?.parse::<f64>()? + fields.get(12).ok_or("no stime")?.parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / per_second)
+}
+
+fn measure(root: &Path, front: &EnvoyProcess, url: &str, seconds: u64, connections: u32) -> Result<Run> {
+    let before = cpu_seconds(front.pid())?;
+    let text = wrk(root, url, seconds, connections)?;
+    let after = cpu_seconds(front.pid())?;
+    let requests: f64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no request count in wrk's output:\n{text}"))?;
+    let rps: f64 = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:")?.trim().parse().ok())
+        .ok_or("no Requests/sec in wrk's output")?;
+    let percentile = |p: &str| {
+        text.lines()
+            .find_map(|l| {
+                let mut parts = l.split_whitespace();
+                (parts.next()? == p).then(|| parse_duration_us(parts.next()?)).flatten()
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let errors = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:")?.trim().parse().ok())
+        .unwrap_or(0)
+        + text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Socket errors:").map(|_| 1))
+            .unwrap_or(0);
+    Ok(Run {
+        rps,
+        p50_us: percentile("50%"),
+        p99_us: percentile("99%"),
+        cpu_us_per_request: (after - before) * 1e6 / requests,
+        errors,
+    })
+}
+
+fn parse_duration_us(text: &str) -> Option<f64> {
+    let (number, factor) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    number.parse::<f64>().ok().map(|n| n * factor)
+}
+
+/// Time from an ECDS file renamed into place to the first request routed by it: a key whose
+/// bucket flips between weight 10 and weight 0, polled as fast as one client can.
+fn ecds_propagation(dir: &Path, ports: &[u16], wasm: &Path, floor: &Path) -> Result<Vec<Duration>> {
+    let root = repo_root();
+    let front = start_front(Setup::Filter, dir, ports, wasm, floor)?;
+    let url = format!("http://127.0.0.1:{}/", front.listener_port("ingress")?);
+    let key = (0..).map(|i| format!("probe-{i}")).find(|k| bucket_of(k.as_bytes(), 0) < 1000).ok_or("no key")?;
+    let typical = fs::read_to_string(root.join(TYPICAL))?;
+    let template = fs::read_to_string(root.join(ECDS_YAML))?;
+    let agent = http_agent(Duration::from_secs(5));
+    let mut times = Vec::new();
+    for i in 0..20 {
+        let weight = if i % 2 == 0 { 0 } else { 10 };
+        let want = if weight == 0 { "app-v1" } else { "app-v2" };
+        let config = typical.replace("\"canary\": 10", &format!("\"canary\": {weight}"));
+        let staging = dir.join("ecds").join(".staging.yaml");
+        fs::write(&staging, render_ecds(&template, &config, wasm)?)?;
+        let started = Instant::now();
+        fs::rename(&staging, dir.join("ecds").join("canary-filter.yaml"))?;
+        loop {
+            let reply = agent.get(&url).header("x-user-id", &key).call()?;
+            if reply.headers().get("x-upstream").and_then(|v| v.to_str().ok()) == Some(want) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err("a config pushed by ECDS was not applied within 10 s".into());
+            }
+        }
+        times.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(front);
+    Ok(times)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn report(
+    runs: &BTreeMap<Setup, Vec<Run>>,
+    propagation: &[Duration],
+    sizes: &[(&str, u64)],
+    rounds: usize,
+    seconds: u64,
+    connections: u32,
+) -> String {
+    let stat = |setup: Setup, f: fn(&Run) -> f64| -> (f64, f64, f64) {
+        let mut values: Vec<f64> = runs.get(&setup).map(|r| r.iter().map(f).collect()).unwrap_or_default();
+        let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (median(&mut values), lo, hi)
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Medians of {rounds} alternating runs of `wrk -t1 -c{connections} -d{seconds}s` (10,000 rotating keys); \
+         front Envoy `--concurrency 1`; CPU is the front process's utime+stime per request.\n\n"
+    ));
+    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | non-2xx |\n|---|---|---|---|---|---|\n");
+    for setup in Setup::ALL {
+        let (rps, rps_lo, rps_hi) = stat(setup, |r| r.rps);
+        let (p50, ..) = stat(setup, |r| r.p50_us);
+        let (p99, ..) = stat(setup, |r| r.p99_us);
+        let (cpu, cpu_lo, cpu_hi) = stat(setup, |r| r.cpu_us_per_request);
+        let errors: u64 = runs.get(&setup).map_or(0, |r| r.iter().map(|x| x.errors).sum());
+        out.push_str(&format!(
+            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {errors} |\n",
+            setup.label()
+        ));
+    }
+    let (native_rps, ..) = stat(Setup::Native, |r| r.rps);
+    let (native_cpu, ..) = stat(Setup::Native, |r| r.cpu_us_per_request);
+    let (floor_cpu, ..) = stat(Setup::Floor, |r| r.cpu_us_per_request);
+    out.push('\n');
+    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor] {
+        let (rps, ..) = stat(setup, |r| r.rps);
+        let (cpu, ..) = stat(setup, |r| r.cpu_us_per_request);
+        out.push_str(&format!(
+            "- {}: throughput {:.3} of (b); CPU {:+.2} µs/req over (b), {:+.2} µs/req over the floor (e)\n",
+            setup.label(),
+            rps / native_rps,
+            cpu - native_cpu,
+            cpu - floor_cpu
+        ));
+    }
+    let mut millis: Vec<f64> = propagation.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    let max = millis.iter().copied().fold(0.0, f64::max);
+    out.push_str(&format!(
+        "- ECDS: config file renamed into place → first request routed by it: median {:.0} ms, max {max:.0} ms ({} pushes)\n",
+        median(&mut millis),
+        propagation.len()
+    ));
+    for (name, bytes) in sizes {
+        out.push_str(&format!("- {name}: {bytes} bytes ({:.1} KiB)\n", *bytes as f64 / 1024.0));
+    }
+    out
+}
+
