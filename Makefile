@@ -12,10 +12,11 @@ WASM          := target/wasm32-wasip1/release/canary_filter.wasm
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: help demo test check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wasm-bindgen-runner clean
+.PHONY: help demo test bench check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-bindgen-runner clean
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
+	@echo "make bench  criterion benchmarks of the core, then the filter against native Envoy routing (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 
@@ -37,6 +38,9 @@ $(ENVOY):
 prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 	@prometheus --version 2>&1 | head -1
+
+wrk:
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
 wasm-bindgen-runner:
 	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
@@ -72,6 +76,15 @@ e2e: envoy prometheus wasm
 	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e
+
+## Benchmarks -------------------------------------------------------------------------------
+
+# Criterion on the pure core, then the end-to-end comparison in a real Envoy (see
+# BENCHMARKS.md). BENCH_ROUNDS, BENCH_SECONDS and BENCH_CONNECTIONS tune the second part.
+bench: envoy wrk wasm
+	cargo build --release --target wasm32-wasip1 -p canary-floor
+	cargo bench -p canary-filter --bench decision -- --warm-up-time 1 --measurement-time 3
+	cargo run --quiet --release -p canary-e2e --bin canary-bench
 
 ## Demo -------------------------------------------------------------------------------------
 

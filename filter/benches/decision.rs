@@ -2,7 +2,12 @@
 //! 50 rules, short and long keys), cookie parsing and configuration parsing.
 //! `cargo bench -p canary-filter` (or `make bench`).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 
@@ -22,7 +27,8 @@ fn decision(c: &mut Criterion) {
     let fifty = RoutingPlan::from_json(FIFTY_RULES.as_bytes()).unwrap();
     let short = RequestDescription::default().header("x-user-id", "user-4711");
     let long = RequestDescription::default().header("x-user-id", "u".repeat(1024));
-    let cookie = RequestDescription::default().header("cookie", "theme=dark; lang=en; uid=user-4711; canary=maybe");
+    let cookie = RequestDescription::default()
+        .header("cookie", "theme=dark; lang=en; uid=user-4711; canary=maybe");
     // The views bind header slots once, as the glue's per-request view does.
     for (name, plan, request) in [
         ("typical/short key", &typical, &short),
@@ -41,10 +47,16 @@ fn decision(c: &mut Criterion) {
 
 fn cookies(c: &mut Criterion) {
     let small = b"theme=dark; lang=en; uid=user-4711; canary=maybe".to_vec();
-    let mut many: Vec<u8> = (0..100).flat_map(|i| format!("c{i}=v{i}; ").into_bytes()).collect();
+    let mut many: Vec<u8> = (0..100)
+        .flat_map(|i| format!("c{i}=v{i}; ").into_bytes())
+        .collect();
     many.extend_from_slice(b"uid=user-4711");
-    c.bench_function("find_cookie 4 cookies", |b| b.iter(|| black_box(find_cookie(black_box(&small), b"uid"))));
-    c.bench_function("find_cookie 101 cookies (last)", |b| b.iter(|| black_box(find_cookie(black_box(&many), b"uid"))));
+    c.bench_function("find_cookie 4 cookies", |b| {
+        b.iter(|| black_box(find_cookie(black_box(&small), b"uid")))
+    });
+    c.bench_function("find_cookie 101 cookies (last)", |b| {
+        b.iter(|| black_box(find_cookie(black_box(&many), b"uid")))
+    });
 }
 
 fn parsing(c: &mut Criterion) {

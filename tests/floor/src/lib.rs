@@ -32,7 +32,11 @@ mod floor {
 
     impl HttpContext for FloorStream {
         fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-            let _ = hostcalls::set_map_value(MapType::HttpRequestHeaders, "x-canary-cluster", Some("app-v1"));
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                "x-canary-cluster",
+                Some("app-v1"),
+            );
             Action::Continue
         }
     }

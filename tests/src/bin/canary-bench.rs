@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use canary_e2e::envoy::{repo_root, EnvoyProcess};
 use canary_e2e::mesh::{
-    render_ecds, render_front, render_upstreams, wasm_path, ECDS_YAML, FRONT_YAML, UPSTREAMS, UPSTREAMS_YAML,
+    render_ecds, render_front, render_upstreams, wasm_path, ECDS_YAML, FRONT_YAML, UPSTREAMS,
+    UPSTREAMS_YAML,
 };
 use canary_e2e::{http_agent, Result};
 use canary_filter::bucket::bucket_of;
@@ -42,7 +43,13 @@ enum Setup {
 }
 
 impl Setup {
-    const ALL: [Setup; 5] = [Setup::Baseline, Setup::Native, Setup::Filter, Setup::FiftyRules, Setup::Floor];
+    const ALL: [Setup; 5] = [
+        Setup::Baseline,
+        Setup::Native,
+        Setup::Filter,
+        Setup::FiftyRules,
+        Setup::Floor,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -76,7 +83,10 @@ fn main() -> ExitCode {
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn run() -> Result<()> {
@@ -95,7 +105,10 @@ fn run() -> Result<()> {
 
     let dir = tempfile::Builder::new().prefix("canary-bench-").tempdir()?;
     let upstreams_yaml = dir.path().join("upstreams.yaml");
-    fs::write(&upstreams_yaml, render_upstreams(&fs::read_to_string(root.join(UPSTREAMS_YAML))?)?)?;
+    fs::write(
+        &upstreams_yaml,
+        render_upstreams(&fs::read_to_string(root.join(UPSTREAMS_YAML))?)?,
+    )?;
     let upstreams = EnvoyProcess::start("upstreams", &upstreams_yaml, dir.path(), dir.path())?;
     let mut ports = Vec::new();
     for (name, _) in UPSTREAMS {
@@ -112,7 +125,12 @@ fn run() -> Result<()> {
     let only: Option<String> = std::env::var("BENCH_SETUPS").ok();
     let chosen: Vec<Setup> = Setup::ALL
         .into_iter()
-        .filter(|s| only.as_deref().is_none_or(|o| o.split(',').any(|x| s.label().starts_with(&format!("({x})")))))
+        .filter(|s| {
+            only.as_deref().is_none_or(|o| {
+                o.split(',')
+                    .any(|x| s.label().starts_with(&format!("({x})")))
+            })
+        })
         .collect();
     let mut runs: BTreeMap<Setup, Vec<Run>> = BTreeMap::new();
     for round in 1..=rounds {
@@ -137,7 +155,10 @@ fn run() -> Result<()> {
     }
 
     let propagation = ecds_propagation(dir.path(), &ports, &wasm, &floor)?;
-    let sizes = [("canary_filter.wasm", fs::metadata(&wasm)?.len()), ("canary_floor.wasm", fs::metadata(&floor)?.len())];
+    let sizes = [
+        ("canary_filter.wasm", fs::metadata(&wasm)?.len()),
+        ("canary_floor.wasm", fs::metadata(&floor)?.len()),
+    ];
     let report = report(&runs, &propagation, &sizes, rounds, seconds, connections);
     println!("\n{report}");
     let out = root.join("target").join("bench-report.md");
@@ -149,22 +170,33 @@ fn run() -> Result<()> {
 fn cpu_model() -> String {
     fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|text| text.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
 /// The shipped front bootstrap, changed for `setup`.
 fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
     let root = repo_root();
-    let text = render_front(&fs::read_to_string(root.join(FRONT_YAML))?, dir, ports, Some("us-east-1"))?;
+    let text = render_front(
+        &fs::read_to_string(root.join(FRONT_YAML))?,
+        dir,
+        ports,
+        Some("us-east-1"),
+    )?;
     let mut doc: Value = serde_yaml_ng::from_str(&text)?;
-    let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"];
     let router = json!({"name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
     match setup {
         Setup::Baseline => {
             hcm["http_filters"] = json!([router]);
-            hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([{"match": {"prefix": "/"}, "route": {"cluster": "app-v1"}}]);
+            hcm["route_config"]["virtual_hosts"][0]["routes"] =
+                json!([{"match": {"prefix": "/"}, "route": {"cluster": "app-v1"}}]);
         }
         Setup::Native => {
             hcm["http_filters"] = json!([router]);
@@ -198,7 +230,13 @@ fn write_ecds(dir: &Path, setup: Setup, wasm: &Path, floor: &Path) -> Result<()>
     Ok(())
 }
 
-fn start_front(setup: Setup, dir: &Path, ports: &[u16], wasm: &Path, floor: &Path) -> Result<EnvoyProcess> {
+fn start_front(
+    setup: Setup,
+    dir: &Path,
+    ports: &[u16],
+    wasm: &Path,
+    floor: &Path,
+) -> Result<EnvoyProcess> {
     write_ecds(dir, setup, wasm, floor)?;
     let path = dir.join("front.yaml");
     fs::write(&path, front_config(setup, dir, ports)?)?;
@@ -219,7 +257,13 @@ fn check_routing(url: &str) -> Result<()> {
 
 fn wrk(root: &Path, url: &str, seconds: u64, connections: u32) -> Result<String> {
     let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency", "-s"])
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-s",
+        ])
         .arg(root.join(WRK_SCRIPT))
         .arg(url)
         .output()?;
@@ -233,15 +277,25 @@ fn wrk(root: &Path, url: &str, seconds: u64, connections: u32) -> Result<String>
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or("bad /proc stat")?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("bad /proc stat")?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).ok_or("no utime")?.parse::<f64>()? + fields.get(12).ok_or("no stime")?.parse::<f64>()?;
+    let ticks: f64 = fields.get(11).ok_or("no utime")?.parse::<f64>()?
+        + fields.get(12).ok_or("no stime")?.parse::<f64>()?;
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok(ticks / per_second)
 }
 
-fn measure(root: &Path, front: &EnvoyProcess, url: &str, seconds: u64, connections: u32) -> Result<Run> {
+fn measure(
+    root: &Path,
+    front: &EnvoyProcess,
+    url: &str,
+    seconds: u64,
+    connections: u32,
+) -> Result<Run> {
     let before = cpu_seconds(front.pid())?;
     let text = wrk(root, url, seconds, connections)?;
     let after = cpu_seconds(front.pid())?;
@@ -258,13 +312,21 @@ fn measure(root: &Path, front: &EnvoyProcess, url: &str, seconds: u64, connectio
         text.lines()
             .find_map(|l| {
                 let mut parts = l.split_whitespace();
-                (parts.next()? == p).then(|| parse_duration_us(parts.next()?)).flatten()
+                (parts.next()? == p)
+                    .then(|| parse_duration_us(parts.next()?))
+                    .flatten()
             })
             .unwrap_or(f64::NAN)
     };
     let errors = text
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:")?.trim().parse().ok())
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Non-2xx or 3xx responses:")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or(0)
         + text
             .lines()
@@ -298,7 +360,10 @@ fn ecds_propagation(dir: &Path, ports: &[u16], wasm: &Path, floor: &Path) -> Res
     let root = repo_root();
     let front = start_front(Setup::Filter, dir, ports, wasm, floor)?;
     let url = format!("http://127.0.0.1:{}/", front.listener_port("ingress")?);
-    let key = (0..).map(|i| format!("probe-{i}")).find(|k| bucket_of(k.as_bytes(), 0) < 1000).ok_or("no key")?;
+    let key = (0..)
+        .map(|i| format!("probe-{i}"))
+        .find(|k| bucket_of(k.as_bytes(), 0) < 1000)
+        .ok_or("no key")?;
     let typical = fs::read_to_string(root.join(TYPICAL))?;
     let template = fs::read_to_string(root.join(ECDS_YAML))?;
     let agent = http_agent(Duration::from_secs(5));
@@ -313,7 +378,12 @@ fn ecds_propagation(dir: &Path, ports: &[u16], wasm: &Path, floor: &Path) -> Res
         fs::rename(&staging, dir.join("ecds").join("canary-filter.yaml"))?;
         loop {
             let reply = agent.get(&url).header("x-user-id", &key).call()?;
-            if reply.headers().get("x-upstream").and_then(|v| v.to_str().ok()) == Some(want) {
+            if reply
+                .headers()
+                .get("x-upstream")
+                .and_then(|v| v.to_str().ok())
+                == Some(want)
+            {
                 break;
             }
             if started.elapsed() > Duration::from_secs(10) {
@@ -348,7 +418,10 @@ fn report(
     connections: u32,
 ) -> String {
     let stat = |setup: Setup, f: fn(&Run) -> f64| -> (f64, f64, f64) {
-        let mut values: Vec<f64> = runs.get(&setup).map(|r| r.iter().map(f).collect()).unwrap_or_default();
+        let mut values: Vec<f64> = runs
+            .get(&setup)
+            .map(|r| r.iter().map(f).collect())
+            .unwrap_or_default();
         let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         (median(&mut values), lo, hi)
@@ -364,7 +437,9 @@ fn report(
         let (p50, ..) = stat(setup, |r| r.p50_us);
         let (p99, ..) = stat(setup, |r| r.p99_us);
         let (cpu, cpu_lo, cpu_hi) = stat(setup, |r| r.cpu_us_per_request);
-        let errors: u64 = runs.get(&setup).map_or(0, |r| r.iter().map(|x| x.errors).sum());
+        let errors: u64 = runs
+            .get(&setup)
+            .map_or(0, |r| r.iter().map(|x| x.errors).sum());
         out.push_str(&format!(
             "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {errors} |\n",
             setup.label()
@@ -393,8 +468,10 @@ fn report(
         propagation.len()
     ));
     for (name, bytes) in sizes {
-        out.push_str(&format!("- {name}: {bytes} bytes ({:.1} KiB)\n", *bytes as f64 / 1024.0));
+        out.push_str(&format!(
+            "- {name}: {bytes} bytes ({:.1} KiB)\n",
+            *bytes as f64 / 1024.0
+        ));
     }
     out
 }
-
