@@ -227,7 +227,11 @@ fn set_header(map: MapType, name: &str, value: &str) {
     }
 }
 
-/// The request as the decision sees it: each header fetched from the host on first use.
+/// Above this many header names in the plan, the request's headers are fetched in one call.
+const FETCH_ALL_ABOVE: usize = 8;
+
+/// The request as the decision sees it: each header fetched from the host on first use (or
+/// all at once, for plans that name many headers).
 struct HostRequest<'a> {
     fetched: Vec<Option<Option<Vec<u8>>>>,
     names: &'a [String],
@@ -237,6 +241,18 @@ struct HostRequest<'a> {
 
 impl RequestView for HostRequest<'_> {
     fn header(&mut self, slot: HeaderSlot) -> Option<&[u8]> {
+        if self.names.len() > FETCH_ALL_ABOVE && self.fetched.iter().all(Option::is_none) {
+            // Many rules name many headers: one host call for the whole map costs less than
+            // one call per name (each call crosses the VM boundary).
+            let all = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+            for (cell, name) in self.fetched.iter_mut().zip(self.names) {
+                *cell = Some(
+                    all.iter()
+                        .find(|(have, _)| have == name)
+                        .map(|(_, value)| value.clone()),
+                );
+            }
+        }
         let cell = self.fetched.get_mut(slot)?;
         if cell.is_none() {
             let name = self.names.get(slot)?;

@@ -305,3 +305,54 @@ fn the_faulty_upstreams_are_faulty() {
     }
     assert!(started.elapsed() >= std::time::Duration::from_millis(250));
 }
+
+/// A plan naming more than 8 headers fetches the request's headers in one host call; rules,
+/// the sticky key and hostile bytes behave the same on that path.
+#[test]
+fn many_header_rules_route_the_same() {
+    let rules: Vec<String> = (0..10)
+        .map(|i| {
+            let version = if i % 2 == 0 { "canary" } else { "stable" };
+            format!(r#"{{"name": "r{i}", "when": {{"header": {{"name": "X-Rule-{i}", "equals": "on"}}}}, "version": "{version}"}}"#)
+        })
+        .collect();
+    let config = format!(
+        r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "app-v2"}}],
+            "default": "stable", "weights": {{"canary": 30}},
+            "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 7}}, "rules": [{}]}}"#,
+        rules.join(",")
+    );
+    let mesh = mesh(&config);
+    for i in 0..10 {
+        let name = format!("x-rule-{i}");
+        let want = if i % 2 == 0 { "app-v2" } else { "app-v1" };
+        // A key that the split would send elsewhere, so only the rule explains the answer.
+        let key = (0..)
+            .map(|k| format!("k{k}"))
+            .find(|k| contract_cluster(k, 7, 30.0) != want)
+            .unwrap();
+        let reply = get_ok(&mesh, &[(&name, "on"), ("x-user-id", &key)]);
+        assert_eq!(reply.upstream(), Some(want), "{name}");
+        assert_eq!(
+            get_ok(&mesh, &[(&name, "off"), ("x-user-id", &key)]).upstream(),
+            Some(contract_cluster(&key, 7, 30.0))
+        );
+    }
+    for i in 0..300 {
+        let key = format!("many-{i}");
+        assert_eq!(
+            upstream_of(&mesh, &key),
+            contract_cluster(&key, 7, 30.0),
+            "{key}"
+        );
+    }
+    let raw = b"GET / HTTP/1.1\r\nHost: x\r\nx-rule-3: \xff\r\nx-user-id: \xfe\xff\r\nConnection: close\r\n\r\n";
+    let reply = mesh.raw(raw).unwrap();
+    assert_eq!(reply.status, 200);
+    let want = if bucket_of(b"\xfe\xff", 7) < 3000 {
+        "app-v2"
+    } else {
+        "app-v1"
+    };
+    assert_eq!(reply.upstream(), Some(want));
+}

@@ -448,7 +448,7 @@ fn report(
     let (native_rps, ..) = stat(Setup::Native, |r| r.rps);
     let (native_cpu, ..) = stat(Setup::Native, |r| r.cpu_us_per_request);
     let (floor_cpu, ..) = stat(Setup::Floor, |r| r.cpu_us_per_request);
-    out.push('\n');
+    out.push_str("\nFrom the medians:\n\n");
     for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor] {
         let (rps, ..) = stat(setup, |r| r.rps);
         let (cpu, ..) = stat(setup, |r| r.cpu_us_per_request);
@@ -458,6 +458,32 @@ fn report(
             rps / native_rps,
             cpu - native_cpu,
             cpu - floor_cpu
+        ));
+    }
+    // The machine is shared and drifts between rounds: the same comparisons paired within each
+    // round (setups run back to back), then the median over rounds.
+    let rounds_run = runs.get(&Setup::Native).map_or(0, Vec::len);
+    let paired = |setup: Setup, f: fn(&Run, &Run, &Run) -> f64| -> f64 {
+        let mut values: Vec<f64> = (0..rounds_run)
+            .filter_map(|i| {
+                let (x, b, e) = (
+                    runs.get(&setup)?.get(i)?,
+                    runs.get(&Setup::Native)?.get(i)?,
+                    runs.get(&Setup::Floor)?.get(i)?,
+                );
+                Some(f(x, b, e))
+            })
+            .collect();
+        median(&mut values)
+    };
+    out.push_str("\nPaired within each round (median over rounds):\n\n");
+    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor] {
+        out.push_str(&format!(
+            "- {}: throughput {:.3} of (b); CPU {:+.2} µs/req over (b), {:+.2} µs/req over the floor (e)\n",
+            setup.label(),
+            paired(setup, |x, b, _| x.rps / b.rps),
+            paired(setup, |x, b, _| x.cpu_us_per_request - b.cpu_us_per_request),
+            paired(setup, |x, _, e| x.cpu_us_per_request - e.cpu_us_per_request),
         ));
     }
     let mut millis: Vec<f64> = propagation.iter().map(|d| d.as_secs_f64() * 1e3).collect();
