@@ -62,20 +62,7 @@ impl Counts {
 
     /// The `q` quantile of the latency in ms, interpolated inside its bucket.
     pub fn latency_quantile(&self, q: f64) -> Option<f64> {
-        let total = self.latency_samples();
-        if total == 0 {
-            return None;
-        }
-        let rank = q * total as f64;
-        let mut lower = (0.0, 0u64);
-        for &(bound, count) in &self.latency {
-            if count as f64 >= rank && count > lower.1 {
-                let within = (rank - lower.1 as f64) / (count - lower.1) as f64;
-                return Some(lower.0 + (bound - lower.0) * within.clamp(0.0, 1.0));
-            }
-            lower = (bound, count);
-        }
-        Some(lower.0)
+        crate::status::quantile(&self.latency, q)
     }
 
     /// `self - earlier`, for counters that only grow (a reset, such as an Envoy restart,

@@ -43,21 +43,27 @@ impl VersionStats {
     /// The `q` quantile (0..1) of the latency in ms, interpolated inside its bucket; `None`
     /// without samples.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total = self.latency.last()?.1;
-        if total == 0 {
-            return None;
-        }
-        let rank = q * total as f64;
-        let mut lower = (0.0, 0u64);
-        for &(bound, count) in &self.latency {
-            if count as f64 >= rank && count > lower.1 {
-                let within = (rank - lower.1 as f64) / (count - lower.1) as f64;
-                return Some(lower.0 + (bound - lower.0) * within.clamp(0.0, 1.0));
-            }
-            lower = (bound, count);
-        }
-        Some(lower.0)
+        quantile(&self.latency, q)
     }
+}
+
+/// The `q` quantile (0..1) of a histogram given as `(upper bound, cumulative count)`,
+/// interpolated linearly inside its bucket; `None` without samples.
+pub fn quantile(cumulative: &[(f64, u64)], q: f64) -> Option<f64> {
+    let total = cumulative.last()?.1;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut lower = (0.0, 0u64);
+    for &(bound, count) in cumulative {
+        if count as f64 >= rank && count > lower.1 {
+            let within = (rank - lower.1 as f64) / (count - lower.1) as f64;
+            return Some(lower.0 + (bound - lower.0) * within.clamp(0.0, 1.0));
+        }
+        lower = (bound, count);
+    }
+    Some(lower.0)
 }
 
 /// Adds `more` (from another proxy) into `total`.
