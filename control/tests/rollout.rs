@@ -299,6 +299,8 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         .unwrap();
     assert!(output.status.success());
     mesh.get(&[("x-user-id", "warm-up")]).unwrap();
+    // Let Envoy's 1 s stats flush take in the warm-up's latency sample before both reads.
+    std::thread::sleep(Duration::from_millis(1_500));
     prometheus.wait_for_scrape().unwrap();
     let (admin_before, prom_before) = (
         admin.read("weights").unwrap(),
