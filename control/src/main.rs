@@ -138,7 +138,7 @@ struct Target {
     #[arg(
         long,
         env = "CANARY_ECDS",
-        default_value = "envoy/ecds/canary-filter.yaml"
+        default_value = DEFAULT_ECDS
     )]
     ecds: PathBuf,
 }
@@ -374,6 +374,9 @@ fn run(command: Cmd) -> Result<()> {
     }
 }
 
+/// The ECDS file of the shipped Envoy setup, relative to the repository root.
+const DEFAULT_ECDS: &str = "envoy/ecds/canary-filter.yaml";
+
 /// Exit code of a rolled-back rollout.
 const EXIT_ROLLED_BACK: u8 = 3;
 
@@ -510,10 +513,8 @@ fn config_from(config: Option<PathBuf>, ecds_file: Option<PathBuf>) -> Result<Ca
         (Some(path), _) => load_config(&path),
         (None, Some(path)) => Ok(EcdsFile::new(path).read()?.config),
         (None, None) => {
-            let path = std::env::var_os("CANARY_ECDS").map_or_else(
-                || PathBuf::from("envoy/ecds/canary-filter.yaml"),
-                PathBuf::from,
-            );
+            let path = std::env::var_os("CANARY_ECDS")
+                .map_or_else(|| PathBuf::from(DEFAULT_ECDS), PathBuf::from);
             Ok(EcdsFile::new(path).read()?.config)
         }
     }

@@ -10,7 +10,7 @@ use canary_filter::metrics::{self, parse_name, CODE_CLASSES};
 
 use crate::admin::Admin;
 use crate::judge::Counts;
-use crate::status::STATS_QUERY;
+use crate::status::{add_cumulative, STATS_QUERY};
 
 /// Counts per version, cumulative since the proxies started.
 pub type Snapshot = BTreeMap<String, Counts>;
@@ -73,13 +73,7 @@ fn add(total: &mut Counts, more: &Counts) {
     for (have, add) in total.responses.iter_mut().zip(more.responses) {
         *have += add;
     }
-    if total.latency.is_empty() {
-        total.latency = more.latency.clone();
-    } else {
-        for (have, add) in total.latency.iter_mut().zip(&more.latency) {
-            have.1 += add.1;
-        }
-    }
+    add_cumulative(&mut total.latency, &more.latency);
 }
 
 /// Parses the admin JSON of [`STATS_QUERY`], keeping rule `rule`.

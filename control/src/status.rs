@@ -75,10 +75,15 @@ pub fn add_into(total: &mut VersionStats, more: &VersionStats) {
     for (rule, n) in &more.by_rule {
         *total.by_rule.entry(rule.clone()).or_default() += n;
     }
-    if total.latency.is_empty() {
-        total.latency = more.latency.clone();
+    add_cumulative(&mut total.latency, &more.latency);
+}
+
+/// Adds one cumulative histogram into another with the same bounds (the first one taken as is).
+pub fn add_cumulative(total: &mut Vec<(f64, u64)>, more: &[(f64, u64)]) {
+    if total.is_empty() {
+        total.extend_from_slice(more);
     } else {
-        for (have, add) in total.latency.iter_mut().zip(&more.latency) {
+        for (have, add) in total.iter_mut().zip(more) {
             have.1 += add.1;
         }
     }
@@ -115,13 +120,7 @@ pub fn parse_versions(json: &str) -> Result<BTreeMap<String, VersionStats>> {
             let points: Vec<(f64, u64)> = buckets
                 .filter_map(|b| Some((b["upper_bound"].as_f64()?, b["cumulative"].as_u64()?)))
                 .collect();
-            if entry.latency.is_empty() {
-                entry.latency = points;
-            } else {
-                for (have, add) in entry.latency.iter_mut().zip(points) {
-                    have.1 += add.1;
-                }
-            }
+            add_cumulative(&mut entry.latency, &points);
         }
     }
     Ok(versions)

@@ -11,11 +11,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use canary_e2e::http_agent;
+use canary_e2e::load::{Load, LoadReport};
 use canary_e2e::mesh::Mesh;
 use canary_filter::bucket::bucket_of;
 
@@ -142,35 +140,8 @@ fn set_undo_and_rollback_change_routing_within_a_second() {
 /// once lose no update.
 #[test]
 fn twenty_updates_under_load_and_concurrent_runs_lose_nothing() {
-    let mesh = Arc::new(mesh());
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let workers: Vec<_> = (0..3)
-        .map(|worker| {
-            let (mesh, stop, sent) = (Arc::clone(&mesh), Arc::clone(&stop), Arc::clone(&sent));
-            std::thread::spawn(move || {
-                let agent = http_agent(Duration::from_secs(10));
-                let url = format!("http://{}/", mesh.listen());
-                let deadline = Instant::now() + Duration::from_secs(60);
-                let mut failures = Vec::new();
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 300_000 {
-                    match agent
-                        .get(&url)
-                        .header("x-user-id", &format!("l{worker}-{}", i % 700))
-                        .call()
-                    {
-                        Ok(reply) if reply.status().is_success() => {}
-                        Ok(reply) => failures.push(format!("status {}", reply.status())),
-                        Err(err) => failures.push(format!("error {err}")),
-                    }
-                    sent.fetch_add(1, Ordering::Relaxed);
-                    i += 1;
-                }
-                failures
-            })
-        })
-        .collect();
+    let mesh = mesh();
+    let load = Load::start(mesh.listen(), 3, Duration::ZERO, None);
     std::thread::sleep(Duration::from_millis(300));
     for step in 0..20 {
         let weight = format!("canary={}", (step * 5) % 100);
@@ -178,12 +149,10 @@ fn twenty_updates_under_load_and_concurrent_runs_lose_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let failures: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
-    let total = sent.load(Ordering::Relaxed);
+    let LoadReport {
+        sent: total,
+        failures,
+    } = load.stop();
     assert!(total > 500, "only {total} requests sent");
     assert!(
         failures.is_empty(),

@@ -10,15 +10,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use canary_control::admin::Admin;
 use canary_control::judge::{judge, JudgeSettings, Outcome};
 use canary_control::source::Source;
-use canary_e2e::http_agent;
+use canary_e2e::load::Load;
 use canary_e2e::mesh::{configuration_of, Mesh};
 use canary_e2e::prometheus::Prometheus;
 
@@ -31,47 +28,6 @@ fn config(canary_cluster: &str) -> String {
             "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 0}},
             "rules": [{{"name": "testers", "when": {{"header": {{"name": "x-canary", "equals": "always"}}}}, "version": "canary"}}]}}"#
     )
-}
-
-/// Keyed load from `threads` clients, each pausing `pause` between requests, plus a few
-/// testers pinned by header (who must not count on either side), until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<u64>>,
-}
-
-impl Load {
-    fn start(mesh: &Mesh, threads: usize, pause: Duration) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = (0..threads)
-            .map(|worker| {
-                let stop = Arc::clone(&stop);
-                let url = format!("http://{}/", mesh.listen());
-                std::thread::spawn(move || {
-                    let agent = http_agent(Duration::from_secs(10));
-                    let deadline = Instant::now() + Duration::from_secs(120);
-                    let mut sent = 0u64;
-                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                        let key = format!("w{worker}-{}", sent % 5_000);
-                        let mut request = agent.get(&url).header("x-user-id", &key);
-                        if sent.is_multiple_of(50) {
-                            request = request.header("x-canary", "always");
-                        }
-                        let _ = request.call();
-                        sent += 1;
-                        std::thread::sleep(pause);
-                    }
-                    sent
-                })
-            })
-            .collect();
-        Load { stop, workers }
-    }
-
-    fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        self.workers.into_iter().map(|w| w.join().unwrap()).sum()
-    }
 }
 
 fn rollout(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Output {
@@ -111,7 +67,7 @@ fn verdicts(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 fn a_healthy_canary_is_promoted() {
     let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
         &mesh,
         audit.path(),
@@ -146,7 +102,7 @@ fn a_healthy_canary_is_promoted() {
 fn a_canary_with_20_percent_errors_is_rolled_back() {
     let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
         &mesh,
         audit.path(),
@@ -204,7 +160,7 @@ fn a_canary_with_20_percent_errors_is_rolled_back() {
 fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
     let mesh = Mesh::isolated(&config("app-v2-slow")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let load = Load::start(&mesh, 4, Duration::from_millis(2));
+    let load = Load::start(mesh.listen(), 4, Duration::from_millis(2), Some(50));
     let output = rollout(
         &mesh,
         audit.path(),
@@ -242,7 +198,7 @@ fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
 fn too_little_traffic_holds_the_step() {
     let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let load = Load::start(&mesh, 1, Duration::from_millis(100));
+    let load = Load::start(mesh.listen(), 1, Duration::from_millis(100), Some(50));
     let output = rollout(
         &mesh,
         audit.path(),
@@ -307,9 +263,9 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         prom.read("weights").unwrap(),
     );
 
-    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     std::thread::sleep(Duration::from_secs(2));
-    let sent = load.stop();
+    let sent = load.stop().sent;
     // Envoy flushes histograms every second; Prometheus scrapes every second.
     std::thread::sleep(Duration::from_millis(1_500));
     prometheus.wait_for_scrape().unwrap();
@@ -353,7 +309,7 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
 
     // A whole rollout from Prometheus: rolled back by the errors check.
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let load = Load::start(&mesh, 3, Duration::from_millis(2));
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
         &mesh,
         audit.path(),

@@ -177,17 +177,10 @@ impl EnvoyProcess {
             .ok_or_else(|| format!("Envoy {} has no listener {listener}", self.name).into())
     }
 
-    /// The value of one counter or gauge from `/stats`, by exact name.
+    /// The value of one counter from `/stats`, by exact name.
     pub fn stat(&self, name: &str) -> Result<u64> {
-        let text = self.admin_get(&format!("/stats?filter=^{}$", regex_escape(name)))?;
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(name)?
-                    .strip_prefix(": ")?
-                    .trim()
-                    .parse()
-                    .ok()
-            })
+        self.admin_client()
+            .counter(name)?
             .ok_or_else(|| format!("no stat {name} in Envoy {}", self.name).into())
     }
 
@@ -213,15 +206,4 @@ impl Drop for EnvoyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn regex_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for ch in text.chars() {
-        if "\\.+*?()|[]{}^$".contains(ch) {
-            escaped.push('\\');
-        }
-        escaped.push(ch);
-    }
-    escaped
 }

@@ -3,6 +3,7 @@
 //! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
 
 pub mod envoy;
+pub mod load;
 pub mod mesh;
 pub mod prometheus;
 

@@ -10,11 +10,9 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use canary_e2e::http_agent;
+use canary_e2e::load::{Load, LoadReport};
 use canary_e2e::mesh::Push;
 use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
@@ -130,32 +128,8 @@ fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
 /// non-2xx answer, no connection error.
 #[test]
 fn config_updates_under_load_drop_nothing() {
-    let mesh = Arc::new(mesh(&two_versions(0.0, 1)));
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for worker in 0..4 {
-        let (mesh, stop, sent) = (Arc::clone(&mesh), Arc::clone(&stop), Arc::clone(&sent));
-        workers.push(std::thread::spawn(move || {
-            let agent = http_agent(Duration::from_secs(10));
-            let url = format!("http://{}/", mesh.listen());
-            let mut failures = Vec::new();
-            let mut i = 0u64;
-            // Bounded in time and count.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline && i < 200_000 {
-                let key = format!("load-{worker}-{}", i % 500);
-                match agent.get(&url).header("x-user-id", &key).call() {
-                    Ok(reply) if reply.status().is_success() => {}
-                    Ok(reply) => failures.push(format!("status {}", reply.status())),
-                    Err(err) => failures.push(format!("error {err}")),
-                }
-                sent.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-            failures
-        }));
-    }
+    let mesh = mesh(&two_versions(0.0, 1));
+    let load = Load::start(mesh.listen(), 4, Duration::ZERO, None);
     std::thread::sleep(Duration::from_millis(500));
     for step in 1..=12 {
         let weight = f64::from(step * 8 % 101);
@@ -167,12 +141,10 @@ fn config_updates_under_load_drop_nothing() {
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    let failures: Vec<String> = workers
-        .into_iter()
-        .flat_map(|w| w.join().unwrap())
-        .collect();
-    let total = sent.load(Ordering::Relaxed);
+    let LoadReport {
+        sent: total,
+        failures,
+    } = load.stop();
     assert!(total > 1_000, "only {total} requests were sent");
     assert!(
         failures.is_empty(),
