@@ -166,26 +166,30 @@ pub fn rollback(config: &CanaryConfig) -> Result<CanaryConfig> {
     Ok(next)
 }
 
+/// The only non-default version; when there are several, an error asks for a name (`what`
+/// says what would be done to it, `how` how to name one).
+pub fn the_canary(config: &CanaryConfig, what: &str, how: &str) -> Result<String> {
+    let others: Vec<&str> = config
+        .versions
+        .iter()
+        .map(|v| v.name.as_str())
+        .filter(|name| *name != config.default)
+        .collect();
+    match others.as_slice() {
+        [only] => Ok(only.to_string()),
+        _ => bail!(
+            "several versions could be {what} ({}): name one{how}",
+            others.join(", ")
+        ),
+    }
+}
+
 /// `version` takes all traffic of every split (100 %, the others 0). Without a name, the only
 /// non-default version.
 pub fn promote(config: &CanaryConfig, version: Option<&str>) -> Result<CanaryConfig> {
     let version = match version {
         Some(version) => version.to_string(),
-        None => {
-            let others: Vec<&str> = config
-                .versions
-                .iter()
-                .map(|v| v.name.as_str())
-                .filter(|name| *name != config.default)
-                .collect();
-            match others.as_slice() {
-                [only] => only.to_string(),
-                _ => bail!(
-                    "several versions could be promoted ({}): name one",
-                    others.join(", ")
-                ),
-            }
-        }
+        None => the_canary(config, "promoted", "")?,
     };
     check_version(config, &version)?;
     if version == config.default {

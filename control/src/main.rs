@@ -401,21 +401,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
     let config = file.read()?.config;
     let canary = match args.canary {
         Some(canary) => canary,
-        None => {
-            let others: Vec<&str> = config
-                .versions
-                .iter()
-                .map(|v| v.name.as_str())
-                .filter(|n| *n != config.default)
-                .collect();
-            match others.as_slice() {
-                [only] => only.to_string(),
-                _ => bail!(
-                    "several versions could be rolled out ({}): name one with --canary",
-                    others.join(", ")
-                ),
-            }
-        }
+        None => edit::the_canary(&config, "rolled out", " with --canary")?,
     };
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let source = match &args.prometheus {
