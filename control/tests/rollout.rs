@@ -234,6 +234,45 @@ fn too_little_traffic_holds_the_step() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("STOPPED at 10%"));
 }
 
+/// Histograms reach the admin endpoint only at Envoy's stats flush (every second, later on a
+/// busy machine), counters at once: waits until every response counted has its latency sample,
+/// so a Prometheus scrape after this sees the same numbers.
+fn wait_for_flush(admin: &Source) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshot = admin.read("weights").unwrap();
+        if snapshot
+            .values()
+            .all(|c| c.latency_samples() == c.answered())
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "histograms not flushed within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until Prometheus has scraped as many responses in all as the admin endpoint counts
+/// (scrapes lag by up to their interval); what they say per version, class and bucket is then
+/// compared by the test.
+fn wait_for_prometheus(admin: &Source, prom: &Source) {
+    let total = |snapshot: &canary_control::source::Snapshot| {
+        snapshot.values().map(|c| c.answered()).sum::<u64>()
+    };
+    let want = total(&admin.read("weights").unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while prom.read("weights").map(|s| total(&s)).unwrap_or(0) != want {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Prometheus did not catch up within 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Case 5: on the same traffic, Prometheus and the admin endpoint give the same counts and the
 /// same verdict; and a whole rollout judged from Prometheus rolls a faulty canary back.
 #[test]
@@ -255,9 +294,8 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         .unwrap();
     assert!(output.status.success());
     mesh.get(&[("x-user-id", "warm-up")]).unwrap();
-    // Let Envoy's 1 s stats flush take in the warm-up's latency sample before both reads.
-    std::thread::sleep(Duration::from_millis(1_500));
-    prometheus.wait_for_scrape().unwrap();
+    wait_for_flush(&admin);
+    wait_for_prometheus(&admin, &prom);
     let (admin_before, prom_before) = (
         admin.read("weights").unwrap(),
         prom.read("weights").unwrap(),
@@ -266,9 +304,8 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     std::thread::sleep(Duration::from_secs(2));
     let sent = load.stop().sent;
-    // Envoy flushes histograms every second; Prometheus scrapes every second.
-    std::thread::sleep(Duration::from_millis(1_500));
-    prometheus.wait_for_scrape().unwrap();
+    wait_for_flush(&admin);
+    wait_for_prometheus(&admin, &prom);
     let (admin_after, prom_after) = (
         admin.read("weights").unwrap(),
         prom.read("weights").unwrap(),

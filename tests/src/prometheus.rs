@@ -89,35 +89,6 @@ impl Prometheus {
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
     }
-
-    /// Waits until Prometheus has scraped its target after this call began (up to 20 s).
-    pub fn wait_for_scrape(&self) -> Result<()> {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs_f64();
-        let agent = http_agent(Duration::from_secs(5));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            let latest = agent
-                .get(&format!("http://{}/api/v1/query", self.address))
-                .query("query", "timestamp(up{job=\"envoy\"} == 1)")
-                .call()
-                .ok()
-                .and_then(|mut reply| reply.body_mut().read_to_string().ok())
-                .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
-                .and_then(|doc| {
-                    doc["data"]["result"][0]["value"][1]
-                        .as_str()?
-                        .parse::<f64>()
-                        .ok()
-                });
-            if latest.is_some_and(|at| at > since) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Err("Prometheus did not scrape Envoy within 20 s".into())
-    }
 }
 
 impl Drop for Prometheus {
