@@ -255,16 +255,24 @@ fn wait_for_flush(admin: &Source) {
     }
 }
 
-/// Waits until Prometheus has scraped as many responses in all as the admin endpoint counts
-/// (scrapes lag by up to their interval); what they say per version, class and bucket is then
-/// compared by the test.
+/// Waits until Prometheus has scraped as many responses in all as the admin endpoint counts,
+/// each with its latency sample (scrapes lag by up to their interval); what they say per
+/// version, class and bucket is then compared by the test.
 fn wait_for_prometheus(admin: &Source, prom: &Source) {
     let total = |snapshot: &canary_control::source::Snapshot| {
         snapshot.values().map(|c| c.answered()).sum::<u64>()
     };
     let want = total(&admin.read("weights").unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while prom.read("weights").map(|s| total(&s)).unwrap_or(0) != want {
+    // A scrape can land after the counters moved and before the histograms were flushed: wait
+    // for one that has both.
+    let caught_up = |snapshot: &canary_control::source::Snapshot| {
+        total(snapshot) == want
+            && snapshot
+                .values()
+                .all(|c| c.latency_samples() == c.answered())
+    };
+    while !prom.read("weights").is_ok_and(|s| caught_up(&s)) {
         assert!(
             std::time::Instant::now() < deadline,
             "Prometheus did not catch up within 20 s"

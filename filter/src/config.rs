@@ -162,24 +162,122 @@ impl CanaryConfig {
     /// path of the offending field. See [`crate::plan::RoutingPlan`] for the rules.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let parsed: Self = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
-        de.end().map_err(|err| ConfigError::Json {
-            field: "(document)".to_string(),
-            reason: err.to_string(),
-        })?;
+        let parsed = Self::deserialize(&mut de)
+            .and_then(|parsed| de.end().map(|()| parsed))
+            .map_err(|err| json_error(bytes, &err))?;
         Ok(parsed)
     }
 }
 
-fn json_error(err: serde_path_to_error::Error<serde_json::Error>) -> ConfigError {
-    let path = err.path().to_string();
-    let field = if path.is_empty() || path == "." || path == "?" {
-        "(document)".to_string()
-    } else {
-        path
-    };
+/// serde_json reports where in the text it failed (line and column), not which field: the
+/// field is recovered from the text. Tracking the path while deserializing
+/// (`serde_path_to_error`) wraps every deserializer and visitor and cost about 45 KiB of the
+/// `.wasm`; this runs only when a configuration is refused.
+fn json_error(text: &[u8], err: &serde_json::Error) -> ConfigError {
+    let offset = offset_of(text, err.line(), err.column());
+    let reason = err.to_string();
+    // A missing field is reported just past the object that lacks it, so the path found there
+    // is the object's own.
+    let field = json_path_at(text, offset);
     ConfigError::Json {
-        field,
-        reason: err.into_inner().to_string(),
+        field: if field.is_empty() {
+            "(document)".to_string()
+        } else {
+            field
+        },
+        reason,
     }
+}
+
+/// Byte offset of a 1-based line and a column counted in bytes from the line's start (what
+/// serde_json reports).
+fn offset_of(text: &[u8], line: usize, column: usize) -> usize {
+    let line_start = text
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == b'\n')
+        .nth(line.saturating_sub(2))
+        .map_or(0, |(at, _)| at + 1);
+    let line_start = if line <= 1 { 0 } else { line_start };
+    line_start.saturating_add(column).min(text.len())
+}
+
+/// One open object or array while scanning JSON text.
+enum Frame {
+    /// An object and the key whose value is being read (none before the first key).
+    Object {
+        key: Option<String>,
+        expecting_key: bool,
+    },
+    /// An array and the index of the element being read.
+    Array { index: usize },
+}
+
+/// The path (`rules[0].when.header.name`) of the value being read at byte `offset` of a JSON
+/// text.
+fn json_path_at(text: &[u8], offset: usize) -> String {
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut bytes = text.iter().take(offset).enumerate().peekable();
+    while let Some((at, byte)) = bytes.next() {
+        match byte {
+            b'"' => {
+                let start = at + 1;
+                let mut end = offset;
+                while let Some((i, b)) = bytes.next() {
+                    match b {
+                        b'\\' => {
+                            bytes.next();
+                        }
+                        b'"' => {
+                            end = i;
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(Frame::Object { key, expecting_key }) = stack.last_mut() {
+                    if *expecting_key {
+                        let name = text.get(start..end).unwrap_or_default();
+                        *key = Some(String::from_utf8_lossy(name).into_owned());
+                        *expecting_key = false;
+                    }
+                }
+            }
+            b'{' => stack.push(Frame::Object {
+                key: None,
+                expecting_key: true,
+            }),
+            b'[' => stack.push(Frame::Array { index: 0 }),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Frame::Object { key, expecting_key }) => {
+                    *key = None;
+                    *expecting_key = true;
+                }
+                Some(Frame::Array { index }) => *index += 1,
+                None => {}
+            },
+            _ => {}
+        }
+    }
+    let mut path = String::new();
+    for frame in &stack {
+        match frame {
+            Frame::Object { key: Some(key), .. } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            Frame::Object { key: None, .. } => {}
+            Frame::Array { index } => {
+                path.push('[');
+                path.push_str(&index.to_string());
+                path.push(']');
+            }
+        }
+    }
+    path
 }

@@ -92,13 +92,15 @@ impl RootContext for CanaryRoot {
             self.random.set((nanos as u64) | 1);
         }
         info!(
-            "configuration accepted: {} versions, {} rules, default {:?}, proxy region {:?}",
+            "configuration accepted: {} versions, {} rules, default `{}`, proxy region `{}`",
             plan.versions().len(),
             plan.rule_names().count(),
             plan.versions()
                 .get(plan.default_version())
                 .map_or("", |v| v.name.as_str()),
-            proxy_region.as_deref().map(String::from_utf8_lossy),
+            proxy_region
+                .as_deref()
+                .map_or("(none)".into(), String::from_utf8_lossy),
         );
         self.active = Some(Rc::new(Active {
             plan,

@@ -2,7 +2,7 @@
 //! indices, weights to bucket ranges, header names lower-cased and numbered, so the
 //! per-request path does no parsing, no lookup by name and no allocation for the decision.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use crate::bucket::{BasisPoints, Split, BUCKETS};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, RuleSpec, WhenMissing};
@@ -274,7 +274,6 @@ impl Compiler {
             LABEL_WEIGHTS,
         )?;
 
-        let mut seen_rules = HashSet::new();
         let mut rules = Vec::with_capacity(config.rules.len());
         for (i, spec) in config.rules.iter().enumerate() {
             let field = format!("rules[{i}]");
@@ -285,7 +284,13 @@ impl Compiler {
                     value: spec.name.clone(),
                 });
             }
-            if !seen_rules.insert(spec.name.as_str()) {
+            // Quadratic, once per configuration: cheaper in the .wasm than a set type.
+            if config
+                .rules
+                .iter()
+                .take(i)
+                .any(|earlier| earlier.name == spec.name)
+            {
                 return Err(ConfigError::Duplicate {
                     field: format!("{field}.name"),
                     value: spec.name.clone(),
@@ -466,11 +471,15 @@ fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
     if !(2..=MAX_VERSIONS).contains(&count) {
         return Err(ConfigError::VersionCount { count });
     }
-    let mut names = HashSet::new();
     let mut versions = Vec::with_capacity(count);
     for (i, spec) in config.versions.iter().enumerate() {
         check_name(&format!("versions[{i}].name"), &spec.name)?;
-        if !names.insert(spec.name.as_str()) {
+        if config
+            .versions
+            .iter()
+            .take(i)
+            .any(|earlier| earlier.name == spec.name)
+        {
             return Err(ConfigError::Duplicate {
                 field: format!("versions[{i}].name"),
                 value: spec.name.clone(),

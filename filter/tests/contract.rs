@@ -837,3 +837,74 @@ fn hostile_values_are_routed_by_the_contract() {
         }
     }
 }
+
+/// Shape errors found by serde (wrong type, unknown or missing field, bad enum value, broken
+/// syntax) name the exact path, also in pretty-printed (multi-line) documents and after
+/// escaped quotes and non-ASCII text.
+#[test]
+fn shape_errors_name_the_exact_path() {
+    let base = r#""versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}], "default": "stable""#;
+    let with = |rest: &str| format!("{{{base}, {rest}}}");
+    let table: Vec<(String, &str)> = vec![
+        (with(r#""sticky": {"seed": 1}"#), "sticky: missing field `keys`"),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}, {"heder": "x"}]}"#),
+            "sticky.keys[1].heder: unknown variant `heder`",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": 5}]}"#),
+            "sticky.keys[0].header: invalid type: integer `5`",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "when_missing": "nope"}"#),
+            "sticky.when_missing: unknown variant `nope`",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "seed": 1.5}"#),
+            "sticky.seed: invalid type: floating point `1.5`",
+        ),
+        (
+            with(r#""rules": [{"name": "a", "when": {"header": {"nme": "x"}}, "version": "canary"}]"#),
+            "rules[0].when.header.nme: unknown field `nme`",
+        ),
+        (
+            with(r#""rules": [{"name": "a", "when": {"region": ["eu"]}, "version": "canary"}, {"name": "b", "version": "canary"}]"#),
+            "rules[1]: missing field `when`",
+        ),
+        (
+            with(r#""rules": [{"name": "a", "when": {"region": "eu"}, "version": "canary"}]"#),
+            "rules[0].when.region: invalid type: string",
+        ),
+        (with(r#""weights": [10]"#), "weights: invalid type: sequence"),
+        (
+            with(r#""region": {"header": "x\"y,z", "hed": 1}"#),
+            "region.hed: unknown field `hed`",
+        ),
+        (
+            "{\n  \"versions\": [\n    {\"name\": \"s\", \"cluster\": \"a\"},\n    {\"name\": \"c\", \"clustr\": \"b\"}\n  ],\n  \"default\": \"s\"\n}".to_string(),
+            "versions[1].clustr: unknown field `clustr`",
+        ),
+        (
+            "{\n  \"versions\": [\n    {\"name\": \"s\", \"cluster\": \"a\"},\n    {\"name\": \"c\"}\n  ],\n  \"default\": \"s\"\n}".to_string(),
+            "versions[1]: missing field `cluster`",
+        ),
+        (
+            r#"{"versions": [{"name": "é", "cluster": "a"}, {"name": "c", "cluster": 3}], "default": "s"}"#.to_string(),
+            "versions[1].cluster: invalid type: integer `3`",
+        ),
+        (
+            r#"{"versions": 5, "default": "s"}"#.to_string(),
+            "versions: invalid type: integer `5`",
+        ),
+    ];
+    for (json, want) in table {
+        let message = RoutingPlan::from_json(json.as_bytes())
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with(want),
+            "{message:?} should start with {want:?}\n{json}"
+        );
+    }
+}

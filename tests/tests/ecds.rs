@@ -74,7 +74,7 @@ fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
     let bad: &[(&str, &str)] = &[
         (
             r#"{"versions": [{"name": "stable", "cluster": "app-v1"}"#,
-            "versions: EOF",
+            "versions[0]: EOF",
         ),
         (
             r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],

@@ -10,7 +10,7 @@
 //!
 //! For each: throughput, p50/p99 latency, and the front Envoy's CPU time per request (from
 //! `/proc/<pid>/stat`). Then the time from an ECDS write to the first request routed by it
-//! (median of 20), and the `.wasm` sizes. Knobs: `BENCH_ROUNDS` (3), `BENCH_SECONDS` (8),
+//! (median of 20), and the `.wasm` sizes. Knobs: `BENCH_ROUNDS` (8), `BENCH_SECONDS` (4),
 //! `BENCH_CONNECTIONS` (16).
 
 use std::collections::BTreeMap;
@@ -40,6 +40,40 @@ enum Setup {
     Filter,
     FiftyRules,
     Floor,
+    /// An experiment from `BENCH_EXTRA`: the shipped front with another module and config.
+    Extra(usize),
+}
+
+/// `BENCH_EXTRA="label=module.wasm[:config-file];..."`: further setups for A/B experiments
+/// (a variant of the filter against the current one, probes that make N host calls), run in
+/// the same alternation and compared with (b) and (e) like the filter.
+struct Extra {
+    label: String,
+    wasm: std::path::PathBuf,
+    config: Option<std::path::PathBuf>,
+}
+
+static EXTRAS: std::sync::OnceLock<Vec<Extra>> = std::sync::OnceLock::new();
+
+fn extras() -> &'static [Extra] {
+    EXTRAS.get_or_init(|| {
+        std::env::var("BENCH_EXTRA")
+            .unwrap_or_default()
+            .split(';')
+            .filter_map(|item| {
+                let (label, rest) = item.split_once('=')?;
+                let (wasm, config) = match rest.split_once(':') {
+                    Some((wasm, config)) => (wasm, Some(config.into())),
+                    None => (rest, None),
+                };
+                Some(Extra {
+                    label: label.trim().to_string(),
+                    wasm: wasm.trim().into(),
+                    config,
+                })
+            })
+            .collect()
+    })
 }
 
 impl Setup {
@@ -51,8 +85,28 @@ impl Setup {
         Setup::Floor,
     ];
 
-    fn label(self) -> &'static str {
+    fn label(self) -> String {
         match self {
+            Setup::Extra(i) => format!(
+                "(x{}) {}",
+                i + 1,
+                extras().get(i).map_or("?", |e| e.label.as_str())
+            ),
+            _ => self.fixed_label().to_string(),
+        }
+    }
+
+    /// Every setup the report lists: the five of the issue, then the experiments.
+    fn all() -> Vec<Setup> {
+        Setup::ALL
+            .into_iter()
+            .chain((0..extras().len()).map(Setup::Extra))
+            .collect()
+    }
+
+    fn fixed_label(self) -> &'static str {
+        match self {
+            Setup::Extra(_) => "experiment",
             Setup::Baseline => "(a) no filter, one cluster",
             Setup::Native => "(b) native sticky weighted_clusters",
             Setup::Filter => "(c) canary filter, typical config",
@@ -70,6 +124,9 @@ struct Run {
     p99_us: f64,
     cpu_us_per_request: f64,
     errors: u64,
+    /// Share of the machine's CPU time the hypervisor gave to other guests during the run
+    /// (`steal` in /proc/stat): how noisy the neighbours were.
+    steal_percent: f64,
 }
 
 fn main() -> ExitCode {
@@ -91,8 +148,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn run() -> Result<()> {
     let root = repo_root();
-    let rounds: usize = env_or("BENCH_ROUNDS", 3);
-    let seconds: u64 = env_or("BENCH_SECONDS", 8);
+    let rounds: usize = env_or("BENCH_ROUNDS", 8);
+    let seconds: u64 = env_or("BENCH_SECONDS", 4);
     let connections: u32 = env_or("BENCH_CONNECTIONS", 16);
     if Command::new("wrk").arg("--version").output().is_err() {
         return Err("wrk not found: `apt-get install -y wrk` (make bench does it)".into());
@@ -123,7 +180,7 @@ fn run() -> Result<()> {
     );
     // BENCH_SETUPS=c,e runs only some setups (for quick experiments); the report needs all.
     let only: Option<String> = std::env::var("BENCH_SETUPS").ok();
-    let chosen: Vec<Setup> = Setup::ALL
+    let chosen: Vec<Setup> = Setup::all()
         .into_iter()
         .filter(|s| {
             only.as_deref().is_none_or(|o| {
@@ -132,27 +189,39 @@ fn run() -> Result<()> {
             })
         })
         .collect();
+    // Every chosen front runs for the whole benchmark (each in its own directory, idle while
+    // another is measured), so rounds can alternate quickly: short slices interleaved many
+    // times sample the machine's drift evenly, where long runs one after another did not.
+    let mut fronts = Vec::new();
+    for &setup in &chosen {
+        let front_dir = dir.path().join(format!("front-{}", fronts.len()));
+        fs::create_dir_all(&front_dir)?;
+        let front = start_front(setup, &front_dir, &ports, &wasm, &floor)?;
+        let url = format!("http://127.0.0.1:{}/", front.listener_port("ingress")?);
+        check_routing(&url)?;
+        wrk(&root, &url, 2, connections)?; // warm-up
+        fronts.push((setup, front, url));
+    }
     let mut runs: BTreeMap<Setup, Vec<Run>> = BTreeMap::new();
     for round in 1..=rounds {
-        for &setup in &chosen {
-            let front = start_front(setup, dir.path(), &ports, &wasm, &floor)?;
-            let listen = front.listener_port("ingress")?;
-            let url = format!("http://127.0.0.1:{listen}/");
-            check_routing(&url)?;
-            wrk(&root, &url, 2, connections)?; // warm-up
-            let result = measure(&root, &front, &url, seconds, connections)?;
+        // Rotate the order each round so no setup always follows the same one.
+        let offset = (round - 1) % fronts.len().max(1);
+        for (setup, front, url) in fronts.iter().cycle().skip(offset).take(fronts.len()) {
+            let result = measure(&root, front, url, seconds, connections)?;
             println!(
-                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>5.2} us/req  errors {}",
+                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>6.2} us/req  steal {:>4.1}%  errors {}",
                 setup.label(),
                 result.rps,
                 result.p50_us,
                 result.p99_us,
                 result.cpu_us_per_request,
+                result.steal_percent,
                 result.errors
             );
-            runs.entry(setup).or_default().push(result);
+            runs.entry(*setup).or_default().push(result);
         }
     }
+    drop(fronts);
 
     let propagation = ecds_propagation(dir.path(), &ports, &wasm, &floor)?;
     let sizes = [
@@ -209,7 +278,7 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
                 },
             }]);
         }
-        Setup::Filter | Setup::FiftyRules | Setup::Floor => {}
+        Setup::Filter | Setup::FiftyRules | Setup::Floor | Setup::Extra(_) => {}
     }
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
@@ -217,6 +286,19 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
 fn write_ecds(dir: &Path, setup: Setup, wasm: &Path, floor: &Path) -> Result<()> {
     let root = repo_root();
     let template = fs::read_to_string(root.join(ECDS_YAML))?;
+    if let Setup::Extra(i) = setup {
+        let extra = extras().get(i).ok_or("no such experiment")?;
+        let config = match &extra.config {
+            Some(path) => fs::read_to_string(path)?,
+            None => fs::read_to_string(root.join(TYPICAL))?,
+        };
+        let ecds_dir = dir.join("ecds");
+        fs::create_dir_all(&ecds_dir)?;
+        let staging = ecds_dir.join(".staging.yaml");
+        fs::write(&staging, render_ecds(&template, &config, &extra.wasm)?)?;
+        fs::rename(&staging, ecds_dir.join("canary-filter.yaml"))?;
+        return Ok(());
+    }
     let (config, module) = match setup {
         Setup::FiftyRules => (fs::read_to_string(root.join(FIFTY))?, wasm),
         Setup::Floor => (fs::read_to_string(root.join(TYPICAL))?, floor),
@@ -296,9 +378,11 @@ fn measure(
     seconds: u64,
     connections: u32,
 ) -> Result<Run> {
+    let machine_before = machine_ticks()?;
     let before = cpu_seconds(front.pid())?;
     let text = wrk(root, url, seconds, connections)?;
     let after = cpu_seconds(front.pid())?;
+    let machine_after = machine_ticks()?;
     let requests: f64 = text
         .lines()
         .find(|l| l.contains("requests in"))
@@ -338,7 +422,38 @@ fn measure(
         p99_us: percentile("99%"),
         cpu_us_per_request: (after - before) * 1e6 / requests,
         errors,
+        steal_percent: steal_percent(&machine_before, &machine_after),
     })
+}
+
+/// The machine-wide CPU counters (the `cpu` line of /proc/stat, in ticks).
+fn machine_ticks() -> Result<Vec<u64>> {
+    let stat = fs::read_to_string("/proc/stat")?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or("no cpu line in /proc/stat")?;
+    Ok(line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect())
+}
+
+/// Steal (the 8th counter) as a percent of all ticks between two readings.
+fn steal_percent(before: &[u64], after: &[u64]) -> f64 {
+    let delta: Vec<u64> = after
+        .iter()
+        .zip(before)
+        .map(|(a, b)| a.saturating_sub(*b))
+        .collect();
+    let total: u64 = delta.iter().sum();
+    let steal = delta.get(7).copied().unwrap_or(0);
+    if total == 0 {
+        0.0
+    } else {
+        100.0 * steal as f64 / total as f64
+    }
 }
 
 fn parse_duration_us(text: &str) -> Option<f64> {
@@ -432,7 +547,7 @@ fn report(
          front Envoy `--concurrency 1`; CPU is the front process's utime+stime per request.\n\n"
     ));
     out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | non-2xx |\n|---|---|---|---|---|---|\n");
-    for setup in Setup::ALL {
+    for setup in Setup::all() {
         let (rps, rps_lo, rps_hi) = stat(setup, |r| r.rps);
         let (p50, ..) = stat(setup, |r| r.p50_us);
         let (p99, ..) = stat(setup, |r| r.p99_us);
@@ -449,7 +564,10 @@ fn report(
     let (native_cpu, ..) = stat(Setup::Native, |r| r.cpu_us_per_request);
     let (floor_cpu, ..) = stat(Setup::Floor, |r| r.cpu_us_per_request);
     out.push_str("\nFrom the medians:\n\n");
-    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor] {
+    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor]
+        .into_iter()
+        .chain((0..extras().len()).map(Setup::Extra))
+    {
         let (rps, ..) = stat(setup, |r| r.rps);
         let (cpu, ..) = stat(setup, |r| r.cpu_us_per_request);
         out.push_str(&format!(
@@ -477,7 +595,10 @@ fn report(
         median(&mut values)
     };
     out.push_str("\nPaired within each round (median over rounds):\n\n");
-    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor] {
+    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor]
+        .into_iter()
+        .chain((0..extras().len()).map(Setup::Extra))
+    {
         out.push_str(&format!(
             "- {}: throughput {:.3} of (b); CPU {:+.2} µs/req over (b), {:+.2} µs/req over the floor (e)\n",
             setup.label(),
