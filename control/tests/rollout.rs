@@ -235,23 +235,31 @@ fn too_little_traffic_holds_the_step() {
 }
 
 /// Histograms reach the admin endpoint only at Envoy's stats flush (every second, later on a
-/// busy machine), counters at once: waits until every response counted has its latency sample,
+/// busy machine), counters within the filter's flush period (0.1 s): waits until the counters
+/// have stopped moving for longer than that and every response counted has its latency sample,
 /// so a Prometheus scrape after this sees the same numbers.
 fn wait_for_flush(admin: &Source) {
+    let total = |snapshot: &canary_control::source::Snapshot| {
+        snapshot.values().map(|c| c.answered()).sum::<u64>()
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut last_total = None;
     loop {
         let snapshot = admin.read("weights").unwrap();
-        if snapshot
-            .values()
-            .all(|c| c.latency_samples() == c.answered())
+        let settled = last_total == Some(total(&snapshot)) && total(&snapshot) > 0;
+        if settled
+            && snapshot
+                .values()
+                .all(|c| c.latency_samples() == c.answered())
         {
             return;
         }
+        last_total = Some(total(&snapshot));
         assert!(
             std::time::Instant::now() < deadline,
             "histograms not flushed within 20 s"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 

@@ -1,7 +1,12 @@
 //! The proxy-wasm glue: thin on purpose. The root context compiles the plugin configuration
-//! once per `on_configure` and defines every metric then; each HTTP context only fetches the
-//! headers the plan names, asks [`RoutingPlan::decide`], writes two headers and bumps
-//! pre-defined metric ids.
+//! once per `on_configure` and defines every metric then; each HTTP context fetches the request
+//! headers (one host call, only if the plan reads any), asks [`RoutingPlan::decide`], writes
+//! two headers, bumps counters in its own memory and records one latency sample.
+//!
+//! Host calls are what a request costs in Envoy's V8 (about a microsecond each, measured in
+//! BENCHMARKS.md), so the glue makes as few as the contract allows: one call for the whole
+//! header map instead of one per header name, and counter increments summed in the module and
+//! handed to Envoy on a timer ([`FLUSH_PERIOD`]) instead of one call per increment.
 //!
 //! Host calls go through `proxy_wasm::hostcalls` (which return `Result`) rather than the
 //! trait helpers (which unwrap, and whose string getters panic on non-UTF-8 header bytes in
@@ -21,18 +26,53 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::decision::RequestView;
+use crate::header_pairs::find_header;
 use crate::metrics::{self, CODE_CLASSES};
 use crate::plan::{HeaderSlot, RoutingPlan};
+
+/// How often counter increments summed in the module are handed to Envoy. Envoy's own stats
+/// flush (1 s in the shipped bootstrap, 5 s by default) and Prometheus scrapes are slower, so
+/// what they see lags by at most this much more.
+pub const FLUSH_PERIOD: Duration = Duration::from_millis(100);
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(CanaryRoot::default()) });
 }}
 
-/// Metric ids of one outcome (a `(version, rule)` pair).
+/// An Envoy counter and the increments not yet handed to it.
+struct Counter {
+    id: u32,
+    pending: Cell<u64>,
+}
+
+impl Counter {
+    fn new(id: u32) -> Self {
+        Counter {
+            id,
+            pending: Cell::new(0),
+        }
+    }
+
+    /// Per request: memory only, no host call.
+    fn bump(&self) {
+        self.pending.set(self.pending.get().saturating_add(1));
+    }
+
+    fn flush(&self) {
+        let pending = self.pending.replace(0);
+        if pending > 0 {
+            let offset = i64::try_from(pending).unwrap_or(i64::MAX);
+            let _ = hostcalls::increment_metric(self.id, offset);
+        }
+    }
+}
+
+/// The metrics of one outcome (a `(version, rule)` pair).
 struct OutcomeMetrics {
-    requests: u32,
-    responses: [u32; CODE_CLASSES.len()],
+    requests: Counter,
+    responses: [Counter; CODE_CLASSES.len()],
+    /// Histogram id: samples have no batched form in the ABI, so each is recorded at once.
     duration: u32,
 }
 
@@ -43,15 +83,45 @@ struct Active {
     proxy_region: Option<Vec<u8>>,
 }
 
+impl Active {
+    fn flush(&self) {
+        for outcome in &self.metrics {
+            outcome.requests.flush();
+            outcome.responses.iter().for_each(Counter::flush);
+        }
+    }
+}
+
+impl Drop for Active {
+    /// The last holder of a replaced configuration (its root context, or a request still in
+    /// flight when a new configuration arrived) hands over what is left.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 #[derive(Default)]
 struct CanaryRoot {
     active: Option<Rc<Active>>,
     random: Rc<Cell<u64>>,
 }
 
-impl Context for CanaryRoot {}
+impl Context for CanaryRoot {
+    fn on_done(&mut self) -> bool {
+        if let Some(active) = &self.active {
+            active.flush();
+        }
+        true
+    }
+}
 
 impl RootContext for CanaryRoot {
+    fn on_tick(&mut self) {
+        if let Some(active) = &self.active {
+            active.flush();
+        }
+    }
+
     fn on_configure(&mut self, _size: usize) -> bool {
         let bytes = match hostcalls::get_buffer(
             proxy_wasm::types::BufferType::PluginConfiguration,
@@ -102,11 +172,17 @@ impl RootContext for CanaryRoot {
                 .as_deref()
                 .map_or("(none)".into(), String::from_utf8_lossy),
         );
+        if let Some(previous) = &self.active {
+            previous.flush();
+        }
         self.active = Some(Rc::new(Active {
             plan,
             metrics,
             proxy_region,
         }));
+        if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
+            warn!("could not start the counter flush timer");
+        }
         true
     }
 
@@ -142,8 +218,11 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
                 )?;
             }
             Ok(OutcomeMetrics {
-                requests: define(MetricType::Counter, metrics::requests_name(version, rule))?,
-                responses,
+                requests: Counter::new(define(
+                    MetricType::Counter,
+                    metrics::requests_name(version, rule),
+                )?),
+                responses: responses.map(Counter::new),
                 duration: define(MetricType::Histogram, metrics::duration_name(version, rule))?,
             })
         })
@@ -169,7 +248,7 @@ impl HttpContext for CanaryStream {
         };
         let plan = &active.plan;
         let mut request = HostRequest {
-            fetched: vec![None; plan.header_names().len()],
+            headers: None,
             names: plan.header_names(),
             proxy_region: active.proxy_region.as_deref(),
             random: &self.random,
@@ -187,8 +266,8 @@ impl HttpContext for CanaryStream {
         if let Some(name) = plan.version_header() {
             set_header(MapType::HttpRequestHeaders, name, &version.name);
         }
-        if let Some(ids) = active.metrics.get(decision.outcome) {
-            let _ = hostcalls::increment_metric(ids.requests, 1);
+        if let Some(outcome) = active.metrics.get(decision.outcome) {
+            outcome.requests.bump();
         }
         let start = hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH);
         self.chosen = Some((decision.outcome, decision.version, start));
@@ -200,18 +279,18 @@ impl HttpContext for CanaryStream {
         else {
             return Action::Continue;
         };
-        if let Some(ids) = active.metrics.get(outcome) {
+        if let Some(metrics) = active.metrics.get(outcome) {
             let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
                 .ok()
                 .flatten();
             let class = status.as_deref().and_then(metrics::code_class_index);
-            if let Some(id) = class.and_then(|class| ids.responses.get(class)) {
-                let _ = hostcalls::increment_metric(*id, 1);
+            if let Some(counter) = class.and_then(|class| metrics.responses.get(class)) {
+                counter.bump();
             }
             let now = hostcalls::get_current_time().unwrap_or(start);
             let elapsed = now.duration_since(start).unwrap_or(Duration::ZERO);
             let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            let _ = hostcalls::record_metric(ids.duration, millis);
+            let _ = hostcalls::record_metric(metrics.duration, millis);
         }
         if let (Some(name), Some(version)) = (
             active.plan.version_header(),
@@ -229,13 +308,12 @@ fn set_header(map: MapType, name: &str, value: &str) {
     }
 }
 
-/// Above this many header names in the plan, the request's headers are fetched in one call.
-const FETCH_ALL_ABOVE: usize = 8;
-
-/// The request as the decision sees it: each header fetched from the host on first use (or
-/// all at once, for plans that name many headers).
+/// The request as the decision sees it. The whole header map is fetched in one host call the
+/// first time the decision reads a header (a plan without rules and keys never does), and each
+/// header is then looked up in that buffer.
 struct HostRequest<'a> {
-    fetched: Vec<Option<Option<Vec<u8>>>>,
+    /// The request headers as the host serialized them (see [`crate::header_pairs`]).
+    headers: Option<Vec<u8>>,
     names: &'a [String],
     proxy_region: Option<&'a [u8]>,
     random: &'a Cell<u64>,
@@ -243,27 +321,11 @@ struct HostRequest<'a> {
 
 impl RequestView for HostRequest<'_> {
     fn header(&mut self, slot: HeaderSlot) -> Option<&[u8]> {
-        if self.names.len() > FETCH_ALL_ABOVE && self.fetched.iter().all(Option::is_none) {
-            // Many rules name many headers: one host call for the whole map costs less than
-            // one call per name (each call crosses the VM boundary).
-            let all = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
-            for (cell, name) in self.fetched.iter_mut().zip(self.names) {
-                *cell = Some(
-                    all.iter()
-                        .find(|(have, _)| have == name)
-                        .map(|(_, value)| value.clone()),
-                );
-            }
-        }
-        let cell = self.fetched.get_mut(slot)?;
-        if cell.is_none() {
-            let name = self.names.get(slot)?;
-            let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten();
-            *cell = Some(value);
-        }
-        cell.as_ref()?.as_deref()
+        let name = self.names.get(slot)?;
+        let headers = self
+            .headers
+            .get_or_insert_with(|| header_map_pairs(MapType::HttpRequestHeaders));
+        find_header(headers, name.as_bytes())
     }
 
     fn proxy_region(&self) -> Option<&[u8]> {
@@ -279,5 +341,34 @@ impl RequestView for HostRequest<'_> {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         ((z ^ (z >> 31)) >> 32) as u32
+    }
+}
+
+// The raw ABI call: the SDK's `get_map_bytes` wraps the same call but copies every header into
+// a new `String` and `Vec` of its own, which the decision does not need.
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// The header map `map` serialized by the host, or an empty buffer if it cannot be read (which
+/// the lookup treats as no headers: the request then goes by the contract's fallbacks).
+fn header_map_pairs(map: MapType) -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a pointer and a size into the two locals. A non-null pointer was
+    // allocated for exactly `size` bytes through the SDK's `proxy_on_memory_allocate` (a boxed
+    // `[u8]` of that length, leaked), so the buffer is ours to own and free as a `Vec` of that
+    // length and capacity; the SDK's own wrappers take it over the same way.
+    unsafe {
+        if proxy_get_header_map_pairs(map, &mut data, &mut size) == 0 && !data.is_null() {
+            Vec::from_raw_parts(data, size, size)
+        } else {
+            Vec::new()
+        }
     }
 }

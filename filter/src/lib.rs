@@ -5,6 +5,7 @@
 //! - [`plan`]: its validation and compilation into a [`RoutingPlan`];
 //! - [`bucket`]: the murmur3 bucket and the weight ranges;
 //! - [`cookie`]: reading one cookie out of a `cookie` header;
+//! - [`header_pairs`]: reading one header out of a header map serialized by the host;
 //! - [`decision`]: the per-request decision over a [`RequestView`];
 //! - [`metrics`]: the names of the per-version metrics.
 //!
@@ -15,6 +16,7 @@ pub mod config;
 pub mod cookie;
 pub mod decision;
 pub mod error;
+pub mod header_pairs;
 pub mod metrics;
 pub mod plan;
 
