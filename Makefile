@@ -18,11 +18,12 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: help demo test bench check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean
+.PHONY: help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
 	@echo "make bench  criterion benchmarks of the core, then the filter against native Envoy routing (BENCHMARKS.md)"
+	@echo "make bench-host-calls  the price of each kind of proxy-wasm host call in Envoy's V8 (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 
@@ -98,6 +99,16 @@ bench: envoy wrk wasm
 	cargo build --release --target wasm32-wasip1 -p canary-floor
 	cargo bench -p canary-filter --bench decision -- --warm-up-time 1 --measurement-time 3
 	cargo run --quiet --release -p canary-e2e --bin canary-bench
+
+# The price of each kind of host call in Envoy's V8: the probe (tests/probe) making ten of one
+# kind per request, side by side with the floor and the native anchor (BENCHMARKS.md).
+PROBE         := $(CURDIR)/target/wasm32-wasip1/release/canary_probe.wasm
+PROBE_CALLS   := none get_present get_missing pairs set time inc status hist resp_set filter
+bench-host-calls: envoy wrk wasm
+	cargo build --release --target wasm32-wasip1 -p canary-floor -p canary-probe
+	BENCH_SETUPS=b,e,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
+	BENCH_EXTRA="$(foreach c,$(PROBE_CALLS),probe $(c)=$(PROBE):$(CURDIR)/tests/probe/configs/$(c).txt;)" \
+	  cargo run --quiet --release -p canary-e2e --bin canary-bench
 
 ## Demo -------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@
 //!
 //! For each: throughput, p50/p99 latency, and the front Envoy's CPU time per request (from
 //! `/proc/<pid>/stat`). Then the time from an ECDS write to the first request routed by it
-//! (median of 20), and the `.wasm` sizes. Knobs: `BENCH_ROUNDS` (8), `BENCH_SECONDS` (4),
+//! (median of 20), and the `.wasm` sizes. Knobs: `BENCH_ROUNDS` (10), `BENCH_SECONDS` (3),
 //! `BENCH_CONNECTIONS` (16).
 
 use std::collections::BTreeMap;
@@ -32,6 +32,8 @@ const FLOOR_WASM: &str = "target/wasm32-wasip1/release/canary_floor.wasm";
 const TYPICAL: &str = "filter/benches/configs/typical.json";
 const FIFTY: &str = "filter/benches/configs/fifty-rules.json";
 const WRK_SCRIPT: &str = "envoy/wrk-keys.lua";
+/// Runs with less steal than this count as quiet (see the report).
+const QUIET_STEAL_PERCENT: f64 = 2.0;
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Setup {
@@ -148,8 +150,8 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 fn run() -> Result<()> {
     let root = repo_root();
-    let rounds: usize = env_or("BENCH_ROUNDS", 8);
-    let seconds: u64 = env_or("BENCH_SECONDS", 4);
+    let rounds: usize = env_or("BENCH_ROUNDS", 10);
+    let seconds: u64 = env_or("BENCH_SECONDS", 3);
     let connections: u32 = env_or("BENCH_CONNECTIONS", 16);
     if Command::new("wrk").arg("--version").output().is_err() {
         return Err("wrk not found: `apt-get install -y wrk` (make bench does it)".into());
@@ -178,14 +180,16 @@ fn run() -> Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model()
     );
-    // BENCH_SETUPS=c,e runs only some setups (for quick experiments); the report needs all.
+    // BENCH_SETUPS=c,e runs only some setups (for quick experiments; `x`: every BENCH_EXTRA).
     let only: Option<String> = std::env::var("BENCH_SETUPS").ok();
     let chosen: Vec<Setup> = Setup::all()
         .into_iter()
         .filter(|s| {
             only.as_deref().is_none_or(|o| {
-                o.split(',')
-                    .any(|x| s.label().starts_with(&format!("({x})")))
+                o.split(',').any(|x| {
+                    s.label().starts_with(&format!("({x})"))
+                        || (x == "x" && matches!(s, Setup::Extra(_)))
+                })
             })
         })
         .collect();
@@ -546,17 +550,18 @@ fn report(
         "Medians of {rounds} alternating runs of `wrk -t1 -c{connections} -d{seconds}s` (10,000 rotating keys); \
          front Envoy `--concurrency 1`; CPU is the front process's utime+stime per request.\n\n"
     ));
-    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | non-2xx |\n|---|---|---|---|---|---|\n");
+    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | steal % | non-2xx |\n|---|---|---|---|---|---|---|\n");
     for setup in Setup::all() {
         let (rps, rps_lo, rps_hi) = stat(setup, |r| r.rps);
         let (p50, ..) = stat(setup, |r| r.p50_us);
         let (p99, ..) = stat(setup, |r| r.p99_us);
         let (cpu, cpu_lo, cpu_hi) = stat(setup, |r| r.cpu_us_per_request);
+        let (steal, ..) = stat(setup, |r| r.steal_percent);
         let errors: u64 = runs
             .get(&setup)
             .map_or(0, |r| r.iter().map(|x| x.errors).sum());
         out.push_str(&format!(
-            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {errors} |\n",
+            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {steal:.1} | {errors} |\n",
             setup.label()
         ));
     }
@@ -607,6 +612,52 @@ fn report(
             paired(setup, |x, _, e| x.cpu_us_per_request - e.cpu_us_per_request),
         ));
     }
+    // Runs during which the hypervisor gave other guests little of the machine: when steal is
+    // high, every setup's CPU per request inflates (cache and memory bandwidth are shared too),
+    // by up to 3× here.
+    let quiet = |setup: Setup, f: fn(&Run) -> f64| -> (f64, usize) {
+        let mut values: Vec<f64> = runs
+            .get(&setup)
+            .map(|r| {
+                r.iter()
+                    .filter(|run| run.steal_percent < QUIET_STEAL_PERCENT)
+                    .map(f)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = values.len();
+        (median(&mut values), n)
+    };
+    out.push_str(&format!(
+        "\nQuiet runs only (steal under {QUIET_STEAL_PERCENT} %), medians:\n\n| setup | quiet runs | req/s | front CPU µs/req |\n|---|---|---|---|\n"
+    ));
+    for setup in Setup::all() {
+        let (rps, n) = quiet(setup, |r| r.rps);
+        let (cpu, _) = quiet(setup, |r| r.cpu_us_per_request);
+        out.push_str(&format!(
+            "| {} | {n} | {rps:.0} | {cpu:.2} |\n",
+            setup.label()
+        ));
+    }
+    let (quiet_native_rps, _) = quiet(Setup::Native, |r| r.rps);
+    let (quiet_native_cpu, _) = quiet(Setup::Native, |r| r.cpu_us_per_request);
+    let (quiet_floor_cpu, _) = quiet(Setup::Floor, |r| r.cpu_us_per_request);
+    out.push('\n');
+    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor]
+        .into_iter()
+        .chain((0..extras().len()).map(Setup::Extra))
+    {
+        let (rps, _) = quiet(setup, |r| r.rps);
+        let (cpu, _) = quiet(setup, |r| r.cpu_us_per_request);
+        out.push_str(&format!(
+            "- {}: throughput {:.3} of (b); CPU {:+.2} µs/req over (b), {:+.2} µs/req over the floor (e)\n",
+            setup.label(),
+            rps / quiet_native_rps,
+            cpu - quiet_native_cpu,
+            cpu - quiet_floor_cpu
+        ));
+    }
+    out.push('\n');
     let mut millis: Vec<f64> = propagation.iter().map(|d| d.as_secs_f64() * 1e3).collect();
     let max = millis.iter().copied().fold(0.0, f64::max);
     out.push_str(&format!(
