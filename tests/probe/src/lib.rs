@@ -74,8 +74,8 @@ mod probe {
                 };
                 *slot = count;
             }
-            calls.counter = hostcalls::define_metric(MetricType::Counter, "probe_counter")
-                .unwrap_or_default();
+            calls.counter =
+                hostcalls::define_metric(MetricType::Counter, "probe_counter").unwrap_or_default();
             calls.histogram = hostcalls::define_metric(MetricType::Histogram, "probe_histogram")
                 .unwrap_or_default();
             self.calls = Rc::new(calls);
