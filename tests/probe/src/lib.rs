@@ -153,7 +153,9 @@ mod probe {
         ) -> u32;
     }
 
-    /// The same raw call as the filter's glue.
+    /// The same raw call as the filter's glue (`filter/src/glue.rs`), repeated here because the
+    /// probe cannot link the filter crate: both register a root context through
+    /// `proxy_wasm::main!`, and the probe must price the call, not the filter.
     fn header_map_pairs(map: MapType) -> Vec<u8> {
         let mut data: *mut u8 = std::ptr::null_mut();
         let mut size: usize = 0;
