@@ -234,14 +234,16 @@ fn too_little_traffic_holds_the_step() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("STOPPED at 10%"));
 }
 
+/// Responses counted in a snapshot, all versions together.
+fn total(snapshot: &canary_control::source::Snapshot) -> u64 {
+    snapshot.values().map(|c| c.answered()).sum()
+}
+
 /// Histograms reach the admin endpoint only at Envoy's stats flush (every second, later on a
 /// busy machine), counters within the filter's flush period (0.1 s): waits until the counters
 /// have stopped moving for longer than that and every response counted has its latency sample,
 /// so a Prometheus scrape after this sees the same numbers.
 fn wait_for_flush(admin: &Source) {
-    let total = |snapshot: &canary_control::source::Snapshot| {
-        snapshot.values().map(|c| c.answered()).sum::<u64>()
-    };
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut last_total = None;
     loop {
@@ -267,9 +269,6 @@ fn wait_for_flush(admin: &Source) {
 /// each with its latency sample (scrapes lag by up to their interval); what they say per
 /// version, class and bucket is then compared by the test.
 fn wait_for_prometheus(admin: &Source, prom: &Source) {
-    let total = |snapshot: &canary_control::source::Snapshot| {
-        snapshot.values().map(|c| c.answered()).sum::<u64>()
-    };
     let want = total(&admin.read("weights").unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     // A scrape can land after the counters moved and before the histograms were flushed: wait

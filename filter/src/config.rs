@@ -192,13 +192,16 @@ fn json_error(text: &[u8], err: &serde_json::Error) -> ConfigError {
 /// Byte offset of a 1-based line and a column counted in bytes from the line's start (what
 /// serde_json reports).
 fn offset_of(text: &[u8], line: usize, column: usize) -> usize {
-    let line_start = text
-        .iter()
-        .enumerate()
-        .filter(|(_, byte)| **byte == b'\n')
-        .nth(line.saturating_sub(2))
-        .map_or(0, |(at, _)| at + 1);
-    let line_start = if line <= 1 { 0 } else { line_start };
+    let line_start = match line.checked_sub(2) {
+        // Line 1 starts the text; line n starts after the (n-1)th newline.
+        None => 0,
+        Some(newlines_before) => text
+            .iter()
+            .enumerate()
+            .filter(|(_, byte)| **byte == b'\n')
+            .nth(newlines_before)
+            .map_or(text.len(), |(at, _)| at + 1),
+    };
     line_start.saturating_add(column).min(text.len())
 }
 
@@ -217,7 +220,7 @@ enum Frame {
 /// text.
 fn json_path_at(text: &[u8], offset: usize) -> String {
     let mut stack: Vec<Frame> = Vec::new();
-    let mut bytes = text.iter().take(offset).enumerate().peekable();
+    let mut bytes = text.iter().take(offset).enumerate();
     while let Some((at, byte)) = bytes.next() {
         match byte {
             b'"' => {

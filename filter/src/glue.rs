@@ -172,9 +172,8 @@ impl RootContext for CanaryRoot {
                 .as_deref()
                 .map_or("(none)".into(), String::from_utf8_lossy),
         );
-        if let Some(previous) = &self.active {
-            previous.flush();
-        }
+        // Replacing the previous configuration drops it, and its `Drop` hands over its sums
+        // (at once, or when the last request still holding it ends).
         self.active = Some(Rc::new(Active {
             plan,
             metrics,

@@ -290,24 +290,20 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
 fn write_ecds(dir: &Path, setup: Setup, wasm: &Path, floor: &Path) -> Result<()> {
     let root = repo_root();
     let template = fs::read_to_string(root.join(ECDS_YAML))?;
-    if let Setup::Extra(i) = setup {
-        let extra = extras().get(i).ok_or("no such experiment")?;
-        let config = match &extra.config {
-            Some(path) => fs::read_to_string(path)?,
-            None => fs::read_to_string(root.join(TYPICAL))?,
-        };
-        let ecds_dir = dir.join("ecds");
-        fs::create_dir_all(&ecds_dir)?;
-        let staging = ecds_dir.join(".staging.yaml");
-        fs::write(&staging, render_ecds(&template, &config, &extra.wasm)?)?;
-        fs::rename(&staging, ecds_dir.join("canary-filter.yaml"))?;
-        return Ok(());
-    }
+    let typical = root.join(TYPICAL);
     let (config, module) = match setup {
-        Setup::FiftyRules => (fs::read_to_string(root.join(FIFTY))?, wasm),
-        Setup::Floor => (fs::read_to_string(root.join(TYPICAL))?, floor),
-        _ => (fs::read_to_string(root.join(TYPICAL))?, wasm),
+        Setup::FiftyRules => (root.join(FIFTY), wasm),
+        Setup::Floor => (typical, floor),
+        Setup::Extra(i) => {
+            let extra = extras().get(i).ok_or("no such experiment")?;
+            (
+                extra.config.clone().unwrap_or(typical),
+                extra.wasm.as_path(),
+            )
+        }
+        _ => (typical, wasm),
     };
+    let config = fs::read_to_string(config)?;
     let ecds_dir = dir.join("ecds");
     fs::create_dir_all(&ecds_dir)?;
     let staging = ecds_dir.join(".staging.yaml");
