@@ -77,7 +77,7 @@ canaryctl:
 check: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p canary-filter -p canary-floor -p canary-probe --release --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p canary-filter -p canary-floor -p canary-probe -p canary-trap --release --target wasm32-wasip1 -- -D warnings
 
 unit:
 	cargo test -p canary-filter

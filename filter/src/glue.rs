@@ -241,8 +241,12 @@ impl Context for CanaryStream {}
 impl HttpContext for CanaryStream {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(active) = self.active.as_ref() else {
-            // Never configured: the route header was stripped natively before this filter,
-            // so Envoy's fallback route sends the request to the default version.
+            // Never configured (Envoy runs a filter only after `on_configure` accepted its
+            // configuration, so this is defence in depth): no client-sent route may survive.
+            // The configured names are unknown here; the default ones are removed, and
+            // Envoy's fallback route sends the request to the default version.
+            remove_header(crate::config::DEFAULT_ROUTE_HEADER);
+            remove_header(crate::config::DEFAULT_VERSION_HEADER);
             return Action::Continue;
         };
         let plan = &active.plan;
@@ -254,6 +258,12 @@ impl HttpContext for CanaryStream {
         };
         let decision = plan.decide(&mut request);
         let Some(version) = plan.versions().get(decision.version) else {
+            // The decision only names declared versions (the properties check it); should it
+            // not, the request takes the fallback route, never the client's.
+            remove_header(plan.route_header());
+            if let Some(name) = plan.version_header() {
+                remove_header(name);
+            }
             return Action::Continue;
         };
         // Replaces any client-sent value: a client never picks the cluster.
@@ -298,6 +308,12 @@ impl HttpContext for CanaryStream {
             set_header(MapType::HttpResponseHeaders, name, &version.name);
         }
         Action::Continue
+    }
+}
+
+fn remove_header(name: &str) {
+    if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None).is_err() {
+        warn!("could not remove header {name}");
     }
 }
 

@@ -3,9 +3,11 @@
 //! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
 
 pub mod envoy;
+pub mod h2c;
 pub mod load;
 pub mod mesh;
 pub mod prometheus;
+pub mod trap;
 
 use std::time::Duration;
 
@@ -48,7 +50,22 @@ impl Reply {
         self.header("x-upstream")
     }
 
-    /// Parses a raw HTTP/1.1 response (read until the connection closed).
+    /// Whether `bytes` hold a whole HTTP/1.1 response that says its length (Content-Length).
+    pub fn is_complete(bytes: &[u8]) -> bool {
+        let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") else {
+            return false;
+        };
+        let head = String::from_utf8_lossy(&bytes[..end]);
+        let length = head.split("\r\n").find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        });
+        length.is_some_and(|length| bytes.len() >= end + 4 + length)
+    }
+
+    /// Parses a raw HTTP/1.1 response.
     pub fn parse(bytes: &[u8]) -> Result<Reply> {
         let text = String::from_utf8_lossy(bytes);
         let (head, body) = text

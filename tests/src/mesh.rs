@@ -64,9 +64,38 @@ pub fn wasm_path() -> Result<PathBuf> {
 pub enum Layout {
     /// The shipped files as they are, from the repository root, on the shipped ports.
     Shipped,
-    /// A temporary directory, ports chosen by the kernel, and this node region (`None`: the
-    /// bootstrap names no locality).
-    Isolated { region: Option<String> },
+    /// A temporary directory and ports chosen by the kernel, the shipped files otherwise changed
+    /// only as [`Isolated`] says.
+    Isolated(Isolated),
+}
+
+/// What an isolated mesh changes in the shipped files besides ports and paths. The default
+/// changes nothing else; the fail-safe tests take one layer of the defence away at a time.
+#[derive(Debug, Clone)]
+pub struct Isolated {
+    /// The node's region (`None`: the bootstrap names no locality).
+    pub region: Option<String>,
+    /// The wasm module the ECDS resource loads (`None`: the built canary filter).
+    pub wasm: Option<PathBuf>,
+    /// The ECDS resource's `failure_policy` (`None`: as shipped).
+    pub failure_policy: Option<String>,
+    /// Whether the connection manager removes client-sent route and version headers before
+    /// routing (`early_header_mutation_extensions`), as shipped.
+    pub native_strip: bool,
+    /// Whether the HTTP filter chain holds the canary filter, as shipped.
+    pub wasm_filter: bool,
+}
+
+impl Default for Isolated {
+    fn default() -> Self {
+        Isolated {
+            region: Some(SHIPPED_REGION.to_string()),
+            wasm: None,
+            failure_policy: None,
+            native_strip: true,
+            wasm_filter: true,
+        }
+    }
 }
 
 /// What became of a configuration pushed by ECDS.
@@ -82,9 +111,14 @@ pub enum Push {
 pub struct Mesh {
     // Field order is drop order: the front goes first, the temporary directory last.
     front: EnvoyProcess,
-    upstreams: EnvoyProcess,
+    upstreams: Option<EnvoyProcess>,
+    /// How to start the upstreams again on the same ports: `(bootstrap, working directory)`.
+    upstreams_restart: Option<(PathBuf, PathBuf)>,
     listen: SocketAddr,
     ecds_file: PathBuf,
+    /// The ECDS resource every pushed configuration is written into (module and failure
+    /// policy already set).
+    ecds_template: String,
     writes: AtomicU64,
     _dir: Option<TempDir>,
 }
@@ -93,20 +127,16 @@ impl Mesh {
     /// The shipped setup in a temporary directory with `config` (the filter's JSON) as the
     /// ECDS resource's configuration, the node in the shipped region.
     pub fn isolated(config: &str) -> Result<Mesh> {
-        Mesh::start(
-            Layout::Isolated {
-                region: Some(SHIPPED_REGION.to_string()),
-            },
-            Some(config),
-        )
+        Mesh::start(Layout::Isolated(Isolated::default()), Some(config))
     }
 
     /// As [`Mesh::isolated`], with the node in `region` (or in none).
     pub fn isolated_in_region(config: &str, region: Option<&str>) -> Result<Mesh> {
         Mesh::start(
-            Layout::Isolated {
+            Layout::Isolated(Isolated {
                 region: region.map(str::to_string),
-            },
+                ..Isolated::default()
+            }),
             Some(config),
         )
     }
@@ -126,48 +156,64 @@ impl Mesh {
                 Ok(Mesh {
                     listen: SocketAddr::from(([127, 0, 0, 1], FRONT_PORT)),
                     ecds_file: root.join(ECDS_YAML),
+                    ecds_template: render_ecds_resource(
+                        &read(&root, ECDS_YAML)?,
+                        &wasm_path()?,
+                        None,
+                    )?,
                     front,
-                    upstreams,
+                    upstreams: Some(upstreams),
+                    upstreams_restart: None,
                     writes: AtomicU64::new(0),
                     _dir: None,
                 })
             }
-            Layout::Isolated { region } => {
+            Layout::Isolated(options) => {
                 let dir = tempfile::Builder::new().prefix("canary-e2e-").tempdir()?;
                 let path = dir.path();
                 fs::create_dir_all(path.join("ecds"))?;
 
+                let shipped_upstreams = read(&root, UPSTREAMS_YAML)?;
                 let upstreams_yaml = path.join("upstreams.yaml");
-                fs::write(
-                    &upstreams_yaml,
-                    render_upstreams(&read(&root, UPSTREAMS_YAML)?)?,
-                )?;
+                fs::write(&upstreams_yaml, render_upstreams(&shipped_upstreams, None)?)?;
                 let upstreams = EnvoyProcess::start("upstreams", &upstreams_yaml, path, path)?;
                 let mut ports = Vec::new();
                 for (name, _) in UPSTREAMS {
                     ports.push(upstreams.listener_port(name)?);
                 }
+                // A restart must come back on the ports the front already points at.
+                let restart_yaml = path.join("upstreams-restart.yaml");
+                fs::write(
+                    &restart_yaml,
+                    render_upstreams(&shipped_upstreams, Some(&ports))?,
+                )?;
 
                 let ecds_file = path.join("ecds").join("canary-filter.yaml");
-                let ecds_template = read(&root, ECDS_YAML)?;
-                let wasm = wasm_path()?;
+                let shipped_ecds = read(&root, ECDS_YAML)?;
+                let wasm = match &options.wasm {
+                    Some(wasm) => wasm.clone(),
+                    None => wasm_path()?,
+                };
+                let ecds_template =
+                    render_ecds_resource(&shipped_ecds, &wasm, options.failure_policy.as_deref())?;
                 let config = match config {
                     Some(config) => config.to_string(),
-                    None => configuration_of(&ecds_template)?,
+                    None => configuration_of(&shipped_ecds)?,
                 };
-                fs::write(&ecds_file, render_ecds(&ecds_template, &config, &wasm)?)?;
+                fs::write(&ecds_file, with_configuration(&ecds_template, &config)?)?;
 
                 let front_yaml = path.join("front.yaml");
-                let front_text =
-                    render_front(&read(&root, FRONT_YAML)?, path, &ports, region.as_deref())?;
+                let front_text = render_front(&read(&root, FRONT_YAML)?, path, &ports, &options)?;
                 fs::write(&front_yaml, front_text)?;
                 let front = EnvoyProcess::start("front", &front_yaml, path, path)?;
                 let listen = SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress")?));
                 Ok(Mesh {
                     front,
-                    upstreams,
+                    upstreams: Some(upstreams),
+                    upstreams_restart: Some((restart_yaml, path.to_path_buf())),
                     listen,
                     ecds_file,
+                    ecds_template,
                     writes: AtomicU64::new(0),
                     _dir: Some(dir),
                 })
@@ -190,9 +236,26 @@ impl Mesh {
         &mut self.front
     }
 
-    /// The upstreams Envoy.
-    pub fn upstreams(&self) -> &EnvoyProcess {
-        &self.upstreams
+    /// The upstreams Envoy, unless it was stopped.
+    pub fn upstreams(&self) -> Option<&EnvoyProcess> {
+        self.upstreams.as_ref()
+    }
+
+    /// Kills the upstreams Envoy by its PID: every version becomes unreachable.
+    pub fn stop_upstreams(&mut self) {
+        self.upstreams = None;
+    }
+
+    /// Starts the upstreams Envoy again on the ports the front points at (isolated layout) and
+    /// waits until it is ready.
+    pub fn restart_upstreams(&mut self) -> Result<()> {
+        let (yaml, dir) = self
+            .upstreams_restart
+            .as_ref()
+            .ok_or("only an isolated mesh can restart its upstreams")?;
+        self.upstreams = None;
+        self.upstreams = Some(EnvoyProcess::start("upstreams", yaml, dir, dir)?);
+        Ok(())
     }
 
     /// The ECDS file Envoy watches.
@@ -209,9 +272,7 @@ impl Mesh {
     /// Writes `config` as the filter's configuration (in the shipped ECDS resource) by atomic
     /// rename, without waiting.
     pub fn write_config(&self, config: &str) -> Result<()> {
-        let template = read(&repo_root(), ECDS_YAML)?;
-        let wasm = wasm_path()?;
-        self.write_ecds_text(&render_ecds(&template, config, &wasm)?)
+        self.write_ecds_text(&with_configuration(&self.ecds_template, config)?)
     }
 
     /// Writes a whole ECDS file (even a broken one) by atomic rename, without waiting.
@@ -229,9 +290,7 @@ impl Mesh {
 
     /// Pushes `config` by ECDS and waits until Envoy has accepted or rejected it.
     pub fn push_config(&self, config: &str) -> Result<Push> {
-        let template = read(&repo_root(), ECDS_YAML)?;
-        let text = render_ecds(&template, config, &wasm_path()?)?;
-        self.push_ecds_text(&text)
+        self.push_ecds_text(&with_configuration(&self.ecds_template, config)?)
     }
 
     /// Pushes a whole ECDS file and waits until Envoy has accepted or rejected it.
@@ -288,7 +347,16 @@ impl Mesh {
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         stream.write_all(request)?;
         let mut bytes = Vec::new();
-        stream.read_to_end(&mut bytes)?;
+        let mut chunk = [0u8; 4096];
+        // Up to the end of a reply with a Content-Length, else until the connection closes
+        // (Envoy may hold a connection it closes for up to its delayed-close timeout).
+        while !Reply::is_complete(&bytes) {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        }
         Reply::parse(&bytes)
     }
 
@@ -333,27 +401,37 @@ fn replace_exactly(text: &str, from: &str, to: &str, count: usize) -> Result<Str
     Ok(text.replace(from, to))
 }
 
-/// The upstreams bootstrap with every port (admin and listeners) left to the kernel.
-pub fn render_upstreams(text: &str) -> Result<String> {
+/// The upstreams bootstrap with the admin port left to the kernel, and the listeners on
+/// `ports` (in [`UPSTREAMS`] order) or, without them, on ports the kernel chooses.
+pub fn render_upstreams(text: &str, ports: Option<&[u16]>) -> Result<String> {
     let mut text = replace_exactly(
         text,
         &format!("port_value: {UPSTREAMS_ADMIN_PORT} "),
         "port_value: 0 ",
         1,
     )?;
-    for (_, port) in UPSTREAMS {
-        text = replace_exactly(&text, &format!("port_value: {port} "), "port_value: 0 ", 1)?;
+    for (index, (_, shipped)) in UPSTREAMS.iter().enumerate() {
+        let port = ports
+            .and_then(|ports| ports.get(index))
+            .copied()
+            .unwrap_or(0);
+        text = replace_exactly(
+            &text,
+            &format!("port_value: {shipped} "),
+            &format!("port_value: {port} "),
+            1,
+        )?;
     }
     Ok(text)
 }
 
 /// The front bootstrap with kernel-chosen listener and admin ports, the upstream ports given,
-/// the ECDS file under `dir`, and the node in `region` (or in none).
+/// the ECDS file under `dir`, and what `options` change.
 pub fn render_front(
     text: &str,
     dir: &Path,
     upstream_ports: &[u16],
-    region: Option<&str>,
+    options: &Isolated,
 ) -> Result<String> {
     let mut text = replace_exactly(
         text,
@@ -389,24 +467,70 @@ pub fn render_front(
         1,
     )?;
     let shipped_locality = format!("  locality:\n    region: {SHIPPED_REGION}\n");
-    let locality = match region {
+    let locality = match &options.region {
         Some(region) => format!("  locality:\n    region: {region}\n"),
         None => String::new(),
     };
-    replace_exactly(&text, &shipped_locality, &locality, 1)
+    text = replace_exactly(&text, &shipped_locality, &locality, 1)?;
+    if options.native_strip && options.wasm_filter {
+        return Ok(text);
+    }
+    // Structural edits on the parsed bootstrap (its comments are lost, nothing else).
+    let mut doc: serde_json::Value = serde_yaml_ng::from_str(&text)?;
+    let manager = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]
+        .as_object_mut()
+        .ok_or("the front bootstrap has no connection manager where expected")?;
+    if !options.native_strip && manager.remove("early_header_mutation_extensions").is_none() {
+        return Err("the front bootstrap has no early_header_mutation_extensions".into());
+    }
+    if !options.wasm_filter {
+        let filters = manager
+            .get_mut("http_filters")
+            .and_then(serde_json::Value::as_array_mut)
+            .ok_or("the front bootstrap has no http_filters")?;
+        let before = filters.len();
+        filters.retain(|filter| filter["name"] != FILTER_NAME);
+        if filters.len() + 1 != before {
+            return Err(format!("the front bootstrap has no {FILTER_NAME} filter").into());
+        }
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
 }
 
 /// The ECDS resource `template` with `config` as the filter's configuration and `wasm` as
 /// its code.
 pub fn render_ecds(template: &str, config: &str, wasm: &Path) -> Result<String> {
+    with_configuration(&render_ecds_resource(template, wasm, None)?, config)
+}
+
+/// The ECDS resource `template` loading `wasm`, with `failure_policy` if one is given.
+pub fn render_ecds_resource(
+    template: &str,
+    wasm: &Path,
+    failure_policy: Option<&str>,
+) -> Result<String> {
     let mut doc: serde_json::Value = serde_yaml_ng::from_str(template)?;
     let filter = &mut doc["resources"][0]["typed_config"]["config"];
     if !filter.is_object() {
         return Err("the ECDS template has no resources[0].typed_config.config".into());
     }
-    filter["configuration"]["value"] = serde_json::Value::String(config.to_string());
     filter["vm_config"]["code"]["local"]["filename"] =
         serde_json::Value::String(wasm.display().to_string());
+    if let Some(policy) = failure_policy {
+        filter["failure_policy"] = serde_json::Value::String(policy.to_string());
+    }
+    Ok(serde_yaml_ng::to_string(&doc)?)
+}
+
+/// The ECDS resource `resource` with `config` as the filter's configuration.
+pub fn with_configuration(resource: &str, config: &str) -> Result<String> {
+    let mut doc: serde_json::Value = serde_yaml_ng::from_str(resource)?;
+    let filter = &mut doc["resources"][0]["typed_config"]["config"];
+    if !filter.is_object() {
+        return Err("the ECDS resource has no resources[0].typed_config.config".into());
+    }
+    filter["configuration"]["value"] = serde_json::Value::String(config.to_string());
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
 

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use canary_e2e::envoy::{repo_root, EnvoyProcess};
 use canary_e2e::mesh::{
-    render_ecds, render_front, render_upstreams, wasm_path, ECDS_YAML, FRONT_YAML, UPSTREAMS,
-    UPSTREAMS_YAML,
+    render_ecds, render_front, render_upstreams, wasm_path, Isolated, ECDS_YAML, FRONT_YAML,
+    UPSTREAMS, UPSTREAMS_YAML,
 };
 use canary_e2e::{http_agent, Result};
 use canary_filter::bucket::bucket_of;
@@ -166,7 +166,7 @@ fn run() -> Result<()> {
     let upstreams_yaml = dir.path().join("upstreams.yaml");
     fs::write(
         &upstreams_yaml,
-        render_upstreams(&fs::read_to_string(root.join(UPSTREAMS_YAML))?)?,
+        render_upstreams(&fs::read_to_string(root.join(UPSTREAMS_YAML))?, None)?,
     )?;
     let upstreams = EnvoyProcess::start("upstreams", &upstreams_yaml, dir.path(), dir.path())?;
     let mut ports = Vec::new();
@@ -258,7 +258,7 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
         &fs::read_to_string(root.join(FRONT_YAML))?,
         dir,
         ports,
-        Some("us-east-1"),
+        &Isolated::default(),
     )?;
     let mut doc: Value = serde_yaml_ng::from_str(&text)?;
     let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
@@ -267,11 +267,16 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}});
     match setup {
         Setup::Baseline => {
+            // Nothing routes on a client header here: no header to remove before routing.
+            hcm.as_object_mut()
+                .map(|hcm| hcm.remove("early_header_mutation_extensions"));
             hcm["http_filters"] = json!([router]);
             hcm["route_config"]["virtual_hosts"][0]["routes"] =
                 json!([{"match": {"prefix": "/"}, "route": {"cluster": "app-v1"}}]);
         }
         Setup::Native => {
+            hcm.as_object_mut()
+                .map(|hcm| hcm.remove("early_header_mutation_extensions"));
             hcm["http_filters"] = json!([router]);
             hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([{
                 "match": {"prefix": "/"},

@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use canary_control::status::{read_versions, render_table};
+use canary_e2e::envoy::EnvoyProcess;
 use canary_e2e::mesh::{
     Layout, Mesh, ECDS_YAML, FRONT_ADMIN_PORT, FRONT_PORT, UPSTREAMS_ADMIN_PORT,
 };
@@ -43,7 +44,7 @@ fn run() -> Result<()> {
         mesh.front().pid(),
         mesh.listen(),
         mesh.front().admin(),
-        mesh.upstreams().pid(),
+        mesh.upstreams().map_or(0, EnvoyProcess::pid),
     );
 
     let started = Instant::now();
@@ -89,7 +90,7 @@ fn run() -> Result<()> {
     println!(
         "\nstopping Envoy (front pid {}, upstreams pid {})",
         mesh.front().pid(),
-        mesh.upstreams().pid()
+        mesh.upstreams().map_or(0, EnvoyProcess::pid)
     );
     drop(mesh);
     Ok(())
