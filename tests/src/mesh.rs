@@ -103,8 +103,12 @@ impl Default for Isolated {
 pub enum Push {
     /// Envoy counted `update_success`.
     Accepted,
-    /// Envoy counted `update_rejected` (for example `on_configure` returned false).
+    /// Envoy counted `update_rejected`: the resource was read and refused (`on_configure`
+    /// returned false, a module that does not load, no resource).
     Rejected,
+    /// Envoy counted `update_failure`: the file could not be read as an ECDS resource at all
+    /// (empty, not YAML).
+    Failed,
 }
 
 /// The upstreams Envoy and the front Envoy with the filter.
@@ -295,22 +299,29 @@ impl Mesh {
 
     /// Pushes a whole ECDS file and waits until Envoy has accepted or rejected it.
     pub fn push_ecds_text(&self, text: &str) -> Result<Push> {
-        let (success, rejected) = (
-            self.ecds_counter("update_success")?,
-            self.ecds_counter("update_rejected")?,
-        );
+        let outcomes = [
+            ("update_success", Push::Accepted),
+            ("update_rejected", Push::Rejected),
+            ("update_failure", Push::Failed),
+        ];
+        let mut before = Vec::new();
+        for (counter, _) in &outcomes {
+            before.push(self.ecds_counter(counter)?);
+        }
         self.write_ecds_text(text)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.ecds_counter("update_success")? > success {
-                return Ok(Push::Accepted);
-            }
-            if self.ecds_counter("update_rejected")? > rejected {
-                return Ok(Push::Rejected);
+            for ((counter, outcome), was) in outcomes.iter().zip(&before) {
+                if self.ecds_counter(counter)? > *was {
+                    return Ok(*outcome);
+                }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err("Envoy neither accepted nor rejected the pushed config within 10 s".into())
+        Err(
+            "Envoy counted the pushed config neither as accepted, rejected nor failed within 10 s"
+                .into(),
+        )
     }
 
     /// GET `/` through the front with these headers.

@@ -12,8 +12,9 @@ mod common;
 
 use std::time::Duration;
 
+use canary_e2e::envoy::repo_root;
 use canary_e2e::load::{Load, LoadReport};
-use canary_e2e::mesh::Push;
+use canary_e2e::mesh::{render_ecds, Push, ECDS_YAML};
 use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
 /// Case 3: A ramp from 10 % to 30 % arrives by ECDS: every key that was on the canary stays there,
@@ -59,9 +60,11 @@ fn raising_the_weight_by_ecds_keeps_every_canary_user() {
     );
 }
 
-/// Case 5: Broken JSON, weights over 100, an unknown version, an unknown field, and a broken ECDS
-/// file: each is refused, Envoy says why naming the field, stays up, and the previous routing
-/// keeps serving.
+/// Case 5: Every kind of broken configuration is refused by Envoy, which says why (naming the
+/// field when the filter refused it), stays up, and keeps serving the previous routing: broken
+/// JSON, an unknown field, weights over 100, an unknown version, a duplicate version, a
+/// duplicate key, an empty file, a file that is not YAML, a resource list without the filter,
+/// a missing module and a module that is not wasm.
 #[test]
 fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
     let mut mesh = mesh(&two_versions(100.0, 0));
@@ -71,48 +74,85 @@ fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
         }
     };
     everyone_on_canary(&mesh);
-    let bad: &[(&str, &str)] = &[
+    let versions = r#""versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}]"#;
+    // Filter configurations the filter refuses: (configuration, the field its log line names).
+    let refused_by_the_filter: Vec<(String, &str)> = vec![
         (
-            r#"{"versions": [{"name": "stable", "cluster": "app-v1"}"#,
+            r#"{"versions": [{"name": "stable", "cluster": "app-v1"}"#.to_string(),
             "versions[0]: EOF",
         ),
         (
-            r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
-                "default": "stable", "weights": {"canary": 120}}"#,
+            format!(r#"{{{versions}, "default": "stable", "wieghts": {{"canary": 10}}}}"#),
+            "wieghts",
+        ),
+        (
+            format!(r#"{{{versions}, "default": "stable", "weights": {{"canary": 120}}}}"#),
             "weights.canary",
         ),
         (
-            r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
-                "default": "stable", "weights": {"canary": 10},
-                "rules": [{"name": "r", "when": {"region": ["eu"]}, "version": "beta"}]}"#,
+            format!(
+                r#"{{{versions}, "default": "stable", "weights": {{"canary": 10}},
+                    "rules": [{{"name": "r", "when": {{"region": ["eu"]}}, "version": "beta"}}]}}"#
+            ),
             "rules[0].version",
         ),
         (
-            r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
-                "default": "stable", "wieghts": {"canary": 10}}"#,
-            "wieghts",
+            r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "stable", "cluster": "app-v2"}],
+                "default": "stable"}"#
+                .to_string(),
+            "versions[1].name",
+        ),
+        (
+            format!(r#"{{{versions}, "default": "stable", "weights": {{"canary": 5, "canary": 50}}}}"#),
+            "weights.canary",
         ),
     ];
-    for (config, field) in bad {
+    for (config, field) in &refused_by_the_filter {
         assert_eq!(
             mesh.push_config(config).unwrap(),
             Push::Rejected,
             "{config}"
         );
         let line = format!("configuration refused: {field}");
-        assert!(
-            mesh.front().log().contains(&line),
-            "no log line {line:?}:\n{}",
-            mesh.front().log_tail(15)
-        );
+        mesh.wait_for(Duration::from_secs(5), || {
+            Ok(mesh.front().log().contains(&line))
+        })
+        .unwrap_or_else(|_| panic!("no log line {line:?}:\n{}", mesh.front().log_tail(15)));
         assert!(mesh.front_mut().is_running());
         everyone_on_canary(&mesh);
     }
-    // Not even YAML.
-    let _ = mesh.push_ecds_text("resources: [ {{{ not yaml");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(mesh.front_mut().is_running());
-    everyone_on_canary(&mesh);
+
+    // Whole ECDS files that are broken: (what, file text, how Envoy counts it).
+    let template = std::fs::read_to_string(repo_root().join(ECDS_YAML)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let not_wasm = dir.path().join("not-wasm.wasm");
+    std::fs::write(&not_wasm, b"\0asm\x01\0\0\0 then no module at all").unwrap();
+    let good = two_versions(100.0, 0);
+    let broken_files: Vec<(&str, String, Push)> = vec![
+        ("an empty file", String::new(), Push::Failed),
+        (
+            "not YAML",
+            "resources: [ {{{ not yaml".to_string(),
+            Push::Failed,
+        ),
+        ("no resource", "resources: []\n".to_string(), Push::Rejected),
+        (
+            "a missing module",
+            render_ecds(&template, &good, &dir.path().join("missing.wasm")).unwrap(),
+            Push::Rejected,
+        ),
+        (
+            "a module that is not wasm",
+            render_ecds(&template, &good, &not_wasm).unwrap(),
+            Push::Rejected,
+        ),
+    ];
+    for (what, text, counted) in &broken_files {
+        assert_eq!(mesh.push_ecds_text(text).unwrap(), *counted, "{what}");
+        assert!(mesh.front_mut().is_running(), "{what}");
+        everyone_on_canary(&mesh);
+    }
+
     // A good config still gets through afterwards.
     assert_eq!(
         mesh.push_config(&two_versions(0.0, 0)).unwrap(),
