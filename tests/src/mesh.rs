@@ -111,9 +111,26 @@ impl Mesh {
         )
     }
 
+    /// As [`Mesh::isolated`], with the ECDS file named `ecds_name` (in the bootstrap too):
+    /// Envoy parses a `.json` file as JSON and `.yaml`/`.yml` as YAML, and the file is written
+    /// in that format.
+    pub fn isolated_with_ecds_name(config: &str, ecds_name: &str) -> Result<Mesh> {
+        Mesh::start_named(
+            Layout::Isolated {
+                region: Some(SHIPPED_REGION.to_string()),
+            },
+            Some(config),
+            ecds_name,
+        )
+    }
+
     /// Starts both Envoys. `config` replaces the filter configuration of the ECDS resource
     /// (isolated layout only; the shipped layout serves the shipped file as it is).
     pub fn start(layout: Layout, config: Option<&str>) -> Result<Mesh> {
+        Mesh::start_named(layout, config, SHIPPED_ECDS_NAME)
+    }
+
+    fn start_named(layout: Layout, config: Option<&str>, ecds_name: &str) -> Result<Mesh> {
         let root = repo_root();
         wasm_path()?;
         match layout {
@@ -148,18 +165,28 @@ impl Mesh {
                     ports.push(upstreams.listener_port(name)?);
                 }
 
-                let ecds_file = path.join("ecds").join("canary-filter.yaml");
+                let ecds_file = path.join("ecds").join(ecds_name);
                 let ecds_template = read(&root, ECDS_YAML)?;
                 let wasm = wasm_path()?;
                 let config = match config {
                     Some(config) => config.to_string(),
                     None => configuration_of(&ecds_template)?,
                 };
-                fs::write(&ecds_file, render_ecds(&ecds_template, &config, &wasm)?)?;
+                let ecds_text = render_ecds(&ecds_template, &config, &wasm)?;
+                fs::write(&ecds_file, in_format_of(&ecds_file, &ecds_text)?)?;
 
                 let front_yaml = path.join("front.yaml");
-                let front_text =
+                let mut front_text =
                     render_front(&read(&root, FRONT_YAML)?, path, &ports, region.as_deref())?;
+                if ecds_name != SHIPPED_ECDS_NAME {
+                    let shipped_path = path.join("ecds").join(SHIPPED_ECDS_NAME);
+                    front_text = replace_exactly(
+                        &front_text,
+                        &format!("path: {}", shipped_path.display()),
+                        &format!("path: {}", ecds_file.display()),
+                        1,
+                    )?;
+                }
                 fs::write(&front_yaml, front_text)?;
                 let front = EnvoyProcess::start("front", &front_yaml, path, path)?;
                 let listen = SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress")?));
@@ -211,7 +238,8 @@ impl Mesh {
     pub fn write_config(&self, config: &str) -> Result<()> {
         let template = read(&repo_root(), ECDS_YAML)?;
         let wasm = wasm_path()?;
-        self.write_ecds_text(&render_ecds(&template, config, &wasm)?)
+        let text = render_ecds(&template, config, &wasm)?;
+        self.write_ecds_text(&in_format_of(&self.ecds_file, &text)?)
     }
 
     /// Writes a whole ECDS file (even a broken one) by atomic rename, without waiting.
@@ -231,7 +259,7 @@ impl Mesh {
     pub fn push_config(&self, config: &str) -> Result<Push> {
         let template = read(&repo_root(), ECDS_YAML)?;
         let text = render_ecds(&template, config, &wasm_path()?)?;
-        self.push_ecds_text(&text)
+        self.push_ecds_text(&in_format_of(&self.ecds_file, &text)?)
     }
 
     /// Pushes a whole ECDS file and waits until Envoy has accepted or rejected it.
@@ -316,6 +344,19 @@ impl Mesh {
     }
 }
 
+/// The file name of the shipped ECDS resource (and of the isolated mesh's, unless named).
+const SHIPPED_ECDS_NAME: &str = "canary-filter.yaml";
+
+/// `yaml` (an ECDS document) as JSON when `path` is named `.json`: Envoy parses by extension.
+fn in_format_of(path: &Path, yaml: &str) -> Result<String> {
+    if path.extension().is_some_and(|ext| ext == "json") {
+        let doc: serde_json::Value = serde_yaml_ng::from_str(yaml)?;
+        Ok(serde_json::to_string_pretty(&doc)? + "\n")
+    } else {
+        Ok(yaml.to_string())
+    }
+}
+
 fn read(root: &Path, relative: &str) -> Result<String> {
     fs::read_to_string(root.join(relative))
         .map_err(|err| format!("cannot read {relative}: {err}").into())
@@ -379,7 +420,7 @@ pub fn render_front(
     text = replace_exactly(
         &text,
         &format!("path: {ECDS_YAML}"),
-        &format!("path: {}", ecds_dir.join("canary-filter.yaml").display()),
+        &format!("path: {}", ecds_dir.join(SHIPPED_ECDS_NAME).display()),
         1,
     )?;
     text = replace_exactly(
