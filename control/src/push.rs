@@ -31,6 +31,7 @@ pub struct Baseline {
     prefix: String,
     success: u64,
     rejected: u64,
+    failure: u64,
 }
 
 /// What became of a write.
@@ -55,12 +56,14 @@ impl Pusher {
         let prefix = format!("extension_config_discovery.http_filter.{name}");
         let success = admin.counter(&format!("{prefix}.update_success"))?;
         let rejected = admin.counter(&format!("{prefix}.update_rejected"))?;
-        match (success, rejected) {
-            (Some(success), Some(rejected)) => Ok(Some(Baseline {
+        let failure = admin.counter(&format!("{prefix}.update_failure"))?;
+        match (success, rejected, failure) {
+            (Some(success), Some(rejected), Some(failure)) => Ok(Some(Baseline {
                 admin: admin.clone(),
                 prefix,
                 success,
                 rejected,
+                failure,
             })),
             _ => bail!(
                 "Envoy at {} has no ECDS filter named {name:?}: is it the Envoy that watches {}?",
@@ -114,8 +117,9 @@ impl Pusher {
         Ok((update, applied))
     }
 
-    /// Waits (up to 5 s) for Envoy to count the write as accepted or rejected; on rejection
-    /// puts the previous file back, under the same lock.
+    /// Waits (up to 5 s) for Envoy to count the write as accepted, rejected (`update_rejected`:
+    /// the filter refused it) or failed (`update_failure`: the file could not be parsed into
+    /// the resource); on either refusal puts the previous file back, under the same lock.
     pub fn confirm(
         &self,
         locked: &Locked<'_>,
@@ -127,6 +131,7 @@ impl Pusher {
             prefix,
             success,
             rejected,
+            failure,
         }) = baseline
         else {
             return Ok(Applied::Unconfirmed);
@@ -148,6 +153,18 @@ impl Pusher {
                 locked.restore(&update.after_bytes, &update.before_bytes)?;
                 bail!(
                     "Envoy at {} rejected it (see its log); the previous file was put back",
+                    admin.base()
+                );
+            }
+            if admin
+                .counter(&format!("{prefix}.update_failure"))?
+                .unwrap_or(0)
+                > failure
+            {
+                locked.restore(&update.after_bytes, &update.before_bytes)?;
+                bail!(
+                    "Envoy at {} could not read it as an ECDS resource (update_failure, see its \
+                     log); the previous file was put back",
                     admin.base()
                 );
             }

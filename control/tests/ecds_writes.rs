@@ -286,34 +286,63 @@ fn a_rejection_by_another_writer_while_canaryctl_waits_for_the_lock_is_not_taken
     assert_routed_by(&mesh, 40.0);
 }
 
-/// A change Envoy rejects is reported as rejected and the previous file is put back, under the
-/// lock canaryctl already holds (taking it again would wait for itself). The file names a wasm
-/// module that does not exist: canaryctl reads it (it checks the filter configuration), Envoy
-/// cannot load it. It is written in place, which Envoy does not notice.
-#[test]
-fn a_change_envoy_rejects_is_reported_and_the_previous_file_put_back() {
+/// Writes `spoil`'s version of the mesh's ECDS file in place (which Envoy does not notice: it
+/// reloads on renames into the directory), runs `canaryctl set`, and asserts that Envoy counted
+/// `counter`, that canaryctl said `message` and put the spoiled version back, under the lock it
+/// already held (taking it again would wait for itself), and that routing never moved.
+fn assert_refused_change_put_back(
+    spoil: impl FnOnce(&mut serde_json::Value),
+    counter: &str,
+    message: &str,
+) {
     let mesh = mesh();
     let ecds = mesh.ecds_file().to_path_buf();
     let mut doc: serde_json::Value = serde_yaml_ng::from_slice(&fs::read(&ecds).unwrap()).unwrap();
-    doc["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
-        "/nonexistent/canary_filter.wasm".into();
-    let unloadable = serde_yaml_ng::to_string(&doc).unwrap();
-    fs::write(&ecds, &unloadable).unwrap();
-    let rejected = ecds_counter(&mesh, "update_rejected");
+    spoil(&mut doc);
+    let spoiled = serde_yaml_ng::to_string(&doc).unwrap();
+    fs::write(&ecds, &spoiled).unwrap();
+    let before = ecds_counter(&mesh, counter);
 
     let output = run(command(&mesh, &ecds, &["set", "--weight", "canary=40"]));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("rejected it") && stderr.contains("put back"),
+        stderr.contains(message) && stderr.contains("put back"),
         "{stderr}"
     );
-    assert!(ecds_counter(&mesh, "update_rejected") > rejected);
-    assert_eq!(fs::read_to_string(&ecds).unwrap(), unloadable);
+    assert!(ecds_counter(&mesh, counter) > before);
+    assert_eq!(fs::read_to_string(&ecds).unwrap(), spoiled);
     assert_eq!(
         fs::read_to_string(EcdsFile::new(&ecds).lock_path().unwrap()).unwrap(),
         "",
         "the lock file still names a holder"
     );
     assert_routed_by(&mesh, 10.0);
+}
+
+/// A change Envoy rejects (`update_rejected`) is reported and the previous file put back. The
+/// file names a wasm module that does not exist: canaryctl reads it (it checks the filter
+/// configuration), Envoy cannot load it.
+#[test]
+fn a_change_envoy_rejects_is_reported_and_the_previous_file_put_back() {
+    assert_refused_change_put_back(
+        |doc| {
+            doc["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]
+                ["filename"] = "/nonexistent/canary_filter.wasm".into();
+        },
+        "update_rejected",
+        "rejected it",
+    );
+}
+
+/// A file Envoy cannot turn into the resource (`update_failure`, as for YAML in a `.json`
+/// file) is reported and the previous file put back, rather than waited for in vain. Here a
+/// `version_info` that is not a string.
+#[test]
+fn a_change_envoy_cannot_read_is_reported_and_the_previous_file_put_back() {
+    assert_refused_change_put_back(
+        |doc| doc["version_info"] = serde_json::json!([1]),
+        "update_failure",
+        "could not read it",
+    );
 }
