@@ -29,13 +29,6 @@ const CONFIG: &str = r#"{
   "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0}
 }"#;
 
-/// A configuration the filter refuses (`on_configure` returns false): Envoy rejects it.
-const REFUSED_CONFIG: &str = r#"{
-  "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
-  "default": "stable",
-  "weights": {"canary": 120}
-}"#;
-
 /// Not root's: an owner canaryctl (running as root, as the tests do) must keep.
 const NOBODY: u32 = 65534;
 
@@ -251,17 +244,17 @@ fn has_open(pid: u32, path: &Path) -> bool {
         .any(|open| open == path)
 }
 
-/// Defect 5: canaryctl read Envoy's counters before it took the lock, so a rejection of
-/// another writer's change, made while canaryctl waited for the lock, was taken for a
-/// rejection of its own (a valid change reported as rejected, and undone). Here the test is
-/// the other writer: it holds the lock until canaryctl waits for it, pushes a configuration
-/// Envoy rejects, puts the previous bytes back in place (no rename: Envoy does not reload),
-/// and lets go. canaryctl must read the counters after that, and report its change accepted.
+/// Defect 5: canaryctl read Envoy's counters before it took the lock, so another writer's
+/// change that Envoy accepted while canaryctl waited for the lock was taken for canaryctl's
+/// own: a change Envoy rejected was reported as accepted. Here the test is the other writer:
+/// it holds the lock until canaryctl waits for it, pushes a configuration Envoy accepts, then
+/// (in place, which Envoy does not notice) leaves a file whose wasm module does not exist, so
+/// that canaryctl's own write is rejected; and lets go. canaryctl must read the counters under
+/// the lock, after the other writer's change, and report its own as rejected.
 #[test]
-fn a_rejection_by_another_writer_while_canaryctl_waits_for_the_lock_is_not_taken_for_its_own() {
+fn another_writers_accepted_change_while_canaryctl_waits_for_the_lock_is_not_taken_for_its_own() {
     let mesh = mesh();
     let ecds = mesh.ecds_file().to_path_buf();
-    let original = fs::read(&ecds).unwrap();
     let file = EcdsFile::new(&ecds);
     let held = file.lock().unwrap();
     // As /proc names open files: resolved.
@@ -273,23 +266,43 @@ fn a_rejection_by_another_writer_while_canaryctl_waits_for_the_lock_is_not_taken
     mesh.wait_for(CHILD_LIMIT, || Ok(has_open(running.pid(), &lock_path)))
         .expect("canaryctl never opened the lock file");
 
-    assert_eq!(mesh.push_config(REFUSED_CONFIG).unwrap(), Push::Rejected);
-    fs::write(&ecds, &original).unwrap();
+    let canary_at_20 = CONFIG.replace(r#""canary": 10"#, r#""canary": 20"#);
+    assert_eq!(mesh.push_config(&canary_at_20).unwrap(), Push::Accepted);
+    let spoiled = spoiled_in_place(&ecds, unloadable_module);
     drop(held);
 
-    let out = succeeded(&running.finish());
-    assert!(out.contains("accepted"), "{out}");
-    assert_eq!(
-        EcdsFile::new(&ecds).read().unwrap().config.weights["canary"],
-        40.0
+    let output = running.finish();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rejected it") && stderr.contains("put back"),
+        "{stderr}"
     );
-    assert_routed_by(&mesh, 40.0);
+    assert_eq!(fs::read_to_string(&ecds).unwrap(), spoiled);
+    assert_routed_by(&mesh, 20.0);
 }
 
-/// Writes `spoil`'s version of the mesh's ECDS file in place (which Envoy does not notice: it
-/// reloads on renames into the directory), runs `canaryctl set`, and asserts that Envoy counted
-/// `counter`, that canaryctl said `message` and put the spoiled version back, under the lock it
-/// already held (taking it again would wait for itself), and that routing never moved.
+/// The ECDS document with a wasm module that does not exist: canaryctl reads it (it checks
+/// the filter configuration), Envoy cannot load it and rejects it (`update_rejected`).
+fn unloadable_module(doc: &mut serde_json::Value) {
+    doc["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+        "/nonexistent/canary_filter.wasm".into();
+}
+
+/// Writes `spoil`'s version of the ECDS file at `ecds` in place, which Envoy does not notice (it
+/// reloads on renames into the directory); returns the text written.
+fn spoiled_in_place(ecds: &Path, spoil: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut doc: serde_json::Value = serde_yaml_ng::from_slice(&fs::read(ecds).unwrap()).unwrap();
+    spoil(&mut doc);
+    let spoiled = serde_yaml_ng::to_string(&doc).unwrap();
+    fs::write(ecds, &spoiled).unwrap();
+    spoiled
+}
+
+/// Spoils the mesh's ECDS file in place with `spoil`, runs `canaryctl set`, and asserts that
+/// Envoy counted `counter`, that canaryctl said `message` and put the spoiled version back,
+/// under the lock it already held (taking it again would wait for itself), and that routing
+/// never moved.
 fn assert_refused_change_put_back(
     spoil: impl FnOnce(&mut serde_json::Value),
     counter: &str,
@@ -297,10 +310,7 @@ fn assert_refused_change_put_back(
 ) {
     let mesh = mesh();
     let ecds = mesh.ecds_file().to_path_buf();
-    let mut doc: serde_json::Value = serde_yaml_ng::from_slice(&fs::read(&ecds).unwrap()).unwrap();
-    spoil(&mut doc);
-    let spoiled = serde_yaml_ng::to_string(&doc).unwrap();
-    fs::write(&ecds, &spoiled).unwrap();
+    let spoiled = spoiled_in_place(&ecds, spoil);
     let before = ecds_counter(&mesh, counter);
 
     let output = run(command(&mesh, &ecds, &["set", "--weight", "canary=40"]));
@@ -320,19 +330,10 @@ fn assert_refused_change_put_back(
     assert_routed_by(&mesh, 10.0);
 }
 
-/// A change Envoy rejects (`update_rejected`) is reported and the previous file put back. The
-/// file names a wasm module that does not exist: canaryctl reads it (it checks the filter
-/// configuration), Envoy cannot load it.
+/// A change Envoy rejects (`update_rejected`) is reported and the previous file put back.
 #[test]
 fn a_change_envoy_rejects_is_reported_and_the_previous_file_put_back() {
-    assert_refused_change_put_back(
-        |doc| {
-            doc["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]
-                ["filename"] = "/nonexistent/canary_filter.wasm".into();
-        },
-        "update_rejected",
-        "rejected it",
-    );
+    assert_refused_change_put_back(unloadable_module, "update_rejected", "rejected it");
 }
 
 /// A file Envoy cannot turn into the resource (`update_failure`, as for YAML in a `.json`
