@@ -134,6 +134,20 @@ fn canaryctl(args: &[&str], envs: &[(&str, &str)]) -> Output {
     }
 }
 
+/// Runs `check` on a thread and fails the test if it has not returned within [`CHILD_LIMIT`]:
+/// a lock taken twice in one process waits for itself, and a FIFO opened waits for a writer.
+fn within_limit<T: Send + 'static>(what: &str, check: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, outcome) = mpsc::channel();
+    std::thread::spawn(move || done.send(check()));
+    match outcome.recv_timeout(CHILD_LIMIT) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {CHILD_LIMIT:?}")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} failed (its panic is above)"),
+    }
+}
+
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -372,10 +386,9 @@ fn a_fifo_a_directory_or_a_device_is_refused_at_once() {
     std::os::unix::fs::symlink("/dev/null", &device).unwrap();
     let before = listing(dir.path());
 
-    let (done, outcome) = mpsc::channel();
     let paths = [fifo.clone(), directory.clone(), device.clone()];
-    std::thread::spawn(move || {
-        let messages: Vec<String> = paths
+    let messages = within_limit("refusing a FIFO, a directory and a device", move || {
+        paths
             .iter()
             .map(|path| {
                 format!(
@@ -385,12 +398,8 @@ fn a_fifo_a_directory_or_a_device_is_refused_at_once() {
                         .unwrap_err()
                 )
             })
-            .collect();
-        done.send(messages)
+            .collect::<Vec<String>>()
     });
-    let messages = outcome
-        .recv_timeout(CHILD_LIMIT)
-        .expect("refusing a FIFO, a directory and a device took longer than 20 s");
     assert!(messages[0].contains("is a FIFO"), "{}", messages[0]);
     assert!(messages[1].contains("is a directory"), "{}", messages[1]);
     assert!(
@@ -437,17 +446,12 @@ fn a_held_lock_times_out_naming_the_holder() {
     assert!(description.contains(", since 20"), "{description}");
 
     let waiter = EcdsFile::new(&path).with_lock_timeout(Duration::from_millis(200));
-    let (done, outcome) = mpsc::channel();
     let waiting = waiter.clone();
-    std::thread::spawn(move || {
+    let (message, waited) = within_limit("the waiter", move || {
         let started = Instant::now();
         let message = format!("{:#}", waiting.update(false, canary_at(40.0)).unwrap_err());
-        done.send((message, started.elapsed()))
+        (message, started.elapsed())
     });
-    // Bounded: a lock that waits without a timeout would never come back.
-    let (message, waited) = outcome
-        .recv_timeout(CHILD_LIMIT)
-        .expect("the waiter did not give up within 20 s");
     assert!(
         waited >= Duration::from_millis(200),
         "gave up after {waited:?}"
@@ -475,21 +479,24 @@ fn a_held_lock_times_out_naming_the_holder() {
 /// without taking the lock again, and no other writer gets in meanwhile.
 #[test]
 fn a_locked_update_and_its_restore_hold_the_one_lock() {
-    let (_dir, path) = ecds_in_temp_dir("canary-filter.yaml");
-    let file = EcdsFile::new(&path).with_lock_timeout(Duration::from_secs(1));
-    let other = EcdsFile::new(&path).with_lock_timeout(Duration::ZERO);
-    let locked = file.lock().unwrap();
-    let update = locked.update(canary_at(40.0)).unwrap();
-    assert!(update.written);
-    assert_eq!(locked.read().unwrap().config.weights["canary"], 40.0);
-    assert!(other.lock().is_err(), "another writer got the lock");
-    locked
-        .restore(&update.after_bytes, &update.before_bytes)
-        .unwrap();
-    assert_eq!(fs::read_to_string(&path).unwrap(), SHIPPED_ECDS);
-    assert!(other.lock().is_err(), "another writer got the lock");
-    drop(locked);
-    other.lock().unwrap();
+    let (dir, path) = ecds_in_temp_dir("canary-filter.yaml");
+    within_limit("the locked update and restore", move || {
+        let file = EcdsFile::new(&path).with_lock_timeout(Duration::from_secs(1));
+        let other = EcdsFile::new(&path).with_lock_timeout(Duration::ZERO);
+        let locked = file.lock().unwrap();
+        let update = locked.update(canary_at(40.0)).unwrap();
+        assert!(update.written);
+        assert_eq!(locked.read().unwrap().config.weights["canary"], 40.0);
+        assert!(other.lock().is_err(), "another writer got the lock");
+        locked
+            .restore(&update.after_bytes, &update.before_bytes)
+            .unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), SHIPPED_ECDS);
+        assert!(other.lock().is_err(), "another writer got the lock");
+        drop(locked);
+        other.lock().unwrap();
+        drop(dir);
+    });
 }
 
 /// Defect 7: refused input (and a dry run) left `.canaryctl/` behind; now nothing is created.
