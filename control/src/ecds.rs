@@ -2,14 +2,25 @@
 //! `DiscoveryResponse` whose first resource is the wasm filter). Changes are written whole, by
 //! atomic rename in the same directory, so Envoy sees either the old file or the new one.
 //!
-//! Two `canaryctl` runs at once serialize on a lock file; an edit by anything else between
-//! our read and our write is detected (the file is compared again under the lock, just before
-//! the rename) and refused. The previous versions are kept for `undo` in `.canaryctl/` next to
-//! the file (a subdirectory: Envoy watches only moves into the directory itself).
+//! What Envoy needs of the file is kept: its format (Envoy picks the parser by the extension:
+//! `.json` is parsed as JSON, `.yaml`/`.yml` as YAML), its owner and mode (Envoy may run as
+//! another user), and a symlink stays a symlink (the write goes to its final target, then the
+//! link is re-pointed by rename, as Kubernetes does for ConfigMap mounts, because Envoy's
+//! `watched_directory` only notices moves into the link's directory).
+//!
+//! A change is computed and validated first without the lock, from the file as it is, so that
+//! refused input leaves nothing on disk. Only a valid change to write takes the lock: two
+//! `canaryctl` runs at once serialize on it ([`EcdsFile::lock`] returns the guard, [`Locked`],
+//! whose methods are what happens under the lock); the change is computed again under the lock,
+//! and an edit by anything else between that read and the rename is detected and refused. The
+//! previous versions are kept for `undo` in `.canaryctl/` next to the file (a subdirectory:
+//! Envoy watches only moves into the directory itself).
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{fchown, FileExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{anyhow, bail, Context, Result};
 use canary_filter::{CanaryConfig, RoutingPlan};
@@ -17,10 +28,47 @@ use canary_filter::{CanaryConfig, RoutingPlan};
 /// How many previous versions `undo` can go back.
 pub const HISTORY_LEN: usize = 20;
 
-/// The ECDS file of the filter.
+/// How long a write waits for another writer's lock before giving up.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a waiting writer tries the lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(50);
+
+/// The ECDS file of the filter, and how canaryctl may write it.
 #[derive(Debug, Clone)]
 pub struct EcdsFile {
     path: PathBuf,
+    lock_timeout: Duration,
+    force: bool,
+}
+
+/// The document format of an ECDS file, as Envoy picks it: by the file name's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.json`.
+    Json,
+    /// `.yaml` or `.yml`.
+    Yaml,
+}
+
+impl Format {
+    /// The format Envoy parses `path` in: `.json` JSON, `.yaml`/`.yml` YAML (the case of the
+    /// extension does not matter to Envoy either). Any other name is refused.
+    pub fn of(path: &Path) -> Result<Format> {
+        let extension = path
+            .extension()
+            .and_then(|ext| ext.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("json") => Ok(Format::Json),
+            Some("yaml" | "yml") => Ok(Format::Yaml),
+            _ => bail!(
+                "{}: Envoy picks the parser of an ECDS file by its extension, and canaryctl \
+                 handles the ones Envoy parses as JSON or YAML: .json (JSON), .yaml or .yml (YAML)",
+                path.display()
+            ),
+        }
+    }
 }
 
 /// The file as read: its bytes, the parsed document and the filter configuration in it.
@@ -41,10 +89,36 @@ impl Snapshot {
     }
 }
 
+/// The lock of an [`EcdsFile`], held: what its methods do happens under the lock. The lock is
+/// released when this is dropped (and by the kernel if canaryctl dies).
+#[derive(Debug)]
+pub struct Locked<'a> {
+    file: &'a EcdsFile,
+    lock: fs::File,
+}
+
 impl EcdsFile {
-    /// The ECDS file at `path`.
+    /// The ECDS file at `path`, written only if it has a write bit, after waiting up to
+    /// [`DEFAULT_LOCK_TIMEOUT`] for another writer.
     pub fn new(path: impl Into<PathBuf>) -> EcdsFile {
-        EcdsFile { path: path.into() }
+        EcdsFile {
+            path: path.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            force: false,
+        }
+    }
+
+    /// Waits up to `timeout` for another writer's lock.
+    pub fn with_lock_timeout(self, timeout: Duration) -> EcdsFile {
+        EcdsFile {
+            lock_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// With `force`, writes a file that has no write bit for anyone too (its mode is kept).
+    pub fn with_force(self, force: bool) -> EcdsFile {
+        EcdsFile { force, ..self }
     }
 
     /// Its path.
@@ -52,104 +126,152 @@ impl EcdsFile {
         &self.path
     }
 
+    /// How long a write waits for another writer's lock.
+    pub fn lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// The format Envoy reads it in (by the extension of this path, the one Envoy is given).
+    pub fn format(&self) -> Result<Format> {
+        Format::of(&self.path)
+    }
+
+    /// The directory of the path (of the link, for a symlink): the one Envoy watches.
     fn dir(&self) -> Result<&Path> {
-        match self.path.parent() {
-            Some(dir) if dir.as_os_str().is_empty() => Ok(Path::new(".")),
-            Some(dir) => Ok(dir),
-            None => bail!("{} has no directory", self.path.display()),
-        }
+        parent_of(&self.path)
     }
 
     fn state_dir(&self) -> Result<PathBuf> {
         Ok(self.dir()?.join(".canaryctl"))
     }
 
+    /// The lock file writers serialize on.
+    pub fn lock_path(&self) -> Result<PathBuf> {
+        Ok(self.state_dir()?.join("lock"))
+    }
+
     fn history_dir(&self) -> Result<PathBuf> {
+        Ok(self
+            .state_dir()?
+            .join(format!("{}.history", self.file_name()?)))
+    }
+
+    fn file_name(&self) -> Result<String> {
         let name = self
             .path
             .file_name()
             .ok_or_else(|| anyhow!("{} has no file name", self.path.display()))?;
-        Ok(self
-            .state_dir()?
-            .join(format!("{}.history", name.to_string_lossy())))
+        Ok(name.to_string_lossy().into_owned())
     }
 
-    /// Reads and parses the file; the filter configuration must pass the filter's validation.
+    /// The file's metadata (through symlinks); anything but a regular file is refused before
+    /// it is opened: opening a FIFO would wait for a writer forever.
+    fn regular_file_metadata(&self) -> Result<fs::Metadata> {
+        let metadata = fs::metadata(&self.path)
+            .with_context(|| format!("cannot read the ECDS file {}", self.path.display()))?;
+        let file_type = metadata.file_type();
+        let what = if file_type.is_file() {
+            return Ok(metadata);
+        } else if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
+        bail!(
+            "the ECDS file {} is {what}: Envoy reads its ECDS configuration from a regular file",
+            self.path.display()
+        )
+    }
+
+    /// Reads and parses the file in the format its extension names; the filter configuration
+    /// must pass the filter's validation.
     pub fn read(&self) -> Result<Snapshot> {
+        self.regular_file_metadata()?;
+        let format = self.format()?;
         let bytes = fs::read(&self.path)
             .with_context(|| format!("cannot read the ECDS file {}", self.path.display()))?;
-        parse(&bytes).with_context(|| format!("{}", self.path.display()))
+        parse_as(&bytes, format).with_context(|| format!("{}", self.path.display()))
     }
 
-    /// Runs `edit` on the current configuration and writes the result, under the lock. The new
-    /// configuration must pass the filter's validation; nothing is written otherwise, nor when
-    /// `dry_run`. Returns the old and new configurations.
-    pub fn update(
-        &self,
-        dry_run: bool,
-        edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
-    ) -> Result<Update> {
-        let _lock = self.lock()?;
-        let before = self.read()?;
-        let config = edit(&before.config)?;
-        RoutingPlan::try_from(&config)
-            .map_err(|err| anyhow!("the new configuration is invalid: {err}"))?;
-        let text = render(&before.doc, &config)?;
-        let changed = text.as_bytes() != before.bytes.as_slice();
-        if !dry_run && changed {
-            self.save_history(&before.bytes)?;
-            self.replace(&before.bytes, text.as_bytes())?;
-        }
-        Ok(Update {
-            resource_name: before.resource_name().map(str::to_string),
-            before: before.config,
-            after: config,
-            written: !dry_run && changed,
-            before_bytes: before.bytes,
-            after_bytes: text.into_bytes(),
-        })
-    }
-
-    /// Puts back the version before the last change, and forgets it from the history.
-    pub fn undo(&self) -> Result<Update> {
-        let _lock = self.lock()?;
-        let current = self.read()?;
-        let history = self.history()?;
-        let Some(last) = history.last() else {
+    /// Refuses to write a file that has no write bit for anyone (someone made it read-only on
+    /// purpose; as root the kernel would not stop the write), unless `force`.
+    pub fn check_writable(&self) -> Result<()> {
+        let mode = self.regular_file_metadata()?.mode() & 0o7777;
+        if mode & 0o222 == 0 && !self.force {
             bail!(
-                "no earlier version of {} to go back to",
+                "{} is read-only (mode {mode:04o}): canaryctl does not replace it; pass --force \
+                 to write it anyway (the mode is kept)",
                 self.path.display()
             );
-        };
-        let bytes = fs::read(last)?;
-        let previous =
-            parse(&bytes).with_context(|| format!("history entry {}", last.display()))?;
-        self.replace(&current.bytes, &bytes)?;
-        fs::remove_file(last)?;
+        }
+        Ok(())
+    }
+
+    /// The change `edit` makes, computed from the file as it is, without the lock: nothing is
+    /// created or written. The new configuration must pass the filter's validation.
+    pub fn preview(
+        &self,
+        edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
+    ) -> Result<Update> {
+        plan(&self.read()?, self.format()?, edit)
+    }
+
+    /// What `undo` would put back, without the lock: nothing is created or written. Refused when
+    /// there is no earlier version.
+    pub fn preview_undo(&self) -> Result<Update> {
+        let current = self.read()?;
+        let (_, previous) = self.last_version()?;
         Ok(Update {
             resource_name: current.resource_name().map(str::to_string),
             before: current.config,
             after: previous.config,
-            written: true,
+            written: false,
             before_bytes: current.bytes,
-            after_bytes: bytes,
+            after_bytes: previous.bytes,
         })
     }
 
-    /// Writes `bytes` back if the file still holds `expected` (used to restore a version
-    /// Envoy rejected).
-    pub fn restore(&self, expected: &[u8], bytes: &[u8]) -> Result<()> {
-        let _lock = self.lock()?;
-        self.replace(expected, bytes)
+    /// Runs `edit` on the current configuration and writes the result. The change is computed
+    /// and validated first without the lock (refused input creates nothing, nor does a dry run
+    /// or no change), then again under the lock, where it is written. Returns the old and new
+    /// configurations.
+    pub fn update(
+        &self,
+        dry_run: bool,
+        edit: impl Fn(&CanaryConfig) -> Result<CanaryConfig>,
+    ) -> Result<Update> {
+        let preview = self.preview(&edit)?;
+        if dry_run || !preview.changed() {
+            return Ok(preview);
+        }
+        self.check_writable()?;
+        self.lock()?.update(&edit)
+    }
+
+    /// Puts back the version before the last change, and forgets it from the history.
+    pub fn undo(&self) -> Result<Update> {
+        self.preview_undo()?;
+        self.check_writable()?;
+        self.lock()?.undo()
     }
 
     /// The history, oldest first.
     pub fn history(&self) -> Result<Vec<PathBuf>> {
         let dir = self.history_dir()?;
+        // Entries carry the file's own extension, so they parse as the file does.
+        let extension = self.path.extension().map(|ext| ext.to_os_string());
         let mut entries: Vec<PathBuf> = match fs::read_dir(&dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
-                .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+                .filter(|path| path.extension().map(|ext| ext.to_os_string()) == extension)
                 .collect(),
             Err(_) => Vec::new(),
         };
@@ -157,30 +279,83 @@ impl EcdsFile {
         Ok(entries)
     }
 
-    /// Locks `.canaryctl/lock` (std's advisory `flock`): the lock lasts as long as the
-    /// returned file is open, and the kernel drops it if canaryctl dies.
-    fn lock(&self) -> Result<fs::File> {
-        let dir = self.state_dir()?;
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join("lock"))?;
-        // Blocks until another canaryctl is done.
-        file.lock()?;
-        Ok(file)
+    /// The last history entry and its contents.
+    fn last_version(&self) -> Result<(PathBuf, Snapshot)> {
+        let Some(last) = self.history()?.pop() else {
+            bail!(
+                "no earlier version of {} to go back to",
+                self.path.display()
+            );
+        };
+        let bytes = fs::read(&last).with_context(|| format!("cannot read {}", last.display()))?;
+        let previous = parse_as(&bytes, self.format()?)
+            .with_context(|| format!("history entry {}", last.display()))?;
+        Ok((last, previous))
     }
 
-    fn save_history(&self, bytes: &[u8]) -> Result<()> {
+    /// Takes the lock of the file (std's advisory `flock` on `.canaryctl/lock`), trying again
+    /// until the lock timeout; then writes who holds it into the lock file, so that a writer
+    /// that gives up can say whom it waited for.
+    pub fn lock(&self) -> Result<Locked<'_>> {
+        let dir = self.state_dir()?;
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock_path = self.lock_path()?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open the lock file {}", lock_path.display()))?;
+        let started = Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("cannot lock {}", lock_path.display()))
+                }
+            }
+            let waited = started.elapsed();
+            if waited >= self.lock_timeout {
+                let holder = fs::read_to_string(&lock_path).with_context(|| {
+                    format!("cannot read the lock file {}", lock_path.display())
+                })?;
+                let holder = match holder.trim() {
+                    "" => "another process (it left no description)",
+                    holder => holder,
+                };
+                bail!(
+                    "{} is locked by {holder}; gave up after {} (lock file {}; wait longer with \
+                     --lock-timeout or CANARY_LOCK_TIMEOUT)",
+                    self.path.display(),
+                    humantime::format_duration(self.lock_timeout),
+                    lock_path.display()
+                );
+            }
+            std::thread::sleep(LOCK_RETRY.min(self.lock_timeout - waited));
+        }
+        lock.set_len(0)
+            .and_then(|()| lock.write_all_at(holder_description().as_bytes(), 0))
+            .with_context(|| format!("cannot write to the lock file {}", lock_path.display()))?;
+        Ok(Locked { file: self, lock })
+    }
+
+    fn save_history(&self, bytes: &[u8]) -> Result<PathBuf> {
         let dir = self.history_dir()?;
-        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let next = self
             .history()?
             .last()
             .and_then(|path| path.file_stem()?.to_str()?.parse::<u64>().ok())
             .map_or(1, |n| n + 1);
-        fs::write(dir.join(format!("{next:010}.yaml")), bytes)?;
+        let mut name = format!("{next:010}");
+        if let Some(extension) = self.path.extension() {
+            name.push('.');
+            name.push_str(&extension.to_string_lossy());
+        }
+        let entry = dir.join(name);
+        fs::write(&entry, bytes).with_context(|| format!("cannot write {}", entry.display()))?;
         let history = self.history()?;
         for old in history
             .iter()
@@ -188,18 +363,26 @@ impl EcdsFile {
         {
             let _ = fs::remove_file(old);
         }
-        Ok(())
+        Ok(entry)
     }
 
-    /// Replaces the file with `bytes` by rename, if it still holds `expected`.
+    /// Replaces the file with `bytes` by rename, if it still holds `expected`. The new version
+    /// gets the file's owner and mode; a symlink's final target is replaced, in its own
+    /// directory, and the link is then replaced by a fresh link with the same text, because
+    /// Envoy notices only moves into the directory it watches (the link's).
     fn replace(&self, expected: &[u8], bytes: &[u8]) -> Result<()> {
-        let dir = self.dir()?;
+        let metadata = self.regular_file_metadata()?;
+        let target = fs::canonicalize(&self.path)
+            .with_context(|| format!("cannot resolve {}", self.path.display()))?;
+        let target_dir = parent_of(&target)?;
         let mut staged = tempfile::Builder::new()
             .prefix(".canaryctl-")
             .suffix(".tmp")
-            .tempfile_in(dir)
-            .with_context(|| format!("cannot write in {}", dir.display()))?;
+            .tempfile_in(target_dir)
+            .with_context(|| format!("cannot write in {}", target_dir.display()))?;
         staged.write_all(bytes)?;
+        keep_owner_and_mode(staged.as_file(), &metadata)
+            .with_context(|| format!("{}", self.path.display()))?;
         staged.as_file().sync_all()?;
         let now = fs::read(&self.path)
             .with_context(|| format!("cannot read the ECDS file {}", self.path.display()))?;
@@ -210,10 +393,167 @@ impl EcdsFile {
             );
         }
         staged
-            .persist(&self.path)
-            .with_context(|| format!("cannot replace {}", self.path.display()))?;
+            .persist(&target)
+            .with_context(|| format!("cannot replace {}", target.display()))?;
+        let is_link = fs::symlink_metadata(&self.path)
+            .with_context(|| format!("cannot read {}", self.path.display()))?
+            .file_type()
+            .is_symlink();
+        if is_link {
+            self.repoint_link()?;
+        }
         Ok(())
     }
+
+    /// Replaces the symlink at the path by a new one with the same text, by rename.
+    fn repoint_link(&self) -> Result<()> {
+        let link_text = fs::read_link(&self.path)
+            .with_context(|| format!("cannot read the link {}", self.path.display()))?;
+        let dir = self.dir()?;
+        let fresh = tempfile::Builder::new()
+            .prefix(".canaryctl-")
+            .suffix(".link")
+            .make_in(dir, |path| std::os::unix::fs::symlink(&link_text, path))
+            .with_context(|| format!("cannot create a link in {}", dir.display()))?;
+        fresh
+            .persist(&self.path)
+            .map_err(|err| err.error)
+            .with_context(|| format!("cannot re-point the link {}", self.path.display()))?;
+        Ok(())
+    }
+}
+
+impl Locked<'_> {
+    /// The file locked.
+    pub fn file(&self) -> &EcdsFile {
+        self.file
+    }
+
+    /// Reads the file.
+    pub fn read(&self) -> Result<Snapshot> {
+        self.file.read()
+    }
+
+    /// Runs `edit` on the current configuration and writes the result (with a history entry
+    /// for `undo`). The new configuration must pass the filter's validation; nothing is written
+    /// otherwise, nor when it changes nothing.
+    pub fn update(
+        &self,
+        edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
+    ) -> Result<Update> {
+        let before = self.file.read()?;
+        let mut update = plan(&before, self.file.format()?, edit)?;
+        if !update.changed() {
+            return Ok(update);
+        }
+        self.file.check_writable()?;
+        let entry = self.file.save_history(&before.bytes)?;
+        if let Err(err) = self.file.replace(&before.bytes, &update.after_bytes) {
+            // Not written: `undo` must not go back to what is still the current version.
+            let _ = fs::remove_file(entry);
+            return Err(err);
+        }
+        update.written = true;
+        Ok(update)
+    }
+
+    /// Puts back the version before the last change, and forgets it from the history.
+    pub fn undo(&self) -> Result<Update> {
+        let current = self.file.read()?;
+        let (last, previous) = self.file.last_version()?;
+        self.file.check_writable()?;
+        self.file.replace(&current.bytes, &previous.bytes)?;
+        fs::remove_file(&last).with_context(|| format!("cannot remove {}", last.display()))?;
+        Ok(Update {
+            resource_name: current.resource_name().map(str::to_string),
+            before: current.config,
+            after: previous.config,
+            written: true,
+            before_bytes: current.bytes,
+            after_bytes: previous.bytes,
+        })
+    }
+
+    /// Writes `bytes` back if the file still holds `expected` (used to restore a version
+    /// Envoy rejected; the lock is already held, and a read-only file written with `force` is
+    /// restored too).
+    pub fn restore(&self, expected: &[u8], bytes: &[u8]) -> Result<()> {
+        self.file.replace(expected, bytes)
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // The description names the holder only while the lock is held; the lock itself goes
+        // with the file descriptor. Nothing to do about a failure here.
+        let _ = self.lock.set_len(0);
+    }
+}
+
+/// Who holds the lock, for a writer that gives up waiting: the pid, the command line and
+/// since when.
+fn holder_description() -> String {
+    let mut args = std::env::args_os();
+    let program = args
+        .next()
+        .map(|arg0| {
+            Path::new(&arg0)
+                .file_name()
+                .unwrap_or(&arg0)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_else(|| "canaryctl".to_string());
+    let command: Vec<String> = std::iter::once(program)
+        .chain(args.map(|arg| arg.to_string_lossy().into_owned()))
+        .collect();
+    format!(
+        "pid {} ({}, since {})",
+        std::process::id(),
+        command.join(" "),
+        humantime::format_rfc3339_seconds(SystemTime::now())
+    )
+}
+
+/// Gives the staged version the owner and the permission bits of the file it replaces.
+fn keep_owner_and_mode(staged: &fs::File, original: &fs::Metadata) -> Result<()> {
+    let fresh = staged.metadata()?;
+    let (uid, gid) = (original.uid(), original.gid());
+    if (fresh.uid(), fresh.gid()) != (uid, gid) {
+        fchown(staged, Some(uid), Some(gid))
+            .with_context(|| format!("cannot give the new version the file's owner {uid}:{gid}"))?;
+    }
+    // After the chown, which clears the set-id bits.
+    staged.set_permissions(fs::Permissions::from_mode(original.mode() & 0o7777))?;
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> Result<&Path> {
+    match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => Ok(Path::new(".")),
+        Some(dir) => Ok(dir),
+        None => bail!("{} has no directory", path.display()),
+    }
+}
+
+/// The update `edit` makes to `before`, rendered in `format`, not written.
+fn plan(
+    before: &Snapshot,
+    format: Format,
+    edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
+) -> Result<Update> {
+    let config = edit(&before.config)?;
+    RoutingPlan::try_from(&config)
+        .map_err(|err| anyhow!("the new configuration is invalid: {err}"))?;
+    let text = render(&before.doc, &config, format)?;
+    Ok(Update {
+        resource_name: before.resource_name().map(str::to_string),
+        before: before.config.clone(),
+        after: config,
+        written: false,
+        before_bytes: before.bytes.clone(),
+        after_bytes: text.into_bytes(),
+    })
 }
 
 /// What an update did.
@@ -233,10 +573,30 @@ pub struct Update {
     pub after_bytes: Vec<u8>,
 }
 
-/// Parses ECDS file bytes.
+impl Update {
+    /// Whether the file's bytes change (or changed).
+    pub fn changed(&self) -> bool {
+        self.before_bytes != self.after_bytes
+    }
+}
+
+/// Parses ECDS file bytes of either format (YAML, of which JSON is a part); for a file Envoy
+/// reads, [`parse_as`] with the format its name gives.
 pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
-    let doc: serde_json::Value =
-        serde_yaml_ng::from_slice(bytes).context("not a YAML (or JSON) ECDS file")?;
+    parse_as(bytes, Format::Yaml)
+}
+
+/// Parses ECDS file bytes as Envoy would parse them in `format`.
+pub fn parse_as(bytes: &[u8], format: Format) -> Result<Snapshot> {
+    let doc: serde_json::Value = match format {
+        Format::Json => serde_json::from_slice(bytes).map_err(|err| {
+            anyhow!(
+                "not JSON ({err}): Envoy parses an ECDS file named .json as JSON and would refuse \
+                 this one too"
+            )
+        })?,
+        Format::Yaml => serde_yaml_ng::from_slice(bytes).context("not a YAML ECDS file")?,
+    };
     let value = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
         .as_str()
         .ok_or_else(|| {
@@ -253,15 +613,19 @@ pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
     })
 }
 
-/// The ECDS document `doc` with `config` as the filter's configuration.
-pub fn render(doc: &serde_json::Value, config: &CanaryConfig) -> Result<String> {
+/// The ECDS document `doc` with `config` as the filter's configuration, in `format`.
+pub fn render(doc: &serde_json::Value, config: &CanaryConfig, format: Format) -> Result<String> {
     let mut doc = doc.clone();
     let json = serde_json::to_string_pretty(config)?;
     doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] =
         serde_json::Value::String(json + "\n");
-    Ok(format!(
-        "# The canary filter and its configuration, as one ECDS resource (written by canaryctl;\n\
-         # `value` is the filter's JSON configuration, see the README).\n{}",
-        serde_yaml_ng::to_string(&doc)?
-    ))
+    Ok(match format {
+        // JSON has no comments.
+        Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
+        Format::Yaml => format!(
+            "# The canary filter and its configuration, as one ECDS resource (written by canaryctl;\n\
+             # `value` is the filter's JSON configuration, see the README).\n{}",
+            serde_yaml_ng::to_string(&doc)?
+        ),
+    })
 }

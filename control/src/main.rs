@@ -141,6 +141,20 @@ struct Target {
         default_value = DEFAULT_ECDS
     )]
     ecds: PathBuf,
+    /// How long to wait for another canaryctl's lock on the file (10s, 500ms) before giving up.
+    #[arg(long, env = "CANARY_LOCK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    lock_timeout: Duration,
+    /// Write the file even if it is read-only (no write bit for anyone); its mode is kept.
+    #[arg(long)]
+    force: bool,
+}
+
+impl Target {
+    fn file(&self) -> EcdsFile {
+        EcdsFile::new(&self.ecds)
+            .with_lock_timeout(self.lock_timeout)
+            .with_force(self.force)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -358,14 +372,13 @@ fn run(command: Cmd) -> Result<()> {
         }
         Cmd::Undo { target, confirm } => {
             let pusher = pusher(&target, &confirm);
-            let baseline = pusher.baseline()?;
-            let update = pusher.file.undo()?;
+            let (update, applied) = pusher.undo()?;
             print!("{}", preview(&update)?);
             println!(
                 "restored the previous version of {}",
                 pusher.file.path().display()
             );
-            report(&pusher, &pusher.confirm(&update, baseline)?);
+            report(&pusher, &applied);
             Ok(())
         }
         Cmd::Status(args) => run_status(args),
@@ -397,7 +410,7 @@ impl std::fmt::Display for RolloutEnded {
 impl std::error::Error for RolloutEnded {}
 
 fn run_rollout(args: RolloutArgs) -> Result<()> {
-    let file = EcdsFile::new(&args.target.ecds);
+    let file = args.target.file();
     let config = file.read()?.config;
     let canary = match args.canary {
         Some(canary) => canary,
@@ -479,14 +492,15 @@ fn validate(files: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-/// The filter configuration in `path`: an ECDS file (YAML with `resources`) or plain JSON.
+/// The filter configuration in `path`: an ECDS file (a document with `resources`, read in the
+/// format its extension names, as Envoy reads it) or plain JSON.
 fn load_config(path: &Path) -> Result<CanaryConfig> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let looks_like_ecds = serde_yaml_ng::from_slice::<serde_json::Value>(&bytes)
         .map(|doc| doc.get("resources").is_some())
         .unwrap_or(false);
     if looks_like_ecds {
-        Ok(ecds::parse(&bytes)?.config)
+        Ok(ecds::parse_as(&bytes, ecds::Format::of(path)?)?.config)
     } else {
         let config = CanaryConfig::from_json(&bytes).map_err(|err| anyhow!("{err}"))?;
         RoutingPlan::try_from(&config).map_err(|err| anyhow!("{err}"))?;
@@ -592,7 +606,7 @@ fn set(args: SetArgs) -> Result<()> {
 
 fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
     Pusher {
-        file: EcdsFile::new(&target.ecds),
+        file: target.file(),
         admin: confirm.admin.as_deref().map(Admin::new),
     }
 }
@@ -613,7 +627,7 @@ fn report(pusher: &Pusher, applied: &Applied) {
 /// Validates, previews, writes (unless a dry run) and confirms with Envoy when asked.
 fn apply(
     write: &WriteArgs,
-    change: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
+    change: impl Fn(&CanaryConfig) -> Result<CanaryConfig>,
 ) -> Result<Update> {
     let pusher = pusher(&write.target, &write.confirm);
     let path = pusher.file.path().display().to_string();

@@ -1,6 +1,10 @@
 //! Writing a change to the ECDS file and, when an admin endpoint is known, confirming that
 //! Envoy accepted it (its `extension_config_discovery` counters), putting the previous file
 //! back if Envoy rejected it.
+//!
+//! Envoy's counters are read under the file's lock, and the lock is held through the write,
+//! the confirmation and the restore: another writer's change between the read of the counters
+//! and the write would otherwise be counted as this one's (its rejection taken for ours).
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +12,10 @@ use anyhow::{bail, Result};
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
-use crate::ecds::{EcdsFile, Update};
+use crate::ecds::{EcdsFile, Locked, Update};
+
+/// How long Envoy has to count a write as accepted or rejected.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The ECDS file, and the Envoy that watches it (if known).
 pub struct Pusher {
@@ -24,6 +31,7 @@ pub struct Baseline {
     prefix: String,
     success: u64,
     rejected: u64,
+    failure: u64,
 }
 
 /// What became of a write.
@@ -38,26 +46,24 @@ pub enum Applied {
 }
 
 impl Pusher {
-    /// Reads Envoy's counters; an unreachable admin endpoint stops here, before any write.
-    pub fn baseline(&self) -> Result<Option<Baseline>> {
+    /// Envoy's counters for the filter named `resource_name`, if an admin endpoint is known;
+    /// an unreachable endpoint, or one without that filter, is an error.
+    fn counters(&self, resource_name: Option<&str>) -> Result<Option<Baseline>> {
         let Some(admin) = &self.admin else {
             return Ok(None);
         };
-        let name = self
-            .file
-            .read()?
-            .resource_name()
-            .unwrap_or("canary-filter")
-            .to_string();
+        let name = resource_name.unwrap_or("canary-filter");
         let prefix = format!("extension_config_discovery.http_filter.{name}");
         let success = admin.counter(&format!("{prefix}.update_success"))?;
         let rejected = admin.counter(&format!("{prefix}.update_rejected"))?;
-        match (success, rejected) {
-            (Some(success), Some(rejected)) => Ok(Some(Baseline {
+        let failure = admin.counter(&format!("{prefix}.update_failure"))?;
+        match (success, rejected, failure) {
+            (Some(success), Some(rejected), Some(failure)) => Ok(Some(Baseline {
                 admin: admin.clone(),
                 prefix,
                 success,
                 rejected,
+                failure,
             })),
             _ => bail!(
                 "Envoy at {} has no ECDS filter named {name:?}: is it the Envoy that watches {}?",
@@ -67,34 +73,71 @@ impl Pusher {
         }
     }
 
-    /// Applies `change` (validated, previewable), then confirms.
+    /// Reads Envoy's counters before a write, under the lock (no other writer's change can
+    /// come between them and the write).
+    pub fn baseline(&self, locked: &Locked<'_>) -> Result<Option<Baseline>> {
+        self.counters(locked.read()?.resource_name())
+    }
+
+    /// Applies `change` (validated, previewable), then confirms. The change is computed
+    /// without the lock first: refused input, a dry run, no change, a read-only file or an
+    /// unreachable admin endpoint stop there, with nothing created. Then, under the lock, the
+    /// counters are read, `change` is applied again to the file as it is now and written,
+    /// and Envoy's verdict awaited.
     pub fn push(
         &self,
         dry_run: bool,
-        change: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
+        change: impl Fn(&CanaryConfig) -> Result<CanaryConfig>,
     ) -> Result<(Update, Applied)> {
-        let baseline = if dry_run { None } else { self.baseline()? };
-        let update = self.file.update(dry_run, change)?;
+        let preview = self.file.preview(&change)?;
+        if dry_run || !preview.changed() {
+            return Ok((preview, Applied::NotWritten));
+        }
+        self.file.check_writable()?;
+        self.counters(preview.resource_name.as_deref())?;
+        let locked = self.file.lock()?;
+        let baseline = self.baseline(&locked)?;
+        let update = locked.update(&change)?;
         if !update.written {
             return Ok((update, Applied::NotWritten));
         }
-        let applied = self.confirm(&update, baseline)?;
+        let applied = self.confirm(&locked, &update, baseline)?;
         Ok((update, applied))
     }
 
-    /// Waits (up to 5 s) for Envoy to count the write as accepted or rejected.
-    pub fn confirm(&self, update: &Update, baseline: Option<Baseline>) -> Result<Applied> {
+    /// Puts back the version before the last change, then confirms (as [`Pusher::push`]).
+    pub fn undo(&self) -> Result<(Update, Applied)> {
+        let preview = self.file.preview_undo()?;
+        self.file.check_writable()?;
+        self.counters(preview.resource_name.as_deref())?;
+        let locked = self.file.lock()?;
+        let baseline = self.baseline(&locked)?;
+        let update = locked.undo()?;
+        let applied = self.confirm(&locked, &update, baseline)?;
+        Ok((update, applied))
+    }
+
+    /// Waits (up to 5 s) for Envoy to count the write as accepted, rejected (`update_rejected`:
+    /// the filter refused it) or failed (`update_failure`: the file could not be parsed into
+    /// the resource); on either refusal puts the previous file back, under the same lock.
+    pub fn confirm(
+        &self,
+        locked: &Locked<'_>,
+        update: &Update,
+        baseline: Option<Baseline>,
+    ) -> Result<Applied> {
         let Some(Baseline {
             admin,
             prefix,
             success,
             rejected,
+            failure,
         }) = baseline
         else {
             return Ok(Applied::Unconfirmed);
         };
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(5) {
+        while started.elapsed() < CONFIRM_TIMEOUT {
             if admin
                 .counter(&format!("{prefix}.update_success"))?
                 .unwrap_or(0)
@@ -107,10 +150,21 @@ impl Pusher {
                 .unwrap_or(0)
                 > rejected
             {
-                self.file
-                    .restore(&update.after_bytes, &update.before_bytes)?;
+                locked.restore(&update.after_bytes, &update.before_bytes)?;
                 bail!(
                     "Envoy at {} rejected it (see its log); the previous file was put back",
+                    admin.base()
+                );
+            }
+            if admin
+                .counter(&format!("{prefix}.update_failure"))?
+                .unwrap_or(0)
+                > failure
+            {
+                locked.restore(&update.after_bytes, &update.before_bytes)?;
+                bail!(
+                    "Envoy at {} could not read it as an ECDS resource (update_failure, see its \
+                     log); the previous file was put back",
                     admin.base()
                 );
             }

@@ -209,11 +209,13 @@ impl Rollout {
     }
 
     fn set_weight(&self, pusher: &Pusher, weight: f64) -> Result<()> {
-        let canary = self.canary.clone();
-        let rule = self.rule.clone();
         pusher
-            .push(false, move |config| {
-                edit::set_weights(config, &[(canary, weight)], rule.as_deref())
+            .push(false, |config| {
+                edit::set_weights(
+                    config,
+                    &[(self.canary.clone(), weight)],
+                    self.rule.as_deref(),
+                )
             })
             .with_context(|| format!("pushing weight {weight}%"))?;
         Ok(())

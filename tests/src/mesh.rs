@@ -84,6 +84,9 @@ pub struct Isolated {
     pub native_strip: bool,
     /// Whether the HTTP filter chain holds the canary filter, as shipped.
     pub wasm_filter: bool,
+    /// The ECDS file's name (in the bootstrap too): Envoy parses a `.json` file as JSON and
+    /// `.yaml`/`.yml` as YAML, and the file is written in that format.
+    pub ecds_name: String,
 }
 
 impl Default for Isolated {
@@ -94,6 +97,7 @@ impl Default for Isolated {
             failure_policy: None,
             native_strip: true,
             wasm_filter: true,
+            ecds_name: SHIPPED_ECDS_NAME.to_string(),
         }
     }
 }
@@ -139,6 +143,17 @@ impl Mesh {
         Mesh::start(
             Layout::Isolated(Isolated {
                 region: region.map(str::to_string),
+                ..Isolated::default()
+            }),
+            Some(config),
+        )
+    }
+
+    /// As [`Mesh::isolated`], with the ECDS file named `ecds_name` (see [`Isolated::ecds_name`]).
+    pub fn isolated_with_ecds_name(config: &str, ecds_name: &str) -> Result<Mesh> {
+        Mesh::start(
+            Layout::Isolated(Isolated {
+                ecds_name: ecds_name.to_string(),
                 ..Isolated::default()
             }),
             Some(config),
@@ -192,7 +207,7 @@ impl Mesh {
                     render_upstreams(&shipped_upstreams, Some(&ports))?,
                 )?;
 
-                let ecds_file = path.join("ecds").join("canary-filter.yaml");
+                let ecds_file = path.join("ecds").join(&options.ecds_name);
                 let shipped_ecds = read(&root, ECDS_YAML)?;
                 let wasm = match &options.wasm {
                     Some(wasm) => wasm.clone(),
@@ -204,7 +219,10 @@ impl Mesh {
                     Some(config) => config.to_string(),
                     None => configuration_of(&shipped_ecds)?,
                 };
-                fs::write(&ecds_file, with_configuration(&ecds_template, &config)?)?;
+                fs::write(
+                    &ecds_file,
+                    in_format_of(&ecds_file, &with_configuration(&ecds_template, &config)?)?,
+                )?;
 
                 let front_yaml = path.join("front.yaml");
                 let front_text = render_front(&read(&root, FRONT_YAML)?, path, &ports, &options)?;
@@ -276,7 +294,8 @@ impl Mesh {
     /// Writes `config` as the filter's configuration (in the shipped ECDS resource) by atomic
     /// rename, without waiting.
     pub fn write_config(&self, config: &str) -> Result<()> {
-        self.write_ecds_text(&with_configuration(&self.ecds_template, config)?)
+        let text = with_configuration(&self.ecds_template, config)?;
+        self.write_ecds_text(&in_format_of(&self.ecds_file, &text)?)
     }
 
     /// Writes a whole ECDS file (even a broken one) by atomic rename, without waiting.
@@ -294,7 +313,8 @@ impl Mesh {
 
     /// Pushes `config` by ECDS and waits until Envoy has accepted or rejected it.
     pub fn push_config(&self, config: &str) -> Result<Push> {
-        self.push_ecds_text(&with_configuration(&self.ecds_template, config)?)
+        let text = with_configuration(&self.ecds_template, config)?;
+        self.push_ecds_text(&in_format_of(&self.ecds_file, &text)?)
     }
 
     /// Pushes a whole ECDS file and waits until Envoy has accepted or rejected it.
@@ -395,6 +415,19 @@ impl Mesh {
     }
 }
 
+/// The file name of the shipped ECDS resource (and of the isolated mesh's, unless named).
+const SHIPPED_ECDS_NAME: &str = "canary-filter.yaml";
+
+/// `yaml` (an ECDS document) as JSON when `path` is named `.json`: Envoy parses by extension.
+fn in_format_of(path: &Path, yaml: &str) -> Result<String> {
+    if path.extension().is_some_and(|ext| ext == "json") {
+        let doc: serde_json::Value = serde_yaml_ng::from_str(yaml)?;
+        Ok(serde_json::to_string_pretty(&doc)? + "\n")
+    } else {
+        Ok(yaml.to_string())
+    }
+}
+
 fn read(root: &Path, relative: &str) -> Result<String> {
     fs::read_to_string(root.join(relative))
         .map_err(|err| format!("cannot read {relative}: {err}").into())
@@ -468,7 +501,7 @@ pub fn render_front(
     text = replace_exactly(
         &text,
         &format!("path: {ECDS_YAML}"),
-        &format!("path: {}", ecds_dir.join("canary-filter.yaml").display()),
+        &format!("path: {}", ecds_dir.join(&options.ecds_name).display()),
         1,
     )?;
     text = replace_exactly(

@@ -1,0 +1,349 @@
+//! canaryctl's writes against a real Envoy (the harness's isolated mesh): a JSON ECDS file, a
+//! symlinked one, a rejection by another writer while canaryctl waits for the lock, and a
+//! change Envoy rejects. Each asserts Envoy's verdict as canaryctl reports it, the file on
+//! disk, and the routing.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use canary_control::ecds::EcdsFile;
+use canary_e2e::mesh::{Mesh, Push};
+use canary_filter::bucket::bucket_of;
+
+const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
+
+const CONFIG: &str = r#"{
+  "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+  "default": "stable",
+  "weights": {"canary": 10},
+  "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0}
+}"#;
+
+/// Not root's: an owner canaryctl (running as root, as the tests do) must keep.
+const NOBODY: u32 = 65534;
+
+/// How long a canaryctl run may take before the test kills it and fails.
+const CHILD_LIMIT: Duration = Duration::from_secs(20);
+
+fn mesh() -> Mesh {
+    Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"))
+}
+
+/// The cluster the murmur3 contract names for `key` (seed 0) with the canary at `weight` %.
+fn contract_cluster(key: &str, weight: f64) -> &'static str {
+    if f64::from(bucket_of(key.as_bytes(), 0)) < weight * 100.0 {
+        "app-v2"
+    } else {
+        "app-v1"
+    }
+}
+
+/// Keys that raising the canary from 10 % to 40 % moves to it, and keys it leaves alone.
+fn keys() -> Vec<String> {
+    (0..200).map(|i| format!("ecds-{i}")).collect()
+}
+
+fn mover() -> String {
+    keys()
+        .into_iter()
+        .find(|key| {
+            contract_cluster(key, 10.0) == "app-v1" && contract_cluster(key, 40.0) == "app-v2"
+        })
+        .unwrap()
+}
+
+fn upstream(mesh: &Mesh, key: &str) -> String {
+    let reply = mesh.get(&[("x-user-id", key)]).unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.upstream().unwrap().to_string()
+}
+
+/// Waits (up to a second) until `mover` is routed by `weight`, then checks every key.
+fn assert_routed_by(mesh: &Mesh, weight: f64) {
+    let mover = mover();
+    mesh.wait_for(Duration::from_secs(1), || {
+        Ok(upstream(mesh, &mover) == contract_cluster(&mover, weight))
+    })
+    .unwrap_or_else(|_| panic!("{mover} not routed by weight {weight} within 1 s"));
+    for key in keys() {
+        assert_eq!(
+            upstream(mesh, &key),
+            contract_cluster(&key, weight),
+            "{key}"
+        );
+    }
+}
+
+fn ecds_counter(mesh: &Mesh, counter: &str) -> u64 {
+    mesh.front()
+        .stat(&format!(
+            "extension_config_discovery.http_filter.canary-filter.{counter}"
+        ))
+        .unwrap()
+}
+
+/// canaryctl with `args` on `ecds`, confirming with the mesh's front Envoy.
+fn command(mesh: &Mesh, ecds: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(CANARYCTL);
+    command
+        .args(args)
+        .arg("--ecds")
+        .arg(ecds)
+        .arg("--admin")
+        .arg(mesh.front().admin().to_string())
+        .env_remove("CANARY_LOCK_TIMEOUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A canaryctl run the test waits for, bounded; killed by its PID if the test fails first.
+struct Running {
+    child: Option<Child>,
+}
+
+impl Running {
+    fn start(mut command: Command) -> Running {
+        Running {
+            child: Some(command.spawn().unwrap()),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for the exit (up to [`CHILD_LIMIT`]) and returns the output.
+    fn finish(mut self) -> Output {
+        let deadline = Instant::now() + CHILD_LIMIT;
+        let child = self.child.as_mut().unwrap();
+        while child.try_wait().unwrap().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "canaryctl (pid {}) still running after {CHILD_LIMIT:?}",
+                child.id()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // It has exited: this only collects the status and the output.
+        self.child.take().unwrap().wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            // By its PID (`Child::kill`), and reaped.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn run(command: Command) -> Output {
+    Running::start(command).finish()
+}
+
+fn succeeded(output: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "canaryctl failed ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Defect 2 with Envoy: canaryctl wrote YAML into a `.json` ECDS file, which Envoy rejected.
+/// Each write (and the undo) stays JSON, Envoy accepts it, and routing follows.
+#[test]
+fn a_json_ecds_file_stays_json_and_envoy_accepts_each_write() {
+    let mesh = Mesh::isolated_with_ecds_name(CONFIG, "canary-filter.json")
+        .unwrap_or_else(|err| panic!("{err}"));
+    let ecds = mesh.ecds_file().to_path_buf();
+    assert_routed_by(&mesh, 10.0);
+
+    let out = succeeded(&run(command(
+        &mesh,
+        &ecds,
+        &["set", "--weight", "canary=40"],
+    )));
+    assert!(out.contains("accepted"), "{out}");
+    serde_json::from_slice::<serde_json::Value>(&fs::read(&ecds).unwrap()).expect("JSON");
+    assert_routed_by(&mesh, 40.0);
+
+    let out = succeeded(&run(command(&mesh, &ecds, &["undo"])));
+    assert!(out.contains("accepted"), "{out}");
+    serde_json::from_slice::<serde_json::Value>(&fs::read(&ecds).unwrap()).expect("JSON");
+    assert_routed_by(&mesh, 10.0);
+}
+
+/// Defect 3 with Envoy: the ECDS path is a symlink into another directory (as a Kubernetes
+/// ConfigMap mount has it). `set` writes the target, keeps the link (same text) and re-points
+/// it in the watched directory, so Envoy picks the change up and routes by it.
+#[test]
+fn set_through_a_symlink_writes_its_target_and_envoy_routes_by_it() {
+    let mesh = mesh();
+    let ecds = mesh.ecds_file().to_path_buf();
+    let watched = ecds.parent().unwrap();
+    let data = watched.parent().unwrap().join("data");
+    fs::create_dir(&data).unwrap();
+    let target = data.join("canary-filter.yaml");
+    fs::copy(&ecds, &target).unwrap();
+    std::os::unix::fs::chown(&target, Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    let link_text = Path::new("../data/canary-filter.yaml");
+    // The link goes in by rename, as a writer must; Envoy loads the (same) file through it.
+    let accepted = ecds_counter(&mesh, "update_success");
+    let staged_link = watched.join(".staged-link");
+    std::os::unix::fs::symlink(link_text, &staged_link).unwrap();
+    fs::rename(&staged_link, &ecds).unwrap();
+    mesh.wait_for(Duration::from_secs(10), || {
+        Ok(ecds_counter(&mesh, "update_success") > accepted)
+    })
+    .expect("Envoy did not load the file through the new link");
+    assert_routed_by(&mesh, 10.0);
+
+    let out = succeeded(&run(command(
+        &mesh,
+        &ecds,
+        &["set", "--weight", "canary=40"],
+    )));
+    assert!(out.contains("accepted"), "{out}");
+    let link = fs::symlink_metadata(&ecds).unwrap();
+    assert!(link.file_type().is_symlink(), "{:?}", link.file_type());
+    assert_eq!(fs::read_link(&ecds).unwrap(), link_text);
+    assert_eq!(
+        EcdsFile::new(&target).read().unwrap().config.weights["canary"],
+        40.0
+    );
+    let target_meta = fs::metadata(&target).unwrap();
+    assert_eq!(target_meta.mode() & 0o7777, 0o644);
+    assert_eq!((target_meta.uid(), target_meta.gid()), (NOBODY, NOBODY));
+    assert_routed_by(&mesh, 40.0);
+}
+
+/// Whether process `pid` has `path` open.
+fn has_open(pid: u32, path: &Path) -> bool {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.filter_map(|fd| fs::read_link(fd.ok()?.path()).ok())
+        .any(|open| open == path)
+}
+
+/// Defect 5: canaryctl read Envoy's counters before it took the lock, so another writer's
+/// change that Envoy accepted while canaryctl waited for the lock was taken for canaryctl's
+/// own: a change Envoy rejected was reported as accepted. Here the test is the other writer:
+/// it holds the lock until canaryctl waits for it, pushes a configuration Envoy accepts, then
+/// (in place, which Envoy does not notice) leaves a file whose wasm module does not exist, so
+/// that canaryctl's own write is rejected; and lets go. canaryctl must read the counters under
+/// the lock, after the other writer's change, and report its own as rejected.
+#[test]
+fn another_writers_accepted_change_while_canaryctl_waits_for_the_lock_is_not_taken_for_its_own() {
+    let mesh = mesh();
+    let ecds = mesh.ecds_file().to_path_buf();
+    let file = EcdsFile::new(&ecds);
+    let held = file.lock().unwrap();
+    // As /proc names open files: resolved.
+    let lock_path = fs::canonicalize(file.lock_path().unwrap()).unwrap();
+
+    let mut set = command(&mesh, &ecds, &["set", "--weight", "canary=40"]);
+    set.args(["--lock-timeout", "60s"]);
+    let running = Running::start(set);
+    mesh.wait_for(CHILD_LIMIT, || Ok(has_open(running.pid(), &lock_path)))
+        .expect("canaryctl never opened the lock file");
+
+    let canary_at_20 = CONFIG.replace(r#""canary": 10"#, r#""canary": 20"#);
+    assert_eq!(mesh.push_config(&canary_at_20).unwrap(), Push::Accepted);
+    let spoiled = spoiled_in_place(&ecds, unloadable_module);
+    drop(held);
+
+    let output = running.finish();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("rejected it") && stderr.contains("put back"),
+        "{stderr}"
+    );
+    assert_eq!(fs::read_to_string(&ecds).unwrap(), spoiled);
+    assert_routed_by(&mesh, 20.0);
+}
+
+/// The ECDS document with a wasm module that does not exist: canaryctl reads it (it checks
+/// the filter configuration), Envoy cannot load it and rejects it (`update_rejected`).
+fn unloadable_module(doc: &mut serde_json::Value) {
+    doc["resources"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] =
+        "/nonexistent/canary_filter.wasm".into();
+}
+
+/// Writes `spoil`'s version of the ECDS file at `ecds` in place, which Envoy does not notice (it
+/// reloads on renames into the directory); returns the text written.
+fn spoiled_in_place(ecds: &Path, spoil: impl FnOnce(&mut serde_json::Value)) -> String {
+    let mut doc: serde_json::Value = serde_yaml_ng::from_slice(&fs::read(ecds).unwrap()).unwrap();
+    spoil(&mut doc);
+    let spoiled = serde_yaml_ng::to_string(&doc).unwrap();
+    fs::write(ecds, &spoiled).unwrap();
+    spoiled
+}
+
+/// Spoils the mesh's ECDS file in place with `spoil`, runs `canaryctl set`, and asserts that
+/// Envoy counted `counter`, that canaryctl said `message` and put the spoiled version back,
+/// under the lock it already held (taking it again would wait for itself), and that routing
+/// never moved.
+fn assert_refused_change_put_back(
+    spoil: impl FnOnce(&mut serde_json::Value),
+    counter: &str,
+    message: &str,
+) {
+    let mesh = mesh();
+    let ecds = mesh.ecds_file().to_path_buf();
+    let spoiled = spoiled_in_place(&ecds, spoil);
+    let before = ecds_counter(&mesh, counter);
+
+    let output = run(command(&mesh, &ecds, &["set", "--weight", "canary=40"]));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(message) && stderr.contains("put back"),
+        "{stderr}"
+    );
+    assert!(ecds_counter(&mesh, counter) > before);
+    assert_eq!(fs::read_to_string(&ecds).unwrap(), spoiled);
+    assert_eq!(
+        fs::read_to_string(EcdsFile::new(&ecds).lock_path().unwrap()).unwrap(),
+        "",
+        "the lock file still names a holder"
+    );
+    assert_routed_by(&mesh, 10.0);
+}
+
+/// A change Envoy rejects (`update_rejected`) is reported and the previous file put back.
+#[test]
+fn a_change_envoy_rejects_is_reported_and_the_previous_file_put_back() {
+    assert_refused_change_put_back(unloadable_module, "update_rejected", "rejected it");
+}
+
+/// A file Envoy cannot turn into the resource (`update_failure`, as for YAML in a `.json`
+/// file) is reported and the previous file put back, rather than waited for in vain. Here a
+/// `version_info` that is not a string.
+#[test]
+fn a_change_envoy_cannot_read_is_reported_and_the_previous_file_put_back() {
+    assert_refused_change_put_back(
+        |doc| doc["version_info"] = serde_json::json!([1]),
+        "update_failure",
+        "could not read it",
+    );
+}
