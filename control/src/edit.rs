@@ -166,6 +166,43 @@ pub fn rollback(config: &CanaryConfig) -> Result<CanaryConfig> {
     Ok(next)
 }
 
+/// `version` takes no traffic from any split: its weight goes to 0 at the top level and in
+/// every rule's split that names it, in one configuration. Pins to it stay (testers keep
+/// reaching it). Returns the new configuration and the labels of the splits that changed
+/// (`weights` for the top level, else the rule's name).
+pub fn withdraw(config: &CanaryConfig, version: &str) -> Result<(CanaryConfig, Vec<String>)> {
+    if !config.versions.iter().any(|v| v.name == version) {
+        bail!("no version is named `{version}`");
+    }
+    let mut next = config.clone();
+    let mut changed = Vec::new();
+    if let Some(weight) = next.weights.get_mut(version) {
+        if *weight != 0.0 {
+            *weight = 0.0;
+            changed.push(canary_filter::plan::LABEL_WEIGHTS.to_string());
+        }
+    }
+    for rule in &mut next.rules {
+        if let Some(weight) = rule.weights.as_mut().and_then(|w| w.get_mut(version)) {
+            if *weight != 0.0 {
+                *weight = 0.0;
+                changed.push(rule.name.clone());
+            }
+        }
+    }
+    Ok((next, changed))
+}
+
+/// The names of the rules that pin `version`.
+pub fn pins_to(config: &CanaryConfig, version: &str) -> Vec<String> {
+    config
+        .rules
+        .iter()
+        .filter(|rule| rule.version.as_deref() == Some(version))
+        .map(|rule| rule.name.clone())
+        .collect()
+}
+
 /// The only non-default version; when there are several, an error asks for a name (`what`
 /// says what would be done to it, `how` how to name one).
 pub fn the_canary(config: &CanaryConfig, what: &str, how: &str) -> Result<String> {

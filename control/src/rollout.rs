@@ -193,7 +193,7 @@ impl Rollout {
                     }
                     Outcome::Fail => {
                         history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
-                        self.set_weight(pusher, 0.0)?;
+                        self.roll_back(pusher)?;
                         let end = End::RolledBack(format!("at {weight}%: {}", verdict.reason));
                         return self.finish(&mut audit, end, &history);
                     }
@@ -221,11 +221,55 @@ impl Rollout {
         Ok(())
     }
 
+    /// Takes every user off the canary in one push, as `canaryctl rollback` does for it: its
+    /// weight goes to 0 in the judged split and in every other split that names it (a rule's
+    /// own split would otherwise keep sending its users there). Says which splits changed and
+    /// which pins still send testers to it.
+    fn roll_back(&self, pusher: &Pusher) -> Result<()> {
+        let canary = self.canary.clone();
+        let (update, _) = pusher
+            .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
+            .context("rolling back")?;
+        let (_, changed) = edit::withdraw(&update.before, &self.canary)?;
+        let splits: Vec<String> = changed
+            .iter()
+            .map(|label| {
+                if label == canary_filter::plan::LABEL_WEIGHTS {
+                    "the top-level split".to_string()
+                } else {
+                    format!("rule `{label}`'s split")
+                }
+            })
+            .collect();
+        println!(
+            "rollback: `{}` set to 0% in {}",
+            self.canary,
+            if splits.is_empty() {
+                "no split (it had no weight left)".to_string()
+            } else {
+                splits.join(", ")
+            }
+        );
+        let pins = edit::pins_to(&update.after, &self.canary);
+        if !pins.is_empty() {
+            println!(
+                "rollback: still pinned to `{}` by rule(s) {} (testers keep reaching it; \
+                 `canaryctl set --unpin RULE` removes a pin)",
+                self.canary,
+                pins.iter()
+                    .map(|pin| format!("`{pin}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        Ok(())
+    }
+
     /// The end when the source could not be read: roll back, or obey the interrupt.
     fn unread(&self, pusher: &Pusher, weight: f64, read: Read) -> Result<End> {
         match read {
             Read::Failed(reason) => {
-                self.set_weight(pusher, 0.0)?;
+                self.roll_back(pusher)?;
                 Ok(End::RolledBack(reason))
             }
             _ => self.interrupted(pusher, weight),
@@ -239,7 +283,7 @@ impl Rollout {
                 format!("interrupted: `{}` held at {weight}%", self.canary),
             ),
             OnInterrupt::Rollback => {
-                self.set_weight(pusher, 0.0)?;
+                self.roll_back(pusher)?;
                 End::RolledBack(format!(
                     "interrupted at {weight}% (--on-interrupt rollback)"
                 ))

@@ -481,3 +481,72 @@ fn ctrl_c_holds_or_rolls_back_as_asked() {
         assert!(stdout.contains("interrupted"), "{stdout}");
     }
 }
+
+/// A failed rollout takes every user off the canary, not only the judged cohort: a rule's own
+/// split (here 50 % of `eu-west-1`) goes to 0 in the same push, the output names both splits
+/// and the pin that still sends testers there, and afterwards no `eu-west-1` user reaches it.
+#[test]
+fn a_rollback_takes_the_canary_out_of_every_split() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2-errors"}],
+        "default": "stable", "weights": {"canary": 0},
+        "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
+        "region": {"header": "x-region"},
+        "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"},
+                  {"name": "eu-first", "when": {"region": ["eu-west-1"]}, "weights": {"canary": 50}}]}"#;
+    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let eu_on_canary = |mesh: &Mesh| {
+        (0..200)
+            .filter(|i| {
+                let key = format!("eu-{i}");
+                let reply = mesh
+                    .get(&[("x-user-id", &key), ("x-region", "eu-west-1")])
+                    .unwrap();
+                // The version the filter chose, also on the canary's 503s (which carry no
+                // `x-upstream`).
+                reply.header("x-canary-version") == Some("canary")
+            })
+            .count()
+    };
+    assert!(
+        eu_on_canary(&mesh) > 50,
+        "the rule's split sends EU users to the canary"
+    );
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "25,50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+        ],
+    );
+    load.stop();
+    assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "rollback: `canary` set to 0% in the top-level split, rule `eu-first`'s split"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("still pinned to `canary` by rule(s) `testers`"),
+        "{stdout}"
+    );
+    let after = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(doc["weights"]["canary"], 0.0);
+    assert_eq!(doc["rules"][1]["weights"]["canary"], 0.0);
+    assert_eq!(eu_on_canary(&mesh), 0, "EU users still reach the canary");
+    let tester = mesh.get(&[("x-canary", "always")]).unwrap();
+    assert_eq!(
+        tester.header("x-canary-version"),
+        Some("canary"),
+        "testers keep the pin"
+    );
+}
