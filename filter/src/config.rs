@@ -3,7 +3,9 @@
 //! compiles it into the form the per-request path uses.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
@@ -14,7 +16,9 @@ pub const DEFAULT_ROUTE_HEADER: &str = "x-canary-cluster";
 pub const DEFAULT_VERSION_HEADER: &str = "x-canary-version";
 
 /// The whole plugin configuration. Unknown fields are refused at every level: a typo must not
-/// silently disable a rule.
+/// silently disable a rule. So is a key given twice in one object, struct field or weights
+/// entry alike: with the last one silently winning, a pasted `"canary": 50` below a reviewed
+/// `"canary": 5` would go unnoticed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CanaryConfig {
@@ -25,7 +29,7 @@ pub struct CanaryConfig {
     /// contract cannot place otherwise.
     pub default: String,
     /// Percent of traffic per non-default version (0 to 100, resolution 0.01, sum at most 100).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_weights")]
     pub weights: BTreeMap<String, f64>,
     /// Where the sticky key comes from. Left out: every request draws a random bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,13 +82,60 @@ pub struct StickySpec {
 }
 
 /// One place a sticky key may be read from: exactly one of `header` or `cookie`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+///
+/// Written as `{"header": "x-user-id"}`. Read as an object with two optional fields rather
+/// than as an enum: serde's enum reading takes the first key as the variant and then expects
+/// the object to end, so an extra key beside it (`"seed"`) was reported at the variant's path
+/// with "expected value", and both or neither of the two keys had no message of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeySource {
     /// A request header (name is case-insensitive).
     Header(String),
     /// A cookie from the `cookie` request header (name is case-sensitive, as in RFC 6265).
     Cookie(String),
+}
+
+/// A sticky key source as written, before exactly one of its two fields is insisted on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySourceFields {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for KeySource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(KeySourceVisitor)
+    }
+}
+
+struct KeySourceVisitor;
+
+impl<'de> Visitor<'de> for KeySourceVisitor {
+    type Value = KeySource;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object with a `header` or a `cookie`")
+    }
+
+    // Both-or-neither is refused here, inside the object's own reading, rather than by a
+    // conversion after it (serde's `try_from`): serde_json positions an error at the
+    // innermost object or array still being read, and after the conversion that is the
+    // `keys` list, whose path does not say which source is wrong.
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let fields = KeySourceFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        match (fields.header, fields.cookie) {
+            (Some(header), None) => Ok(KeySource::Header(header)),
+            (None, Some(cookie)) => Ok(KeySource::Cookie(cookie)),
+            (Some(_), Some(_)) => Err(de::Error::custom(
+                "give one of `header` and `cookie`, not both",
+            )),
+            (None, None) => Err(de::Error::custom("give one of `header` and `cookie`")),
+        }
+    }
 }
 
 /// What a request gets when none of the sticky keys is present.
@@ -120,7 +171,11 @@ pub struct RuleSpec {
     pub version: Option<String>,
     /// Split matching requests by these weights (same key, seed and bucket ranges as the
     /// top-level split). Exactly one of `version` and `weights`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_rule_weights"
+    )]
     pub weights: Option<BTreeMap<String, f64>>,
 }
 
@@ -155,6 +210,53 @@ pub struct MatchSpec {
     /// The value is present (an empty value counts as present).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub present: Option<bool>,
+}
+
+/// A weights map that refuses a version named twice. serde's own map reading (and
+/// `serde_json`'s) keeps the last value of a repeated key.
+struct UniqueWeights(BTreeMap<String, f64>);
+
+impl<'de> Deserialize<'de> for UniqueWeights {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(UniqueWeightsVisitor)
+    }
+}
+
+struct UniqueWeightsVisitor;
+
+impl<'de> Visitor<'de> for UniqueWeightsVisitor {
+    type Value = UniqueWeights;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a map from version names to percents")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut weights = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            // Refused before its value is read: serde_json then reports the position just past
+            // the repeated key, and the field path found there is that key's.
+            if weights.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("duplicate key {name:?}")));
+            }
+            let percent = map.next_value()?;
+            weights.insert(name, percent);
+        }
+        Ok(UniqueWeights(weights))
+    }
+}
+
+fn unique_weights<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    UniqueWeights::deserialize(deserializer).map(|weights| weights.0)
+}
+
+/// A rule's weights: `null` still means none given, as for the other optional fields.
+fn unique_rule_weights<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, f64>>, D::Error> {
+    Option::<UniqueWeights>::deserialize(deserializer).map(|weights| weights.map(|w| w.0))
 }
 
 impl CanaryConfig {
