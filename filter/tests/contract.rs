@@ -896,6 +896,66 @@ fn shape_errors_name_the_exact_path() {
             r#"{"versions": 5, "default": "s"}"#.to_string(),
             "versions: invalid type: integer `5`",
         ),
+        // A list where a value should be is the value at fault, not its first element.
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "when_missing": []}"#),
+            "sticky.when_missing: invalid type: sequence",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "seed": [1]}"#),
+            "sticky.seed: invalid type: sequence",
+        ),
+        (
+            with(r#""rules": [{"name": "a", "when": {"region": [[]]}, "version": "canary"}]"#),
+            "rules[0].when.region[0]: invalid type: sequence",
+        ),
+        (
+            format!("{{{base}, \"rules\": ["),
+            "rules: EOF while parsing a list",
+        ),
+        (
+            format!("{{{base}, \"rules\": [{{"),
+            "rules[0]: EOF while parsing an object",
+        ),
+        // An object is written as an object: serde would also read a list of its field
+        // values in order, and a name for a unit variant's map form.
+        (
+            with(r#""region": ["x-region"]"#),
+            "region: invalid type: sequence, expected an object",
+        ),
+        (
+            r#"{"versions": [["stable", "a"], ["canary", "b"]], "default": "stable"}"#.to_string(),
+            "versions[0]: invalid type: sequence, expected an object",
+        ),
+        (
+            with(r#""rules": [["r", {"region": ["eu"]}, "canary"]]"#),
+            "rules[0]: invalid type: sequence, expected an object",
+        ),
+        (
+            with(r#""sticky": [[{"header": "x"}]]"#),
+            "sticky: invalid type: sequence, expected an object",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "when_missing": {"default": null}}"#),
+            "sticky.when_missing: invalid type: map, expected `random` or `default`",
+        ),
+        (
+            r#"[[{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}], "stable"]"#.to_string(),
+            "(document): invalid type: sequence, expected an object",
+        ),
+        // Keys written with escapes are named as the JSON reader reads them.
+        (
+            with(r#""\u0077eights": {"c\u0061nary": "5"}"#),
+            "weights.canary: invalid type: string",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "s\u0065ed": 1.5}"#),
+            "sticky.seed: invalid type: floating point",
+        ),
+        (
+            with(r#""w\u0069eghts": {}"#),
+            "wieghts: unknown field `wieghts`",
+        ),
     ];
     for (json, want) in table {
         let message = RoutingPlan::from_json(json.as_bytes())
@@ -925,6 +985,10 @@ fn duplicate_keys_name_the_repeated_key() {
             // Pretty-printed, and the repeated key not next to the first.
             "{\n  \"versions\": [{\"name\": \"s\", \"cluster\": \"a\"}, {\"name\": \"c\", \"cluster\": \"b\"}, {\"name\": \"d\", \"cluster\": \"e\"}],\n  \"default\": \"s\",\n  \"weights\": {\n    \"c\": 5,\n    \"d\": 1,\n    \"c\": 5\n  }\n}".to_string(),
             r#"weights.c: duplicate key "c""#,
+        ),
+        (
+            with(r#""weights": {"canary": 5, "c\u0061nary": 50}"#),
+            r#"weights.canary: duplicate key "canary""#,
         ),
         (
             rule(r#""when": {"region": ["eu"]}, "weights": {"canary": 5, "canary": 50}"#),
