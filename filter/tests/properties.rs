@@ -24,7 +24,7 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use support::{
     check, config_case, config_model, cookie_header, ensure, request_model, resolves,
-    serialize_pairs, ConfigCase, CookieHeader, Inputs, Json, RequestModel,
+    serialize_pairs, ActionModel, ConfigCase, CookieHeader, Inputs, Json, RequestModel,
 };
 
 /// The contract's example: rules on a header, a cookie and the region, two sticky keys.
@@ -336,6 +336,81 @@ fn the_chosen_version_is_declared() {
             for request in &requests {
                 Inputs::add(&inputs.requests, 1);
                 check_decision(&plan, &request.decide_as_filter(&plan))?;
+            }
+            Ok(())
+        },
+    );
+}
+
+/// 2. The decision is the one the configuration describes, worked out from the generated
+///    configuration rather than the plan: a pin gives the rule's version, a split gives the
+///    version whose range (declared order, consecutive, from bucket 0) holds the bucket or else
+///    the default, a missing key gives the default under `when_missing: default`.
+#[test]
+fn decisions_follow_the_configuration() {
+    let inputs = Inputs::default();
+    let strategy = (
+        config_model(6),
+        prop::collection::vec(request_model(), 1..8),
+    );
+    check(
+        "decisions_follow_the_configuration",
+        300,
+        strategy,
+        &inputs,
+        |(model, requests)| {
+            let plan = compile(model.text().as_bytes())?;
+            Inputs::add(&inputs.configurations, 1);
+            for request in &requests {
+                Inputs::add(&inputs.requests, 1);
+                let decision = request.decide_as_filter(&plan);
+                let want = match decision.reason {
+                    Reason::Pinned { rule } => match model.rules[rule].action {
+                        ActionModel::Pin(version) => version,
+                        ActionModel::Split(_) => usize::MAX,
+                    },
+                    Reason::Split { rule, bucket, .. } => {
+                        let weights = match rule {
+                            None => &model.weights,
+                            Some(rule) => match &model.rules[rule].action {
+                                ActionModel::Split(weights) => weights,
+                                ActionModel::Pin(_) => {
+                                    return Err(TestCaseError::fail(format!(
+                                        "{decision:?}: rule {rule} pins"
+                                    )))
+                                }
+                            },
+                        };
+                        let mut end = 0;
+                        let mut chosen = model.default;
+                        for version in 0..model.versions.len() {
+                            let weight = weights
+                                .iter()
+                                .find(|(v, _)| *v == version)
+                                .map_or(0, |(_, points)| *points);
+                            end += weight;
+                            if weight > 0 && bucket < end {
+                                chosen = version;
+                                break;
+                            }
+                        }
+                        chosen
+                    }
+                    Reason::MissingKey { .. } => {
+                        let defaulting = model
+                            .sticky
+                            .as_ref()
+                            .is_some_and(|sticky| sticky.when_missing_default == Some(true));
+                        if defaulting {
+                            model.default
+                        } else {
+                            usize::MAX
+                        }
+                    }
+                };
+                ensure(decision.version == want, || {
+                    format!("{decision:?}, the configuration gives version {want}\n{request:?}")
+                })?;
             }
             Ok(())
         },
