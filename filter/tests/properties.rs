@@ -24,7 +24,8 @@ use proptest::sample::Index;
 use proptest::test_runner::TestCaseError;
 use support::{
     check, config_case, config_model, cookie_header, ensure, request_model, resolves,
-    serialize_pairs, ActionModel, ConfigCase, CookieHeader, Inputs, Json, RequestModel,
+    serialize_pairs, ActionModel, ConfigCase, ConfigModel, CookieHeader, Inputs, Json,
+    RequestModel, WeightsModel,
 };
 
 /// The contract's example: rules on a header, a cookie and the region, two sticky keys.
@@ -361,6 +362,26 @@ fn decisions_follow_the_configuration() {
         |(model, requests)| {
             let plan = compile(model.text().as_bytes())?;
             Inputs::add(&inputs.configurations, 1);
+            // Requests seldom draw a bucket at the edge of a range: each split is also asked
+            // directly about the buckets at and around every edge.
+            for (rule, weights) in model.splits() {
+                let mut edges = vec![0, 1, 9_998, 9_999];
+                let mut end = 0;
+                for version in 0..model.versions.len() {
+                    end += weights
+                        .iter()
+                        .find(|(v, _)| *v == version)
+                        .map_or(0, |(_, points)| *points);
+                    edges.extend([end.saturating_sub(1), end, end + 1]);
+                }
+                for bucket in edges.into_iter().filter(|bucket| *bucket < 10_000) {
+                    let got = plan.split_version(rule, bucket);
+                    let want = version_of_bucket(&model, weights, bucket);
+                    ensure(got == Some(want), || {
+                        format!("split {rule:?}, bucket {bucket}: {got:?}, the configuration gives {want}")
+                    })?;
+                }
+            }
             for request in &requests {
                 Inputs::add(&inputs.requests, 1);
                 let decision = request.decide_as_filter(&plan);
@@ -381,20 +402,7 @@ fn decisions_follow_the_configuration() {
                                 }
                             },
                         };
-                        let mut end = 0;
-                        let mut chosen = model.default;
-                        for version in 0..model.versions.len() {
-                            let weight = weights
-                                .iter()
-                                .find(|(v, _)| *v == version)
-                                .map_or(0, |(_, points)| *points);
-                            end += weight;
-                            if weight > 0 && bucket < end {
-                                chosen = version;
-                                break;
-                            }
-                        }
-                        chosen
+                        version_of_bucket(&model, weights, bucket)
                     }
                     Reason::MissingKey { .. } => {
                         let defaulting = model
@@ -415,6 +423,23 @@ fn decisions_follow_the_configuration() {
             Ok(())
         },
     );
+}
+
+/// The version a split's weights give `bucket`: non-default versions take consecutive ranges
+/// from bucket 0 in the order the versions are declared; past them, the default.
+fn version_of_bucket(model: &ConfigModel, weights: &WeightsModel, bucket: u32) -> usize {
+    let mut end = 0;
+    for version in 0..model.versions.len() {
+        let weight = weights
+            .iter()
+            .find(|(v, _)| *v == version)
+            .map_or(0, |(_, points)| *points);
+        end += weight;
+        if bucket < end {
+            return version;
+        }
+    }
+    model.default
 }
 
 /// 3. The same request gets the same answer: decided twice, on a clone of the plan and on a
@@ -545,7 +570,7 @@ fn refused_configurations_name_an_existing_field() {
     let inputs = Inputs::default();
     check(
         "refused_configurations_name_an_existing_field",
-        300,
+        3_000,
         config_case(),
         &inputs,
         |case| {

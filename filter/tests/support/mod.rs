@@ -764,7 +764,12 @@ fn odd_key() -> impl Strategy<Value = String> {
         "default", "when", "keys", "region", "version", "equals", "present", "x", "", "a.b",
         "c[0]",
     ];
-    prop::sample::select(pool).prop_map(str::to_string)
+    // Version names too: an extra entry in a weights map names a version, often one that is
+    // not declared or is the default.
+    prop_oneof![
+        prop::sample::select(pool).prop_map(str::to_string),
+        pick(VERSION_NAMES),
+    ]
 }
 
 /// One change to a document.
