@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean
+.PHONY: help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-host-calls  the price of each kind of proxy-wasm host call in Envoy's V8 (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
+	@echo "make fuzz   the property tests of the core and of explain at full count (FUZZ_CASES per property, FUZZ_SEED)"
 
 ## Installs ---------------------------------------------------------------------------------
 
@@ -90,6 +91,26 @@ e2e: envoy prometheus wasm
 	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e
+
+## Fuzzing ----------------------------------------------------------------------------------
+
+# The property tests (filter/tests/properties.rs, control/tests/explain_properties.rs) with
+# FUZZ_CASES cases of each property instead of the few hundred `make test` runs, from seed
+# FUZZ_SEED (the same default as `make test`; another seed draws other inputs). Built with the
+# `fuzz` profile (Cargo.toml): release's optimization, with unwinding and overflow checks.
+# A failure prints the shrunk input and the seed and count that reproduce it.
+FUZZ_CASES ?= 500000
+FUZZ_SEED  ?= 20251126
+FUZZ_LOG   := target/fuzz.log
+
+fuzz:
+	@mkdir -p target
+	set -o pipefail; export CANARY_FUZZ_CASES=$(FUZZ_CASES) CANARY_FUZZ_SEED=$(FUZZ_SEED); \
+	  { cargo test --profile fuzz -p canary-filter --test properties -- --show-output \
+	    && cargo test --profile fuzz -p canary-control --test explain_properties -- --show-output; \
+	  } 2>&1 | tee $(FUZZ_LOG)
+	@grep '^fuzz: ' $(FUZZ_LOG)
+	@grep -o '[0-9]* inputs' $(FUZZ_LOG) | awk '{ n += $$1 } END { print "fuzz: " n " generated inputs in all" }'
 
 ## Benchmarks -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use anyhow::{anyhow, Result};
 use canary_filter::config::KeySource;
 use canary_filter::cookie::find_cookie;
 use canary_filter::decision::RequestDescription;
@@ -29,6 +30,29 @@ pub struct Explanation {
     pub bucket: Option<u32>,
     /// For a random bucket: each version's chance, in percent.
     pub chances: Option<BTreeMap<String, f64>>,
+}
+
+/// The request `canaryctl explain` is asked about, as Envoy would hold it: each `-H "name:
+/// value"` in order, then the `--cookie name=value` pairs in one `cookie` header. Names are
+/// lower-cased (by [`RequestDescription::header`]) and values lose the spaces and tabs around
+/// them, as Envoy's codecs drop them; a pseudo-header (`:authority: example.com`) is split at
+/// the colon after its name.
+pub fn describe_request(headers: &[String], cookies: &[String]) -> Result<RequestDescription> {
+    let mut request = RequestDescription::default();
+    for header in headers {
+        let name_start = usize::from(header.starts_with(':'));
+        let colon = header
+            .get(name_start..)
+            .and_then(|rest| rest.find(':'))
+            .ok_or_else(|| anyhow!("-H takes \"name: value\", got {header:?}"))?;
+        let (name, value) = header.split_at(name_start + colon);
+        let value = value.get(1..).unwrap_or_default();
+        request = request.header(name.trim(), value.trim_matches([' ', '\t']));
+    }
+    if !cookies.is_empty() {
+        request = request.header("cookie", cookies.join("; "));
+    }
+    Ok(request)
 }
 
 /// Explains `request` under `config`.

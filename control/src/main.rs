@@ -18,7 +18,6 @@ use canary_control::push::{Applied, Pusher};
 use canary_control::rollout::{End, OnInterrupt, Rollout};
 use canary_control::source::Source;
 use canary_control::{edit, explain, movement, status};
-use canary_filter::decision::RequestDescription;
 use canary_filter::{CanaryConfig, RoutingPlan};
 use clap::{Args, Parser, Subcommand};
 
@@ -523,16 +522,7 @@ fn config_from(config: Option<PathBuf>, ecds_file: Option<PathBuf>) -> Result<Ca
 fn run_explain(args: ExplainArgs) -> Result<()> {
     let config = config_from(args.config, args.ecds)?;
     let plan = RoutingPlan::try_from(&config).map_err(|err| anyhow!("{err}"))?;
-    let mut request = RequestDescription::default();
-    for header in &args.headers {
-        let (name, value) = header
-            .split_once(':')
-            .ok_or_else(|| anyhow!("-H takes \"name: value\", got {header:?}"))?;
-        request = request.header(name.trim(), value.trim_start());
-    }
-    if !args.cookies.is_empty() {
-        request = request.header("cookie", args.cookies.join("; "));
-    }
+    let mut request = explain::describe_request(&args.headers, &args.cookies)?;
     if let Some(region) = &args.region {
         let Some(spec) = &config.region else {
             bail!("--region: the configuration has no `region` header; use --proxy-region for the proxy's locality");

@@ -3,8 +3,11 @@
 //! compiles it into the form the per-request path uses.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
 
 use crate::ConfigError;
 
@@ -14,9 +17,11 @@ pub const DEFAULT_ROUTE_HEADER: &str = "x-canary-cluster";
 pub const DEFAULT_VERSION_HEADER: &str = "x-canary-version";
 
 /// The whole plugin configuration. Unknown fields are refused at every level: a typo must not
-/// silently disable a rule.
+/// silently disable a rule. So is a key given twice in one object, struct field or weights
+/// entry alike: with the last one silently winning, a pasted `"canary": 50` below a reviewed
+/// `"canary": 5` would go unnoticed. Each object is read as an object only (`objects_only!`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct CanaryConfig {
     /// The versions of the upstream service, 2 to 16. The order matters: non-default versions
     /// take consecutive bucket ranges in this order.
@@ -25,7 +30,7 @@ pub struct CanaryConfig {
     /// contract cannot place otherwise.
     pub default: String,
     /// Percent of traffic per non-default version (0 to 100, resolution 0.01, sum at most 100).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_weights")]
     pub weights: BTreeMap<String, f64>,
     /// Where the sticky key comes from. Left out: every request draws a random bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,7 +59,7 @@ fn default_version_header() -> String {
 
 /// One version of the upstream service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct VersionSpec {
     /// Name used in weights, rules, metrics labels and the version header
     /// (letters, digits, `_` and `-`, at most 64).
@@ -65,7 +70,7 @@ pub struct VersionSpec {
 
 /// How a request's sticky key is found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct StickySpec {
     /// Sources tried in order; the first present and non-empty value is the key.
     pub keys: Vec<KeySource>,
@@ -78,8 +83,13 @@ pub struct StickySpec {
 }
 
 /// One place a sticky key may be read from: exactly one of `header` or `cookie`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
+///
+/// Written as `{"header": "x-user-id"}`. Read as an object with two optional fields rather
+/// than as an enum: serde's enum reading takes the first key as the variant and then expects
+/// the object to end, so an extra key beside it (`"seed"`) was reported at the variant's path
+/// with "expected value", and both or neither of the two keys had no message of their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeySource {
     /// A request header (name is case-insensitive).
     Header(String),
@@ -87,8 +97,51 @@ pub enum KeySource {
     Cookie(String),
 }
 
-/// What a request gets when none of the sticky keys is present.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// A sticky key source as written, before exactly one of its two fields is insisted on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySourceFields {
+    #[serde(default)]
+    header: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for KeySource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(KeySourceVisitor)
+    }
+}
+
+struct KeySourceVisitor;
+
+impl<'de> Visitor<'de> for KeySourceVisitor {
+    type Value = KeySource;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object with a `header` or a `cookie`")
+    }
+
+    // Both-or-neither is refused here, inside the object's own reading, rather than by a
+    // conversion after it (serde's `try_from`): serde_json positions an error at the
+    // innermost object or array still being read, and after the conversion that is the
+    // `keys` list, whose path does not say which source is wrong.
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let fields = KeySourceFields::deserialize(de::value::MapAccessDeserializer::new(map))?;
+        match (fields.header, fields.cookie) {
+            (Some(header), None) => Ok(KeySource::Header(header)),
+            (None, Some(cookie)) => Ok(KeySource::Cookie(cookie)),
+            (Some(_), Some(_)) => Err(de::Error::custom(
+                "give one of `header` and `cookie`, not both",
+            )),
+            (None, None) => Err(de::Error::custom("give one of `header` and `cookie`")),
+        }
+    }
+}
+
+/// What a request gets when none of the sticky keys is present. Read from its name only:
+/// serde's enum reading would also take `{"default": null}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WhenMissing {
     /// A random bucket per request, so keyless traffic is still split by the weights.
@@ -98,9 +151,33 @@ pub enum WhenMissing {
     Default,
 }
 
+impl<'de> Deserialize<'de> for WhenMissing {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(WhenMissingVisitor)
+    }
+}
+
+struct WhenMissingVisitor;
+
+impl Visitor<'_> for WhenMissingVisitor {
+    type Value = WhenMissing;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("`random` or `default`")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Self::Value, E> {
+        match name {
+            "random" => Ok(WhenMissing::Random),
+            "default" => Ok(WhenMissing::Default),
+            _ => Err(E::unknown_variant(name, &["random", "default"])),
+        }
+    }
+}
+
 /// Where the request's region comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RegionSpec {
     /// Request header naming the region. When the request lacks it, the proxy's own locality
     /// (`node.locality.region` in the Envoy bootstrap) is used.
@@ -109,7 +186,7 @@ pub struct RegionSpec {
 
 /// One routing rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RuleSpec {
     /// Unique name; it becomes the `rule` label of the metrics.
     pub name: String,
@@ -120,13 +197,17 @@ pub struct RuleSpec {
     pub version: Option<String>,
     /// Split matching requests by these weights (same key, seed and bucket ranges as the
     /// top-level split). Exactly one of `version` and `weights`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_rule_weights"
+    )]
     pub weights: Option<BTreeMap<String, f64>>,
 }
 
 /// The conditions of a rule. At least one must be given.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct WhenSpec {
     /// A request header condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +223,7 @@ pub struct WhenSpec {
 /// A condition on one header or cookie: `name` plus exactly one of `equals`, `prefix`,
 /// `present: true`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct MatchSpec {
     /// Header name (case-insensitive) or cookie name (case-sensitive).
     pub name: String,
@@ -157,12 +238,118 @@ pub struct MatchSpec {
     pub present: Option<bool>,
 }
 
+/// Reads a struct of the configuration from a JSON object only. serde's derived reading also
+/// takes a list of the field values in declaration order (serde issue 1587), so that
+/// `"region": ["x-region"]` was read as `{"header": "x-region"}`, and an error in such a list
+/// named fields the document does not have. Each struct is derived with `remote = "Self"`,
+/// which makes the derived reading and writing inherent functions; the trait impls here call
+/// them, the reading through a map only. So read through the trait (`from_json`,
+/// `serde_json::from_value`, `<T as Deserialize>::deserialize`): `T::deserialize` names the
+/// inherent function.
+macro_rules! objects_only {
+    ($($name:ident),* $(,)?) => {$(
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_map(ObjectVisitor::<$name>(std::marker::PhantomData))
+            }
+        }
+
+        impl<'de> FromObject<'de> for $name {
+            fn from_object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+                $name::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                $name::serialize(self, serializer)
+            }
+        }
+    )*};
+}
+
+objects_only!(
+    CanaryConfig,
+    VersionSpec,
+    StickySpec,
+    RegionSpec,
+    RuleSpec,
+    WhenSpec,
+    MatchSpec,
+);
+
+/// A struct read from the entries of a JSON object.
+trait FromObject<'de>: Sized {
+    fn from_object<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
+}
+
+struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: FromObject<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("an object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::from_object(map)
+    }
+}
+
+/// A weights map that refuses a version named twice. serde's own map reading (and
+/// `serde_json`'s) keeps the last value of a repeated key.
+struct UniqueWeights(BTreeMap<String, f64>);
+
+impl<'de> Deserialize<'de> for UniqueWeights {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(UniqueWeightsVisitor)
+    }
+}
+
+struct UniqueWeightsVisitor;
+
+impl<'de> Visitor<'de> for UniqueWeightsVisitor {
+    type Value = UniqueWeights;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a map from version names to percents")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut weights = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            // Refused before its value is read: serde_json then reports the position just past
+            // the repeated key, and the field path found there is that key's.
+            if weights.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("duplicate key {name:?}")));
+            }
+            let percent = map.next_value()?;
+            weights.insert(name, percent);
+        }
+        Ok(UniqueWeights(weights))
+    }
+}
+
+fn unique_weights<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, f64>, D::Error> {
+    UniqueWeights::deserialize(deserializer).map(|weights| weights.0)
+}
+
+/// A rule's weights: `null` still means none given, as for the other optional fields.
+fn unique_rule_weights<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, f64>>, D::Error> {
+    Option::<UniqueWeights>::deserialize(deserializer).map(|weights| weights.map(|w| w.0))
+}
+
 impl CanaryConfig {
     /// Parses the JSON document. Only syntax and shape are checked here; the error names the
     /// path of the offending field. See [`crate::plan::RoutingPlan`] for the rules.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let parsed = Self::deserialize(&mut de)
+        let parsed = <Self as Deserialize>::deserialize(&mut de)
             .and_then(|parsed| de.end().map(|()| parsed))
             .map_err(|err| json_error(bytes, &err))?;
         Ok(parsed)
@@ -174,7 +361,17 @@ impl CanaryConfig {
 /// (`serde_path_to_error`) wraps every deserializer and visitor and cost about 45 KiB of the
 /// `.wasm`; this runs only when a configuration is refused.
 fn json_error(text: &[u8], err: &serde_json::Error) -> ConfigError {
-    let offset = offset_of(text, err.line(), err.column());
+    let mut offset = offset_of(text, err.line(), err.column());
+    // A syntax error is reported just past the byte serde_json stopped at, a wrong type or a
+    // bad value at it. When that byte opens an object or a list (`"when_missing": []`), the
+    // value at fault is that object or list, not a first element inside it.
+    let at_fault_opens = offset
+        .checked_sub(1)
+        .and_then(|last| text.get(last))
+        .is_some_and(|byte| *byte == b'[' || *byte == b'{');
+    if at_fault_opens && matches!(err.classify(), Category::Syntax | Category::Eof) {
+        offset -= 1;
+    }
     let reason = err.to_string();
     // A missing field is reported just past the object that lacks it, so the path found there
     // is the object's own.
@@ -240,8 +437,7 @@ fn json_path_at(text: &[u8], offset: usize) -> String {
                 }
                 if let Some(Frame::Object { key, expecting_key }) = stack.last_mut() {
                     if *expecting_key {
-                        let name = text.get(start..end).unwrap_or_default();
-                        *key = Some(String::from_utf8_lossy(name).into_owned());
+                        *key = Some(key_name(text, start, end));
                         *expecting_key = false;
                     }
                 }
@@ -283,4 +479,15 @@ fn json_path_at(text: &[u8], offset: usize) -> String {
         }
     }
     path
+}
+
+/// The name of the key written between the quotes at `start - 1` and `end`, its escapes
+/// (`\u0063anary`) decoded as a JSON reader decodes them, so the path names the field the
+/// message names. A key cut short by the error is given as written.
+fn key_name(text: &[u8], start: usize, end: usize) -> String {
+    let quoted = text.get(start.saturating_sub(1)..end.saturating_add(1));
+    if let Some(Ok(name)) = quoted.map(serde_json::from_slice::<String>) {
+        return name;
+    }
+    String::from_utf8_lossy(text.get(start..end).unwrap_or_default()).into_owned()
 }

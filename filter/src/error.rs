@@ -6,7 +6,7 @@ use thiserror::Error;
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ConfigError {
-    /// Not JSON, a wrong type, a missing or an unknown field.
+    /// Not JSON, a wrong type, a missing or an unknown field, a key given twice.
     #[error("{field}: {reason}")]
     Json { field: String, reason: String },
     /// Fewer than 2 or more than 16 versions.
@@ -54,4 +54,30 @@ pub enum ConfigError {
     /// `route_header` and `version_header` naming the same header.
     #[error("version_header: must differ from route_header ({value:?})")]
     SameHeader { value: String },
+}
+
+impl ConfigError {
+    /// The path of the field the error is about, as its message starts (`rules[2].weights`),
+    /// or `(document)` for the document as a whole. A missing field is reported at the object
+    /// that lacks it.
+    pub fn field(&self) -> &str {
+        match self {
+            ConfigError::Json { field, .. }
+            | ConfigError::BadName { field, .. }
+            | ConfigError::ReservedName { field, .. }
+            | ConfigError::Duplicate { field, .. }
+            | ConfigError::Empty { field }
+            | ConfigError::UnknownVersion { field, .. }
+            | ConfigError::WeightOfDefault { field }
+            | ConfigError::WeightRange { field, .. }
+            | ConfigError::WeightResolution { field, .. }
+            | ConfigError::WeightSum { field, .. }
+            | ConfigError::RuleAction { field }
+            | ConfigError::EmptyWhen { field }
+            | ConfigError::MatchKind { field }
+            | ConfigError::BadHeaderName { field, .. } => field,
+            ConfigError::VersionCount { .. } => "versions",
+            ConfigError::SameHeader { .. } => "version_header",
+        }
+    }
 }

@@ -25,10 +25,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
-use crate::decision::RequestView;
-use crate::header_pairs::find_header;
+use crate::header_pairs::HeaderMapRequest;
 use crate::metrics::{self, CODE_CLASSES};
-use crate::plan::{HeaderSlot, RoutingPlan};
+use crate::plan::RoutingPlan;
 
 /// How often counter increments summed in the module are handed to Envoy. Envoy's own stats
 /// flush (1 s in the shipped bootstrap, 5 s by default) and Prometheus scrapes are slower, so
@@ -250,12 +249,12 @@ impl HttpContext for CanaryStream {
             return Action::Continue;
         };
         let plan = &active.plan;
-        let mut request = HostRequest {
-            headers: None,
-            names: plan.header_names(),
-            proxy_region: active.proxy_region.as_deref(),
-            random: &self.random,
-        };
+        let mut request = HeaderMapRequest::new(
+            plan,
+            || header_map_pairs(MapType::HttpRequestHeaders),
+            active.proxy_region.as_deref(),
+            &self.random,
+        );
         let decision = plan.decide(&mut request);
         let Some(version) = plan.versions().get(decision.version) else {
             // The decision only names declared versions (the properties check it); should it
@@ -320,42 +319,6 @@ fn remove_header(name: &str) {
 fn set_header(map: MapType, name: &str, value: &str) {
     if hostcalls::set_map_value(map, name, Some(value)).is_err() {
         warn!("could not set header {name}");
-    }
-}
-
-/// The request as the decision sees it. The whole header map is fetched in one host call the
-/// first time the decision reads a header (a plan without rules and keys never does), and each
-/// header is then looked up in that buffer.
-struct HostRequest<'a> {
-    /// The request headers as the host serialized them (see [`crate::header_pairs`]).
-    headers: Option<Vec<u8>>,
-    names: &'a [String],
-    proxy_region: Option<&'a [u8]>,
-    random: &'a Cell<u64>,
-}
-
-impl RequestView for HostRequest<'_> {
-    fn header(&mut self, slot: HeaderSlot) -> Option<&[u8]> {
-        let name = self.names.get(slot)?;
-        let headers = self
-            .headers
-            .get_or_insert_with(|| header_map_pairs(MapType::HttpRequestHeaders));
-        find_header(headers, name.as_bytes())
-    }
-
-    fn proxy_region(&self) -> Option<&[u8]> {
-        self.proxy_region
-    }
-
-    fn random(&mut self) -> u32 {
-        // splitmix64: a few arithmetic steps per keyless request. The buckets need spread, not
-        // secrecy, and pulling in a random-number crate would add to every module's size.
-        let state = self.random.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.random.set(state);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 32) as u32
     }
 }
 

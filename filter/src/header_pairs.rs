@@ -8,6 +8,15 @@
 //! `u32` value length per pair, then each key and each value followed by a NUL byte, in order.
 //! A buffer that does not follow it is treated as holding no headers: a request is never
 //! refused, or the VM crashed, over what the host handed over.
+//!
+//! [`HeaderMapRequest`] is the request the filter decides on in Envoy: everything but the host
+//! call that fetches the buffer, which the glue hands it as a closure. The tests run the
+//! filter's exact per-request path natively by handing it a buffer instead.
+
+use std::cell::Cell;
+
+use crate::decision::RequestView;
+use crate::plan::{HeaderSlot, RoutingPlan};
 
 /// The value of the first header named `name` (Envoy keeps header names in lower case, and so
 /// does the plan), or `None` if there is none or the buffer is malformed.
@@ -35,12 +44,80 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(word.try_into().ok()?))
 }
 
+/// A request as the filter sees it: the whole header map, serialized by the host, fetched by
+/// `fetch` the first time the decision reads a header (a plan without rules and keys never
+/// does) and each header then looked up in that buffer with [`find_header`].
+pub struct HeaderMapRequest<'a, F, B> {
+    fetch: F,
+    /// The buffer once fetched.
+    headers: Option<B>,
+    /// The plan's header names, by [`HeaderSlot`].
+    names: &'a [String],
+    proxy_region: Option<&'a [u8]>,
+    /// splitmix64 state, shared by every request of a worker.
+    random: &'a Cell<u64>,
+}
+
+impl<'a, F, B> HeaderMapRequest<'a, F, B>
+where
+    F: FnMut() -> B,
+    B: AsRef<[u8]>,
+{
+    /// A request whose header map `fetch` returns, for `plan`. `random` is the state of the
+    /// keyless requests' random draws: any value but zero, carried from request to request.
+    pub fn new(
+        plan: &'a RoutingPlan,
+        fetch: F,
+        proxy_region: Option<&'a [u8]>,
+        random: &'a Cell<u64>,
+    ) -> Self {
+        HeaderMapRequest {
+            fetch,
+            headers: None,
+            names: plan.header_names(),
+            proxy_region,
+            random,
+        }
+    }
+}
+
+impl<F, B> RequestView for HeaderMapRequest<'_, F, B>
+where
+    F: FnMut() -> B,
+    B: AsRef<[u8]>,
+{
+    fn header(&mut self, slot: HeaderSlot) -> Option<&[u8]> {
+        let name = self.names.get(slot)?;
+        let headers: &B = self.headers.get_or_insert_with(&mut self.fetch);
+        find_header(headers.as_ref(), name.as_bytes())
+    }
+
+    fn proxy_region(&self) -> Option<&[u8]> {
+        self.proxy_region
+    }
+
+    fn random(&mut self) -> u32 {
+        // splitmix64: a few arithmetic steps per keyless request. The buckets need spread, not
+        // secrecy, and pulling in a random-number crate would add to every module's size.
+        let state = self.random.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.random.set(state);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ((z ^ (z >> 31)) >> 32) as u32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    use super::find_header;
+    use std::cell::Cell;
+
+    use super::{find_header, HeaderMapRequest};
+    use crate::decision::RequestView;
+    use crate::RoutingPlan;
 
     /// Serializes pairs the way a proxy-wasm host does.
     fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
@@ -95,5 +172,68 @@ mod tests {
         huge_length[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(find_header(&huge_length, b"x-user-id"), None);
         assert_eq!(find_header(&[], b"x-user-id"), None);
+    }
+
+    fn plan(json: &str) -> RoutingPlan {
+        RoutingPlan::from_json(json.as_bytes()).unwrap()
+    }
+
+    const VERSIONS: &str = r#""versions": [{"name": "s", "cluster": "a"}, {"name": "c", "cluster": "b"}], "default": "s""#;
+
+    #[test]
+    fn the_header_map_is_fetched_once_and_only_when_read() {
+        let reads_headers = plan(&format!(
+            r#"{{{VERSIONS}, "sticky": {{"keys": [{{"header": "x-user-id"}}, {{"cookie": "uid"}}]}}}}"#
+        ));
+        let buffer = serialize(&[("cookie", b"uid=7"), ("x-user-id", b"u1")]);
+        let fetches = Cell::new(0);
+        let random = Cell::new(1);
+        let mut request = HeaderMapRequest::new(
+            &reads_headers,
+            || {
+                fetches.set(fetches.get() + 1);
+                buffer.as_slice()
+            },
+            None,
+            &random,
+        );
+        assert_eq!(fetches.get(), 0);
+        assert_eq!(request.header(0), Some(&b"u1"[..]));
+        assert_eq!(request.header(1), Some(&b"uid=7"[..]));
+        assert_eq!(request.header(0), Some(&b"u1"[..]));
+        assert_eq!(request.header(2), None, "no such slot");
+        assert_eq!(fetches.get(), 1);
+
+        let reads_none = plan(&format!(r#"{{{VERSIONS}, "weights": {{"c": 50}}}}"#));
+        let mut request = HeaderMapRequest::new(
+            &reads_none,
+            || {
+                fetches.set(fetches.get() + 1);
+                buffer.as_slice()
+            },
+            Some(b"eu".as_slice()),
+            &random,
+        );
+        reads_none.decide(&mut request);
+        assert_eq!(request.proxy_region(), Some(&b"eu"[..]));
+        assert_eq!(
+            fetches.get(),
+            1,
+            "a plan that reads no header fetched the map"
+        );
+    }
+
+    /// The draws are splitmix64's (Vigna's reference outputs from state 0, high 32 bits), and
+    /// the state carries from one request to the next through the shared cell.
+    #[test]
+    fn random_draws_follow_splitmix64() {
+        let plan = plan(&format!("{{{VERSIONS}}}"));
+        let state = Cell::new(0);
+        let mut first = HeaderMapRequest::new(&plan, Vec::<u8>::new, None, &state);
+        assert_eq!(first.random(), 0xe220_a839);
+        assert_eq!(first.random(), 0x6e78_9e6a);
+        let mut second = HeaderMapRequest::new(&plan, Vec::<u8>::new, None, &state);
+        assert_eq!(second.random(), 0x06c4_5d18);
+        assert_eq!(second.random(), 0xf88b_b8a8);
     }
 }

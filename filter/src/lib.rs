@@ -5,7 +5,8 @@
 //! - [`plan`]: its validation and compilation into a [`RoutingPlan`];
 //! - [`bucket`]: the murmur3 bucket and the weight ranges;
 //! - [`cookie`]: reading one cookie out of a `cookie` header;
-//! - [`header_pairs`]: reading one header out of a header map serialized by the host;
+//! - [`header_pairs`]: reading one header out of a header map serialized by the host, and the
+//!   request the filter decides on ([`header_pairs::HeaderMapRequest`]), all but its host call;
 //! - [`decision`]: the per-request decision over a [`RequestView`];
 //! - [`metrics`]: the names of the per-version metrics.
 //!

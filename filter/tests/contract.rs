@@ -849,7 +849,7 @@ fn shape_errors_name_the_exact_path() {
         (with(r#""sticky": {"seed": 1}"#), "sticky: missing field `keys`"),
         (
             with(r#""sticky": {"keys": [{"header": "x"}, {"heder": "x"}]}"#),
-            "sticky.keys[1].heder: unknown variant `heder`",
+            "sticky.keys[1].heder: unknown field `heder`",
         ),
         (
             with(r#""sticky": {"keys": [{"header": 5}]}"#),
@@ -896,6 +896,66 @@ fn shape_errors_name_the_exact_path() {
             r#"{"versions": 5, "default": "s"}"#.to_string(),
             "versions: invalid type: integer `5`",
         ),
+        // A list where a value should be is the value at fault, not its first element.
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "when_missing": []}"#),
+            "sticky.when_missing: invalid type: sequence",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "seed": [1]}"#),
+            "sticky.seed: invalid type: sequence",
+        ),
+        (
+            with(r#""rules": [{"name": "a", "when": {"region": [[]]}, "version": "canary"}]"#),
+            "rules[0].when.region[0]: invalid type: sequence",
+        ),
+        (
+            format!("{{{base}, \"rules\": ["),
+            "rules: EOF while parsing a list",
+        ),
+        (
+            format!("{{{base}, \"rules\": [{{"),
+            "rules[0]: EOF while parsing an object",
+        ),
+        // An object is written as an object: serde would also read a list of its field
+        // values in order, and a name for a unit variant's map form.
+        (
+            with(r#""region": ["x-region"]"#),
+            "region: invalid type: sequence, expected an object",
+        ),
+        (
+            r#"{"versions": [["stable", "a"], ["canary", "b"]], "default": "stable"}"#.to_string(),
+            "versions[0]: invalid type: sequence, expected an object",
+        ),
+        (
+            with(r#""rules": [["r", {"region": ["eu"]}, "canary"]]"#),
+            "rules[0]: invalid type: sequence, expected an object",
+        ),
+        (
+            with(r#""sticky": [[{"header": "x"}]]"#),
+            "sticky: invalid type: sequence, expected an object",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "when_missing": {"default": null}}"#),
+            "sticky.when_missing: invalid type: map, expected `random` or `default`",
+        ),
+        (
+            r#"[[{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}], "stable"]"#.to_string(),
+            "(document): invalid type: sequence, expected an object",
+        ),
+        // Keys written with escapes are named as the JSON reader reads them.
+        (
+            with(r#""\u0077eights": {"c\u0061nary": "5"}"#),
+            "weights.canary: invalid type: string",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "s\u0065ed": 1.5}"#),
+            "sticky.seed: invalid type: floating point",
+        ),
+        (
+            with(r#""w\u0069eghts": {}"#),
+            "wieghts: unknown field `wieghts`",
+        ),
     ];
     for (json, want) in table {
         let message = RoutingPlan::from_json(json.as_bytes())
@@ -907,4 +967,138 @@ fn shape_errors_name_the_exact_path() {
             "{message:?} should start with {want:?}\n{json}"
         );
     }
+}
+
+/// A key given twice is refused wherever it is, at the path of the second one: the weights
+/// maps (where the last value used to win silently) and every struct level.
+#[test]
+fn duplicate_keys_name_the_repeated_key() {
+    let base = r#""versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}], "default": "stable""#;
+    let with = |rest: &str| format!("{{{base}, {rest}}}");
+    let rule = |rest: &str| with(&format!(r#""rules": [{{"name": "r", {rest}}}]"#));
+    let table: Vec<(String, &str)> = vec![
+        (
+            with(r#""weights": {"canary": 5, "canary": 50}"#),
+            r#"weights.canary: duplicate key "canary""#,
+        ),
+        (
+            // Pretty-printed, and the repeated key not next to the first.
+            "{\n  \"versions\": [{\"name\": \"s\", \"cluster\": \"a\"}, {\"name\": \"c\", \"cluster\": \"b\"}, {\"name\": \"d\", \"cluster\": \"e\"}],\n  \"default\": \"s\",\n  \"weights\": {\n    \"c\": 5,\n    \"d\": 1,\n    \"c\": 5\n  }\n}".to_string(),
+            r#"weights.c: duplicate key "c""#,
+        ),
+        (
+            with(r#""weights": {"canary": 5, "c\u0061nary": 50}"#),
+            r#"weights.canary: duplicate key "canary""#,
+        ),
+        (
+            rule(r#""when": {"region": ["eu"]}, "weights": {"canary": 5, "canary": 50}"#),
+            r#"rules[0].weights.canary: duplicate key "canary""#,
+        ),
+        (
+            format!(r#"{{{base}, "default": "canary"}}"#),
+            "default: duplicate field `default`",
+        ),
+        (
+            with(r#""weights": {}, "weights": {"canary": 5}"#),
+            "weights: duplicate field `weights`",
+        ),
+        (
+            r#"{"versions": [{"name": "stable", "name": "canary", "cluster": "a"}, {"name": "c", "cluster": "b"}], "default": "stable"}"#.to_string(),
+            "versions[0].name: duplicate field `name`",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x"}], "seed": 1, "seed": 2}"#),
+            "sticky.seed: duplicate field `seed`",
+        ),
+        (
+            with(r#""sticky": {"keys": [{"header": "x", "header": "y"}]}"#),
+            "sticky.keys[0].header: duplicate field `header`",
+        ),
+        (
+            with(r#""region": {"header": "x", "header": "y"}"#),
+            "region.header: duplicate field `header`",
+        ),
+        (
+            rule(r#""when": {"region": ["eu"]}, "version": "canary", "version": "stable""#),
+            "rules[0].version: duplicate field `version`",
+        ),
+        (
+            rule(r#""when": {"region": ["eu"], "region": ["us"]}, "version": "canary""#),
+            "rules[0].when.region: duplicate field `region`",
+        ),
+        (
+            rule(r#""when": {"header": {"name": "x", "equals": "a", "equals": "b"}}, "version": "canary""#),
+            "rules[0].when.header.equals: duplicate field `equals`",
+        ),
+    ];
+    for (json, want) in table {
+        let message = RoutingPlan::from_json(json.as_bytes())
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with(want),
+            "{message:?} should start with {want:?}\n{json}"
+        );
+    }
+}
+
+/// A sticky key source is one of `{"header": ...}` and `{"cookie": ...}`: anything else is
+/// refused at the source, or at the extra key beside it.
+#[test]
+fn sticky_key_sources_name_the_exact_field() {
+    let base = r#""versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}], "default": "stable""#;
+    let keys = |keys: &str| format!(r#"{{{base}, "sticky": {{"keys": [{keys}]}}}}"#);
+    let table: Vec<(String, &str)> = vec![
+        (
+            keys(r#"{"header": "x-user-id", "seed": 1}"#),
+            "sticky.keys[0].seed: unknown field `seed`",
+        ),
+        (
+            keys(r#"{"header": "x-user-id"}, {"seed": 1, "cookie": "uid"}"#),
+            "sticky.keys[1].seed: unknown field `seed`",
+        ),
+        (
+            keys(r#"{"header": "x-user-id", "cookie": "uid"}"#),
+            "sticky.keys[0]: give one of `header` and `cookie`, not both",
+        ),
+        (
+            keys(r#"{"cookie": "uid"}, {}"#),
+            "sticky.keys[1]: give one of `header` and `cookie`",
+        ),
+        (
+            keys(r#"{"header": null}"#),
+            "sticky.keys[0]: give one of `header` and `cookie`",
+        ),
+        (
+            keys(r#""x-user-id""#),
+            "sticky.keys[0]: invalid type: string",
+        ),
+        (
+            keys(r#"{"cookie": 7}"#),
+            "sticky.keys[0].cookie: invalid type: integer `7`",
+        ),
+    ];
+    for (json, want) in table {
+        let message = RoutingPlan::from_json(json.as_bytes())
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with(want),
+            "{message:?} should start with {want:?}\n{json}"
+        );
+    }
+    // The written shape is unchanged: what canaryctl writes, the filter reads.
+    let plan = plan_min(r#""sticky": {"keys": [{"header": "X-User-Id"}, {"cookie": "uid"}]}"#);
+    assert_eq!(plan.header_names(), ["x-user-id", "cookie"]);
+    let config = canary_filter::CanaryConfig::from_json(
+        min_json(r#""sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "uid"}]}"#).as_bytes(),
+    )
+    .unwrap();
+    let written = serde_json::to_value(config.sticky.unwrap().keys).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!([{"header": "x-user-id"}, {"cookie": "uid"}])
+    );
 }
