@@ -35,16 +35,7 @@ pub fn request(
         }
         let response = response.await?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = Reply::header_list(response.headers());
         let mut received = response.into_body();
         let mut bytes = Vec::new();
         while let Some(chunk) = received.data().await {

@@ -50,6 +50,19 @@ impl Reply {
         self.header("x-upstream")
     }
 
+    /// A client library's header map as `(name, value)` pairs, values lossily decoded.
+    pub fn header_list(headers: &http::HeaderMap) -> Vec<(String, String)> {
+        headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_string(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Whether `bytes` hold a whole HTTP/1.1 response that says its length (Content-Length).
     pub fn is_complete(bytes: &[u8]) -> bool {
         let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") else {

@@ -353,16 +353,7 @@ impl Mesh {
         }
         let mut response = request.call()?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = Reply::header_list(response.headers());
         let body = response.body_mut().read_to_string()?;
         Ok(Reply {
             status,
