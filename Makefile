@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz
+.PHONY: istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -54,6 +54,16 @@ wrk:
 wasm-opt:
 	@command -v wasm-opt >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }
 
+# The OpenAPI schemas of Istio's CRDs as npm's @kubernetes-models/istio packages them (generated
+# from Istio's published CRDs), for the test that validates every resource `canaryctl istio`
+# renders. Node and npm are Debian's.
+ISTIO_MODELS  := .node/node_modules/@kubernetes-models/istio/package.json
+istio-schemas: $(ISTIO_MODELS)
+
+$(ISTIO_MODELS):
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npm install --silent --no-audit --no-fund --prefix .node @kubernetes-models/istio@3.0.1
+
 wasm-bindgen-runner:
 	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \
 	  echo "installing wasm-bindgen-cli $(WASM_BINDGEN_VERSION) (the runner of the wasm32 unit tests)"; \
@@ -87,7 +97,7 @@ wasm-test: toolchain wasm-bindgen-runner
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CARGO_BIN)/wasm-bindgen-test-runner \
 	  cargo test -p canary-filter --target wasm32-unknown-unknown
 
-e2e: envoy prometheus wasm
+e2e: envoy prometheus wasm istio-schemas
 	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e

@@ -1,7 +1,12 @@
 //! The Istio target: the resources a user applies. A `WasmPlugin` (extensions.istio.io
-//! v1alpha1) carrying the filter configuration as `pluginConfig`, `DestinationRule` subsets per
-//! version, and a `VirtualService` that routes on the filter's version header (Istio's clusters
-//! are its own, so the route header is not what routes there).
+//! v1alpha1) carrying the filter configuration as `pluginConfig`, an `EnvoyFilter` that removes
+//! client-sent routing headers in the same sidecars before any route is picked, `DestinationRule`
+//! subsets per version, and a `VirtualService` that routes on the filter's version header
+//! (Istio's clusters are its own, so the route header is not what routes there).
+//!
+//! The documents are written as JSON (a YAML stream of JSON documents, which `kubectl apply`
+//! reads): kubectl reads YAML 1.1, where a plain `yes`, `on` or `1:20` is not a string, and a
+//! YAML writer following 1.2 leaves those unquoted. JSON quotes every string.
 
 use anyhow::{bail, Result};
 use canary_filter::{CanaryConfig, RoutingPlan};
@@ -60,11 +65,16 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let mut spec = json!({
-        "selector": {"matchLabels": labels},
+        "selector": {"matchLabels": labels.clone()},
         "url": options.url,
         "phase": options.phase,
+        // Safe because of the EnvoyFilter below: a skipped or failed filter leaves no
+        // client-sent version header for the VirtualService to route on.
         "failStrategy": "FAIL_OPEN",
         "type": "HTTP",
+        // Outbound calls of the selected workloads only (the filter picks the version of the
+        // service they call).
+        "match": [{"mode": "CLIENT"}],
         "pluginConfig": serde_json::to_value(config)?,
     });
     if let Some(sha) = &options.sha256 {
@@ -78,6 +88,23 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         "kind": "WasmPlugin",
         "metadata": {"name": options.name, "namespace": options.namespace},
         "spec": spec,
+    });
+
+    let strip = json!({
+        "apiVersion": "networking.istio.io/v1alpha3",
+        "kind": "EnvoyFilter",
+        "metadata": {"name": format!("{}-strip-routing-headers", options.name), "namespace": options.namespace},
+        "spec": {
+            "workloadSelector": {"labels": labels},
+            "configPatches": [{
+                "applyTo": "NETWORK_FILTER",
+                "match": {
+                    "context": "SIDECAR_OUTBOUND",
+                    "listener": {"filterChain": {"filter": {"name": HCM_NAME}}},
+                },
+                "patch": {"operation": "MERGE", "value": strip_patch(&plan)},
+            }],
+        },
     });
 
     let subset = |name: &str| {
@@ -127,9 +154,35 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         "spec": {"hosts": [options.host], "http": routes},
     });
 
-    let docs: Result<Vec<String>> = [plugin, destination_rule, virtual_service]
+    let docs: Result<Vec<String>> = [plugin, strip, destination_rule, virtual_service]
         .iter()
-        .map(|doc| Ok(serde_yaml_ng::to_string(doc)?))
+        .map(|doc| Ok(serde_json::to_string_pretty(doc)? + "\n"))
         .collect();
     Ok(docs?.join("---\n"))
+}
+
+/// Envoy's name of the HTTP connection manager, which the EnvoyFilter patches.
+const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
+
+/// The connection manager fields that remove the plan's route and version headers before
+/// Envoy picks a route (`early_header_mutation_extensions`, as in `envoy/front.yaml`): merged
+/// into the sidecar's outbound connection managers by the EnvoyFilter, so the routing headers a
+/// client sent are gone even when the wasm filter is skipped or has failed.
+pub fn strip_patch(plan: &RoutingPlan) -> Value {
+    let mut removed = vec![json!({"remove": plan.route_header()})];
+    if let Some(version_header) = plan.version_header() {
+        removed.push(json!({"remove": version_header}));
+    }
+    json!({
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "early_header_mutation_extensions": [{
+                "name": "envoy.http.early_header_mutation.header_mutation",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+                    "mutations": removed,
+                },
+            }],
+        },
+    })
 }

@@ -17,6 +17,14 @@ use canary_filter::{CanaryConfig, RoutingPlan};
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 const GOLDEN: &str = "tests/golden/istio.yaml";
 
+/// The rendered documents, parsed.
+fn documents(rendered: &str) -> Vec<serde_json::Value> {
+    rendered
+        .split("---\n")
+        .map(|doc| serde_json::from_str(doc).unwrap())
+        .collect()
+}
+
 fn shipped_config() -> CanaryConfig {
     let ecds = std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/ecds/canary-filter.yaml"),
@@ -57,12 +65,8 @@ fn rendering_matches_the_golden_file() {
 #[test]
 fn the_resources_fit_together_and_the_plugin_config_is_valid() {
     let config = shipped_config();
-    let yaml = render(&config, &options()).unwrap();
-    let docs: Vec<serde_json::Value> = yaml
-        .split("---\n")
-        .map(|d| serde_yaml_ng::from_str(d).unwrap())
-        .collect();
-    assert_eq!(docs.len(), 3);
+    let docs = documents(&render(&config, &options()).unwrap());
+    assert_eq!(docs.len(), 4);
     let plugin = &docs[0];
     assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
     assert_eq!(plugin["kind"], "WasmPlugin");
@@ -74,6 +78,7 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
         assert_eq!(plugin["spec"][field], want);
     }
     assert_eq!(plugin["spec"]["selector"]["matchLabels"]["app"], "frontend");
+    assert_eq!(plugin["spec"]["match"][0]["mode"], "CLIENT");
     assert_eq!(plugin["spec"]["priority"], 10);
     let plugin_config = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
     let parsed = CanaryConfig::from_json(&plugin_config).unwrap();
@@ -83,7 +88,26 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
     );
     RoutingPlan::try_from(&parsed).unwrap();
 
-    let rule = &docs[1];
+    // The native removal of client-sent routing headers, in the same sidecars, before routing.
+    let strip = &docs[1];
+    assert_eq!(strip["kind"], "EnvoyFilter");
+    assert_eq!(
+        strip["spec"]["workloadSelector"]["labels"]["app"],
+        "frontend"
+    );
+    let patch = &strip["spec"]["configPatches"][0];
+    assert_eq!(patch["match"]["context"], "SIDECAR_OUTBOUND");
+    assert_eq!(patch["patch"]["operation"], "MERGE");
+    let removed: Vec<&str> = patch["patch"]["value"]["typed_config"]
+        ["early_header_mutation_extensions"][0]["typed_config"]["mutations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["remove"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, ["x-canary-cluster", "x-canary-version"]);
+
+    let rule = &docs[2];
     assert_eq!(rule["kind"], "DestinationRule");
     let subsets: Vec<(&str, &str)> = rule["spec"]["subsets"]
         .as_array()
@@ -98,7 +122,7 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
         .collect();
     assert_eq!(subsets, [("stable", "v1"), ("canary", "v2")]);
 
-    let service = &docs[2];
+    let service = &docs[3];
     assert_eq!(service["kind"], "VirtualService");
     let routes = service["spec"]["http"].as_array().unwrap();
     assert_eq!(
@@ -161,9 +185,18 @@ fn the_cli_prints_the_resources_and_says_when_kubectl_is_missing() {
         String::from_utf8_lossy(&output.stderr)
     );
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        text.contains("kind: WasmPlugin") && text.contains("kind: VirtualService"),
-        "{text}"
+    let kinds: Vec<String> = documents(&text)
+        .iter()
+        .map(|doc| doc["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "WasmPlugin",
+            "EnvoyFilter",
+            "DestinationRule",
+            "VirtualService"
+        ]
     );
     let output = Command::new(CANARYCTL)
         .args(args)
@@ -192,5 +225,100 @@ fn the_dockerfile_packages_only_the_wasm() {
             "FROM scratch",
             "COPY target/wasm32-wasip1/release/canary_filter.wasm ./plugin.wasm"
         ]
+    );
+}
+
+/// Values YAML 1.1 (which kubectl reads) would take for booleans, numbers or dates stay
+/// strings: the documents are JSON, where every string is quoted.
+#[test]
+fn ambiguous_strings_stay_strings() {
+    let mut config = shipped_config();
+    config.rules[0].when.header.as_mut().unwrap().equals = Some("yes".into());
+    let mut options = options();
+    options.label_values = vec![
+        ("stable".into(), "on".into()),
+        ("canary".into(), "1:20".into()),
+    ];
+    let rendered = render(&config, &options).unwrap();
+    for quoted in ["\"yes\"", "\"on\"", "\"1:20\""] {
+        assert!(
+            rendered.contains(quoted),
+            "{quoted} unquoted in\n{rendered}"
+        );
+    }
+    let docs = documents(&rendered);
+    let plugin_config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
+    let parsed = CanaryConfig::from_json(&plugin_config).unwrap();
+    assert_eq!(parsed, config);
+    assert_eq!(docs[2]["spec"]["subsets"][0]["labels"]["version"], "on");
+}
+
+/// Every rendered resource passes the OpenAPI schema of Istio's CRDs, as packaged in npm's
+/// `@kubernetes-models/istio` (generated from Istio's published CRDs; `make istio-schemas`
+/// installs it into .node/). Also a resource the schema must refuse, so the check can fail.
+#[test]
+fn the_resources_pass_istios_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let modules = root.join(".node/node_modules/@kubernetes-models/istio");
+    assert!(
+        modules.is_dir(),
+        "{} is missing: run `make istio-schemas` (npm install of @kubernetes-models/istio)",
+        modules.display()
+    );
+    let mut config = shipped_config();
+    config.rules[0].when.header.as_mut().unwrap().equals = Some("yes".into());
+    let mut with_yes = options();
+    with_yes.label_values = vec![("stable".into(), "on".into())];
+    let mut minimal = options();
+    minimal.sha256 = None;
+    minimal.priority = None;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (name, config, options) in [
+        ("shipped", shipped_config(), options()),
+        ("ambiguous", config, with_yes),
+        ("minimal", shipped_config(), minimal),
+    ] {
+        let path = dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, render(&config, &options).unwrap()).unwrap();
+        files.push(path);
+    }
+    // A WasmPlugin whose url is a number: the schema refuses it.
+    let broken = dir.path().join("broken.json");
+    std::fs::write(
+        &broken,
+        r#"{"apiVersion": "extensions.istio.io/v1alpha1", "kind": "WasmPlugin",
+            "metadata": {"name": "x"}, "spec": {"url": 3}}"#,
+    )
+    .unwrap();
+    let validate = |file: &Path| {
+        Command::new("node")
+            .arg(root.join("control/tests/istio-schemas.mjs"))
+            .arg(file)
+            .current_dir(&root)
+            .output()
+            .expect("node runs (Debian's nodejs; make istio-schemas installs it)")
+    };
+    for file in &files {
+        let output = validate(file);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{}: {stdout}{}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            stdout.lines().filter(|l| l.starts_with("valid ")).count(),
+            4,
+            "{stdout}"
+        );
+    }
+    let output = validate(&broken);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("spec/url must be string"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
     );
 }

@@ -84,6 +84,10 @@ pub struct Isolated {
     pub native_strip: bool,
     /// Whether the HTTP filter chain holds the canary filter, as shipped.
     pub wasm_filter: bool,
+    /// An EnvoyFilter-style `MERGE` patch of the connection manager (`{"typed_config": {…}}`,
+    /// as `canaryctl istio` renders one): its fields are merged into the front's connection
+    /// manager, lists appended, as Istio merges a patch into a sidecar's.
+    pub connection_manager_patch: Option<serde_json::Value>,
     /// The ECDS file's name (in the bootstrap too): Envoy parses a `.json` file as JSON and
     /// `.yaml`/`.yml` as YAML, and the file is written in that format.
     pub ecds_name: String,
@@ -97,6 +101,7 @@ impl Default for Isolated {
             failure_policy: None,
             native_strip: true,
             wasm_filter: true,
+            connection_manager_patch: None,
             ecds_name: SHIPPED_ECDS_NAME.to_string(),
         }
     }
@@ -507,7 +512,7 @@ pub fn render_front(
         None => String::new(),
     };
     text = replace_exactly(&text, &shipped_locality, &locality, 1)?;
-    if options.native_strip && options.wasm_filter {
+    if options.native_strip && options.wasm_filter && options.connection_manager_patch.is_none() {
         return Ok(text);
     }
     // Structural edits on the parsed bootstrap (its comments are lost, nothing else).
@@ -518,6 +523,21 @@ pub fn render_front(
         .ok_or("the front bootstrap has no connection manager where expected")?;
     if !options.native_strip && manager.remove("early_header_mutation_extensions").is_none() {
         return Err("the front bootstrap has no early_header_mutation_extensions".into());
+    }
+    if let Some(patch) = &options.connection_manager_patch {
+        let fields = patch["typed_config"]
+            .as_object()
+            .ok_or("a connection manager patch holds typed_config")?;
+        for (name, value) in fields.iter().filter(|(name, _)| *name != "@type") {
+            match (manager.get_mut(name), value) {
+                (Some(serde_json::Value::Array(have)), serde_json::Value::Array(more)) => {
+                    have.extend(more.iter().cloned());
+                }
+                _ => {
+                    manager.insert(name.clone(), value.clone());
+                }
+            }
+        }
     }
     if !options.wasm_filter {
         let filters = manager

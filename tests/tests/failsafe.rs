@@ -328,3 +328,26 @@ fn with_neither_layer_the_client_picks_the_cluster() {
         tally.sent
     );
 }
+
+/// The removal `canaryctl istio` renders for sidecars (an EnvoyFilter merging
+/// `early_header_mutation_extensions` into the connection manager), merged into the front in
+/// place of its own: with a module that traps on every request, no spoofed request reaches the
+/// client's cluster. (Istio itself cannot run here; this is the patch's content in Envoy 1.40.)
+#[test]
+fn the_removal_rendered_for_istio_protects_a_failed_filter() {
+    let config = two_versions(50.0, 0);
+    let plan = canary_filter::RoutingPlan::from_json(config.as_bytes()).unwrap();
+    let options = Isolated {
+        wasm: Some(trap_wasm().unwrap_or_else(|err| panic!("{err}"))),
+        failure_policy: Some("FAIL_OPEN".to_string()),
+        native_strip: false,
+        connection_manager_patch: Some(canary_control::istio::strip_patch(&plan)),
+        ..Isolated::default()
+    };
+    let mesh = isolated(&config, options);
+    let tally = spoof(&mesh, |_| "app-v1");
+    assert_eq!(tally.reached_spoofed, 0, "{tally:?}");
+    assert_eq!(tally.spoofed_version_seen, 0, "{tally:?}");
+    let refused = default_or_refused("FAIL_OPEN with the Istio removal", &tally);
+    assert!((1..=3).contains(&refused), "{tally:?}");
+}
