@@ -14,7 +14,7 @@ use canary_control::admin::{Admin, DEFAULT_ADMIN};
 use canary_control::ecds::{self, EcdsFile, Update};
 use canary_control::istio::{self, IstioOptions};
 use canary_control::judge::JudgeSettings;
-use canary_control::push::{Applied, Pusher};
+use canary_control::push::{Applied, Pusher, DEFAULT_FLEET_TIMEOUT};
 use canary_control::rollout::{End, OnInterrupt, Rollout};
 use canary_control::source::Source;
 use canary_control::{edit, explain, movement, status};
@@ -158,10 +158,14 @@ impl Target {
 
 #[derive(Args, Clone)]
 struct Confirm {
-    /// Envoy admin endpoint to confirm the change with (accepted or rejected); without it,
-    /// canaryctl writes and does not wait.
-    #[arg(long, env = "CANARY_ADMIN")]
-    admin: Option<String>,
+    /// Envoy admin endpoint(s): the first confirms the change with its ECDS counters (accepted
+    /// or rejected), then every one must report running it; without any, canaryctl writes and
+    /// does not wait.
+    #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
+    admin: Vec<String>,
+    /// How long every Envoy given by --admin has to report running the change.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    fleet_timeout: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -458,6 +462,8 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
     let pusher = Pusher {
         file,
         admin: admins.first().cloned(),
+        fleet: admins,
+        fleet_timeout: DEFAULT_FLEET_TIMEOUT,
     };
     match rollout.run(&pusher, &source, &interrupted)? {
         End::Promoted(_) => Ok(()),
@@ -595,17 +601,28 @@ fn set(args: SetArgs) -> Result<()> {
 }
 
 fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
+    let fleet: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
     Pusher {
         file: target.file(),
-        admin: confirm.admin.as_deref().map(Admin::new),
+        admin: fleet.first().cloned(),
+        fleet,
+        fleet_timeout: confirm.fleet_timeout,
     }
 }
 
 fn report(pusher: &Pusher, applied: &Applied) {
     match applied {
-        Applied::Accepted(after) => {
+        Applied::Accepted(after, fleet) => {
             let base = pusher.admin.as_ref().map_or("", Admin::base);
             println!("Envoy at {base} accepted it ({} ms)", after.as_millis());
+            if let Some(fleet) = fleet {
+                println!(
+                    "{} of {} Envoys run it ({} ms)",
+                    fleet.running,
+                    fleet.total,
+                    fleet.after.as_millis()
+                );
+            }
         }
         Applied::Unconfirmed => println!(
             "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)"

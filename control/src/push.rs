@@ -8,7 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use canary_filter::metrics::{self, CONFIG_HASH, ENVOY_PREFIX};
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
@@ -17,12 +18,33 @@ use crate::ecds::{EcdsFile, Locked, Update};
 /// How long Envoy has to count a write as accepted or rejected.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the fleet has, by default, to report running a new configuration.
+pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The ECDS file, and the Envoy that watches it (if known).
 pub struct Pusher {
     /// The file.
     pub file: EcdsFile,
     /// Envoy's admin endpoint, to confirm with.
     pub admin: Option<Admin>,
+    /// Every Envoy that must end up running the change (the filter's `canary_config_hash`
+    /// gauge), the confirming one included; empty: the confirming Envoy's counters suffice.
+    pub fleet: Vec<Admin>,
+    /// How long the fleet has to report the new configuration.
+    pub fleet_timeout: Duration,
+}
+
+/// Which Envoys of the fleet run a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetReport {
+    /// Envoys that report the configuration.
+    pub running: usize,
+    /// Envoys asked.
+    pub total: usize,
+    /// How long until they all did (or until the timeout).
+    pub after: Duration,
+    /// The ones that did not, each with what it reported.
+    pub behind: Vec<String>,
 }
 
 /// Envoy's counters before a write.
@@ -41,8 +63,9 @@ pub enum Applied {
     NotWritten,
     /// Written; no admin endpoint to confirm with.
     Unconfirmed,
-    /// Envoy counted it as accepted after this long.
-    Accepted(Duration),
+    /// Envoy counted it as accepted after this long; with a fleet, every Envoy of it reports
+    /// running it.
+    Accepted(Duration, Option<FleetReport>),
 }
 
 impl Pusher {
@@ -117,6 +140,53 @@ impl Pusher {
         Ok((update, applied))
     }
 
+    /// Waits until every Envoy of the fleet publishes the hash of the configuration in
+    /// `ecds_bytes` (`canary_config_hash`), up to the fleet timeout. `None` without a fleet; an
+    /// error naming the Envoys left behind when the timeout passes first.
+    pub fn confirm_fleet(&self, ecds_bytes: &[u8]) -> Result<Option<FleetReport>> {
+        if self.fleet.is_empty() {
+            return Ok(None);
+        }
+        let snapshot = crate::ecds::parse_as(ecds_bytes, self.file.format()?)?;
+        let value = snapshot.doc["resources"][0]["typed_config"]["config"]["configuration"]
+            ["value"]
+            .as_str()
+            .context("the ECDS resource has no configuration value")?;
+        let want = u64::from(metrics::config_hash(value.as_bytes()));
+        let gauge = format!("{ENVOY_PREFIX}{CONFIG_HASH}");
+        let started = Instant::now();
+        loop {
+            let mut behind = Vec::new();
+            for admin in &self.fleet {
+                match admin.counter(&gauge) {
+                    Ok(Some(hash)) if hash == want => {}
+                    Ok(Some(hash)) => behind.push(format!("{} runs {hash:08x}", admin.base())),
+                    Ok(None) => behind.push(format!("{} has no {CONFIG_HASH}", admin.base())),
+                    Err(err) => behind.push(format!("{}: {err:#}", admin.base())),
+                }
+            }
+            let report = FleetReport {
+                running: self.fleet.len() - behind.len(),
+                total: self.fleet.len(),
+                after: started.elapsed(),
+                behind,
+            };
+            if report.behind.is_empty() {
+                return Ok(Some(report));
+            }
+            if started.elapsed() >= self.fleet_timeout {
+                bail!(
+                    "{} of {} Envoys run the new configuration ({want:08x}) after {}; not yet: {}",
+                    report.running,
+                    report.total,
+                    humantime::format_duration(self.fleet_timeout),
+                    report.behind.join("; ")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits (up to 5 s) for Envoy to count the write as accepted, rejected (`update_rejected`:
     /// the filter refused it) or failed (`update_failure`: the file could not be parsed into
     /// the resource); on either refusal puts the previous file back, under the same lock.
@@ -143,7 +213,16 @@ impl Pusher {
                 .unwrap_or(0)
                 > success
             {
-                return Ok(Applied::Accepted(started.elapsed()));
+                let accepted = started.elapsed();
+                let fleet = self.confirm_fleet(&update.after_bytes).with_context(|| {
+                    format!(
+                        "{} was written and Envoy at {} accepted it ({} ms), but",
+                        self.file.path().display(),
+                        admin.base(),
+                        accepted.as_millis()
+                    )
+                })?;
+                return Ok(Applied::Accepted(accepted, fleet));
             }
             if admin
                 .counter(&format!("{prefix}.update_rejected"))?

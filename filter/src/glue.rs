@@ -139,6 +139,7 @@ impl RootContext for CanaryRoot {
                 return false;
             }
         };
+        let config_hash = metrics::config_hash(&bytes);
         let metrics = match define_metrics(&plan) {
             Ok(metrics) => metrics,
             Err(name) => {
@@ -178,6 +179,12 @@ impl RootContext for CanaryRoot {
             metrics,
             proxy_region,
         }));
+        // Which configuration this proxy runs, for `canaryctl` to confirm a change fleet-wide.
+        let published = hostcalls::define_metric(MetricType::Gauge, metrics::CONFIG_HASH)
+            .and_then(|id| hostcalls::record_metric(id, u64::from(config_hash)));
+        if published.is_err() {
+            warn!("could not publish {}", metrics::CONFIG_HASH);
+        }
         if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
             warn!("could not start the counter flush timer");
         }

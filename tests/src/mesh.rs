@@ -124,6 +124,10 @@ pub enum Push {
 pub struct Mesh {
     // Field order is drop order: the front goes first, the temporary directory last.
     front: EnvoyProcess,
+    /// More front Envoys on the same bootstrap and ECDS file (a fleet), started on demand.
+    more_fronts: Vec<Option<EnvoyProcess>>,
+    /// The front bootstrap and its working directory (isolated layout).
+    front_start: Option<(PathBuf, PathBuf)>,
     upstreams: Option<EnvoyProcess>,
     /// How to start the upstreams again on the same ports: `(bootstrap, working directory)`.
     upstreams_restart: Option<(PathBuf, PathBuf)>,
@@ -186,6 +190,8 @@ impl Mesh {
                         None,
                     )?,
                     front,
+                    more_fronts: Vec::new(),
+                    front_start: None,
                     upstreams: Some(upstreams),
                     upstreams_restart: None,
                     writes: AtomicU64::new(0),
@@ -236,6 +242,8 @@ impl Mesh {
                 let listen = SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress")?));
                 Ok(Mesh {
                     front,
+                    more_fronts: Vec::new(),
+                    front_start: Some((front_yaml, path.to_path_buf())),
                     upstreams: Some(upstreams),
                     upstreams_restart: Some((restart_yaml, path.to_path_buf())),
                     listen,
@@ -261,6 +269,27 @@ impl Mesh {
     /// The front Envoy, mutably (to ask whether it still runs).
     pub fn front_mut(&mut self) -> &mut EnvoyProcess {
         &mut self.front
+    }
+
+    /// Starts one more front Envoy on the same bootstrap and ECDS file (its own ports), and
+    /// returns its admin endpoint (isolated layout only).
+    pub fn start_another_front(&mut self) -> Result<SocketAddr> {
+        let (yaml, dir) = self
+            .front_start
+            .as_ref()
+            .ok_or("only an isolated mesh can start more fronts")?;
+        let name = format!("front-{}", self.more_fronts.len() + 2);
+        let front = EnvoyProcess::start(&name, yaml, dir, dir)?;
+        let admin = front.admin();
+        self.more_fronts.push(Some(front));
+        Ok(admin)
+    }
+
+    /// Kills the `index`-th front started by [`Mesh::start_another_front`] (from 0), by PID.
+    pub fn stop_another_front(&mut self, index: usize) {
+        if let Some(front) = self.more_fronts.get_mut(index) {
+            *front = None;
+        }
     }
 
     /// The upstreams Envoy, unless it was stopped.
