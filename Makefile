@@ -144,7 +144,9 @@ bench-host-calls: envoy wrk wasm
 ## Demo -------------------------------------------------------------------------------------
 
 demo: envoy wasm
-	cargo run --quiet --release -p canary-e2e --bin canary-demo
+	@echo "building the demo driver (release build: a few minutes the first time, seconds after)"
+	cargo build --release -p canary-e2e --bin canary-demo
+	target/release/canary-demo
 
 clean:
 	cargo clean

@@ -167,8 +167,13 @@ impl EcdsFile {
     /// The file's metadata (through symlinks); anything but a regular file is refused before
     /// it is opened: opening a FIFO would wait for a writer forever.
     fn regular_file_metadata(&self) -> Result<fs::Metadata> {
-        let metadata = fs::metadata(&self.path)
-            .with_context(|| format!("cannot read the ECDS file {}", self.path.display()))?;
+        let metadata = fs::metadata(&self.path).with_context(|| {
+            format!(
+                "cannot read the ECDS file {} (name the file Envoy watches with --ecds or \
+                 CANARY_ECDS; the default is relative to the repository root)",
+                self.path.display()
+            )
+        })?;
         let file_type = metadata.file_type();
         let what = if file_type.is_file() {
             return Ok(metadata);

@@ -652,3 +652,28 @@ fn parse_as_follows_the_format() {
         assert!(Format::of(Path::new(name)).is_err(), "{name}");
     }
 }
+
+/// A missing ECDS file (canaryctl run outside the repository, say) is an error that says how
+/// to name the right one, and creates nothing.
+#[test]
+fn a_missing_ecds_file_names_the_flag_and_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("envoy/ecds/canary-filter.yaml");
+    let output = canaryctl(
+        &[
+            "set",
+            "--weight",
+            "canary=5",
+            "--ecds",
+            &missing.display().to_string(),
+        ],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("--ecds") && stderr.contains("CANARY_ECDS"),
+        "{stderr}"
+    );
+    assert!(listing(dir.path()).is_empty());
+}

@@ -226,6 +226,18 @@ fn the_dockerfile_packages_only_the_wasm() {
             "COPY target/wasm32-wasip1/release/canary_filter.wasm ./plugin.wasm"
         ]
     );
+    // The build context (the repository root) is the module alone: everything ignored but it.
+    let ignore =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dockerignore"))
+            .unwrap();
+    let patterns: Vec<&str> = ignore
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .collect();
+    assert_eq!(
+        patterns,
+        ["*", "!target/wasm32-wasip1/release/canary_filter.wasm"]
+    );
 }
 
 /// Values YAML 1.1 (which kubectl reads) would take for booleans, numbers or dates stay
