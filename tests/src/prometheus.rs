@@ -4,6 +4,7 @@
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus scraping `target` (an Envoy admin address) every second.
     pub fn start(target: SocketAddr) -> Result<Prometheus> {
+        Prometheus::start_with_rules(target, None)
+    }
+
+    /// As [`Prometheus::start`], evaluating the rules file `rules` every second.
+    pub fn start_with_rules(target: SocketAddr, rules: Option<&Path>) -> Result<Prometheus> {
         let binary = which("prometheus").ok_or(
             "prometheus not found on PATH: run `make prometheus` (it installs Debian's prometheus package)",
         )?;
@@ -28,10 +34,14 @@ impl Prometheus {
             .prefix("canary-prometheus-")
             .tempdir()?;
         let config = dir.path().join("prometheus.yml");
+        let rule_files = match rules {
+            Some(rules) => format!("rule_files:\n- {}\n", rules.display()),
+            None => String::new(),
+        };
         fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n\
                  - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: ['{target}']\n"
             ),
         )?;
@@ -88,6 +98,31 @@ impl Prometheus {
     /// `http://host:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The series an instant query returns, as their label sets (with `__name__` when the
+    /// series has one) and values; an error for a query Prometheus refuses.
+    pub fn query(&self, expr: &str) -> Result<Vec<(serde_json::Value, f64)>> {
+        let mut reply = http_agent(Duration::from_secs(10))
+            .get(&format!("{}/api/v1/query", self.url()))
+            .query("query", expr)
+            .call()?;
+        let body: serde_json::Value = serde_json::from_str(&reply.body_mut().read_to_string()?)?;
+        if body["status"] != "success" {
+            return Err(format!("Prometheus refused {expr:?}: {body}").into());
+        }
+        Ok(body["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|series| {
+                let value = series["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN);
+                (series["metric"].clone(), value)
+            })
+            .collect())
     }
 }
 
