@@ -635,42 +635,7 @@ fn apply(
 }
 
 fn preview(update: &Update) -> Result<String> {
-    let before = RoutingPlan::try_from(&update.before).map_err(|err| anyhow!("{err}"))?;
-    let after = RoutingPlan::try_from(&update.after).map_err(|err| anyhow!("{err}"))?;
-    let mut out = movement::render(&movement::split_changes(&before, &after));
-    let pins = |config: &CanaryConfig| -> Vec<String> {
-        config
-            .rules
-            .iter()
-            .filter_map(|r| r.version.as_ref().map(|v| format!("{} -> {v}", r.name)))
-            .collect()
-    };
-    let (pins_before, pins_after) = (pins(&update.before), pins(&update.after));
-    if pins_before != pins_after {
-        out.push_str(&format!(
-            "pinning rules: [{}] -> [{}]\n",
-            pins_before.join(", "),
-            pins_after.join(", ")
-        ));
-    }
-    for (old, new) in update.before.versions.iter().zip(&update.after.versions) {
-        if old.name == new.name && old.cluster != new.cluster {
-            out.push_str(&format!(
-                "version {}: cluster {} -> {}\n",
-                old.name, old.cluster, new.cluster
-            ));
-        }
-    }
-    if update.before.default != update.after.default {
-        out.push_str(&format!(
-            "default version: {} -> {}\n",
-            update.before.default, update.after.default
-        ));
-    }
-    if before.seed() != after.seed() {
-        out.push_str(&format!("seed: {} -> {}\n", before.seed(), after.seed()));
-    }
-    Ok(out)
+    movement::preview(&update.before, &update.after)
 }
 
 fn run_status(args: StatusArgs) -> Result<()> {
