@@ -127,6 +127,9 @@ struct RolloutArgs {
     /// Audit log, JSON lines [default: .canaryctl/rollout-audit.jsonl next to the ECDS file].
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Print the plan and who moves at the first step; write nothing, start nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -402,6 +405,7 @@ impl std::fmt::Display for RolloutEnded {
             End::Promoted(weight) => write!(f, "promoted at {weight}%"),
             End::RolledBack(reason) => write!(f, "rolled back: {reason}"),
             End::Stopped(_, reason) => write!(f, "stopped: {reason}"),
+            End::DryRun => write!(f, "dry run"),
         }
     }
 }
@@ -450,6 +454,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
         max_failed_reads: args.max_failed_reads,
         on_interrupt: args.on_interrupt,
         audit,
+        dry_run: args.dry_run,
     };
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -460,7 +465,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
         admin: admins.first().cloned(),
     };
     match rollout.run(&pusher, &source, &interrupted)? {
-        End::Promoted(_) => Ok(()),
+        End::Promoted(_) | End::DryRun => Ok(()),
         end => Err(RolloutEnded(end).into()),
     }
 }

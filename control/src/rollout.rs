@@ -14,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::edit;
 use crate::judge::{judge, Counts, JudgeSettings, Outcome, Verdict};
 use crate::push::Pusher;
 use crate::source::{Snapshot, Source};
+use crate::{edit, movement};
 
 /// What Ctrl-C does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,6 +52,9 @@ pub struct Rollout {
     pub on_interrupt: OnInterrupt,
     /// The audit log (JSON lines, appended).
     pub audit: PathBuf,
+    /// Print the plan and the first step's preview, then stop: nothing written, not even the
+    /// audit log.
+    pub dry_run: bool,
 }
 
 /// How a rollout ended.
@@ -63,6 +66,8 @@ pub enum End {
     RolledBack(String),
     /// Stopped with the weight left where it was, for this reason.
     Stopped(f64, String),
+    /// A dry run: the plan and the first step's preview were printed, nothing was written.
+    DryRun,
 }
 
 impl Rollout {
@@ -105,11 +110,19 @@ impl Rollout {
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
         self.check()?;
-        let config = pusher.file.read()?.config;
-        let stable = config.default.clone();
-        // Refuse before the first push what the first push would refuse.
-        edit::set_weights(&config, &[(self.canary.clone(), 0.0)], self.rule.as_deref())?;
-        let mut audit = Audit::open(&self.audit)?;
+        let first = self.steps.first().copied().unwrap_or(100.0);
+        // Who moves at the first step, computed as `canaryctl set --dry-run` computes it; this
+        // also refuses, before any push, what the first push would refuse.
+        let (first_step, _) = pusher
+            .push(true, |config| {
+                edit::set_weights(
+                    config,
+                    &[(self.canary.clone(), first)],
+                    self.rule.as_deref(),
+                )
+            })
+            .with_context(|| format!("the first step, {first}%"))?;
+        let stable = first_step.before.default.clone();
         println!(
             "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
             self.canary,
@@ -122,6 +135,19 @@ impl Rollout {
             humantime::format_duration(self.interval),
             source.describe()
         );
+        println!("first step, `{}` at {first}%:", self.canary);
+        print!(
+            "{}",
+            movement::preview(&first_step.before, &first_step.after)?
+        );
+        if self.dry_run {
+            println!(
+                "dry run: {} not written, no rollout started",
+                pusher.file.path().display()
+            );
+            return Ok(End::DryRun);
+        }
+        let mut audit = Audit::open(&self.audit)?;
         println!("audit log: {}", self.audit.display());
         let mut history: Vec<String> = Vec::new();
 
@@ -439,6 +465,8 @@ impl Rollout {
                 format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary),
             ),
             End::Stopped(weight, reason) => ("stopped", format!("STOPPED at {weight}%: {reason}")),
+            // Not reached: a dry run returns before the audit log is opened.
+            End::DryRun => ("dry_run", "DRY RUN: nothing written".to_string()),
         };
         audit.write(json!({"event": event, "summary": text}))?;
         println!("\nsummary:");

@@ -15,8 +15,9 @@ use std::time::Duration;
 use canary_control::admin::Admin;
 use canary_control::judge::{judge, JudgeSettings, Outcome};
 use canary_control::source::Source;
+use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, Mesh};
+use canary_e2e::mesh::{configuration_of, render_ecds, Mesh, ECDS_YAML};
 use canary_e2e::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -549,4 +550,123 @@ fn a_rollback_takes_the_canary_out_of_every_split() {
         Some("canary"),
         "testers keep the pin"
     );
+}
+
+/// The stdout of a finished canaryctl run, which must have exited with `code`.
+fn stdout_of(output: &Output, code: i32) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `--dry-run` prints the plan and who moves at the first step, exactly as `canaryctl set
+/// --dry-run` previews that weight (top-level or a rule's split), and exits 0 having written
+/// nothing: neither the ECDS file nor the audit log, and no metrics source or Envoy is asked
+/// (the admin endpoint given is closed). A first step the configuration refuses is refused
+/// before anything happens.
+#[test]
+fn a_dry_run_prints_the_plan_and_the_first_steps_preview_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ecds = dir.path().join("canary-filter.yaml");
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+        "default": "stable", "weights": {"canary": 0},
+        "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
+        "region": {"header": "x-region"},
+        "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"},
+                  {"name": "eu-first", "when": {"region": ["eu-west-1"]}, "weights": {"canary": 50}}]}"#;
+    let shipped = std::fs::read_to_string(repo_root().join(ECDS_YAML)).unwrap();
+    std::fs::write(
+        &ecds,
+        render_ecds(&shipped, config, Path::new("canary_filter.wasm")).unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read(&ecds).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let audit = dir.path().join("audit").join("rollout-audit.jsonl");
+    let ecds_arg = ecds.display().to_string();
+    let run = |args: &[&str]| {
+        Command::new(CANARYCTL)
+            .args(args)
+            .args(["--ecds", &ecds_arg])
+            .output()
+            .unwrap()
+    };
+    let rollout_dry_run = |extra: &[&str]| {
+        let mut args = vec![
+            "rollout",
+            "--dry-run",
+            "--admin",
+            &closed,
+            "--audit",
+            audit.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    for (extra, set_args, plan) in [
+        (
+            vec!["--steps", "10,50,100"],
+            vec!["set", "--weight", "canary=10", "--dry-run"],
+            "in cohort rule=weights: steps 10% → 50% → 100% every 1m",
+        ),
+        (
+            vec![
+                "--steps",
+                "60,100",
+                "--rule",
+                "eu-first",
+                "--interval",
+                "30s",
+            ],
+            vec![
+                "set",
+                "--weight",
+                "canary=60",
+                "--rule",
+                "eu-first",
+                "--dry-run",
+            ],
+            "in cohort rule=eu-first: steps 60% → 100% every 30s",
+        ),
+    ] {
+        let stdout = stdout_of(&rollout_dry_run(&extra), 0);
+        let set = stdout_of(&run(&set_args), 0);
+        assert!(stdout.contains(plan), "{stdout}");
+        // The preview is set's, line for line: everything set prints before its last line
+        // ("dry run: ... not written").
+        let (set_preview, _) = set.trim_end().rsplit_once('\n').unwrap();
+        let (_, after_plan) = stdout.split_once("first step, `canary` at ").unwrap();
+        let (_, preview) = after_plan.split_once('\n').unwrap();
+        assert!(
+            preview.starts_with(&format!("{set_preview}\ndry run: ")),
+            "rollout's preview:\n{preview}\nset's:\n{set_preview}"
+        );
+        assert!(
+            set_preview.contains("stable -> canary: 10.00%"),
+            "{set_preview}"
+        );
+        assert!(
+            stdout.contains("not written, no rollout started"),
+            "{stdout}"
+        );
+        assert_eq!(std::fs::read(&ecds).unwrap(), before, "{extra:?}");
+        assert!(
+            !audit.parent().unwrap().exists(),
+            "no audit log for a dry run"
+        );
+    }
+    let refused = rollout_dry_run(&["--rule", "testers"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("pins a version"), "{stderr}");
+    assert_eq!(std::fs::read(&ecds).unwrap(), before);
 }
