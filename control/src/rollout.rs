@@ -205,17 +205,21 @@ impl Rollout {
                     Outcome::Hold => {
                         // The baseline stays: the next interval adds to this one's data.
                         holds += 1;
+                        let shortfall = self.shortfall(&canary, &stable, &stable_counts, holds);
                         if holds >= self.max_holds {
                             history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
                             let end = End::Stopped(
                                 weight,
                                 format!(
-                                    "no verdict after {holds} intervals at {weight}%: {}",
-                                    verdict.reason
+                                    "no verdict after {holds} intervals at {weight}%: {shortfall}"
                                 ),
                             );
                             return self.finish(&mut audit, end, &history);
                         }
+                        println!(
+                            "  hold {holds} of {} (--max-holds): {shortfall}",
+                            self.max_holds
+                        );
                     }
                     Outcome::Fail => {
                         history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
@@ -390,6 +394,62 @@ impl Rollout {
         }
         bar.finish_and_clear();
         true
+    }
+
+    /// What a hold saw and what would decide it: each side's responses at this step so far
+    /// against `--min-requests` and, at the rate seen, whether `--max-holds` intervals will
+    /// gather them or which flag to change.
+    fn shortfall(
+        &self,
+        canary: &Counts,
+        stable: &str,
+        stable_counts: &Counts,
+        holds: u32,
+    ) -> String {
+        let needed = self.judge.min_requests;
+        let seen = format!(
+            "`{}` {} and `{stable}` {} responses in {holds} interval(s) of {}, {needed} each \
+             needed (--min-requests)",
+            self.canary,
+            canary.answered(),
+            stable_counts.answered(),
+            humantime::format_duration(self.interval)
+        );
+        let (short_side, fewest) = if canary.answered() <= stable_counts.answered() {
+            (self.canary.as_str(), canary.answered())
+        } else {
+            (stable, stable_counts.answered())
+        };
+        if fewest >= needed {
+            // Held for another reason the judge gave (such as latency samples not yet flushed).
+            return seen;
+        }
+        if fewest == 0 {
+            return format!(
+                "{seen}; no `{short_side}` response yet: is traffic reaching the split? \
+                 (--interval and --max-holds give it longer)"
+            );
+        }
+        let per_interval = fewest as f64 / f64::from(holds);
+        let intervals = (needed as f64 / per_interval).ceil();
+        // --max-holds 0 stops at the first hold, as 1 does.
+        let allowed = f64::from(self.max_holds.max(1));
+        if intervals <= allowed {
+            return format!(
+                "{seen}; at this rate `{short_side}` has them after about {intervals} intervals, \
+                 within --max-holds {}",
+                self.max_holds
+            );
+        }
+        let reachable = (per_interval * allowed).floor();
+        // Whole seconds: one word a shell passes as one argument (humantime says "1m 45s").
+        let interval_secs = (self.interval.as_secs_f64() * intervals / allowed).ceil();
+        format!(
+            "{seen}; at this rate `{short_side}` needs about {intervals} intervals, more than \
+             --max-holds {}: lower --min-requests to {reachable}, lengthen --interval to \
+             {interval_secs}s, or raise --max-holds to {intervals} (or send more traffic)",
+            self.max_holds
+        )
     }
 
     fn line(

@@ -670,3 +670,67 @@ fn a_dry_run_prints_the_plan_and_the_first_steps_preview_and_writes_nothing() {
     assert!(stderr.contains("pins a version"), "{stderr}");
     assert_eq!(std::fs::read(&ecds).unwrap(), before);
 }
+
+/// Too little traffic at a step: every hold says how many responses each side had against
+/// `--min-requests` (the numbers the audit log records) and the stop after `--max-holds`
+/// names the counts and the flags that would decide it: exit 1, the weight left in place.
+#[test]
+fn a_hold_names_the_counts_and_the_flags_to_change() {
+    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 2, Duration::from_millis(50), None);
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "50,100",
+            "--interval",
+            "1s",
+            "--min-requests",
+            "5000",
+            "--max-holds",
+            "3",
+        ],
+    );
+    load.stop();
+    let stdout = stdout_of(&output, 1);
+    assert_eq!(canary_weight(&mesh), 50.0, "the weight stays at the step");
+    let lines = audit_lines(audit.path());
+    let verdicts = verdicts(&lines);
+    assert_eq!(verdicts.len(), 3, "{stdout}");
+    let counts = |verdict: &serde_json::Value| {
+        (
+            verdict["canary"]["responses"].as_u64().unwrap(),
+            verdict["stable"]["responses"].as_u64().unwrap(),
+        )
+    };
+    for (holds, verdict) in verdicts.iter().enumerate().take(2) {
+        let (canary, stable) = counts(verdict);
+        let line = format!(
+            "  hold {} of 3 (--max-holds): `canary` {canary} and `stable` {stable} responses in {} interval(s) of 1s, 5000 each needed (--min-requests)",
+            holds + 1,
+            holds + 1
+        );
+        assert!(stdout.contains(&line), "{line:?} missing from\n{stdout}");
+    }
+    let (canary, stable) = counts(verdicts[2]);
+    assert!(canary > 0 && stable > 0, "{canary} {stable}");
+    let fewest = canary.min(stable);
+    let short_side = if canary <= stable { "canary" } else { "stable" };
+    let intervals = (5000.0 / (fewest as f64 / 3.0)).ceil();
+    let stopped = format!(
+        "STOPPED at 50%: no verdict after 3 intervals at 50%: `canary` {canary} and `stable` {stable} responses in 3 interval(s) of 1s, 5000 each needed (--min-requests); \
+         at this rate `{short_side}` needs about {intervals} intervals, more than --max-holds 3: lower --min-requests to {fewest}, lengthen --interval to "
+    );
+    assert!(
+        stdout.contains(&stopped),
+        "{stopped:?} missing from\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "or raise --max-holds to {intervals} (or send more traffic)"
+        )),
+        "{stdout}"
+    );
+}
