@@ -734,3 +734,85 @@ fn a_hold_names_the_counts_and_the_flags_to_change() {
         "{stdout}"
     );
 }
+
+/// The judge counts what happened during the rollout's intervals, not the totals Envoy has
+/// counted since it started. Before the rollout the canary ran on app-v2-errors at 20 %: its
+/// counters in the judged cohort hold 20 % 503s. Then it moves to a healthy deployment
+/// (`set --cluster canary=app-v2`) and the rollout judges only the new traffic: promoted, the
+/// judged interval without a single 5xx. Judged on totals, the old 503s would roll it back.
+/// The rollout starts with set's preview of its first step.
+#[test]
+fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2-errors"}],
+        "default": "stable", "weights": {"canary": 20},
+        "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
+        "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"}]}"#;
+    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    mesh.wait_for(Duration::from_secs(60), || {
+        let canary = admin.read("weights")?.get("canary").cloned();
+        Ok(canary.is_some_and(|c| c.answered() >= 1_000))
+    })
+    .unwrap();
+    load.stop();
+    wait_for_flush(&admin);
+    let before = admin.read("weights").unwrap()["canary"].clone();
+    println!(
+        "canary before the rollout: {} of {} responses 5xx",
+        before.errors(),
+        before.answered()
+    );
+    assert!(
+        before.error_rate() > 12.0,
+        "the canary's totals must look bad: {:.2}% 5xx",
+        before.error_rate()
+    );
+
+    let set = Command::new(CANARYCTL)
+        .args(["set", "--cluster", "canary=app-v2"])
+        .args(["--ecds", &mesh.ecds_file().display().to_string()])
+        .args(["--admin", &mesh.front().admin().to_string()])
+        .output()
+        .unwrap();
+    let set = stdout_of(&set, 0);
+    assert!(set.contains("canary's 20.00% now sent to app-v2"), "{set}");
+
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+        ],
+    );
+    load.stop();
+    let stdout = stdout_of(&output, 0);
+    assert!(stdout.contains("PROMOTED: `canary` is at 100%"), "{stdout}");
+    assert_eq!(canary_weight(&mesh), 100.0);
+    // The first step's preview comes first: 20 % to 50 %, as set would say it.
+    let preview = stdout
+        .split_once("first step, `canary` at 50%:\n")
+        .and_then(|(_, rest)| rest.split_once("step 1/2"))
+        .map(|(preview, _)| preview)
+        .unwrap_or_else(|| panic!("no preview before the first step:\n{stdout}"));
+    assert!(
+        preview.contains("  canary           20.00% ->   50.00%  *\n")
+            && preview.contains("    stable -> canary: 30.00%\n"),
+        "{preview}"
+    );
+    let lines = audit_lines(audit.path());
+    let judged = verdicts(&lines)
+        .into_iter()
+        .find(|v| v["outcome"] == "pass")
+        .unwrap_or_else(|| panic!("no pass: {lines:?}"));
+    let canary = &judged["canary"];
+    assert_eq!(canary["errors_5xx"], 0, "{judged}");
+    assert!(canary["responses"].as_u64().unwrap() >= 30, "{judged}");
+}
