@@ -205,7 +205,13 @@ impl Rollout {
                     Outcome::Hold => {
                         // The baseline stays: the next interval adds to this one's data.
                         holds += 1;
-                        let shortfall = self.shortfall(&canary, &stable, &stable_counts, holds);
+                        let shortfall = self.shortfall(
+                            &canary,
+                            &stable,
+                            &stable_counts,
+                            holds,
+                            &verdict.reason,
+                        );
                         if holds >= self.max_holds {
                             history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
                             let end = End::Stopped(
@@ -398,13 +404,15 @@ impl Rollout {
 
     /// What a hold saw and what would decide it: each side's responses at this step so far
     /// against `--min-requests` and, at the rate seen, whether `--max-holds` intervals will
-    /// gather them or which flag to change.
+    /// gather them or which flag to change. With both sides past `--min-requests`, the judge's
+    /// own `reason` for holding.
     fn shortfall(
         &self,
         canary: &Counts,
         stable: &str,
         stable_counts: &Counts,
         holds: u32,
+        reason: &str,
     ) -> String {
         let needed = self.judge.min_requests;
         let seen = format!(
@@ -421,8 +429,7 @@ impl Rollout {
             (stable, stable_counts.answered())
         };
         if fewest >= needed {
-            // Held for another reason the judge gave (such as latency samples not yet flushed).
-            return seen;
+            return format!("{seen}; held: {reason}");
         }
         if fewest == 0 {
             return format!(
