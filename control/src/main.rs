@@ -127,6 +127,9 @@ struct RolloutArgs {
     /// Audit log, JSON lines [default: .canaryctl/rollout-audit.jsonl next to the ECDS file].
     #[arg(long)]
     audit: Option<PathBuf>,
+    /// Print the plan and who moves at the first step; write nothing, start nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -406,6 +409,7 @@ impl std::fmt::Display for RolloutEnded {
             End::Promoted(weight) => write!(f, "promoted at {weight}%"),
             End::RolledBack(reason) => write!(f, "rolled back: {reason}"),
             End::Stopped(_, reason) => write!(f, "stopped: {reason}"),
+            End::DryRun => write!(f, "dry run"),
         }
     }
 }
@@ -454,6 +458,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
         max_failed_reads: args.max_failed_reads,
         on_interrupt: args.on_interrupt,
         audit,
+        dry_run: args.dry_run,
     };
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -466,7 +471,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
         fleet_timeout: DEFAULT_FLEET_TIMEOUT,
     };
     match rollout.run(&pusher, &source, &interrupted)? {
-        End::Promoted(_) => Ok(()),
+        End::Promoted(_) | End::DryRun => Ok(()),
         end => Err(RolloutEnded(end).into()),
     }
 }
@@ -652,42 +657,7 @@ fn apply(
 }
 
 fn preview(update: &Update) -> Result<String> {
-    let before = RoutingPlan::try_from(&update.before).map_err(|err| anyhow!("{err}"))?;
-    let after = RoutingPlan::try_from(&update.after).map_err(|err| anyhow!("{err}"))?;
-    let mut out = movement::render(&movement::split_changes(&before, &after));
-    let pins = |config: &CanaryConfig| -> Vec<String> {
-        config
-            .rules
-            .iter()
-            .filter_map(|r| r.version.as_ref().map(|v| format!("{} -> {v}", r.name)))
-            .collect()
-    };
-    let (pins_before, pins_after) = (pins(&update.before), pins(&update.after));
-    if pins_before != pins_after {
-        out.push_str(&format!(
-            "pinning rules: [{}] -> [{}]\n",
-            pins_before.join(", "),
-            pins_after.join(", ")
-        ));
-    }
-    for (old, new) in update.before.versions.iter().zip(&update.after.versions) {
-        if old.name == new.name && old.cluster != new.cluster {
-            out.push_str(&format!(
-                "version {}: cluster {} -> {}\n",
-                old.name, old.cluster, new.cluster
-            ));
-        }
-    }
-    if update.before.default != update.after.default {
-        out.push_str(&format!(
-            "default version: {} -> {}\n",
-            update.before.default, update.after.default
-        ));
-    }
-    if before.seed() != after.seed() {
-        out.push_str(&format!("seed: {} -> {}\n", before.seed(), after.seed()));
-    }
-    Ok(out)
+    movement::preview(&update.before, &update.after)
 }
 
 fn run_status(args: StatusArgs) -> Result<()> {

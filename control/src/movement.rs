@@ -1,12 +1,15 @@
 //! What a change does to users: per split, each version's share before and after, and the share
 //! of keyed users that move between versions, computed from the bucket ranges (all 10,000
-//! buckets), not guessed.
+//! buckets), not guessed; and for a version pointed at another cluster, every split share and
+//! pin that reaches the new cluster the moment the change lands.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use anyhow::{anyhow, Result};
 use canary_filter::bucket::BUCKETS;
-use canary_filter::RoutingPlan;
+use canary_filter::config::WhenMissing;
+use canary_filter::{CanaryConfig, RoutingPlan};
 
 /// One split (the top-level one or a rule's) before and after.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,6 +25,10 @@ pub struct SplitChange {
     /// The seed changed: users are drawn afresh, so `moves` is the expected share under
     /// independent hashing.
     pub redrawn: bool,
+    /// `(version, percent of the split's users, new cluster)` for each version the split still
+    /// gives a share whose cluster changed: those users reach the new cluster at once, though
+    /// no user changes version.
+    pub recluster: Vec<(String, f64, String)>,
 }
 
 fn versions_by_bucket(plan: &RoutingPlan, rule: Option<usize>) -> Option<Vec<usize>> {
@@ -54,6 +61,19 @@ fn splits(plan: &RoutingPlan) -> Vec<(String, Option<usize>)> {
     all
 }
 
+/// `(version, new cluster)` for each version both plans declare, on another cluster in `new`.
+fn reclustered(old: &RoutingPlan, new: &RoutingPlan) -> Vec<(String, String)> {
+    new.versions()
+        .iter()
+        .filter(|version| {
+            old.versions()
+                .iter()
+                .any(|was| was.name == version.name && was.cluster != version.cluster)
+        })
+        .map(|version| (version.name.clone(), version.cluster.clone()))
+        .collect()
+}
+
 /// Every split of either plan, before and after.
 pub fn split_changes(old: &RoutingPlan, new: &RoutingPlan) -> Vec<SplitChange> {
     let mut labels: Vec<String> = splits(old).into_iter().map(|(label, _)| label).collect();
@@ -69,6 +89,7 @@ pub fn split_changes(old: &RoutingPlan, new: &RoutingPlan) -> Vec<SplitChange> {
             .and_then(|(_, rule)| versions_by_bucket(plan, rule))
     };
     let redrawn = old.seed() != new.seed();
+    let moved_clusters = reclustered(old, new);
     labels
         .into_iter()
         .map(|label| {
@@ -106,12 +127,21 @@ pub fn split_changes(old: &RoutingPlan, new: &RoutingPlan) -> Vec<SplitChange> {
                     .collect();
                 moves.sort_by(|x, y| y.2.total_cmp(&x.2));
             }
+            let after = after.map(|a| shares(new, &a));
+            let recluster = moved_clusters
+                .iter()
+                .filter_map(|(version, cluster)| {
+                    let share = after.as_ref()?.get(version).copied()?;
+                    (share > 0.0).then(|| (version.clone(), share, cluster.clone()))
+                })
+                .collect();
             SplitChange {
                 before: before.map(|b| shares(old, &b)),
-                after: after.map(|a| shares(new, &a)),
+                after,
                 label,
                 moves,
                 redrawn,
+                recluster,
             }
         })
         .collect()
@@ -133,7 +163,14 @@ pub fn render(changes: &[SplitChange]) -> String {
                 .flatten()
                 .map(|(version, pct)| format!("{version} {pct:.2}%"))
                 .collect();
-            let _ = writeln!(out, "{title}: unchanged ({})", shares.join(", "));
+            // "unchanged" alone would hide that some of these users now reach another cluster.
+            let what = if change.recluster.is_empty() {
+                "unchanged"
+            } else {
+                "same versions"
+            };
+            let _ = writeln!(out, "{title}: {what} ({})", shares.join(", "));
+            render_recluster(&mut out, change);
             continue;
         }
         let _ = writeln!(out, "{title}:");
@@ -176,6 +213,115 @@ pub fn render(changes: &[SplitChange]) -> String {
                 }
             }
         }
+        render_recluster(&mut out, change);
+    }
+    out
+}
+
+fn render_recluster(out: &mut String, change: &SplitChange) {
+    for (version, pct, cluster) in &change.recluster {
+        let _ = writeln!(out, "  {version}'s {pct:.2}% now sent to {cluster}");
+    }
+}
+
+/// What a change from `before` to `after` does, as `canaryctl set` and `rollout` print it:
+/// each split's movement, then pins, clusters, the default and the seed. A version pointed at
+/// another cluster lists every pin that sends requests there at once (its split shares are
+/// listed with each split).
+pub fn preview(before: &CanaryConfig, after: &CanaryConfig) -> Result<String> {
+    let old = RoutingPlan::try_from(before).map_err(|err| anyhow!("{err}"))?;
+    let new = RoutingPlan::try_from(after).map_err(|err| anyhow!("{err}"))?;
+    let changes = split_changes(&old, &new);
+    let mut out = render(&changes);
+    let pins = |config: &CanaryConfig| -> Vec<String> {
+        config
+            .rules
+            .iter()
+            .filter_map(|r| r.version.as_ref().map(|v| format!("{} -> {v}", r.name)))
+            .collect()
+    };
+    let (pins_before, pins_after) = (pins(before), pins(after));
+    if pins_before != pins_after {
+        let _ = writeln!(
+            out,
+            "pinning rules: [{}] -> [{}]",
+            pins_before.join(", "),
+            pins_after.join(", ")
+        );
+    }
+    for (old_spec, new_spec) in before.versions.iter().zip(&after.versions) {
+        if old_spec.name == new_spec.name && old_spec.cluster != new_spec.cluster {
+            let _ = writeln!(
+                out,
+                "version {}: cluster {} -> {}",
+                old_spec.name, old_spec.cluster, new_spec.cluster
+            );
+            out.push_str(&cluster_reach(after, &new, &changes, &new_spec.name));
+        }
+    }
+    if before.default != after.default {
+        let _ = writeln!(
+            out,
+            "default version: {} -> {}",
+            before.default, after.default
+        );
+    }
+    if old.seed() != new.seed() {
+        let _ = writeln!(out, "seed: {} -> {}", old.seed(), new.seed());
+    }
+    Ok(out)
+}
+
+/// The requests `version`'s new cluster gets the moment the change lands, beyond the split
+/// shares `changes` list: each rule that pins the version, keyless requests when it is the
+/// default, or a word that nothing reaches it yet.
+fn cluster_reach(
+    config: &CanaryConfig,
+    plan: &RoutingPlan,
+    changes: &[SplitChange],
+    version: &str,
+) -> String {
+    let mut out = String::new();
+    let Some((index, cluster)) = plan
+        .versions()
+        .iter()
+        .enumerate()
+        .find(|(_, spec)| spec.name == version)
+        .map(|(index, spec)| (index, &spec.cluster))
+    else {
+        return out;
+    };
+    let pins: Vec<&str> = plan
+        .rule_names()
+        .enumerate()
+        .filter(|(rule, _)| plan.pinned_version(*rule) == Some(index))
+        .map(|(_, name)| name)
+        .collect();
+    for rule in &pins {
+        let _ = writeln!(
+            out,
+            "  rule `{rule}` pins {version}: all its requests now sent to {cluster}"
+        );
+    }
+    let keyless = config.default == version
+        && config
+            .sticky
+            .as_ref()
+            .is_some_and(|sticky| matches!(sticky.when_missing, WhenMissing::Default));
+    if keyless {
+        let _ = writeln!(
+            out,
+            "  requests without a sticky key (when_missing: default) now sent to {cluster}"
+        );
+    }
+    let in_a_split = changes
+        .iter()
+        .any(|change| change.recluster.iter().any(|(v, _, _)| v == version));
+    if pins.is_empty() && !keyless && !in_a_split {
+        let _ = writeln!(
+            out,
+            "  no split or rule sends requests to {version}: {cluster} gets none until one does"
+        );
     }
     out
 }

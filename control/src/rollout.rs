@@ -14,10 +14,10 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::edit;
 use crate::judge::{judge, Counts, JudgeSettings, Outcome, Verdict};
 use crate::push::Pusher;
 use crate::source::{Snapshot, Source};
+use crate::{edit, movement};
 
 /// What Ctrl-C does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,6 +52,9 @@ pub struct Rollout {
     pub on_interrupt: OnInterrupt,
     /// The audit log (JSON lines, appended).
     pub audit: PathBuf,
+    /// Print the plan and the first step's preview, then stop: nothing written, not even the
+    /// audit log.
+    pub dry_run: bool,
 }
 
 /// How a rollout ended.
@@ -63,6 +66,8 @@ pub enum End {
     RolledBack(String),
     /// Stopped with the weight left where it was, for this reason.
     Stopped(f64, String),
+    /// A dry run: the plan and the first step's preview were printed, nothing was written.
+    DryRun,
 }
 
 impl Rollout {
@@ -105,11 +110,19 @@ impl Rollout {
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
         self.check()?;
-        let config = pusher.file.read()?.config;
-        let stable = config.default.clone();
-        // Refuse before the first push what the first push would refuse.
-        edit::set_weights(&config, &[(self.canary.clone(), 0.0)], self.rule.as_deref())?;
-        let mut audit = Audit::open(&self.audit)?;
+        let first = self.steps.first().copied().unwrap_or(100.0);
+        // Who moves at the first step, computed as `canaryctl set --dry-run` computes it; this
+        // also refuses, before any push, what the first push would refuse.
+        let (first_step, _) = pusher
+            .push(true, |config| {
+                edit::set_weights(
+                    config,
+                    &[(self.canary.clone(), first)],
+                    self.rule.as_deref(),
+                )
+            })
+            .with_context(|| format!("the first step, {first}%"))?;
+        let stable = first_step.before.default.clone();
         println!(
             "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
             self.canary,
@@ -122,6 +135,19 @@ impl Rollout {
             humantime::format_duration(self.interval),
             source.describe()
         );
+        println!("first step, `{}` at {first}%:", self.canary);
+        print!(
+            "{}",
+            movement::preview(&first_step.before, &first_step.after)?
+        );
+        if self.dry_run {
+            println!(
+                "dry run: {} not written, no rollout started",
+                pusher.file.path().display()
+            );
+            return Ok(End::DryRun);
+        }
+        let mut audit = Audit::open(&self.audit)?;
         println!("audit log: {}", self.audit.display());
         let mut history: Vec<String> = Vec::new();
 
@@ -179,17 +205,27 @@ impl Rollout {
                     Outcome::Hold => {
                         // The baseline stays: the next interval adds to this one's data.
                         holds += 1;
+                        let shortfall = self.shortfall(
+                            &canary,
+                            &stable,
+                            &stable_counts,
+                            holds,
+                            &verdict.reason,
+                        );
                         if holds >= self.max_holds {
                             history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
                             let end = End::Stopped(
                                 weight,
                                 format!(
-                                    "no verdict after {holds} intervals at {weight}%: {}",
-                                    verdict.reason
+                                    "no verdict after {holds} intervals at {weight}%: {shortfall}"
                                 ),
                             );
                             return self.finish(&mut audit, end, &history);
                         }
+                        println!(
+                            "  hold {holds} of {} (--max-holds): {shortfall}",
+                            self.max_holds
+                        );
                     }
                     Outcome::Fail => {
                         history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
@@ -366,6 +402,63 @@ impl Rollout {
         true
     }
 
+    /// What a hold saw and what would decide it: each side's responses at this step so far
+    /// against `--min-requests` and, at the rate seen, whether `--max-holds` intervals will
+    /// gather them or which flag to change. With both sides past `--min-requests`, the judge's
+    /// own `reason` for holding.
+    fn shortfall(
+        &self,
+        canary: &Counts,
+        stable: &str,
+        stable_counts: &Counts,
+        holds: u32,
+        reason: &str,
+    ) -> String {
+        let needed = self.judge.min_requests;
+        let seen = format!(
+            "`{}` {} and `{stable}` {} responses in {holds} interval(s) of {}, {needed} each \
+             needed (--min-requests)",
+            self.canary,
+            canary.answered(),
+            stable_counts.answered(),
+            humantime::format_duration(self.interval)
+        );
+        let (short_side, fewest) = if canary.answered() <= stable_counts.answered() {
+            (self.canary.as_str(), canary.answered())
+        } else {
+            (stable, stable_counts.answered())
+        };
+        if fewest >= needed {
+            return format!("{seen}; held: {reason}");
+        }
+        if fewest == 0 {
+            return format!(
+                "{seen}; no `{short_side}` response yet: is traffic reaching the split? \
+                 (--interval and --max-holds give it longer)"
+            );
+        }
+        let per_interval = fewest as f64 / f64::from(holds);
+        let intervals = (needed as f64 / per_interval).ceil();
+        // --max-holds 0 stops at the first hold, as 1 does.
+        let allowed = f64::from(self.max_holds.max(1));
+        if intervals <= allowed {
+            return format!(
+                "{seen}; at this rate `{short_side}` has them after about {intervals} intervals, \
+                 within --max-holds {}",
+                self.max_holds
+            );
+        }
+        let reachable = (per_interval * allowed).floor();
+        // Whole seconds: one word a shell passes as one argument (humantime says "1m 45s").
+        let interval_secs = (self.interval.as_secs_f64() * intervals / allowed).ceil();
+        format!(
+            "{seen}; at this rate `{short_side}` needs about {intervals} intervals, more than \
+             --max-holds {}: lower --min-requests to {reachable}, lengthen --interval to \
+             {interval_secs}s, or raise --max-holds to {intervals} (or send more traffic)",
+            self.max_holds
+        )
+    }
+
     fn line(
         &self,
         index: usize,
@@ -439,6 +532,8 @@ impl Rollout {
                 format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary),
             ),
             End::Stopped(weight, reason) => ("stopped", format!("STOPPED at {weight}%: {reason}")),
+            // Not reached: a dry run returns before the audit log is opened.
+            End::DryRun => ("dry_run", "DRY RUN: nothing written".to_string()),
         };
         audit.write(json!({"event": event, "summary": text}))?;
         println!("\nsummary:");

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use canary_e2e::load::{Load, LoadReport};
-use canary_e2e::mesh::Mesh;
+use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -403,4 +403,126 @@ fn refused_inputs_leave_the_file_byte_identical() {
         .find(|k| on_canary(k, 10))
         .unwrap();
     assert_eq!(upstream(&mesh, &key), "app-v2");
+}
+
+/// Case 6: pointing a version at another cluster moves no user between versions, yet every
+/// user of its split shares and pins reaches the new cluster at once: the preview (the same
+/// with `--dry-run`, which writes nothing) names each such split with its share and each pin,
+/// and Envoy then routes exactly those requests there. A version no split or pin reaches is
+/// said to get nothing.
+#[test]
+fn a_cluster_change_previews_every_split_and_pin_that_reaches_the_new_cluster() {
+    let mesh = mesh();
+    let before = std::fs::read(mesh.ecds_file()).unwrap();
+    let dry_run = ok(&ctl(
+        &mesh,
+        &["set", "--cluster", "canary=app-v3", "--dry-run"],
+    ));
+    assert_eq!(
+        std::fs::read(mesh.ecds_file()).unwrap(),
+        before,
+        "a dry run writes nothing"
+    );
+    let written = ok(&ctl(&mesh, &["set", "--cluster", "canary=app-v3"]));
+    for want in [
+        "top-level split (rule label `weights`): same versions (canary 10.00%, stable 90.00%)\n\
+         \x20 canary's 10.00% now sent to app-v3\n",
+        "rule `eu-first` split: same versions (canary 50.00%, stable 50.00%)\n\
+         \x20 canary's 50.00% now sent to app-v3\n",
+        "version canary: cluster app-v2 -> app-v3\n\
+         \x20 rule `testers` pins canary: all its requests now sent to app-v3\n",
+    ] {
+        assert!(dry_run.contains(want), "{want:?} missing from\n{dry_run}");
+        assert!(written.contains(want), "{want:?} missing from\n{written}");
+    }
+    assert_eq!(
+        written.matches("now sent to").count(),
+        3,
+        "only the canary's two split shares and its pin; the opt-out pin sends nobody: {written}"
+    );
+    assert!(!written.contains("unchanged"), "{written}");
+
+    // Envoy agrees: the testers, the top-level canary share and the EU canary share reach the
+    // new cluster, everyone else stays on app-v1.
+    mesh.wait_for(Duration::from_secs(1), || {
+        Ok(mesh.get(&[("x-canary", "always")])?.upstream() == Some("app-v3"))
+    })
+    .unwrap();
+    let (mut top_moved, mut eu_moved) = (0, 0);
+    for i in 0..300 {
+        let key = format!("cl-{i}");
+        let want = if on_canary(&key, 10) {
+            "app-v3"
+        } else {
+            "app-v1"
+        };
+        assert_eq!(upstream(&mesh, &key), want, "{key}");
+        top_moved += usize::from(want == "app-v3");
+        let eu = mesh
+            .get(&[("x-user-id", &key), ("x-region", "eu-west-1")])
+            .unwrap();
+        let want = if on_canary(&key, 50) {
+            "app-v3"
+        } else {
+            "app-v1"
+        };
+        assert_eq!(eu.upstream(), Some(want), "{key} in the EU");
+        eu_moved += usize::from(want == "app-v3");
+    }
+    assert!(top_moved > 10 && eu_moved > 100, "{top_moved} {eu_moved}");
+
+    // A split share alone (no pin) reaches the new cluster too.
+    ok(&ctl(
+        &mesh,
+        &["set", "--weight", "canary=0", "--unpin", "testers"],
+    ));
+    let eu_only = ok(&ctl(
+        &mesh,
+        &["set", "--cluster", "canary=app-v2", "--dry-run"],
+    ));
+    assert!(
+        eu_only.contains("canary's 50.00% now sent to app-v2\n")
+            && eu_only.contains("version canary: cluster app-v3 -> app-v2\n")
+            && !eu_only.contains("gets none"),
+        "{eu_only}"
+    );
+    // With no weight and no pin left, the preview says nothing reaches the new cluster.
+    ok(&ctl(
+        &mesh,
+        &["set", "--weight", "canary=0", "--rule", "eu-first"],
+    ));
+    let idle = ok(&ctl(
+        &mesh,
+        &["set", "--cluster", "canary=app-v2", "--dry-run"],
+    ));
+    assert!(
+        idle.contains(
+            "version canary: cluster app-v3 -> app-v2\n  no split or rule sends requests to canary: app-v2 gets none until one does\n"
+        ),
+        "{idle}"
+    );
+    assert!(!idle.contains("now sent to"), "{idle}");
+
+    // The default version's new cluster also gets the keyless requests it is given.
+    let keyless_default = CONFIG.replace(
+        r#""when_missing": "random""#,
+        r#""when_missing": "default""#,
+    );
+    assert_eq!(mesh.push_config(&keyless_default).unwrap(), Push::Accepted);
+    let stable_moved = ok(&ctl(
+        &mesh,
+        &["set", "--cluster", "stable=app-v3", "--dry-run"],
+    ));
+    for want in [
+        "top-level split (rule label `weights`): same versions (canary 10.00%, stable 90.00%)\n\
+         \x20 stable's 90.00% now sent to app-v3\n",
+        "version stable: cluster app-v1 -> app-v3\n\
+         \x20 rule `opt-out` pins stable: all its requests now sent to app-v3\n\
+         \x20 requests without a sticky key (when_missing: default) now sent to app-v3\n",
+    ] {
+        assert!(
+            stable_moved.contains(want),
+            "{want:?} missing from\n{stable_moved}"
+        );
+    }
 }

@@ -15,8 +15,9 @@ use std::time::Duration;
 use canary_control::admin::Admin;
 use canary_control::judge::{judge, JudgeSettings, Outcome};
 use canary_control::source::Source;
+use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, Mesh};
+use canary_e2e::mesh::{configuration_of, render_ecds, Mesh, ECDS_YAML};
 use canary_e2e::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -549,4 +550,269 @@ fn a_rollback_takes_the_canary_out_of_every_split() {
         Some("canary"),
         "testers keep the pin"
     );
+}
+
+/// The stdout of a finished canaryctl run, which must have exited with `code`.
+fn stdout_of(output: &Output, code: i32) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// `--dry-run` prints the plan and who moves at the first step, exactly as `canaryctl set
+/// --dry-run` previews that weight (top-level or a rule's split), and exits 0 having written
+/// nothing: neither the ECDS file nor the audit log, and no metrics source or Envoy is asked
+/// (the admin endpoint given is closed). A first step the configuration refuses is refused
+/// before anything happens.
+#[test]
+fn a_dry_run_prints_the_plan_and_the_first_steps_preview_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ecds = dir.path().join("canary-filter.yaml");
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+        "default": "stable", "weights": {"canary": 0},
+        "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
+        "region": {"header": "x-region"},
+        "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"},
+                  {"name": "eu-first", "when": {"region": ["eu-west-1"]}, "weights": {"canary": 50}}]}"#;
+    let shipped = std::fs::read_to_string(repo_root().join(ECDS_YAML)).unwrap();
+    std::fs::write(
+        &ecds,
+        render_ecds(&shipped, config, Path::new("canary_filter.wasm")).unwrap(),
+    )
+    .unwrap();
+    let before = std::fs::read(&ecds).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let audit = dir.path().join("audit").join("rollout-audit.jsonl");
+    let ecds_arg = ecds.display().to_string();
+    let run = |args: &[&str]| {
+        Command::new(CANARYCTL)
+            .args(args)
+            .args(["--ecds", &ecds_arg])
+            .output()
+            .unwrap()
+    };
+    let rollout_dry_run = |extra: &[&str]| {
+        let mut args = vec![
+            "rollout",
+            "--dry-run",
+            "--admin",
+            &closed,
+            "--audit",
+            audit.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    for (extra, set_args, plan) in [
+        (
+            vec!["--steps", "10,50,100"],
+            vec!["set", "--weight", "canary=10", "--dry-run"],
+            "in cohort rule=weights: steps 10% → 50% → 100% every 1m",
+        ),
+        (
+            vec![
+                "--steps",
+                "60,100",
+                "--rule",
+                "eu-first",
+                "--interval",
+                "30s",
+            ],
+            vec![
+                "set",
+                "--weight",
+                "canary=60",
+                "--rule",
+                "eu-first",
+                "--dry-run",
+            ],
+            "in cohort rule=eu-first: steps 60% → 100% every 30s",
+        ),
+    ] {
+        let stdout = stdout_of(&rollout_dry_run(&extra), 0);
+        let set = stdout_of(&run(&set_args), 0);
+        assert!(stdout.contains(plan), "{stdout}");
+        // The preview is set's, line for line: everything set prints before its last line
+        // ("dry run: ... not written").
+        let (set_preview, _) = set.trim_end().rsplit_once('\n').unwrap();
+        let (_, after_plan) = stdout.split_once("first step, `canary` at ").unwrap();
+        let (_, preview) = after_plan.split_once('\n').unwrap();
+        assert!(
+            preview.starts_with(&format!("{set_preview}\ndry run: ")),
+            "rollout's preview:\n{preview}\nset's:\n{set_preview}"
+        );
+        assert!(
+            set_preview.contains("stable -> canary: 10.00%"),
+            "{set_preview}"
+        );
+        assert!(
+            stdout.contains("not written, no rollout started"),
+            "{stdout}"
+        );
+        assert_eq!(std::fs::read(&ecds).unwrap(), before, "{extra:?}");
+        assert!(
+            !audit.parent().unwrap().exists(),
+            "no audit log for a dry run"
+        );
+    }
+    let refused = rollout_dry_run(&["--rule", "testers"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("pins a version"), "{stderr}");
+    assert_eq!(std::fs::read(&ecds).unwrap(), before);
+}
+
+/// Too little traffic at a step: every hold says how many responses each side had against
+/// `--min-requests` (the numbers the audit log records) and the stop after `--max-holds`
+/// names the counts and the flags that would decide it: exit 1, the weight left in place.
+#[test]
+fn a_hold_names_the_counts_and_the_flags_to_change() {
+    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 2, Duration::from_millis(50), None);
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "50,100",
+            "--interval",
+            "1s",
+            "--min-requests",
+            "5000",
+            "--max-holds",
+            "3",
+        ],
+    );
+    load.stop();
+    let stdout = stdout_of(&output, 1);
+    assert_eq!(canary_weight(&mesh), 50.0, "the weight stays at the step");
+    let lines = audit_lines(audit.path());
+    let verdicts = verdicts(&lines);
+    assert_eq!(verdicts.len(), 3, "{stdout}");
+    let counts = |verdict: &serde_json::Value| {
+        (
+            verdict["canary"]["responses"].as_u64().unwrap(),
+            verdict["stable"]["responses"].as_u64().unwrap(),
+        )
+    };
+    for (holds, verdict) in verdicts.iter().enumerate().take(2) {
+        let (canary, stable) = counts(verdict);
+        let line = format!(
+            "  hold {} of 3 (--max-holds): `canary` {canary} and `stable` {stable} responses in {} interval(s) of 1s, 5000 each needed (--min-requests)",
+            holds + 1,
+            holds + 1
+        );
+        assert!(stdout.contains(&line), "{line:?} missing from\n{stdout}");
+    }
+    let (canary, stable) = counts(verdicts[2]);
+    assert!(canary > 0 && stable > 0, "{canary} {stable}");
+    let fewest = canary.min(stable);
+    let short_side = if canary <= stable { "canary" } else { "stable" };
+    let intervals = (5000.0 / (fewest as f64 / 3.0)).ceil();
+    let stopped = format!(
+        "STOPPED at 50%: no verdict after 3 intervals at 50%: `canary` {canary} and `stable` {stable} responses in 3 interval(s) of 1s, 5000 each needed (--min-requests); \
+         at this rate `{short_side}` needs about {intervals} intervals, more than --max-holds 3: lower --min-requests to {fewest}, lengthen --interval to "
+    );
+    assert!(
+        stdout.contains(&stopped),
+        "{stopped:?} missing from\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "or raise --max-holds to {intervals} (or send more traffic)"
+        )),
+        "{stdout}"
+    );
+}
+
+/// The judge counts what happened during the rollout's intervals, not the totals Envoy has
+/// counted since it started. Before the rollout the canary ran on app-v2-errors at 20 %: its
+/// counters in the judged cohort hold 20 % 503s. Then it moves to a healthy deployment
+/// (`set --cluster canary=app-v2`) and the rollout judges only the new traffic: promoted, the
+/// judged interval without a single 5xx. Judged on totals, the old 503s would roll it back.
+/// The rollout starts with set's preview of its first step.
+#[test]
+fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2-errors"}],
+        "default": "stable", "weights": {"canary": 20},
+        "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
+        "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"}]}"#;
+    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    mesh.wait_for(Duration::from_secs(60), || {
+        let canary = admin.read("weights")?.get("canary").cloned();
+        Ok(canary.is_some_and(|c| c.answered() >= 1_000))
+    })
+    .unwrap();
+    load.stop();
+    wait_for_flush(&admin);
+    let before = admin.read("weights").unwrap()["canary"].clone();
+    println!(
+        "canary before the rollout: {} of {} responses 5xx",
+        before.errors(),
+        before.answered()
+    );
+    assert!(
+        before.error_rate() > 12.0,
+        "the canary's totals must look bad: {:.2}% 5xx",
+        before.error_rate()
+    );
+
+    let set = Command::new(CANARYCTL)
+        .args(["set", "--cluster", "canary=app-v2"])
+        .args(["--ecds", &mesh.ecds_file().display().to_string()])
+        .args(["--admin", &mesh.front().admin().to_string()])
+        .output()
+        .unwrap();
+    let set = stdout_of(&set, 0);
+    assert!(set.contains("canary's 20.00% now sent to app-v2"), "{set}");
+
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+        ],
+    );
+    load.stop();
+    let stdout = stdout_of(&output, 0);
+    assert!(stdout.contains("PROMOTED: `canary` is at 100%"), "{stdout}");
+    assert_eq!(canary_weight(&mesh), 100.0);
+    // The first step's preview comes first: 20 % to 50 %, as set would say it.
+    let preview = stdout
+        .split_once("first step, `canary` at 50%:\n")
+        .and_then(|(_, rest)| rest.split_once("step 1/2"))
+        .map(|(preview, _)| preview)
+        .unwrap_or_else(|| panic!("no preview before the first step:\n{stdout}"));
+    assert!(
+        preview.contains("  canary           20.00% ->   50.00%  *\n")
+            && preview.contains("    stable -> canary: 30.00%\n"),
+        "{preview}"
+    );
+    let lines = audit_lines(audit.path());
+    let judged = verdicts(&lines)
+        .into_iter()
+        .find(|v| v["outcome"] == "pass")
+        .unwrap_or_else(|| panic!("no pass: {lines:?}"));
+    let canary = &judged["canary"];
+    assert_eq!(canary["errors_5xx"], 0, "{judged}");
+    assert!(canary["responses"].as_u64().unwrap() >= 30, "{judged}");
 }

@@ -27,12 +27,15 @@ pub const WASM: &str = "target/wasm32-wasip1/release/canary_filter.wasm";
 /// ECDS resource name of the filter.
 pub const FILTER_NAME: &str = "canary-filter";
 /// The upstream versions of the shipped setup: `(listener/cluster name, port as shipped)`.
-pub const UPSTREAMS: [(&str, u16); 5] = [
+pub const UPSTREAMS: [(&str, u16); 8] = [
     ("app-v1", 10101),
     ("app-v2", 10102),
     ("app-v3", 10103),
     ("app-v2-errors", 10104),
     ("app-v2-slow", 10105),
+    ("app-v1-flaky", 10106),
+    ("app-v2-flaky", 10107),
+    ("app-v2-tail", 10108),
 ];
 /// The shipped front listener port.
 pub const FRONT_PORT: u16 = 10000;

@@ -356,3 +356,111 @@ fn many_header_rules_route_the_same() {
     };
     assert_eq!(reply.upstream(), Some(want));
 }
+
+/// `requests` GETs for version `version` (pinned by the `x-v` header), eight clients at once:
+/// each reply's status, the version the filter chose, and how long it took.
+fn timed_requests(
+    mesh: &Mesh,
+    version: &str,
+    requests: usize,
+) -> Vec<(u16, Option<String>, std::time::Duration)> {
+    let clients = 8;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..clients)
+            .map(|client| {
+                scope.spawn(move || {
+                    (client..requests)
+                        .step_by(clients)
+                        .map(|_| {
+                            let started = std::time::Instant::now();
+                            let reply = mesh.get(&[("x-v", version)]).unwrap();
+                            let chosen = reply.header("x-canary-version").map(str::to_string);
+                            (reply.status, chosen, started.elapsed())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap())
+            .collect()
+    })
+}
+
+/// The upstreams for judging near the noise: app-v1-flaky and app-v2-flaky each answer 503 to
+/// about 5 % of requests (1,000 each, within 20 to 85: about 4 standard deviations either
+/// side, where 1 % or 20 % would land far outside), and app-v2-tail delays about 5 % of 400
+/// requests by 1 s and answers the rest at once.
+#[test]
+fn the_flaky_and_tail_upstreams_behave_as_documented() {
+    let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "flaky-stable", "cluster": "app-v1-flaky"},
+        {"name": "flaky-canary", "cluster": "app-v2-flaky"}, {"name": "tail", "cluster": "app-v2-tail"}], "default": "stable",
+        "rules": [{"name": "f1", "when": {"header": {"name": "x-v", "equals": "flaky-stable"}}, "version": "flaky-stable"},
+                  {"name": "f2", "when": {"header": {"name": "x-v", "equals": "flaky-canary"}}, "version": "flaky-canary"},
+                  {"name": "t", "when": {"header": {"name": "x-v", "equals": "tail"}}, "version": "tail"}]}"#;
+    let mesh = mesh(config);
+    for (version, cluster) in [
+        ("flaky-stable", "app-v1-flaky"),
+        ("flaky-canary", "app-v2-flaky"),
+    ] {
+        // The healthy answers come from the named upstream itself.
+        let reply = (0..20)
+            .map(|_| mesh.get(&[("x-v", version)]).unwrap())
+            .find(|reply| reply.status == 200)
+            .unwrap();
+        assert_eq!(reply.upstream(), Some(cluster));
+        let replies = timed_requests(&mesh, version, 1_000);
+        assert_eq!(replies.len(), 1_000);
+        assert!(
+            replies
+                .iter()
+                .all(|(status, chosen, _)| (*status == 200 || *status == 503)
+                    && chosen.as_deref() == Some(version)),
+            "{version}: a status other than 200 or 503, or another version"
+        );
+        let failed = replies.iter().filter(|(status, ..)| *status == 503).count();
+        println!("{cluster}: {failed} of 1000 answered 503");
+        assert!(
+            (20..=85).contains(&failed),
+            "{cluster}: {failed} of 1000 answered 503, expected about 50"
+        );
+    }
+
+    assert_eq!(
+        get_ok(&mesh, &[("x-v", "tail")]).upstream(),
+        Some("app-v2-tail")
+    );
+    let replies = timed_requests(&mesh, "tail", 400);
+    assert!(
+        replies
+            .iter()
+            .all(|(status, chosen, _)| *status == 200 && chosen.as_deref() == Some("tail")),
+        "app-v2-tail delays, it does not fail"
+    );
+    let mut latencies: Vec<std::time::Duration> = replies.iter().map(|r| r.2).collect();
+    latencies.sort();
+    let delayed: Vec<&std::time::Duration> = latencies
+        .iter()
+        .filter(|latency| latency.as_millis() > 900)
+        .collect();
+    let median = latencies[latencies.len() / 2];
+    println!(
+        "app-v2-tail: {} of 400 over 900 ms (slowest {:?}), median {median:?}",
+        delayed.len(),
+        latencies.last().unwrap()
+    );
+    assert!(
+        (5..=40).contains(&delayed.len()),
+        "{} of 400 over 900 ms, expected about 20",
+        delayed.len()
+    );
+    assert!(
+        delayed.iter().all(|latency| latency.as_millis() < 3_000),
+        "delayed by about 1 s, not more: {delayed:?}"
+    );
+    assert!(
+        median.as_millis() < 100,
+        "the other requests are answered at once: median {median:?}"
+    );
+}

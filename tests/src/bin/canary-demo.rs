@@ -36,7 +36,7 @@ fn run() -> Result<()> {
     let mesh = Mesh::start(Layout::Shipped, None).map_err(|err| {
         format!(
             "{err}\n(the demo uses ports {FRONT_PORT}, {FRONT_ADMIN_PORT}, {UPSTREAMS_ADMIN_PORT} and \
-             10101-10105 on 127.0.0.1: is another demo still running?)"
+             10101-10108 on 127.0.0.1: is another demo still running?)"
         )
     })?;
     println!(
