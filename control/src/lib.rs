@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod ecds;
 pub mod edit;
+pub mod evidence;
 pub mod explain;
 pub mod istio;
 pub mod judge;

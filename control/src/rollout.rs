@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::edit;
-use crate::judge::{judge, Counts, JudgeSettings, Outcome, Verdict};
+use crate::judge::{Counts, JudgeSettings, Judgement, Outcome, Verdict};
 use crate::push::Pusher;
 use crate::source::{Snapshot, Source};
 
@@ -82,13 +82,7 @@ impl Rollout {
         if self.interval.is_zero() {
             bail!("--interval must be longer than zero");
         }
-        if self.judge.min_requests == 0 {
-            bail!("--min-requests must be at least 1: no verdict on no evidence");
-        }
-        if !(self.judge.alpha > 0.0 && self.judge.alpha < 1.0) {
-            bail!("--alpha must be between 0 and 1");
-        }
-        Ok(())
+        self.judge.check()
     }
 
     fn label(&self) -> &str {
@@ -124,6 +118,8 @@ impl Rollout {
         );
         println!("audit log: {}", self.audit.display());
         let mut history: Vec<String> = Vec::new();
+        // One judgement for the whole rollout: its evidence runs across intervals and steps.
+        let mut judgement = Judgement::new(self.judge.clone())?;
 
         for (index, &weight) in self.steps.iter().enumerate() {
             self.set_weight(pusher, weight)?;
@@ -140,13 +136,19 @@ impl Rollout {
                 let end = self.interrupted(pusher, weight)?;
                 return self.finish(&mut audit, end, &history);
             }
-            let baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
+            let mut baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
                 Read::Snapshot(snapshot) => snapshot,
                 other => {
                     let end = self.unread(pusher, weight, other)?;
                     return self.finish(&mut audit, end, &history);
                 }
             };
+            if index == 0 {
+                // Stable's counts before the rollout predict stable (never the evidence).
+                if let Some(before) = baseline.get(&stable) {
+                    judgement.seed(before).context("reading stable's counts")?;
+                }
+            }
             let mut holds = 0;
             loop {
                 if !self.wait(index, weight, interrupted) {
@@ -162,7 +164,11 @@ impl Rollout {
                 };
                 let canary = delta(&now, &baseline, &self.canary);
                 let stable_counts = delta(&now, &baseline, &stable);
-                let verdict = judge(&canary, &stable_counts, &self.judge);
+                let verdict = judgement
+                    .observe(index, &canary, &stable_counts)
+                    .context("judging the interval")?;
+                // Each interval is judged on its own counts; the judgement keeps the evidence.
+                baseline = now;
                 let line = self.line(index, weight, &canary, &stable_counts, &verdict);
                 println!("{line}");
                 audit.write(json!({
@@ -177,7 +183,6 @@ impl Rollout {
                         break;
                     }
                     Outcome::Hold => {
-                        // The baseline stays: the next interval adds to this one's data.
                         holds += 1;
                         if holds >= self.max_holds {
                             history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
@@ -393,18 +398,7 @@ impl Rollout {
             "#".repeat(filled.min(10)),
             ".".repeat(10 - filled.min(10))
         );
-        let checks: Vec<String> = verdict
-            .checks
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {} p={:.2e}",
-                    c.name,
-                    if c.passed { "ok" } else { "FAIL" },
-                    c.p_value
-                )
-            })
-            .collect();
+        let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
         let decision = match verdict.outcome {
             Outcome::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
             Outcome::Pass => format!(
