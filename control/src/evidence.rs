@@ -199,3 +199,264 @@ impl Sequential {
         self.intervals
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use rand_distr::{Binomial, Distribution};
+
+    // The reference values come from SciPy 1.17.1, computed from the definitions by other
+    // means than this module: the null point by minimising the weighted divergence
+    // (`minimize_scalar(f, bounds=(b, (a - margin) / ratio), method='bounded',
+    // options={'xatol': 1e-15, 'maxiter': 2000})` with
+    // `f = lambda b0: nc*KL(a, ratio*b0 + margin) + ns*KL(b, b0)`) instead of finding the
+    // root of its slope, and the likelihoods with `scipy.stats.binom.logpmf`:
+    // `log_e = binom.logpmf(xc, nc, a) - binom.logpmf(xc, nc, a0) + binom.logpmf(xs, ns, b)
+    // - binom.logpmf(xs, ns, b0)`.
+
+    fn close(got: f64, want: f64, tolerance: f64) {
+        assert!(
+            (got - want).abs() <= tolerance,
+            "got {got}, want {want} (± {tolerance})"
+        );
+    }
+
+    const ERRORS: Bound = Bound {
+        ratio: 1.0,
+        margin: 0.01,
+    };
+
+    #[test]
+    fn the_null_point_matches_scipy() {
+        // null_point(1, 0.01, 0.03, 0.01, 500, 9500) = (0.020262223111944512, 0.010262223111944514)
+        let (a0, b0) = null_point(ERRORS, 0.03, 0.01, 500, 9500).unwrap();
+        close(a0, 0.020262223111944512, 1e-9);
+        close(b0, 0.010262223111944514, 1e-9);
+    }
+
+    /// Without a margin the null point is the pooled rate, `(n_c·a + n_s·b) / (n_c + n_s)`: the
+    /// reverse information projection of a 2x2 table (Turner, Ly and Grünwald, "Generic
+    /// e-variables for exact sequential k-sample tests that allow for optional stopping",
+    /// Statistics & Probability Letters, 2024).
+    #[test]
+    fn without_a_margin_the_null_point_is_the_pooled_rate() {
+        let same = Bound {
+            ratio: 1.0,
+            margin: 0.0,
+        };
+        for (a, b, n_c, n_s) in [(0.3, 0.1, 100, 100), (0.3, 0.1, 30, 970), (0.9, 0.5, 7, 3)] {
+            let pooled = (n_c as f64 * a + n_s as f64 * b) / (n_c + n_s) as f64;
+            let (a0, b0) = null_point(same, a, b, n_c, n_s).unwrap();
+            close(a0, pooled, 1e-12);
+            close(b0, pooled, 1e-12);
+        }
+    }
+
+    #[test]
+    fn interval_e_values_match_scipy() {
+        // log_e(1, 0.01, 20, 500, 95, 9500, 0.03, 0.01) = 3.0865475649144596: canary worse.
+        let worse = Tally {
+            canary: 20,
+            canary_n: 500,
+            stable: 95,
+            stable_n: 9500,
+        };
+        close(
+            interval_log_e(ERRORS, worse, 0.03, 0.01),
+            3.0865475649144596,
+            1e-7,
+        );
+        // log_e(1, 0.01, 5, 500, 95, 9500, 0.03, 0.01) = -2.949873177606948: canary as good
+        // as stable, evidence for the null (the other tail gives none against it).
+        let same = Tally { canary: 5, ..worse };
+        close(
+            interval_log_e(ERRORS, same, 0.03, 0.01),
+            -2.949873177606948,
+            1e-7,
+        );
+        // log_e(0, 0.05, 12, 100, 0, 0, 0.1, 0.5) = 3.5598506949350757: against a fixed 5 %.
+        let ceiling = Bound {
+            ratio: 0.0,
+            margin: 0.05,
+        };
+        let twelve = Tally {
+            canary: 12,
+            canary_n: 100,
+            stable: 0,
+            stable_n: 0,
+        };
+        close(
+            interval_log_e(ceiling, twelve, 0.1, 0.5),
+            3.5598506949350757,
+            1e-12,
+        );
+        // One canary request against a million stable ones. The divergence is too flat there
+        // for minimize_scalar's tolerance (it gives 6.0027880); SciPy's Brent root of the
+        // slope, `brentq(g, b, (a - margin)/ratio, xtol=1e-20, rtol=8.9e-16)` with `g` the
+        // slope in `null_point`'s documentation, gives b0 = 0.0010002989997010003 and
+        // log_e = 6.002782564437098.
+        let skewed = Tally {
+            canary: 1,
+            canary_n: 1,
+            stable: 0,
+            stable_n: 1_000_000,
+        };
+        let none = Bound {
+            ratio: 1.0,
+            margin: 0.0,
+        };
+        close(
+            interval_log_e(none, skewed, 0.3, 0.001),
+            6.002782564437098,
+            1e-9,
+        );
+    }
+
+    /// The mixture over the experts, three intervals with drifting stable guesses:
+    /// `logsumexp(w) - log(9)` where `w[k]` sums the SciPy log e-values above of each interval
+    /// with `a = expit(logit(b + 0.01) + d_k)`, `d_k` in 0.05 … 12.8:
+    /// tallies (3, 100, 10, 900), (9, 250, 8, 750), (16, 500, 4, 500), guesses 0.01, 0.0125,
+    /// 0.0111 → 0.995576874669494.
+    #[test]
+    fn the_running_mixture_matches_scipy() {
+        let mut evidence = Sequential::new(ERRORS);
+        for ((canary, canary_n, stable, stable_n), guess) in [
+            ((3, 100, 10, 900), 0.01),
+            ((9, 250, 8, 750), 0.0125),
+            ((16, 500, 4, 500), 0.0111),
+        ] {
+            let tally = Tally {
+                canary,
+                canary_n,
+                stable,
+                stable_n,
+            };
+            evidence.update(tally, guess);
+        }
+        close(evidence.log_e(), 0.995576874669494, 1e-6);
+        assert_eq!(evidence.intervals(), 3);
+        assert!(evidence.peak() >= evidence.e_value());
+    }
+
+    fn binomial_pmf(n: u64, p: f64) -> Vec<f64> {
+        // By the recurrence P(k+1) = P(k)·(n-k)/(k+1)·p/(1-p), from P(0) = (1-p)^n.
+        let mut out = vec![(1.0 - p).powi(n as i32)];
+        for k in 0..n {
+            let last = out[k as usize];
+            out.push(last * (n - k) as f64 / (k + 1) as f64 * p / (1.0 - p));
+        }
+        out
+    }
+
+    /// The expectation of one interval's e-value, summed over every outcome.
+    fn expectation(bound: Bound, a: f64, b: f64, n: (u64, u64), p: (f64, f64)) -> f64 {
+        let (canary, stable) = (binomial_pmf(n.0, p.0), binomial_pmf(n.1, p.1));
+        let mut sum = 0.0;
+        for (x_c, pc) in canary.iter().enumerate() {
+            for (x_s, ps) in stable.iter().enumerate() {
+                let tally = Tally {
+                    canary: x_c as u64,
+                    canary_n: n.0,
+                    stable: x_s as u64,
+                    stable_n: n.1,
+                };
+                sum += pc * ps * interval_log_e(bound, tally, a, b).exp();
+            }
+        }
+        sum
+    }
+
+    /// Exactly: the expectation is at most 1 at every null point (the boundary and inside),
+    /// 1 at the nearest null point, and above 1 at the alternative.
+    #[test]
+    fn an_interval_e_value_is_valid_at_every_null_point() {
+        let bound = Bound {
+            ratio: 1.0,
+            margin: 0.05,
+        };
+        let (a, b, n) = (0.4, 0.1, (7, 11));
+        let (a0, b0) = null_point(bound, a, b, n.0, n.1).unwrap();
+        close(expectation(bound, a, b, n, (a0, b0)), 1.0, 1e-9);
+        let mut worst: f64 = 0.0;
+        for i in 0..=40 {
+            let p_s = i as f64 / 40.0 * 0.95;
+            for inside in [0.0, 0.5, 1.0] {
+                let p_c = (bound.at(p_s) * (1.0 - 0.5 * inside)).min(1.0);
+                worst = worst.max(expectation(bound, a, b, n, (p_c, p_s)));
+            }
+        }
+        assert!(worst <= 1.0 + 1e-9, "E[e] = {worst} at a null point");
+        assert!(expectation(bound, a, b, n, (a, b)) > 1.5);
+    }
+
+    #[test]
+    fn no_requests_no_evidence() {
+        let empty = Tally::default();
+        assert_eq!(interval_log_e(ERRORS, empty, 0.05, 0.01), 0.0);
+        let canary_only = Tally {
+            canary: 30,
+            canary_n: 30,
+            ..Tally::default()
+        };
+        assert_eq!(
+            interval_log_e(ERRORS, canary_only, 0.05, 0.01),
+            0.0,
+            "no stable requests: nothing to compare with"
+        );
+        // Zero errors on both sides: evidence for the null, none against it.
+        let clean = Tally {
+            canary: 0,
+            canary_n: 1000,
+            stable: 0,
+            stable_n: 9000,
+        };
+        assert!(interval_log_e(ERRORS, clean, 0.05, 0.01) < 0.0);
+        let mut evidence = Sequential::new(ERRORS);
+        evidence.update(empty, 0.01);
+        assert_eq!(evidence.e_value(), 1.0);
+    }
+
+    /// Ville's inequality in practice: 4,000 runs of 60 intervals at the null's boundary, with
+    /// stable's rate drifting from 0.2 % to 6 % and the canary's share of traffic changing;
+    /// the share of runs whose evidence ever reaches 1/alpha = 10 stays under alpha = 10 %
+    /// (plus three standard errors of the estimate).
+    #[test]
+    fn the_running_evidence_crosses_1_over_alpha_at_most_alpha_of_the_time() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let runs = 4000;
+        let mut crossed = 0;
+        for _ in 0..runs {
+            let mut evidence = Sequential::new(ERRORS);
+            let (mut seen, mut errors) = (0u64, 0u64);
+            for t in 0..60u64 {
+                let p_s = 0.002 + 0.058 * ((t as f64) / 9.0).sin().abs();
+                let p_c = ERRORS.at(p_s);
+                let n_c = [20, 100, 400, 1000][(t / 15) as usize];
+                let n_s = 2000 - n_c;
+                let tally = Tally {
+                    canary: Binomial::new(n_c, p_c).unwrap().sample(&mut rng),
+                    canary_n: n_c,
+                    stable: Binomial::new(n_s, p_s).unwrap().sample(&mut rng),
+                    stable_n: n_s,
+                };
+                let guess = (errors as f64 + 0.5) / (seen as f64 + 1.0);
+                evidence.update(tally, guess);
+                seen += n_s;
+                errors += tally.stable;
+                if evidence.e_value() >= 10.0 {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        let share = crossed as f64 / runs as f64;
+        assert!(
+            share <= 0.1 + 3.0 * (0.1f64 * 0.9 / runs as f64).sqrt(),
+            "{share}"
+        );
+    }
+}

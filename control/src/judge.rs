@@ -97,13 +97,15 @@ impl Counts {
     /// Adds `more` (another proxy's counts): buckets matched by bound; different bounds are an
     /// error.
     pub fn add(&mut self, more: &Counts) -> Result<()> {
+        if !self.latency.is_empty() && !more.latency.is_empty() {
+            same_bounds(&self.latency, &more.latency, "two proxies")?;
+        }
         for (have, add) in self.responses.iter_mut().zip(more.responses) {
             *have += add;
         }
         if self.latency.is_empty() {
             self.latency = more.latency.clone();
         } else if !more.latency.is_empty() {
-            same_bounds(&self.latency, &more.latency, "two proxies")?;
             for (have, add) in self.latency.iter_mut().zip(&more.latency) {
                 have.1 += add.1;
             }
@@ -837,5 +839,485 @@ fn add_total(total: &mut (u64, u64, Option<Histogram>), counts: &Counts, h: Opti
             Some(have) => have.add(h),
             None => total.2 = Some(h.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Cumulative latency points over the bounds 10, 100, 1000 ms and +Inf from disjoint counts.
+    fn latency(disjoint: [u64; 4]) -> Vec<(f64, u64)> {
+        let mut cumulative = 0;
+        [10.0, 100.0, 1000.0, f64::INFINITY]
+            .iter()
+            .zip(disjoint)
+            .map(|(&bound, n)| {
+                cumulative += n;
+                (bound, cumulative)
+            })
+            .collect()
+    }
+
+    fn counts(errors: u64, disjoint: [u64; 4]) -> Counts {
+        let n: u64 = disjoint.iter().sum();
+        Counts {
+            responses: [0, n - errors, 0, 0, errors],
+            latency: latency(disjoint),
+        }
+    }
+
+    fn settings() -> JudgeSettings {
+        JudgeSettings {
+            min_requests: 50,
+            min_intervals: 1,
+            ..JudgeSettings::default()
+        }
+    }
+
+    fn check<'a>(verdict: &'a Verdict, name: &str) -> &'a Check {
+        verdict.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn every_setting_is_refused_with_its_flag() {
+        let base = JudgeSettings::default();
+        base.check().unwrap();
+        let cases: Vec<(JudgeSettings, &str)> = vec![
+            (
+                JudgeSettings {
+                    min_requests: 0,
+                    ..base.clone()
+                },
+                "--min-requests",
+            ),
+            (
+                JudgeSettings {
+                    min_intervals: 0,
+                    ..base.clone()
+                },
+                "--min-intervals",
+            ),
+            (
+                JudgeSettings {
+                    alpha: f64::NAN,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    alpha: 0.0,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    alpha: 1.0,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    alpha: -0.01,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: f64::NAN,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: -1.0,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: 100.0,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: f64::INFINITY,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    max_error_rate: f64::NAN,
+                    ..base.clone()
+                },
+                "--max-error-rate",
+            ),
+            (
+                JudgeSettings {
+                    max_error_rate: 0.0,
+                    ..base.clone()
+                },
+                "--max-error-rate",
+            ),
+            (
+                JudgeSettings {
+                    max_error_rate: 100.5,
+                    ..base.clone()
+                },
+                "--max-error-rate",
+            ),
+            (
+                JudgeSettings {
+                    latency_margin_ms: f64::NAN,
+                    ..base.clone()
+                },
+                "--latency-margin-ms",
+            ),
+            (
+                JudgeSettings {
+                    latency_margin_ms: -5.0,
+                    ..base.clone()
+                },
+                "--latency-margin-ms",
+            ),
+            (
+                JudgeSettings {
+                    latency_margin_ms: f64::INFINITY,
+                    ..base.clone()
+                },
+                "--latency-margin-ms",
+            ),
+        ];
+        for (settings, flag) in cases {
+            let message = format!("{:#}", Judgement::new(settings.clone()).unwrap_err());
+            assert!(message.contains(flag), "{settings:?}: {message}");
+        }
+        // The edges that are allowed.
+        for settings in [
+            JudgeSettings {
+                error_margin: 0.0,
+                ..base.clone()
+            },
+            JudgeSettings {
+                max_error_rate: 100.0,
+                ..base.clone()
+            },
+            JudgeSettings {
+                latency_margin_ms: 0.0,
+                ..base.clone()
+            },
+        ] {
+            Judgement::new(settings).unwrap();
+        }
+    }
+
+    /// Before the fix, a NaN margin passed a canary with 50 % 5xx.
+    #[test]
+    fn a_canary_with_half_its_requests_failing_fails() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(9, [500, 480, 20, 0])).unwrap();
+        let verdict = judgement
+            .observe(
+                0,
+                &counts(50, [50, 48, 2, 0]),
+                &counts(9, [450, 432, 18, 0]),
+            )
+            .unwrap();
+        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+        let errors = check(&verdict, "errors");
+        assert!(!errors.passed);
+        assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 / 4.0);
+        assert_eq!(errors.threshold, 400.0, "4 checks share alpha 0.01");
+        assert!((errors.canary - 50.0).abs() < 1e-9 && (errors.stable - 1.0).abs() < 1e-9);
+    }
+
+    /// Evidence builds across intervals and steps: 3 % against 1 % (twice the margin) is never
+    /// failed on its first interval, and is failed once enough intervals have added up.
+    #[test]
+    fn evidence_accumulates_across_intervals_and_steps() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(95, [4750, 4655, 95, 0])).unwrap();
+        let canary = counts(15, [250, 245, 5, 0]);
+        let stable = counts(95, [4750, 4655, 95, 0]);
+        let mut failed_at = None;
+        for interval in 0..20 {
+            let verdict = judgement.observe(interval / 2, &canary, &stable).unwrap();
+            if verdict.outcome == Outcome::Fail {
+                failed_at = Some(interval);
+                assert!(!check(&verdict, "errors").passed);
+                break;
+            }
+        }
+        let failed_at = failed_at.expect("3 % against 1 % with a 1 point margin never failed");
+        assert!((1..10).contains(&failed_at), "{failed_at}");
+    }
+
+    /// The same rates on both sides, interval after interval, never fail; a canary better than
+    /// stable gives evidence for the null (its e-values stay below 1).
+    #[test]
+    fn identical_and_better_canaries_pass() {
+        let mut same = Judgement::new(settings()).unwrap();
+        same.seed(&counts(95, [4750, 4655, 95, 0])).unwrap();
+        let mut better = same.clone();
+        for interval in 0..200 {
+            let verdict = same
+                .observe(
+                    interval / 3,
+                    &counts(5, [250, 245, 5, 0]),
+                    &counts(95, [4750, 4655, 95, 0]),
+                )
+                .unwrap();
+            assert_ne!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+            let verdict = better
+                .observe(
+                    interval / 3,
+                    &counts(22, [250, 245, 5, 0]),
+                    &counts(760, [4750, 4655, 95, 0]),
+                )
+                .unwrap();
+            assert_ne!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+            if interval > 5 {
+                assert!(check(&verdict, "errors").e_value < 1.0, "{verdict:?}");
+                assert!(check(&verdict, "ceiling").e_value < 1.0, "{verdict:?}");
+            }
+        }
+    }
+
+    /// The ceiling fails a canary above it only when the canary is also worse than stable.
+    #[test]
+    fn the_ceiling_needs_evidence_against_stable_too() {
+        let wide = JudgeSettings {
+            error_margin: 50.0,
+            ..settings()
+        };
+        let run = |canary_errors: u64, stable_errors: u64| {
+            let mut judgement = Judgement::new(wide.clone()).unwrap();
+            judgement
+                .seed(&counts(stable_errors * 2, [2000, 0, 0, 0]))
+                .unwrap();
+            let mut last = None;
+            for interval in 0..30 {
+                let verdict = judgement
+                    .observe(
+                        interval,
+                        &counts(canary_errors, [1000, 0, 0, 0]),
+                        &counts(stable_errors, [1000, 0, 0, 0]),
+                    )
+                    .unwrap();
+                let done = verdict.outcome == Outcome::Fail;
+                last = Some(verdict);
+                if done {
+                    break;
+                }
+            }
+            last.unwrap()
+        };
+        // 10 % against stable's 10 %: above the 5 % ceiling, but no worse than stable.
+        let same = run(100, 100);
+        assert_ne!(same.outcome, Outcome::Fail, "{same:?}");
+        // 10 % against stable's 4 %: above the ceiling and worse than stable.
+        let worse = run(100, 40);
+        assert_eq!(worse.outcome, Outcome::Fail, "{worse:?}");
+        assert!(!check(&worse, "ceiling").passed && check(&worse, "errors").passed);
+        // 4.5 % against stable's 1 %: worse than stable but under the ceiling.
+        let under = run(45, 10);
+        assert!(check(&under, "ceiling").passed, "{under:?}");
+    }
+
+    /// 600 of 1,000 canary requests past the last bound: before the fix they dropped out of the
+    /// data and the canary passed.
+    #[test]
+    fn requests_past_the_last_bound_count_as_the_slowest() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(0, [500, 490, 10, 0])).unwrap();
+        let verdict = judgement
+            .observe(
+                0,
+                &counts(0, [200, 190, 10, 600]),
+                &counts(0, [4500, 4410, 90, 0]),
+            )
+            .unwrap();
+        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+        let tail = check(&verdict, "latency_tail");
+        assert!(!tail.passed, "{tail:?}");
+        assert!((tail.canary - 60.0).abs() < 1e-9, "{tail:?}");
+    }
+
+    /// Shares above a bound count the samples strictly above it, `+Inf` included, and a
+    /// histogram without `+Inf` has nothing past its last bound.
+    #[test]
+    fn samples_above_a_bound() {
+        let with_inf = Counts {
+            responses: [0, 6, 0, 0, 0],
+            latency: vec![(1.0, 2), (2.0, 5), (f64::INFINITY, 6)],
+        };
+        let h = Histogram::from_counts(&with_inf, "x").unwrap().unwrap();
+        assert_eq!(h.bounds, vec![1.0, 2.0]);
+        assert_eq!(
+            (h.above(0), h.above(1), h.above(2), h.total()),
+            (4, 1, 0, 6)
+        );
+        let without = Counts {
+            responses: [0, 5, 0, 0, 0],
+            latency: vec![(1.0, 2), (2.0, 5)],
+        };
+        let h = Histogram::from_counts(&without, "x").unwrap().unwrap();
+        assert_eq!((h.above(0), h.above(1), h.total()), (3, 0, 5));
+        assert_eq!(h.quantile(0.5), 1.0 + 0.5 / 3.0);
+        assert!(Histogram::from_counts(&Counts::default(), "x")
+            .unwrap()
+            .is_none());
+        for bad in [
+            vec![(2.0, 1), (1.0, 2)],
+            vec![(1.0, 3), (2.0, 2)],
+            vec![(f64::NAN, 1)],
+            vec![(f64::INFINITY, 1), (2.0, 2)],
+        ] {
+            let counts = Counts {
+                responses: [0; 5],
+                latency: bad.clone(),
+            };
+            assert!(Histogram::from_counts(&counts, "x").is_err(), "{bad:?}");
+        }
+    }
+
+    /// Histograms with different bounds are an error, not a verdict: between canary and
+    /// stable, against the rollout's earlier bounds, and between proxies.
+    #[test]
+    fn different_bounds_are_an_error() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(0, [100, 0, 0, 0])).unwrap();
+        let other = Counts {
+            responses: [0, 100, 0, 0, 0],
+            latency: vec![(5.0, 100), (50.0, 100), (500.0, 100), (f64::INFINITY, 100)],
+        };
+        let message = format!(
+            "{:#}",
+            judgement
+                .observe(0, &other, &counts(0, [100, 0, 0, 0]))
+                .unwrap_err()
+        );
+        assert!(message.contains("different bucket bounds"), "{message}");
+        let message = format!("{:#}", judgement.observe(0, &other, &other).unwrap_err());
+        assert!(message.contains("changed during the rollout"), "{message}");
+        let mut sum = counts(0, [1, 0, 0, 0]);
+        assert!(sum.add(&other).is_err());
+        sum.add(&counts(1, [1, 1, 0, 0])).unwrap();
+        assert_eq!(sum.latency, latency([2, 1, 0, 0]));
+        assert_eq!(sum.responses, [0, 2, 0, 0, 1]);
+    }
+
+    /// Holds: no earlier stable data, too few responses at the step (data from an earlier step
+    /// does not count), and too few intervals; zero requests are a hold, never a failure.
+    #[test]
+    fn holds_and_what_they_say() {
+        let mut judgement = Judgement::new(JudgeSettings {
+            min_intervals: 3,
+            ..settings()
+        })
+        .unwrap();
+        let canary = counts(1, [60, 0, 0, 0]);
+        let stable = counts(10, [1000, 0, 0, 0]);
+        let first = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(first.outcome, Outcome::Hold);
+        assert!(
+            first.reason.contains("no earlier stable data"),
+            "{}",
+            first.reason
+        );
+        assert!(first.checks.is_empty());
+        let second = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(second.outcome, Outcome::Hold);
+        assert!(
+            second.reason.contains("interval 2 of 3 at this step"),
+            "{}",
+            second.reason
+        );
+        assert!(!second.reason.contains("responses"), "{}", second.reason);
+        let third = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(third.outcome, Outcome::Pass, "{third:?}");
+        let empty = judgement.observe(1, &Counts::default(), &stable).unwrap();
+        assert_eq!(empty.outcome, Outcome::Hold, "{empty:?}");
+        assert!(
+            empty.reason.contains("canary 0 of 50 responses"),
+            "{}",
+            empty.reason
+        );
+        assert!(empty.checks.iter().all(|c| c.passed));
+    }
+
+    /// A single `+Inf` bucket gives the latency checks nothing to compare: they pass, and say so.
+    #[test]
+    fn one_bucket() {
+        let one = |n: u64| Counts {
+            responses: [0, n, 0, 0, 0],
+            latency: vec![(f64::INFINITY, n)],
+        };
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&one(1000)).unwrap();
+        let verdict = judgement.observe(0, &one(100), &one(900)).unwrap();
+        assert_eq!(verdict.outcome, Outcome::Pass, "{verdict:?}");
+        assert!(check(&verdict, "latency")
+            .detail
+            .contains("no pair of bucket bounds"));
+    }
+
+    /// The latency pair: bounds at least the margin apart, where a shift of twice the margin
+    /// shows most; the tail at stable's p99 bucket.
+    #[test]
+    fn the_latency_pairs() {
+        let bounds = [5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0];
+        let mut cumulative = 0;
+        // Stable: most requests between 20 and 75 ms, 0.5 % above 100 ms.
+        let disjoint = [0u64, 10, 150, 300, 340, 170, 25, 5, 0];
+        let points: Vec<(f64, u64)> = bounds
+            .iter()
+            .chain(&[f64::INFINITY])
+            .zip(disjoint)
+            .map(|(&b, n)| {
+                cumulative += n;
+                (b, cumulative)
+            })
+            .collect();
+        let stable = Counts {
+            responses: [0, 1000, 0, 0, 0],
+            latency: points,
+        };
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&stable).unwrap();
+        let latency = judgement.choose_latency_pair().unwrap();
+        let tail = judgement.choose_tail_pair().unwrap();
+        assert!(
+            bounds[latency.canary] >= bounds[latency.stable] + 10.0,
+            "{latency:?}"
+        );
+        assert_eq!((bounds[tail.stable], bounds[tail.canary]), (100.0, 200.0));
+    }
+
+    /// Deltas, not totals: `since` takes each bucket's difference by bound, and a reset shows as
+    /// the current counts.
+    #[test]
+    fn since_takes_differences() {
+        let before = counts(2, [10, 5, 1, 0]);
+        let after = counts(5, [30, 6, 1, 2]);
+        let delta = after.since(&before);
+        assert_eq!(delta.responses, [0, 20, 0, 0, 3]);
+        assert_eq!(delta.latency, latency([20, 1, 0, 2]));
+        assert_eq!(
+            before.since(&after),
+            before,
+            "a reset shows the current counts"
+        );
     }
 }
