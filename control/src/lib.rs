@@ -12,5 +12,6 @@ pub mod judge;
 pub mod movement;
 pub mod push;
 pub mod rollout;
+pub mod sim;
 pub mod source;
 pub mod status;
