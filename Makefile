@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz
+.PHONY: istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -27,6 +27,7 @@ help:
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 	@echo "make fuzz   the property tests of the core and of explain at full count (FUZZ_CASES per property, FUZZ_SEED)"
+	@echo "make judge-sim  whole rollouts through the rollout's judge, every scenario, seeded; writes JUDGE.md"
 
 ## Installs ---------------------------------------------------------------------------------
 
@@ -121,6 +122,18 @@ fuzz:
 	  } 2>&1 | tee $(FUZZ_LOG)
 	@grep '^fuzz: ' $(FUZZ_LOG)
 	@grep -o '[0-9]* inputs' $(FUZZ_LOG) | awk '{ n += $$1 } END { print "fuzz: " n " generated inputs in all" }'
+
+## The judge's simulation -----------------------------------------------------------------
+
+# Whole rollouts of every scenario (identical, better and worse canaries) through the rollout's
+# judge at 100, 1,000 and 10,000 requests per interval, JUDGE_ROLLOUTS each, from JUDGE_SEED;
+# writes JUDGE.md (`make test` runs a short seeded run of the same code as a unit test).
+JUDGE_ROLLOUTS ?= 2000
+JUDGE_SEED     ?= 20251126
+
+judge-sim:
+	cargo run --quiet --release -p canary-control --example judge-sim -- \
+	  --rollouts $(JUDGE_ROLLOUTS) --seed $(JUDGE_SEED) --out JUDGE.md
 
 ## Benchmarks -------------------------------------------------------------------------------
 

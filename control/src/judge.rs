@@ -1,24 +1,42 @@
-//! The judge: canary against stable over the same interval and the same cohort, with tests
-//! that stay honest at small counts.
+//! The judge: canary against stable, interval after interval, with evidence that stays valid
+//! however long the rollout watches and whenever it stops (see [`crate::evidence`]).
 //!
-//! - 5xx rate: Fisher's exact test, one-sided (is the canary's rate higher?), which is exact
-//!   at any count, plus an allowed margin in percentage points: the check fails only when the
-//!   difference is both significant and larger than the margin. A fixed ceiling adds to it.
-//! - Latency: a Mann-Whitney rank test on the histogram buckets (in the spirit of Kayenta's
-//!   judge), with ties handled (each bucket is one tied rank), one-sided (is the canary
-//!   slower?), plus a margin on the difference of the medians in ms.
+//! A [`Judgement`] lasts one rollout. It is fed each interval's counts (differences of two
+//! reads, never totals) and the step, and answers pass, hold or fail. Four checks, each a
+//! running e-value against its own null hypothesis; a check fails when its e-value reaches
+//! `checks / alpha`, so the chance that any check fails a canary that meets every null is at
+//! most `alpha` over the whole rollout, every step and interval together (Ville's inequality
+//! and a union bound):
 //!
-//! Every verdict carries its numbers.
+//! - `errors`: canary 5xx rate ≤ stable's + `--error-margin` percentage points.
+//! - `ceiling`: canary 5xx rate ≤ `--max-error-rate`, or ≤ stable's. It fails only with
+//!   evidence against both: above the ceiling *and* worse than stable.
+//! - `latency`: the canary is no slower than stable plus `--latency-margin-ms`, read at one
+//!   pair of bucket bounds `(Bs, Bc)` with `Bc ≥ Bs + margin`: the canary's share above `Bc` ≤
+//!   stable's share above `Bs` (implied by "canary ≤ stable + margin" at every latency). The
+//!   pair is the one where a shift of twice the margin would show most, read from stable's data
+//!   before the interval.
+//! - `latency_tail`: the same at stable's p99 bucket (the smallest bound with at most 1 % of
+//!   stable's earlier requests above it): the canary's share above `Bs + margin` ≤ stable's share
+//!   above `Bs`. Requests past the last bound are in the `+Inf` bucket: the slowest, never
+//!   dropped.
+//!
+//! A step passes when no check failed and, since the step began, each side has at least
+//! `--min-requests` responses and the step has lasted `--min-intervals` intervals. Buckets are
+//! matched by their bounds: histograms with different bounds are an error, not a verdict.
 
+use anyhow::{bail, Result};
 use serde::Serialize;
-use statrs::distribution::{ContinuousCDF, DiscreteCDF, Hypergeometric, Normal};
+
+use crate::evidence::{Bound, Sequential, Tally};
 
 /// One version's counts over an interval, in the judged cohort.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Counts {
     /// Responses by class `1xx` … `5xx`.
     pub responses: [u64; 5],
-    /// Latency histogram: `(upper bound ms, cumulative count)`, finite bounds only.
+    /// Latency histogram: `(upper bound ms, cumulative count)`, bounds increasing; the last may
+    /// be `f64::INFINITY` (the `+Inf` bucket, holding every sample).
     pub latency: Vec<(f64, u64)>,
 }
 
@@ -35,11 +53,7 @@ impl Counts {
 
     /// 5xx per response, in percent.
     pub fn error_rate(&self) -> f64 {
-        if self.answered() == 0 {
-            0.0
-        } else {
-            self.errors() as f64 * 100.0 / self.answered() as f64
-        }
+        percent(self.errors(), self.answered())
     }
 
     /// Latency samples (the histogram's count).
@@ -47,26 +61,14 @@ impl Counts {
         self.latency.last().map_or(0, |b| b.1)
     }
 
-    /// Per-bucket (not cumulative) counts.
-    pub fn latency_disjoint(&self) -> Vec<u64> {
-        let mut previous = 0;
-        self.latency
-            .iter()
-            .map(|&(_, cumulative)| {
-                let n = cumulative.saturating_sub(previous);
-                previous = cumulative;
-                n
-            })
-            .collect()
-    }
-
-    /// The `q` quantile of the latency in ms, interpolated inside its bucket.
+    /// The `q` quantile of the latency in ms, interpolated inside its bucket (infinite when it
+    /// falls past the last finite bound).
     pub fn latency_quantile(&self, q: f64) -> Option<f64> {
         crate::status::quantile(&self.latency, q)
     }
 
     /// `self - earlier`, for counters that only grow (a reset, such as an Envoy restart,
-    /// shows as the current value).
+    /// shows as the current value). Buckets are matched by bound.
     pub fn since(&self, earlier: &Counts) -> Counts {
         let reset = self.answered() < earlier.answered()
             || self.latency_samples() < earlier.latency_samples();
@@ -91,30 +93,262 @@ impl Counts {
             .collect();
         Counts { responses, latency }
     }
+
+    /// Adds `more` (another proxy's counts): buckets matched by bound; different bounds are an
+    /// error.
+    pub fn add(&mut self, more: &Counts) -> Result<()> {
+        if !self.latency.is_empty() && !more.latency.is_empty() {
+            same_bounds(&self.latency, &more.latency, "two proxies")?;
+        }
+        for (have, add) in self.responses.iter_mut().zip(more.responses) {
+            *have += add;
+        }
+        if self.latency.is_empty() {
+            self.latency = more.latency.clone();
+        } else if !more.latency.is_empty() {
+            for (have, add) in self.latency.iter_mut().zip(&more.latency) {
+                have.1 += add.1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+fn bounds_text(points: &[(f64, u64)]) -> String {
+    let all: Vec<String> = points.iter().map(|p| format!("{}", p.0)).collect();
+    all.join(",")
+}
+
+fn same_bounds(one: &[(f64, u64)], other: &[(f64, u64)], what: &str) -> Result<()> {
+    let equal = one.len() == other.len() && one.iter().zip(other).all(|(x, y)| x.0 == y.0);
+    if !equal {
+        bail!(
+            "the latency histograms of {what} have different bucket bounds ({} and {}): buckets \
+             can only be compared bound by bound",
+            bounds_text(one),
+            bounds_text(other)
+        );
+    }
+    Ok(())
+}
+
+/// A latency histogram as disjoint counts: `counts[i]` holds the samples in
+/// `(bounds[i-1], bounds[i]]`, and one more count the samples past the last finite bound.
+#[derive(Debug, Clone, PartialEq)]
+struct Histogram {
+    bounds: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl Histogram {
+    /// `None` for an empty histogram (a version Envoy has no samples of yet).
+    fn from_counts(counts: &Counts, who: &str) -> Result<Option<Histogram>> {
+        let points = &counts.latency;
+        if points.is_empty() {
+            return Ok(None);
+        }
+        let mut bounds = Vec::with_capacity(points.len());
+        let mut disjoint = Vec::with_capacity(points.len() + 1);
+        let mut previous: Option<(f64, u64)> = None;
+        for (i, &(bound, cumulative)) in points.iter().enumerate() {
+            let last = i + 1 == points.len();
+            let finite_ok = bound.is_finite() && bound > 0.0;
+            if !(finite_ok || (last && bound == f64::INFINITY)) {
+                bail!("{who}'s latency histogram has a bad bucket bound {bound}");
+            }
+            if let Some((before, count)) = previous {
+                if bound <= before {
+                    bail!(
+                        "{who}'s latency histogram bounds do not increase: {bound} after {before}"
+                    );
+                }
+                if cumulative < count {
+                    bail!(
+                        "{who}'s latency histogram is not cumulative: {cumulative} at {bound} after {count}"
+                    );
+                }
+            }
+            let below = previous.map_or(0, |p| p.1);
+            disjoint.push(cumulative - below);
+            if bound.is_finite() {
+                bounds.push(bound);
+            }
+            previous = Some((bound, cumulative));
+        }
+        if points.last().is_some_and(|p| p.0.is_finite()) {
+            // No +Inf bucket given: nothing is known past the last bound.
+            disjoint.push(0);
+        }
+        Ok(Some(Histogram {
+            bounds,
+            counts: disjoint,
+        }))
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Samples above bound `i` (`i == bounds.len()` is `+Inf`: none).
+    fn above(&self, i: usize) -> u64 {
+        self.counts.iter().skip(i + 1).sum()
+    }
+
+    fn add(&mut self, other: &Histogram) {
+        for (have, add) in self.counts.iter_mut().zip(&other.counts) {
+            *have += add;
+        }
+    }
+
+    /// The share at or below `x` ms, linear inside a bucket, for predictions only.
+    fn cdf(&self, x: f64) -> f64 {
+        let total = self.total() as f64;
+        if total == 0.0 || x <= 0.0 {
+            return 0.0;
+        }
+        let mut below = 0.0;
+        let mut lower = 0.0;
+        for (i, &bound) in self.bounds.iter().enumerate() {
+            let count = self.counts[i] as f64;
+            if x <= bound {
+                return (below + count * (x - lower) / (bound - lower)) / total;
+            }
+            below += count;
+            lower = bound;
+        }
+        below / total
+    }
+
+    fn quantile(&self, q: f64) -> f64 {
+        let total = self.total();
+        let rank = q * total as f64;
+        let (mut below, mut lower) = (0u64, 0.0);
+        for (i, &bound) in self.bounds.iter().enumerate() {
+            let count = self.counts[i];
+            if count > 0 && (below + count) as f64 >= rank {
+                let within = (rank - below as f64) / count as f64;
+                return lower + (bound - lower) * within.clamp(0.0, 1.0);
+            }
+            below += count;
+            lower = bound;
+        }
+        if self.counts.last().is_some_and(|&c| c > 0) {
+            f64::INFINITY
+        } else {
+            lower
+        }
+    }
+}
+
+/// A share smoothed away from 0 and 1 (Jeffreys), for predictions.
+fn smoothed(part: u64, whole: u64) -> f64 {
+    (part as f64 + 0.5) / (whole as f64 + 1.0)
+}
+
+/// Bernoulli Kullback-Leibler divergence, nats.
+fn kl(p: f64, q: f64) -> f64 {
+    p * (p / q).ln() + (1.0 - p) * ((1.0 - p) / (1.0 - q)).ln()
 }
 
 /// Thresholds of the judge.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JudgeSettings {
-    /// Responses each side needs in the interval before any verdict.
+    /// Responses each side needs at a step before it can pass.
     pub min_requests: u64,
-    /// Significance level of both tests.
+    /// Intervals a step lasts at least before it can pass.
+    pub min_intervals: u32,
+    /// Chance, over the whole rollout, of failing a canary that is no worse than stable by
+    /// more than the margins.
     pub alpha: f64,
     /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
     pub error_margin: f64,
-    /// Fixed ceiling of the canary's 5xx rate, percent.
+    /// Ceiling of the canary's 5xx rate, percent: fails only when the canary is also worse
+    /// than stable. 100 turns it off.
     pub max_error_rate: f64,
-    /// Allowed excess of the canary's median latency over stable's, ms.
+    /// Allowed excess of the canary's latency over stable's, ms.
     pub latency_margin_ms: f64,
+}
+
+impl Default for JudgeSettings {
+    /// The defaults of `canaryctl rollout`.
+    fn default() -> JudgeSettings {
+        JudgeSettings {
+            min_requests: 100,
+            min_intervals: 3,
+            alpha: 0.01,
+            error_margin: 1.0,
+            max_error_rate: 5.0,
+            latency_margin_ms: 10.0,
+        }
+    }
+}
+
+impl JudgeSettings {
+    /// Refuses settings the judge cannot honour, naming the flag.
+    pub fn check(&self) -> Result<()> {
+        if self.min_requests == 0 {
+            bail!("--min-requests must be at least 1: no verdict on no evidence");
+        }
+        if self.min_intervals == 0 {
+            bail!("--min-intervals must be at least 1");
+        }
+        if !(self.alpha > 0.0 && self.alpha < 1.0) {
+            bail!(
+                "--alpha must be a number above 0 and below 1 (the chance of rolling back a good canary), not {}",
+                self.alpha
+            );
+        }
+        if !(self.error_margin >= 0.0 && self.error_margin < 100.0) {
+            bail!(
+                "--error-margin must be percentage points from 0 up to (not including) 100, not {}",
+                self.error_margin
+            );
+        }
+        if !(self.max_error_rate > 0.0 && self.max_error_rate <= 100.0) {
+            bail!(
+                "--max-error-rate must be a percent above 0 and at most 100 (100 turns the ceiling off), not {}",
+                self.max_error_rate
+            );
+        }
+        if !(self.latency_margin_ms >= 0.0 && self.latency_margin_ms.is_finite()) {
+            bail!(
+                "--latency-margin-ms must be a finite number of ms, 0 or more, not {}",
+                self.latency_margin_ms
+            );
+        }
+        Ok(())
+    }
+
+    /// The number of checks that share `alpha`.
+    pub fn checks(&self) -> usize {
+        if self.max_error_rate < 100.0 {
+            4
+        } else {
+            3
+        }
+    }
+
+    /// The e-value at which a check fails: `checks / alpha`.
+    pub fn threshold(&self) -> f64 {
+        self.checks() as f64 / self.alpha
+    }
 }
 
 /// What to do after an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// Both checks passed: next step.
+    /// No check failed and the step has its data: next step.
     Pass,
-    /// Not enough data yet: stay at this step.
+    /// Not enough data at this step yet: stay.
     Hold,
     /// A check failed: roll back.
     Fail,
@@ -123,20 +357,48 @@ pub enum Outcome {
 /// One check's result and numbers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Check {
-    /// `errors` or `latency`.
+    /// `errors`, `ceiling`, `latency` or `latency_tail`.
     pub name: String,
-    /// Passed or not.
+    /// Passed (so far) or not.
     pub passed: bool,
-    /// One-sided p-value of the test (canary worse).
+    /// The evidence against the canary now: an e-value (1 is none; it fails at `threshold`).
+    pub e_value: f64,
+    /// The e-value at which the check fails: checks / alpha.
+    pub threshold: f64,
+    /// Anytime-valid p-value: 1 / the largest e-value so far.
     pub p_value: f64,
-    /// The canary's value (5xx % or p50 ms).
+    /// The canary's value over the rollout so far (5xx %, p50 ms, % above the tail bound).
     pub canary: f64,
-    /// Stable's value.
+    /// Stable's value, likewise.
     pub stable: f64,
-    /// The allowed difference.
+    /// The allowed difference (percentage points or ms).
     pub margin: f64,
     /// In words.
     pub detail: String,
+}
+
+impl Check {
+    /// `errors ok e=0.52/400` for the printed line.
+    pub fn brief(&self) -> String {
+        format!(
+            "{} {} e={}/{}",
+            self.name,
+            if self.passed { "ok" } else { "FAIL" },
+            short(self.e_value),
+            short(self.threshold)
+        )
+    }
+}
+
+/// A number in a few characters: 0.52, 14.1, 3.2e5.
+fn short(x: f64) -> String {
+    if x >= 1e4 {
+        format!("{x:.1e}")
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 /// The verdict of one interval.
@@ -146,154 +408,916 @@ pub struct Verdict {
     pub outcome: Outcome,
     /// In words.
     pub reason: String,
-    /// The checks (empty on hold).
+    /// The checks (empty before any check could run).
     pub checks: Vec<Check>,
 }
 
-/// Judges canary against stable.
-pub fn judge(canary: &Counts, stable: &Counts, settings: &JudgeSettings) -> Verdict {
-    let short: Vec<String> = [("canary", canary), ("stable", stable)]
-        .iter()
-        .filter(|(_, c)| {
-            c.answered() < settings.min_requests || c.latency_samples() < settings.min_requests / 2
+/// Pairs of bucket bounds a latency check compares: canary above `bounds[canary]` against
+/// stable above `bounds[stable]` (`bounds.len()` stands for `+Inf`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pair {
+    stable: usize,
+    canary: usize,
+}
+
+/// The data at the current step.
+#[derive(Debug, Clone, Default)]
+struct Step {
+    index: usize,
+    intervals: u32,
+    judged: u32,
+    canary: u64,
+    stable: u64,
+    canary_samples: u64,
+    stable_samples: u64,
+}
+
+/// The judgement of one rollout: the running evidence of every check, fed interval by interval.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    settings: JudgeSettings,
+    errors: Sequential,
+    ceiling: Sequential,
+    ceiling_vs_stable: Sequential,
+    /// The largest, over time, of the smaller of the two ceiling e-values at the same time.
+    ceiling_peak_log: f64,
+    latency: Sequential,
+    tail: Sequential,
+    /// Stable's counts before the current interval: the predictions and latency bounds.
+    reference_responses: u64,
+    reference_errors: u64,
+    reference_latency: Option<Histogram>,
+    /// The canary's and stable's counts over the rollout, for the numbers shown.
+    canary_total: (u64, u64, Option<Histogram>),
+    stable_total: (u64, u64, Option<Histogram>),
+    bounds: Option<Vec<f64>>,
+    latency_pair: Option<Pair>,
+    tail_pair: Option<Pair>,
+    step: Option<Step>,
+}
+
+impl Judgement {
+    /// A judgement with no evidence yet; refuses settings that [`JudgeSettings::check`]
+    /// refuses.
+    pub fn new(settings: JudgeSettings) -> Result<Judgement> {
+        settings.check()?;
+        let margin = settings.error_margin / 100.0;
+        Ok(Judgement {
+            errors: Sequential::new(Bound { ratio: 1.0, margin }),
+            ceiling: Sequential::new(Bound {
+                ratio: 0.0,
+                margin: settings.max_error_rate / 100.0,
+            }),
+            ceiling_vs_stable: Sequential::new(Bound {
+                ratio: 1.0,
+                margin: 0.0,
+            }),
+            ceiling_peak_log: 0.0,
+            latency: Sequential::new(Bound {
+                ratio: 1.0,
+                margin: 0.0,
+            }),
+            tail: Sequential::new(Bound {
+                ratio: 1.0,
+                margin: 0.0,
+            }),
+            settings,
+            reference_responses: 0,
+            reference_errors: 0,
+            reference_latency: None,
+            canary_total: (0, 0, None),
+            stable_total: (0, 0, None),
+            bounds: None,
+            latency_pair: None,
+            tail_pair: None,
+            step: None,
         })
-        .map(|(name, c)| {
-            format!(
-                "{name} {} of {} responses",
-                c.answered(),
-                settings.min_requests
-            )
-        })
-        .collect();
-    if !short.is_empty() {
-        return Verdict {
-            outcome: Outcome::Hold,
-            reason: format!("not enough data yet: {}", short.join(", ")),
-            checks: Vec::new(),
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &JudgeSettings {
+        &self.settings
+    }
+
+    /// Adds stable's counts from before the rollout (for example the cumulative counts of the
+    /// first read) to what predicts stable: they choose the latency bounds and the
+    /// alternatives, never the evidence itself.
+    pub fn seed(&mut self, stable: &Counts) -> Result<()> {
+        let histogram = Histogram::from_counts(stable, "stable")?;
+        self.check_bounds(histogram.as_ref())?;
+        self.add_reference(stable, histogram.as_ref());
+        Ok(())
+    }
+
+    fn check_bounds(&mut self, histogram: Option<&Histogram>) -> Result<()> {
+        if let Some(h) = histogram {
+            match &self.bounds {
+                None => self.bounds = Some(h.bounds.clone()),
+                Some(bounds) if *bounds != h.bounds => bail!(
+                    "the latency histogram's bucket bounds changed during the rollout (from {:?} to {:?}): \
+                     the judge compares buckets bound by bound",
+                    bounds,
+                    h.bounds
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn add_reference(&mut self, stable: &Counts, histogram: Option<&Histogram>) {
+        self.reference_responses += stable.answered();
+        self.reference_errors += stable.errors();
+        if let Some(h) = histogram {
+            match &mut self.reference_latency {
+                Some(have) => have.add(h),
+                None => self.reference_latency = Some(h.clone()),
+            }
+        }
+    }
+
+    /// Judges one interval at step `step` (0-based): `canary` and `stable` are that interval's
+    /// counts alone. An error, not a verdict, when the histograms cannot be compared.
+    pub fn observe(&mut self, step: usize, canary: &Counts, stable: &Counts) -> Result<Verdict> {
+        if !canary.latency.is_empty() && !stable.latency.is_empty() {
+            same_bounds(&canary.latency, &stable.latency, "canary and stable")?;
+        }
+        let canary_h = Histogram::from_counts(canary, "the canary")?;
+        let stable_h = Histogram::from_counts(stable, "stable")?;
+        self.check_bounds(canary_h.as_ref())?;
+        self.check_bounds(stable_h.as_ref())?;
+
+        if self.step.as_ref().is_none_or(|s| s.index != step) {
+            self.step = Some(Step {
+                index: step,
+                ..Step::default()
+            });
+        }
+
+        let errors_ready = self.reference_responses > 0;
+        let latency_ready = self
+            .reference_latency
+            .as_ref()
+            .is_some_and(|h| h.total() > 0);
+        if errors_ready {
+            let guess = smoothed(self.reference_errors, self.reference_responses);
+            let tally = Tally {
+                canary: canary.errors(),
+                canary_n: canary.answered(),
+                stable: stable.errors(),
+                stable_n: stable.answered(),
+            };
+            self.errors.update(tally, guess);
+            self.ceiling.update(tally, guess);
+            self.ceiling_vs_stable.update(tally, guess);
+            let both = self.ceiling.log_e().min(self.ceiling_vs_stable.log_e());
+            self.ceiling_peak_log = self.ceiling_peak_log.max(both);
+        }
+        if latency_ready {
+            self.latency_pair = self.choose_latency_pair();
+            self.tail_pair = self.choose_tail_pair();
+            let empty = Histogram {
+                bounds: Vec::new(),
+                counts: Vec::new(),
+            };
+            let (c, s) = (
+                canary_h.as_ref().unwrap_or(&empty),
+                stable_h.as_ref().unwrap_or(&empty),
+            );
+            for (pair, evidence) in [
+                (self.latency_pair, &mut self.latency),
+                (self.tail_pair, &mut self.tail),
+            ] {
+                if let (Some(pair), Some(reference)) = (pair, &self.reference_latency) {
+                    let guess = smoothed(reference.above(pair.stable), reference.total());
+                    let tally = Tally {
+                        canary: c.above(pair.canary),
+                        canary_n: c.total(),
+                        stable: s.above(pair.stable),
+                        stable_n: s.total(),
+                    };
+                    evidence.update(tally, guess);
+                }
+            }
+        }
+
+        // Bookkeeping after the evidence: this interval's stable data predicts the next ones.
+        self.add_reference(stable, stable_h.as_ref());
+        add_total(&mut self.canary_total, canary, canary_h.as_ref());
+        add_total(&mut self.stable_total, stable, stable_h.as_ref());
+        let step_data = self.step.get_or_insert_with(Step::default);
+        step_data.intervals += 1;
+        step_data.canary += canary.answered();
+        step_data.stable += stable.answered();
+        step_data.canary_samples += canary_h.as_ref().map_or(0, Histogram::total);
+        step_data.stable_samples += stable_h.as_ref().map_or(0, Histogram::total);
+        if errors_ready && latency_ready {
+            step_data.judged += 1;
+        }
+        let step_data = step_data.clone();
+
+        let checks = if errors_ready || latency_ready {
+            self.checks()
+        } else {
+            Vec::new()
         };
+        let failed: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
+        if !failed.is_empty() {
+            let what: Vec<String> = failed
+                .iter()
+                .map(|c| format!("{}: {}", c.name, c.detail))
+                .collect();
+            return Ok(Verdict {
+                outcome: Outcome::Fail,
+                reason: what.join("; "),
+                checks,
+            });
+        }
+        let mut short = Vec::new();
+        let need = self.settings.min_requests;
+        for (name, responses, samples) in [
+            ("canary", step_data.canary, step_data.canary_samples),
+            ("stable", step_data.stable, step_data.stable_samples),
+        ] {
+            if responses < need || samples < need / 2 {
+                short.push(format!("{name} {responses} of {need} responses"));
+            }
+        }
+        if step_data.judged == 0 {
+            short.push("no earlier stable data to compare with yet".to_string());
+        }
+        if step_data.intervals < self.settings.min_intervals {
+            short.push(format!(
+                "interval {} of {} at this step",
+                step_data.intervals, self.settings.min_intervals
+            ));
+        }
+        if short.is_empty() {
+            Ok(Verdict {
+                outcome: Outcome::Pass,
+                reason: "canary is no worse than stable".to_string(),
+                checks,
+            })
+        } else {
+            Ok(Verdict {
+                outcome: Outcome::Hold,
+                reason: format!("not enough data yet at this step: {}", short.join(", ")),
+                checks,
+            })
+        }
     }
-    let checks = vec![
-        error_check(canary, stable, settings),
-        latency_check(canary, stable, settings),
-    ];
-    let failed: Vec<&Check> = checks.iter().filter(|c| !c.passed).collect();
-    let (outcome, reason) = if failed.is_empty() {
-        (Outcome::Pass, "canary is no worse than stable".to_string())
-    } else {
-        let what: Vec<String> = failed
+
+    /// The first bound index at or above `ms`, or `bounds.len()` (`+Inf`).
+    fn first_at_or_above(bounds: &[f64], ms: f64) -> usize {
+        bounds.iter().position(|&b| b >= ms).unwrap_or(bounds.len())
+    }
+
+    /// The pair where a shift of the canary by twice the margin would show most (Kullback-Leibler
+    /// divergence per canary request), predicted from stable's earlier data.
+    fn choose_latency_pair(&self) -> Option<Pair> {
+        let reference = self.reference_latency.as_ref()?;
+        let margin = self.settings.latency_margin_ms;
+        let total = reference.total();
+        let design = if margin > 0.0 {
+            2.0 * margin
+        } else {
+            reference.quantile(0.5).min(1e6) / 5.0
+        };
+        let mut best: Option<(f64, Pair)> = None;
+        for (stable, &bound) in reference.bounds.iter().enumerate() {
+            let canary = Self::first_at_or_above(&reference.bounds, bound + margin);
+            if canary == reference.bounds.len() {
+                continue;
+            }
+            let q_stable = smoothed(reference.above(stable), total);
+            let shifted = reference.cdf(reference.bounds[canary] - design);
+            let floor = 0.5 / (total as f64 + 1.0);
+            let q_canary = (1.0 - shifted).clamp(floor, 1.0 - floor);
+            if q_canary <= q_stable {
+                continue;
+            }
+            let score = kl(q_canary, q_stable);
+            if best.is_none_or(|(s, _)| score > s) {
+                best = Some((score, Pair { stable, canary }));
+            }
+        }
+        best.map(|(_, pair)| pair)
+    }
+
+    /// Stable's p99 bucket: the smallest bound with at most 1 % of stable's earlier samples
+    /// above it; the canary is read at the first bound at least the margin above it.
+    fn choose_tail_pair(&self) -> Option<Pair> {
+        let reference = self.reference_latency.as_ref()?;
+        let total = reference.total();
+        let stable = (0..reference.bounds.len())
+            .find(|&i| reference.above(i) as f64 <= 0.01 * total as f64)?;
+        let canary = Self::first_at_or_above(
+            &reference.bounds,
+            reference.bounds[stable] + self.settings.latency_margin_ms,
+        );
+        (canary < reference.bounds.len()).then_some(Pair { stable, canary })
+    }
+
+    fn check(
+        &self,
+        name: &str,
+        evidence: (f64, f64),
+        numbers: (f64, f64, f64),
+        what: String,
+    ) -> Check {
+        let threshold = self.settings.threshold();
+        let (e, peak) = evidence;
+        let (canary, stable, margin) = numbers;
+        let passed = peak < threshold;
+        let detail = if passed {
+            format!("{what}: e={} < {}", short(e), short(threshold))
+        } else {
+            format!(
+                "{what}: e={} ≥ {} (anytime p={:.1e}, alpha {} over {} checks)",
+                short(peak),
+                short(threshold),
+                1.0 / peak,
+                self.settings.alpha,
+                self.settings.checks()
+            )
+        };
+        Check {
+            name: name.to_string(),
+            passed,
+            e_value: if passed { e } else { peak },
+            threshold,
+            p_value: (1.0 / peak).min(1.0),
+            canary,
+            stable,
+            margin,
+            detail,
+        }
+    }
+
+    fn checks(&self) -> Vec<Check> {
+        let s = &self.settings;
+        let (rc, rs) = (
+            percent(self.canary_total.1, self.canary_total.0),
+            percent(self.stable_total.1, self.stable_total.0),
+        );
+        let mut checks = vec![self.check(
+            "errors",
+            (self.errors.e_value(), self.errors.peak()),
+            (rc, rs, s.error_margin),
+            format!(
+                "canary 5xx {rc:.2}% vs stable {rs:.2}% over the rollout, allowed +{} pp",
+                s.error_margin
+            ),
+        )];
+        if s.checks() == 4 {
+            // Evidence against both halves of "under the ceiling or no worse than stable", at
+            // the same time: the smaller e-value is an e-value for either half.
+            let now = self.ceiling.log_e().min(self.ceiling_vs_stable.log_e());
+            checks.push(self.check(
+                "ceiling",
+                (now.min(700.0).exp(), self.ceiling_peak_log.min(700.0).exp()),
+                (rc, rs, s.max_error_rate),
+                format!(
+                    "canary 5xx {rc:.2}% vs the ceiling {}% and stable {rs:.2}% (e={} over the ceiling, {} over stable)",
+                    s.max_error_rate,
+                    short(self.ceiling.e_value()),
+                    short(self.ceiling_vs_stable.e_value())
+                ),
+            ));
+        }
+        let median = |h: &Option<Histogram>| h.as_ref().map_or(0.0, |h| h.quantile(0.5));
+        let (mc, ms) = (median(&self.canary_total.2), median(&self.stable_total.2));
+        let bounds = self.bounds.clone().unwrap_or_default();
+        let share_text = |pair: Option<Pair>| -> (f64, f64, String) {
+            match pair {
+                Some(p) => {
+                    let share = |h: &Option<Histogram>, i: usize| {
+                        h.as_ref().map_or(0.0, |h| percent(h.above(i), h.total()))
+                    };
+                    let (c, st) = (
+                        share(&self.canary_total.2, p.canary),
+                        share(&self.stable_total.2, p.stable),
+                    );
+                    (
+                        c,
+                        st,
+                        format!(
+                            "canary {c:.1}% over {} ms vs stable {st:.1}% over {} ms",
+                            bounds[p.canary], bounds[p.stable]
+                        ),
+                    )
+                }
+                None => (0.0, 0.0, "no pair of bucket bounds to compare".to_string()),
+            }
+        };
+        let (_, _, text) = share_text(self.latency_pair);
+        checks.push(self.check(
+            "latency",
+            (self.latency.e_value(), self.latency.peak()),
+            (mc, ms, s.latency_margin_ms),
+            format!(
+                "canary p50 {mc:.1} ms vs stable {ms:.1} ms, allowed +{} ms; {text}",
+                s.latency_margin_ms
+            ),
+        ));
+        let (c, st, text) = share_text(self.tail_pair);
+        checks.push(self.check(
+            "latency_tail",
+            (self.tail.e_value(), self.tail.peak()),
+            (c, st, s.latency_margin_ms),
+            format!("beyond stable's p99 bucket: {text}"),
+        ));
+        checks
+    }
+}
+
+fn add_total(total: &mut (u64, u64, Option<Histogram>), counts: &Counts, h: Option<&Histogram>) {
+    total.0 += counts.answered();
+    total.1 += counts.errors();
+    if let Some(h) = h {
+        match &mut total.2 {
+            Some(have) => have.add(h),
+            None => total.2 = Some(h.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Cumulative latency points over the bounds 10, 100, 1000 ms and +Inf from disjoint counts.
+    fn latency(disjoint: [u64; 4]) -> Vec<(f64, u64)> {
+        let mut cumulative = 0;
+        [10.0, 100.0, 1000.0, f64::INFINITY]
             .iter()
-            .map(|c| format!("{}: {}", c.name, c.detail))
+            .zip(disjoint)
+            .map(|(&bound, n)| {
+                cumulative += n;
+                (bound, cumulative)
+            })
+            .collect()
+    }
+
+    fn counts(errors: u64, disjoint: [u64; 4]) -> Counts {
+        let n: u64 = disjoint.iter().sum();
+        Counts {
+            responses: [0, n - errors, 0, 0, errors],
+            latency: latency(disjoint),
+        }
+    }
+
+    fn settings() -> JudgeSettings {
+        JudgeSettings {
+            min_requests: 50,
+            min_intervals: 1,
+            ..JudgeSettings::default()
+        }
+    }
+
+    fn check<'a>(verdict: &'a Verdict, name: &str) -> &'a Check {
+        verdict.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    #[test]
+    fn every_setting_is_refused_with_its_flag() {
+        let base = JudgeSettings::default();
+        base.check().unwrap();
+        let cases: Vec<(JudgeSettings, &str)> = vec![
+            (
+                JudgeSettings {
+                    min_requests: 0,
+                    ..base.clone()
+                },
+                "--min-requests",
+            ),
+            (
+                JudgeSettings {
+                    min_intervals: 0,
+                    ..base.clone()
+                },
+                "--min-intervals",
+            ),
+            (
+                JudgeSettings {
+                    alpha: f64::NAN,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    alpha: 0.0,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    alpha: 1.0,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    alpha: -0.01,
+                    ..base.clone()
+                },
+                "--alpha",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: f64::NAN,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: -1.0,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: 100.0,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    error_margin: f64::INFINITY,
+                    ..base.clone()
+                },
+                "--error-margin",
+            ),
+            (
+                JudgeSettings {
+                    max_error_rate: f64::NAN,
+                    ..base.clone()
+                },
+                "--max-error-rate",
+            ),
+            (
+                JudgeSettings {
+                    max_error_rate: 0.0,
+                    ..base.clone()
+                },
+                "--max-error-rate",
+            ),
+            (
+                JudgeSettings {
+                    max_error_rate: 100.5,
+                    ..base.clone()
+                },
+                "--max-error-rate",
+            ),
+            (
+                JudgeSettings {
+                    latency_margin_ms: f64::NAN,
+                    ..base.clone()
+                },
+                "--latency-margin-ms",
+            ),
+            (
+                JudgeSettings {
+                    latency_margin_ms: -5.0,
+                    ..base.clone()
+                },
+                "--latency-margin-ms",
+            ),
+            (
+                JudgeSettings {
+                    latency_margin_ms: f64::INFINITY,
+                    ..base.clone()
+                },
+                "--latency-margin-ms",
+            ),
+        ];
+        for (settings, flag) in cases {
+            let message = format!("{:#}", Judgement::new(settings.clone()).unwrap_err());
+            assert!(message.contains(flag), "{settings:?}: {message}");
+        }
+        // The edges that are allowed.
+        for settings in [
+            JudgeSettings {
+                error_margin: 0.0,
+                ..base.clone()
+            },
+            JudgeSettings {
+                max_error_rate: 100.0,
+                ..base.clone()
+            },
+            JudgeSettings {
+                latency_margin_ms: 0.0,
+                ..base.clone()
+            },
+        ] {
+            Judgement::new(settings).unwrap();
+        }
+    }
+
+    /// Before the fix, a NaN margin passed a canary with 50 % 5xx.
+    #[test]
+    fn a_canary_with_half_its_requests_failing_fails() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(9, [500, 480, 20, 0])).unwrap();
+        let verdict = judgement
+            .observe(
+                0,
+                &counts(50, [50, 48, 2, 0]),
+                &counts(9, [450, 432, 18, 0]),
+            )
+            .unwrap();
+        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+        let errors = check(&verdict, "errors");
+        assert!(!errors.passed);
+        assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 / 4.0);
+        assert_eq!(errors.threshold, 400.0, "4 checks share alpha 0.01");
+        assert!((errors.canary - 50.0).abs() < 1e-9 && (errors.stable - 1.0).abs() < 1e-9);
+    }
+
+    /// Evidence builds across intervals and steps: 3 % against 1 % (twice the margin) is never
+    /// failed on its first interval, and is failed once enough intervals have added up.
+    #[test]
+    fn evidence_accumulates_across_intervals_and_steps() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(95, [4750, 4655, 95, 0])).unwrap();
+        let canary = counts(15, [250, 245, 5, 0]);
+        let stable = counts(95, [4750, 4655, 95, 0]);
+        let mut failed_at = None;
+        for interval in 0..20 {
+            let verdict = judgement.observe(interval / 2, &canary, &stable).unwrap();
+            if verdict.outcome == Outcome::Fail {
+                failed_at = Some(interval);
+                assert!(!check(&verdict, "errors").passed);
+                break;
+            }
+        }
+        let failed_at = failed_at.expect("3 % against 1 % with a 1 point margin never failed");
+        assert!((1..10).contains(&failed_at), "{failed_at}");
+    }
+
+    /// The same rates on both sides, interval after interval, never fail; a canary better than
+    /// stable gives evidence for the null (its e-values stay below 1).
+    #[test]
+    fn identical_and_better_canaries_pass() {
+        let mut same = Judgement::new(settings()).unwrap();
+        same.seed(&counts(95, [4750, 4655, 95, 0])).unwrap();
+        let mut better = same.clone();
+        for interval in 0..200 {
+            let verdict = same
+                .observe(
+                    interval / 3,
+                    &counts(5, [250, 245, 5, 0]),
+                    &counts(95, [4750, 4655, 95, 0]),
+                )
+                .unwrap();
+            assert_ne!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+            let verdict = better
+                .observe(
+                    interval / 3,
+                    &counts(22, [250, 245, 5, 0]),
+                    &counts(760, [4750, 4655, 95, 0]),
+                )
+                .unwrap();
+            assert_ne!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+            if interval > 5 {
+                assert!(check(&verdict, "errors").e_value < 1.0, "{verdict:?}");
+                assert!(check(&verdict, "ceiling").e_value < 1.0, "{verdict:?}");
+            }
+        }
+    }
+
+    /// The ceiling fails a canary above it only when the canary is also worse than stable.
+    #[test]
+    fn the_ceiling_needs_evidence_against_stable_too() {
+        let wide = JudgeSettings {
+            error_margin: 50.0,
+            ..settings()
+        };
+        let run = |canary_errors: u64, stable_errors: u64| {
+            let mut judgement = Judgement::new(wide.clone()).unwrap();
+            judgement
+                .seed(&counts(stable_errors * 2, [2000, 0, 0, 0]))
+                .unwrap();
+            let mut last = None;
+            for interval in 0..30 {
+                let verdict = judgement
+                    .observe(
+                        interval,
+                        &counts(canary_errors, [1000, 0, 0, 0]),
+                        &counts(stable_errors, [1000, 0, 0, 0]),
+                    )
+                    .unwrap();
+                let done = verdict.outcome == Outcome::Fail;
+                last = Some(verdict);
+                if done {
+                    break;
+                }
+            }
+            last.unwrap()
+        };
+        // 10 % against stable's 10 %: above the 5 % ceiling, but no worse than stable.
+        let same = run(100, 100);
+        assert_ne!(same.outcome, Outcome::Fail, "{same:?}");
+        // 10 % against stable's 4 %: above the ceiling and worse than stable.
+        let worse = run(100, 40);
+        assert_eq!(worse.outcome, Outcome::Fail, "{worse:?}");
+        assert!(!check(&worse, "ceiling").passed && check(&worse, "errors").passed);
+        // 4.5 % against stable's 1 %: worse than stable but under the ceiling.
+        let under = run(45, 10);
+        assert!(check(&under, "ceiling").passed, "{under:?}");
+    }
+
+    /// 600 of 1,000 canary requests past the last bound: before the fix they dropped out of the
+    /// data and the canary passed.
+    #[test]
+    fn requests_past_the_last_bound_count_as_the_slowest() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(0, [500, 490, 10, 0])).unwrap();
+        let verdict = judgement
+            .observe(
+                0,
+                &counts(0, [200, 190, 10, 600]),
+                &counts(0, [4500, 4410, 90, 0]),
+            )
+            .unwrap();
+        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+        let tail = check(&verdict, "latency_tail");
+        assert!(!tail.passed, "{tail:?}");
+        assert!((tail.canary - 60.0).abs() < 1e-9, "{tail:?}");
+    }
+
+    /// Shares above a bound count the samples strictly above it, `+Inf` included, and a
+    /// histogram without `+Inf` has nothing past its last bound.
+    #[test]
+    fn samples_above_a_bound() {
+        let with_inf = Counts {
+            responses: [0, 6, 0, 0, 0],
+            latency: vec![(1.0, 2), (2.0, 5), (f64::INFINITY, 6)],
+        };
+        let h = Histogram::from_counts(&with_inf, "x").unwrap().unwrap();
+        assert_eq!(h.bounds, vec![1.0, 2.0]);
+        assert_eq!(
+            (h.above(0), h.above(1), h.above(2), h.total()),
+            (4, 1, 0, 6)
+        );
+        let without = Counts {
+            responses: [0, 5, 0, 0, 0],
+            latency: vec![(1.0, 2), (2.0, 5)],
+        };
+        let h = Histogram::from_counts(&without, "x").unwrap().unwrap();
+        assert_eq!((h.above(0), h.above(1), h.total()), (3, 0, 5));
+        assert_eq!(h.quantile(0.5), 1.0 + 0.5 / 3.0);
+        assert!(Histogram::from_counts(&Counts::default(), "x")
+            .unwrap()
+            .is_none());
+        for bad in [
+            vec![(2.0, 1), (1.0, 2)],
+            vec![(1.0, 3), (2.0, 2)],
+            vec![(f64::NAN, 1)],
+            vec![(f64::INFINITY, 1), (2.0, 2)],
+        ] {
+            let counts = Counts {
+                responses: [0; 5],
+                latency: bad.clone(),
+            };
+            assert!(Histogram::from_counts(&counts, "x").is_err(), "{bad:?}");
+        }
+    }
+
+    /// Histograms with different bounds are an error, not a verdict: between canary and
+    /// stable, against the rollout's earlier bounds, and between proxies.
+    #[test]
+    fn different_bounds_are_an_error() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&counts(0, [100, 0, 0, 0])).unwrap();
+        let other = Counts {
+            responses: [0, 100, 0, 0, 0],
+            latency: vec![(5.0, 100), (50.0, 100), (500.0, 100), (f64::INFINITY, 100)],
+        };
+        let message = format!(
+            "{:#}",
+            judgement
+                .observe(0, &other, &counts(0, [100, 0, 0, 0]))
+                .unwrap_err()
+        );
+        assert!(message.contains("different bucket bounds"), "{message}");
+        let message = format!("{:#}", judgement.observe(0, &other, &other).unwrap_err());
+        assert!(message.contains("changed during the rollout"), "{message}");
+        let mut sum = counts(0, [1, 0, 0, 0]);
+        assert!(sum.add(&other).is_err());
+        sum.add(&counts(1, [1, 1, 0, 0])).unwrap();
+        assert_eq!(sum.latency, latency([2, 1, 0, 0]));
+        assert_eq!(sum.responses, [0, 2, 0, 0, 1]);
+    }
+
+    /// Holds: no earlier stable data, too few responses at the step (data from an earlier step
+    /// does not count), and too few intervals; zero requests are a hold, never a failure.
+    #[test]
+    fn holds_and_what_they_say() {
+        let mut judgement = Judgement::new(JudgeSettings {
+            min_intervals: 3,
+            ..settings()
+        })
+        .unwrap();
+        let canary = counts(1, [60, 0, 0, 0]);
+        let stable = counts(10, [1000, 0, 0, 0]);
+        let first = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(first.outcome, Outcome::Hold);
+        assert!(
+            first.reason.contains("no earlier stable data"),
+            "{}",
+            first.reason
+        );
+        assert!(first.checks.is_empty());
+        let second = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(second.outcome, Outcome::Hold);
+        assert!(
+            second.reason.contains("interval 2 of 3 at this step"),
+            "{}",
+            second.reason
+        );
+        assert!(!second.reason.contains("responses"), "{}", second.reason);
+        let third = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(third.outcome, Outcome::Pass, "{third:?}");
+        let empty = judgement.observe(1, &Counts::default(), &stable).unwrap();
+        assert_eq!(empty.outcome, Outcome::Hold, "{empty:?}");
+        assert!(
+            empty.reason.contains("canary 0 of 50 responses"),
+            "{}",
+            empty.reason
+        );
+        assert!(empty.checks.iter().all(|c| c.passed));
+    }
+
+    /// A single `+Inf` bucket gives the latency checks nothing to compare: they pass, and say so.
+    #[test]
+    fn one_bucket() {
+        let one = |n: u64| Counts {
+            responses: [0, n, 0, 0, 0],
+            latency: vec![(f64::INFINITY, n)],
+        };
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&one(1000)).unwrap();
+        let verdict = judgement.observe(0, &one(100), &one(900)).unwrap();
+        assert_eq!(verdict.outcome, Outcome::Pass, "{verdict:?}");
+        assert!(check(&verdict, "latency")
+            .detail
+            .contains("no pair of bucket bounds"));
+    }
+
+    /// The latency pair: bounds at least the margin apart, where a shift of twice the margin
+    /// shows most; the tail at stable's p99 bucket.
+    #[test]
+    fn the_latency_pairs() {
+        let bounds = [5.0, 10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 200.0];
+        let mut cumulative = 0;
+        // Stable: most requests between 20 and 75 ms, 0.5 % above 100 ms.
+        let disjoint = [0u64, 10, 150, 300, 340, 170, 25, 5, 0];
+        let points: Vec<(f64, u64)> = bounds
+            .iter()
+            .chain(&[f64::INFINITY])
+            .zip(disjoint)
+            .map(|(&b, n)| {
+                cumulative += n;
+                (b, cumulative)
+            })
             .collect();
-        (Outcome::Fail, what.join("; "))
-    };
-    Verdict {
-        outcome,
-        reason,
-        checks,
+        let stable = Counts {
+            responses: [0, 1000, 0, 0, 0],
+            latency: points,
+        };
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.seed(&stable).unwrap();
+        let latency = judgement.choose_latency_pair().unwrap();
+        let tail = judgement.choose_tail_pair().unwrap();
+        assert!(
+            bounds[latency.canary] >= bounds[latency.stable] + 10.0,
+            "{latency:?}"
+        );
+        assert_eq!((bounds[tail.stable], bounds[tail.canary]), (100.0, 200.0));
     }
-}
 
-/// Fisher's exact test, one-sided: P(canary errors ≥ observed) given the margins.
-pub fn fisher_greater(canary_errors: u64, canary_n: u64, stable_errors: u64, stable_n: u64) -> f64 {
-    let population = canary_n + stable_n;
-    let successes = canary_errors + stable_errors;
-    if canary_errors == 0 || population == 0 {
-        return 1.0;
-    }
-    match Hypergeometric::new(population, successes, canary_n) {
-        Ok(dist) => dist.sf(canary_errors - 1).clamp(0.0, 1.0),
-        Err(_) => 1.0,
-    }
-}
-
-fn error_check(canary: &Counts, stable: &Counts, settings: &JudgeSettings) -> Check {
-    let (rc, rs) = (canary.error_rate(), stable.error_rate());
-    let p = fisher_greater(
-        canary.errors(),
-        canary.answered(),
-        stable.errors(),
-        stable.answered(),
-    );
-    let over_ceiling = rc > settings.max_error_rate;
-    let worse = p < settings.alpha && rc - rs > settings.error_margin;
-    let detail = if over_ceiling {
-        format!(
-            "canary 5xx {rc:.2}% over the ceiling {:.2}% (stable {rs:.2}%, p={p:.2e})",
-            settings.max_error_rate
-        )
-    } else if worse {
-        format!(
-            "canary 5xx {rc:.2}% vs stable {rs:.2}%: +{:.2} pp > margin {:.2} pp, p={p:.2e} < {}",
-            rc - rs,
-            settings.error_margin,
-            settings.alpha
-        )
-    } else {
-        format!("canary 5xx {rc:.2}% vs stable {rs:.2}% (p={p:.2e})")
-    };
-    Check {
-        name: "errors".into(),
-        passed: !(over_ceiling || worse),
-        p_value: p,
-        canary: rc,
-        stable: rs,
-        margin: settings.error_margin,
-        detail,
-    }
-}
-
-/// Mann-Whitney U on bucketed samples, one-sided (canary larger), normal approximation with
-/// tie and continuity corrections. Returns `(p, U)`; p = 1 when every sample ties.
-pub fn mann_whitney_greater(canary: &[u64], stable: &[u64]) -> (f64, f64) {
-    let n1: f64 = canary.iter().sum::<u64>() as f64;
-    let n2: f64 = stable.iter().sum::<u64>() as f64;
-    if n1 == 0.0 || n2 == 0.0 {
-        return (1.0, 0.0);
-    }
-    let mut below = 0.0;
-    let mut u = 0.0;
-    let mut ties = 0.0;
-    for (c, s) in canary.iter().zip(stable) {
-        let (c, s) = (*c as f64, *s as f64);
-        u += c * (below + s / 2.0);
-        below += s;
-        let t = c + s;
-        ties += t * t * t - t;
-    }
-    let n = n1 + n2;
-    let variance = n1 * n2 / 12.0 * ((n + 1.0) - ties / (n * (n - 1.0)));
-    if variance <= 0.0 {
-        return (1.0, u);
-    }
-    let z = (u - n1 * n2 / 2.0 - 0.5) / variance.sqrt();
-    let p = Normal::standard().sf(z);
-    (p.clamp(0.0, 1.0), u)
-}
-
-fn latency_check(canary: &Counts, stable: &Counts, settings: &JudgeSettings) -> Check {
-    let (p, _) = mann_whitney_greater(&canary.latency_disjoint(), &stable.latency_disjoint());
-    let (mc, ms) = (
-        canary.latency_quantile(0.5).unwrap_or(0.0),
-        stable.latency_quantile(0.5).unwrap_or(0.0),
-    );
-    let worse = p < settings.alpha && mc - ms > settings.latency_margin_ms;
-    let detail = if worse {
-        format!(
-            "canary p50 {mc:.1} ms vs stable {ms:.1} ms: +{:.1} ms > margin {:.1} ms, p={p:.2e} < {}",
-            mc - ms,
-            settings.latency_margin_ms,
-            settings.alpha
-        )
-    } else {
-        format!("canary p50 {mc:.1} ms vs stable {ms:.1} ms (p={p:.2e})")
-    };
-    Check {
-        name: "latency".into(),
-        passed: !worse,
-        p_value: p,
-        canary: mc,
-        stable: ms,
-        margin: settings.latency_margin_ms,
-        detail,
+    /// Deltas, not totals: `since` takes each bucket's difference by bound, and a reset shows as
+    /// the current counts.
+    #[test]
+    fn since_takes_differences() {
+        let before = counts(2, [10, 5, 1, 0]);
+        let after = counts(5, [30, 6, 1, 2]);
+        let delta = after.since(&before);
+        assert_eq!(delta.responses, [0, 20, 0, 0, 3]);
+        assert_eq!(delta.latency, latency([20, 1, 0, 2]));
+        assert_eq!(
+            before.since(&after),
+            before,
+            "a reset shows the current counts"
+        );
     }
 }

@@ -5,11 +5,13 @@
 pub mod admin;
 pub mod ecds;
 pub mod edit;
+pub mod evidence;
 pub mod explain;
 pub mod istio;
 pub mod judge;
 pub mod movement;
 pub mod push;
 pub mod rollout;
+pub mod sim;
 pub mod source;
 pub mod status;

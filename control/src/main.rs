@@ -93,19 +93,25 @@ struct RolloutArgs {
     /// Ramp this rule's split instead of the top-level weights.
     #[arg(long)]
     rule: Option<String>,
-    /// Responses each of canary and stable needs in an interval before a verdict.
+    /// Responses each of canary and stable needs at a step before the step can pass.
     #[arg(long, default_value_t = 100)]
     min_requests: u64,
-    /// Significance level of the tests.
+    /// Intervals each step lasts at least before it can pass (more evidence at low weights).
+    #[arg(long, default_value_t = 3)]
+    min_intervals: u32,
+    /// Chance, over the whole rollout, of rolling back a canary that is within the margins
+    /// (the checks share it; the evidence is valid whenever the rollout stops).
     #[arg(long, default_value_t = 0.01)]
     alpha: f64,
     /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
     #[arg(long, default_value_t = 1.0)]
     error_margin: f64,
-    /// Fixed ceiling of the canary's 5xx rate, percent.
+    /// Ceiling of the canary's 5xx rate, percent: fails the canary only when it is also worse
+    /// than stable (100 turns it off).
     #[arg(long, default_value_t = 5.0)]
     max_error_rate: f64,
-    /// Allowed excess of the canary's median latency over stable's, ms.
+    /// Allowed excess of the canary's latency over stable's, ms (at every latency: canary no
+    /// slower than stable plus this).
     #[arg(long, default_value_t = 10.0)]
     latency_margin_ms: f64,
     /// Intervals without enough data at one step before stopping (the weight stays).
@@ -449,6 +455,7 @@ fn run_rollout(args: RolloutArgs) -> Result<()> {
         rule: args.rule,
         judge: JudgeSettings {
             min_requests: args.min_requests,
+            min_intervals: args.min_intervals,
             alpha: args.alpha,
             error_margin: args.error_margin,
             max_error_rate: args.max_error_rate,

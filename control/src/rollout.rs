@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::judge::{judge, Counts, JudgeSettings, Outcome, Verdict};
+use crate::judge::{Counts, JudgeSettings, Judgement, Outcome, Verdict};
 use crate::push::Pusher;
 use crate::source::{Snapshot, Source};
 use crate::{edit, movement};
@@ -87,13 +87,7 @@ impl Rollout {
         if self.interval.is_zero() {
             bail!("--interval must be longer than zero");
         }
-        if self.judge.min_requests == 0 {
-            bail!("--min-requests must be at least 1: no verdict on no evidence");
-        }
-        if !(self.judge.alpha > 0.0 && self.judge.alpha < 1.0) {
-            bail!("--alpha must be between 0 and 1");
-        }
-        Ok(())
+        self.judge.check()
     }
 
     fn label(&self) -> &str {
@@ -150,6 +144,8 @@ impl Rollout {
         let mut audit = Audit::open(&self.audit)?;
         println!("audit log: {}", self.audit.display());
         let mut history: Vec<String> = Vec::new();
+        // One judgement for the whole rollout: its evidence runs across intervals and steps.
+        let mut judgement = Judgement::new(self.judge.clone())?;
 
         for (index, &weight) in self.steps.iter().enumerate() {
             self.set_weight(pusher, weight)?;
@@ -166,13 +162,21 @@ impl Rollout {
                 let end = self.interrupted(pusher, weight)?;
                 return self.finish(&mut audit, end, &history);
             }
-            let baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
+            let mut baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
                 Read::Snapshot(snapshot) => snapshot,
                 other => {
                     let end = self.unread(pusher, weight, other)?;
                     return self.finish(&mut audit, end, &history);
                 }
             };
+            if index == 0 {
+                // Stable's counts before the rollout predict stable (never the evidence).
+                if let Some(before) = baseline.get(&stable) {
+                    judgement.seed(before).context("reading stable's counts")?;
+                }
+            }
+            // The step's own start: a hold reports what the whole step has gathered so far.
+            let step_start = baseline.clone();
             let mut holds = 0;
             loop {
                 if !self.wait(index, weight, interrupted) {
@@ -188,7 +192,13 @@ impl Rollout {
                 };
                 let canary = delta(&now, &baseline, &self.canary);
                 let stable_counts = delta(&now, &baseline, &stable);
-                let verdict = judge(&canary, &stable_counts, &self.judge);
+                let verdict = judgement
+                    .observe(index, &canary, &stable_counts)
+                    .context("judging the interval")?;
+                let step_canary = delta(&now, &step_start, &self.canary);
+                let step_stable = delta(&now, &step_start, &stable);
+                // Each interval is judged on its own counts; the judgement keeps the evidence.
+                baseline = now;
                 let line = self.line(index, weight, &canary, &stable_counts, &verdict);
                 println!("{line}");
                 audit.write(json!({
@@ -203,12 +213,11 @@ impl Rollout {
                         break;
                     }
                     Outcome::Hold => {
-                        // The baseline stays: the next interval adds to this one's data.
                         holds += 1;
                         let shortfall = self.shortfall(
-                            &canary,
+                            &step_canary,
                             &stable,
-                            &stable_counts,
+                            &step_stable,
                             holds,
                             &verdict.reason,
                         );
@@ -486,18 +495,7 @@ impl Rollout {
             "#".repeat(filled.min(10)),
             ".".repeat(10 - filled.min(10))
         );
-        let checks: Vec<String> = verdict
-            .checks
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} {} p={:.2e}",
-                    c.name,
-                    if c.passed { "ok" } else { "FAIL" },
-                    c.p_value
-                )
-            })
-            .collect();
+        let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
         let decision = match verdict.outcome {
             Outcome::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
             Outcome::Pass => format!(

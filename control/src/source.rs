@@ -1,16 +1,17 @@
 //! Where the rollout reads the per-version counts of one cohort (one `rule` label): Envoy's
 //! admin endpoints directly (one or more proxies, summed), or Prometheus's HTTP API for a
-//! fleet. Both give cumulative counters; the rollout takes differences between reads.
+//! fleet. Both give cumulative counters; the rollout takes differences between reads. Both
+//! read Prometheus's form of the latency histogram, whose `+Inf` bucket holds the requests
+//! slower than the last bound (Envoy's JSON form has no such bucket, so they would drop out).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use canary_filter::metrics::{self, parse_name, CODE_CLASSES};
+use canary_filter::metrics::{self, CODE_CLASSES};
 
 use crate::admin::Admin;
 use crate::judge::Counts;
-use crate::status::{add_cumulative, STATS_QUERY};
 
 /// Counts per version, cumulative since the proxies started.
 pub type Snapshot = BTreeMap<String, Counts>;
@@ -54,9 +55,14 @@ impl Source {
             Source::Admin(admins) => {
                 let mut total = Snapshot::new();
                 for admin in admins {
-                    let one = parse_admin(&admin.get(STATS_QUERY)?, rule)?;
+                    let one = parse_prometheus_text(&admin.get(PROMETHEUS_QUERY)?, rule)
+                        .with_context(|| format!("reading {}", admin.base()))?;
                     for (version, counts) in one {
-                        add(total.entry(version).or_default(), &counts);
+                        total
+                            .entry(version)
+                            .or_default()
+                            .add(&counts)
+                            .with_context(|| format!("adding the counts of {}", admin.base()))?;
                     }
                 }
                 if total.is_empty() {
@@ -69,50 +75,65 @@ impl Source {
     }
 }
 
-fn add(total: &mut Counts, more: &Counts) {
-    for (have, add) in total.responses.iter_mut().zip(more.responses) {
-        *have += add;
-    }
-    add_cumulative(&mut total.latency, &more.latency);
-}
+/// The admin query of the filter's metrics in Prometheus's text format (with `+Inf`).
+pub const PROMETHEUS_QUERY: &str = "/stats/prometheus?filter=canary_";
 
-/// Parses the admin JSON of [`STATS_QUERY`], keeping rule `rule`.
-pub fn parse_admin(json: &str, rule: &str) -> Result<Snapshot> {
-    let doc: serde_json::Value = serde_json::from_str(json)?;
+/// Parses Envoy's `/stats/prometheus` text, keeping rule `rule`: responses by class and the
+/// latency histogram's buckets, `+Inf` included.
+pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<Snapshot> {
+    let responses = metrics::RESPONSES;
+    let buckets = format!("{}_bucket", metrics::DURATION);
     let mut snapshot = Snapshot::new();
-    for stat in doc["stats"].as_array().into_iter().flatten() {
-        if let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_u64()) {
-            let Some(parsed) = parse_name(name).filter(|p| p.rule == rule) else {
-                continue;
-            };
-            if let Some(class) = parsed.code_class {
-                if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
-                    snapshot
-                        .entry(parsed.version.to_string())
-                        .or_default()
-                        .responses[i] += value;
-                }
+    let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        if name != responses && name != buckets {
+            continue;
+        }
+        let (labels, value) = rest
+            .split_once('}')
+            .ok_or_else(|| anyhow!("unreadable line {line:?}"))?;
+        let label = |key: &str| {
+            labels.split(',').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+            })
+        };
+        if label("rule").as_deref() != Some(rule) {
+            continue;
+        }
+        let Some(version) = label("version") else {
+            continue;
+        };
+        let value: f64 = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
+        // Counters are whole numbers, written as such or as floats.
+        let value = value.round() as u64;
+        if name == responses {
+            let class = label("code_class").unwrap_or_default();
+            if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
+                snapshot.entry(version).or_default().responses[i] += value;
             }
+        } else {
+            let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
+            let bound: f64 = le
+                .parse()
+                .map_err(|_| anyhow!("unreadable bucket bound {le:?}"))?;
+            latency.entry(version).or_default().push((bound, value));
         }
-        for histogram in stat["histograms"].as_array().into_iter().flatten() {
-            let Some(parsed) = histogram["name"]
-                .as_str()
-                .and_then(parse_name)
-                .filter(|p| p.rule == rule)
-            else {
-                continue;
-            };
-            let points: Vec<(f64, u64)> = histogram["buckets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| Some((b["upper_bound"].as_f64()?, b["cumulative"].as_u64()?)))
-                .collect();
-            snapshot
-                .entry(parsed.version.to_string())
-                .or_default()
-                .latency = points;
-        }
+    }
+    for (version, mut points) in latency {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        snapshot.entry(version).or_default().latency = points;
     }
     Ok(snapshot)
 }
@@ -183,11 +204,11 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
         ) else {
             continue;
         };
-        // Samples past the last finite bound are left out, as the admin source has no +Inf.
+        // `+Inf` parses as infinity: the requests past the last bound, kept.
         let Ok(bound) = le.parse::<f64>() else {
             continue;
         };
-        if !bound.is_finite() {
+        if bound.is_nan() {
             continue;
         }
         let value = sample_value(&sample).ok_or_else(|| anyhow!("unreadable sample {sample}"))?;

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use canary_control::admin::Admin;
-use canary_control::judge::{judge, JudgeSettings, Outcome};
+use canary_control::judge::{JudgeSettings, Judgement, Outcome};
 use canary_control::source::Source;
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
@@ -328,20 +328,18 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
     );
     let settings = JudgeSettings {
         min_requests: 30,
-        alpha: 0.01,
-        error_margin: 1.0,
-        max_error_rate: 5.0,
-        latency_margin_ms: 10.0,
+        min_intervals: 1,
+        ..JudgeSettings::default()
     };
     let mut outcomes = Vec::new();
     for (before, after) in [(&admin_before, &admin_after), (&prom_before, &prom_after)] {
         let canary = after["canary"].since(&before["canary"]);
         let stable = after["stable"].since(&before["stable"]);
-        outcomes.push((
-            canary.clone(),
-            stable.clone(),
-            judge(&canary, &stable, &settings),
-        ));
+        // A judgement of this one window, stable's own counts standing in for earlier data.
+        let mut judgement = Judgement::new(settings.clone()).unwrap();
+        judgement.seed(&stable).unwrap();
+        let verdict = judgement.observe(0, &canary, &stable).unwrap();
+        outcomes.push((canary.clone(), stable.clone(), verdict));
     }
     let (admin_view, prom_view) = (&outcomes[0], &outcomes[1]);
     assert!(admin_view.0.answered() > 100, "sent {sent}");
@@ -671,8 +669,8 @@ fn a_dry_run_prints_the_plan_and_the_first_steps_preview_and_writes_nothing() {
     assert_eq!(std::fs::read(&ecds).unwrap(), before);
 }
 
-/// Too little traffic at a step: every hold says how many responses each side had against
-/// `--min-requests` (the numbers the audit log records) and the stop after `--max-holds`
+/// Too little traffic at a step: every hold says how many responses each side had at the step
+/// against `--min-requests` (the sums of the intervals the audit log records) and the stop after `--max-holds`
 /// names the counts and the flags that would decide it: exit 1, the weight left in place.
 #[test]
 fn a_hold_names_the_counts_and_the_flags_to_change() {
@@ -699,14 +697,20 @@ fn a_hold_names_the_counts_and_the_flags_to_change() {
     let lines = audit_lines(audit.path());
     let verdicts = verdicts(&lines);
     assert_eq!(verdicts.len(), 3, "{stdout}");
-    let counts = |verdict: &serde_json::Value| {
-        (
-            verdict["canary"]["responses"].as_u64().unwrap(),
-            verdict["stable"]["responses"].as_u64().unwrap(),
-        )
+    // The audit log records each interval's own counts; a hold reports the step's so far.
+    let counts = |upto: usize| {
+        verdicts
+            .iter()
+            .take(upto + 1)
+            .fold((0, 0), |(canary, stable), verdict| {
+                (
+                    canary + verdict["canary"]["responses"].as_u64().unwrap(),
+                    stable + verdict["stable"]["responses"].as_u64().unwrap(),
+                )
+            })
     };
-    for (holds, verdict) in verdicts.iter().enumerate().take(2) {
-        let (canary, stable) = counts(verdict);
+    for holds in 0..2 {
+        let (canary, stable) = counts(holds);
         let line = format!(
             "  hold {} of 3 (--max-holds): `canary` {canary} and `stable` {stable} responses in {} interval(s) of 1s, 5000 each needed (--min-requests)",
             holds + 1,
@@ -714,7 +718,7 @@ fn a_hold_names_the_counts_and_the_flags_to_change() {
         );
         assert!(stdout.contains(&line), "{line:?} missing from\n{stdout}");
     }
-    let (canary, stable) = counts(verdicts[2]);
+    let (canary, stable) = counts(2);
     assert!(canary > 0 && stable > 0, "{canary} {stable}");
     let fewest = canary.min(stable);
     let short_side = if canary <= stable { "canary" } else { "stable" };

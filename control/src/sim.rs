@@ -1,0 +1,597 @@
+//! A seeded simulation of whole rollouts judged by the real [`Judgement`]: the default plan,
+//! each interval's traffic split by the step's weight, counts drawn from known rates and
+//! latency distributions, histograms with the shipped bucket bounds. `make judge-sim` runs it
+//! and writes JUDGE.md; a short run is a unit test.
+//!
+//! The step loop is the rollout's (`rollout.rs`): pass goes to the next step, hold stays (up to
+//! `max_holds` holds in a row, then the rollout stops with the weight held), fail rolls back;
+//! reaching 100 % is the promotion. As in the rollout, the judgement is seeded with stable's
+//! counts from before the rollout (here one interval of stable alone).
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Binomial, Distribution};
+use statrs::distribution::{ContinuousCDF, Normal};
+
+use crate::judge::{Counts, JudgeSettings, Judgement, Outcome};
+
+/// The latency buckets of the shipped front Envoy (`envoy/front.yaml`,
+/// `histogram_bucket_settings`), in ms; `+Inf` follows.
+pub const BOUNDS: [f64; 22] = [
+    0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0,
+    500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0,
+];
+
+/// The rollout's default steps (`canaryctl rollout --steps`).
+pub const STEPS: [f64; 6] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0];
+
+/// The rollout's default `--max-holds`.
+pub const MAX_HOLDS: u32 = 20;
+
+/// A latency distribution: a mixture of shifted log-normals, plus a share of requests slower
+/// than every bound (12 s).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latency {
+    /// `(weight, median ms, sigma of the log, shift ms)`.
+    pub parts: Vec<(f64, f64, f64, f64)>,
+    /// Share of requests past the last bound.
+    pub beyond: f64,
+}
+
+impl Latency {
+    /// Log-normal with this median (ms) and sigma.
+    pub fn log_normal(median: f64, sigma: f64) -> Latency {
+        Latency {
+            parts: vec![(1.0, median, sigma, 0.0)],
+            beyond: 0.0,
+        }
+    }
+
+    /// Every request `ms` slower.
+    pub fn shifted(&self, ms: f64) -> Latency {
+        let mut out = self.clone();
+        for part in &mut out.parts {
+            part.3 += ms;
+        }
+        out
+    }
+
+    /// A share of requests `ms` slower.
+    pub fn partly_slower(&self, share: f64, ms: f64) -> Latency {
+        let mut out = Latency {
+            parts: Vec::new(),
+            beyond: self.beyond,
+        };
+        for &(w, median, sigma, shift) in &self.parts {
+            out.parts.push((w * (1.0 - share), median, sigma, shift));
+            out.parts.push((w * share, median, sigma, shift + ms));
+        }
+        out
+    }
+
+    /// A share of requests past the last bound.
+    pub fn partly_beyond(&self, share: f64) -> Latency {
+        let mut out = self.clone();
+        for part in &mut out.parts {
+            part.0 *= 1.0 - share;
+        }
+        out.beyond = share + self.beyond * (1.0 - share);
+        out
+    }
+
+    fn cdf(&self, x: f64) -> f64 {
+        let normal = Normal::standard();
+        self.parts
+            .iter()
+            .map(|&(w, median, sigma, shift)| {
+                if x <= shift {
+                    0.0
+                } else {
+                    w * normal.cdf(((x - shift) / median).ln() / sigma)
+                }
+            })
+            .sum()
+    }
+
+    /// The chance of each bucket, `+Inf` last.
+    pub fn buckets(&self) -> Vec<f64> {
+        let mut out = Vec::with_capacity(BOUNDS.len() + 1);
+        let mut below = 0.0;
+        for bound in BOUNDS {
+            let at = self.cdf(bound);
+            out.push((at - below).max(0.0));
+            below = at;
+        }
+        out.push((1.0 - below).max(0.0));
+        out
+    }
+}
+
+/// One version's behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Side {
+    /// Chance of a 5xx.
+    pub error_rate: f64,
+    /// Latency.
+    pub latency: Latency,
+}
+
+/// What a scenario must show.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// Rolled back in at most this share of rollouts (a canary that must pass), at traffic of
+    /// at least `from` requests per interval.
+    AtMost { share: f64, from: u64 },
+    /// Rolled back before the weight passes `weight` in at least this share of rollouts, at
+    /// exactly `at` requests per interval.
+    CaughtBy { share: f64, weight: f64, at: u64 },
+}
+
+/// A canary against stable.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// In words.
+    pub name: String,
+    /// Stable.
+    pub stable: Side,
+    /// The canary.
+    pub canary: Side,
+    /// What it must show.
+    pub targets: Vec<Target>,
+}
+
+/// The latency of most scenarios: log-normal, median 50 ms, p99 about 200 ms.
+pub fn base_latency() -> Latency {
+    Latency::log_normal(50.0, 0.6)
+}
+
+/// A bimodal latency: 70 % around 10 ms (cache hits), 30 % around 200 ms.
+pub fn bimodal_latency() -> Latency {
+    Latency {
+        parts: vec![(0.7, 10.0, 0.4, 0.0), (0.3, 200.0, 0.4, 0.0)],
+        beyond: 0.0,
+    }
+}
+
+/// The scenarios of the issue.
+pub fn scenarios() -> Vec<Scenario> {
+    let side = |error_rate: f64, latency: Latency| Side {
+        error_rate,
+        latency,
+    };
+    let mut out = Vec::new();
+    let good = Target::AtMost {
+        share: 0.02,
+        from: 1000,
+    };
+    for (latency, shape) in [
+        (base_latency(), "log-normal"),
+        (bimodal_latency(), "bimodal"),
+    ] {
+        for rate in [0.001, 0.01, 0.05] {
+            out.push(Scenario {
+                name: format!("identical, {}% 5xx, {shape} latency", rate * 100.0),
+                stable: side(rate, latency.clone()),
+                canary: side(rate, latency.clone()),
+                targets: vec![good],
+            });
+        }
+    }
+    out.push(Scenario {
+        name: "better: stable 8% 5xx, canary 5.5%".into(),
+        stable: side(0.08, base_latency()),
+        canary: side(0.055, base_latency()),
+        targets: vec![Target::AtMost {
+            share: 0.005,
+            from: 0,
+        }],
+    });
+    for base in [0.001, 0.01] {
+        for extra in [0.005, 0.02, 0.05] {
+            let mut targets = Vec::new();
+            if base == 0.01 && extra == 0.02 {
+                targets.push(Target::CaughtBy {
+                    share: 0.9,
+                    weight: 25.0,
+                    at: 10_000,
+                });
+                targets.push(Target::CaughtBy {
+                    share: 0.9,
+                    weight: 50.0,
+                    at: 1000,
+                });
+            }
+            if extra == 0.05 {
+                targets.push(Target::CaughtBy {
+                    share: 0.99,
+                    weight: 25.0,
+                    at: 1000,
+                });
+            }
+            out.push(Scenario {
+                name: format!("5xx +{} points from {}%", extra * 100.0, base * 100.0),
+                stable: side(base, base_latency()),
+                canary: side(base + extra, base_latency()),
+                targets,
+            });
+        }
+    }
+    let slow = |name: &str, latency: Latency, targets: Vec<Target>| Scenario {
+        name: name.to_string(),
+        stable: side(0.01, base_latency()),
+        canary: side(0.01, latency),
+        targets,
+    };
+    let caught = |share: f64| {
+        vec![Target::CaughtBy {
+            share,
+            weight: 25.0,
+            at: 1000,
+        }]
+    };
+    out.push(slow(
+        "latency +5 ms (within the 10 ms margin)",
+        base_latency().shifted(5.0),
+        Vec::new(),
+    ));
+    out.push(slow(
+        "latency +20 ms",
+        base_latency().shifted(20.0),
+        caught(0.99),
+    ));
+    out.push(slow(
+        "latency +50 ms",
+        base_latency().shifted(50.0),
+        Vec::new(),
+    ));
+    out.push(slow(
+        "5% of requests +1 s",
+        base_latency().partly_slower(0.05, 1000.0),
+        caught(0.95),
+    ));
+    out.push(slow(
+        "10% of requests over 10 s",
+        base_latency().partly_beyond(0.1),
+        caught(0.99),
+    ));
+    out
+}
+
+/// How one rollout ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum End {
+    /// Reached 100 %.
+    Promoted,
+    /// Rolled back at this step (0-based) and weight.
+    RolledBack { step: usize, weight: f64 },
+    /// Stopped undecided at this step.
+    Stopped { step: usize },
+}
+
+fn draw_side(rng: &mut ChaCha8Rng, n: u64, side: &Side, buckets: &[f64]) -> Result<Counts> {
+    let errors = Binomial::new(n, side.error_rate)
+        .context("5xx rate")?
+        .sample(rng);
+    let mut latency = Vec::with_capacity(buckets.len());
+    let (mut left, mut mass, mut cumulative) = (n, 1.0, 0);
+    for (i, &p) in buckets.iter().enumerate() {
+        let count = if i + 1 == buckets.len() || mass <= 0.0 {
+            left
+        } else {
+            Binomial::new(left, (p / mass).clamp(0.0, 1.0))
+                .context("bucket share")?
+                .sample(rng)
+        };
+        left -= count;
+        mass -= p;
+        cumulative += count;
+        let bound = BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
+        latency.push((bound, cumulative));
+    }
+    Ok(Counts {
+        responses: [0, n - errors, 0, 0, errors],
+        latency,
+    })
+}
+
+/// One rollout of `scenario` at `requests` per interval, from `seed`.
+pub fn rollout(
+    scenario: &Scenario,
+    requests: u64,
+    settings: &JudgeSettings,
+    seed: u64,
+) -> Result<(End, u32)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (stable_buckets, canary_buckets) = (
+        scenario.stable.latency.buckets(),
+        scenario.canary.latency.buckets(),
+    );
+    let mut judgement = Judgement::new(settings.clone())?;
+    judgement.seed(&draw_side(
+        &mut rng,
+        requests,
+        &scenario.stable,
+        &stable_buckets,
+    )?)?;
+    let mut intervals = 0;
+    for (index, &weight) in STEPS.iter().enumerate() {
+        if weight >= 100.0 {
+            return Ok((End::Promoted, intervals));
+        }
+        let mut holds = 0;
+        loop {
+            intervals += 1;
+            let n_canary = Binomial::new(requests, weight / 100.0)
+                .context("split")?
+                .sample(&mut rng);
+            let canary = draw_side(&mut rng, n_canary, &scenario.canary, &canary_buckets)?;
+            let stable = draw_side(
+                &mut rng,
+                requests - n_canary,
+                &scenario.stable,
+                &stable_buckets,
+            )?;
+            match judgement.observe(index, &canary, &stable)?.outcome {
+                Outcome::Pass => break,
+                Outcome::Hold => {
+                    holds += 1;
+                    if holds >= MAX_HOLDS {
+                        return Ok((End::Stopped { step: index }, intervals));
+                    }
+                }
+                Outcome::Fail => {
+                    return Ok((
+                        End::RolledBack {
+                            step: index,
+                            weight,
+                        },
+                        intervals,
+                    ))
+                }
+            }
+        }
+    }
+    Ok((End::Promoted, intervals))
+}
+
+/// The share of `rollouts` runs of one scenario at one traffic level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: String,
+    /// Requests per interval, both versions.
+    pub requests: u64,
+    /// Rollouts run.
+    pub rollouts: u64,
+    /// Rolled back.
+    pub rolled_back: u64,
+    /// Rolled back at a weight of at most 25 %, 50 %.
+    pub by_25: u64,
+    /// Likewise 50 %.
+    pub by_50: u64,
+    /// Sum of the 1-based steps of the rollbacks.
+    pub step_sum: u64,
+    /// Promoted.
+    pub promoted: u64,
+    /// Stopped undecided.
+    pub stopped: u64,
+    /// Intervals, all rollouts together.
+    pub intervals: u64,
+}
+
+impl Row {
+    fn share(&self, n: u64) -> f64 {
+        n as f64 / self.rollouts.max(1) as f64
+    }
+
+    /// Whether `target` applies at this traffic and holds: `None` when it does not apply.
+    pub fn meets(&self, target: &Target) -> Option<bool> {
+        match *target {
+            Target::AtMost { share, from } => {
+                (self.requests >= from).then(|| self.share(self.rolled_back) <= share)
+            }
+            Target::CaughtBy { share, weight, at } => (self.requests == at).then(|| {
+                let caught = if weight <= 25.0 {
+                    self.by_25
+                } else {
+                    self.by_50
+                };
+                self.share(caught) >= share
+            }),
+        }
+    }
+}
+
+/// Runs `rollouts` rollouts of `scenario` at `requests` per interval, on `threads` threads;
+/// rollout `i` draws from a seed made of `seed`, the scenario's number, the traffic and `i`,
+/// so the result does not depend on the threads.
+pub fn run(
+    scenario: &Scenario,
+    number: usize,
+    requests: u64,
+    settings: &JudgeSettings,
+    rollouts: u64,
+    seed: u64,
+    threads: usize,
+) -> Result<Row> {
+    let threads = threads.max(1) as u64;
+    let results: Vec<Result<Vec<(End, u32)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                scope.spawn(move || {
+                    (t..rollouts)
+                        .step_by(threads as usize)
+                        .map(|i| {
+                            let mix = seed
+                                ^ (number as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                                ^ requests.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+                                ^ i.wrapping_mul(0x1656_67B1_9E37_79F9);
+                            rollout(scenario, requests, settings, mix)
+                        })
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread panicked")))
+            })
+            .collect()
+    });
+    let mut row = Row {
+        scenario: scenario.name.clone(),
+        requests,
+        rollouts,
+        rolled_back: 0,
+        by_25: 0,
+        by_50: 0,
+        step_sum: 0,
+        promoted: 0,
+        stopped: 0,
+        intervals: 0,
+    };
+    for part in results {
+        for (end, intervals) in part? {
+            row.intervals += u64::from(intervals);
+            match end {
+                End::Promoted => row.promoted += 1,
+                End::Stopped { .. } => row.stopped += 1,
+                End::RolledBack { step, weight } => {
+                    row.rolled_back += 1;
+                    row.step_sum += step as u64 + 1;
+                    row.by_25 += u64::from(weight <= 25.0);
+                    row.by_50 += u64::from(weight <= 50.0);
+                }
+            }
+        }
+    }
+    Ok(row)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// The Markdown table of `rows`, with the targets of `scenarios`.
+pub fn table(rows: &[Row], scenarios: &[Scenario]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| scenario | requests / interval | rolled back | mean step at rollback | of rollbacks: at ≤ 25 % / ≤ 50 % | rolled back at ≤ 25 % / ≤ 50 % | promoted | stopped (no verdict) | mean intervals | target |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for row in rows {
+        let scenario = scenarios.iter().find(|s| s.name == row.scenario);
+        let mut verdicts = Vec::new();
+        for target in scenario.map(|s| s.targets.as_slice()).unwrap_or_default() {
+            if let Some(ok) = row.meets(target) {
+                let what = match target {
+                    Target::AtMost { share, .. } => format!("≤ {} rolled back", pct(*share)),
+                    Target::CaughtBy { share, weight, .. } => {
+                        format!("≥ {} by {weight}%", pct(*share))
+                    }
+                };
+                verdicts.push(format!(
+                    "{what}: {}",
+                    if ok { "holds" } else { "**MISSED**" }
+                ));
+            }
+        }
+        let rb = row.rolled_back.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} / {} | {} / {} | {} | {} | {:.1} | {} |",
+            row.scenario,
+            row.requests,
+            pct(row.share(row.rolled_back)),
+            if row.rolled_back == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.2}", row.step_sum as f64 / rb)
+            },
+            if row.rolled_back == 0 {
+                "-".into()
+            } else {
+                pct(row.by_25 as f64 / rb)
+            },
+            if row.rolled_back == 0 {
+                "-".into()
+            } else {
+                pct(row.by_50 as f64 / rb)
+            },
+            pct(row.share(row.by_25)),
+            pct(row.share(row.by_50)),
+            pct(row.share(row.promoted)),
+            pct(row.share(row.stopped)),
+            row.intervals as f64 / row.rollouts.max(1) as f64,
+            if verdicts.is_empty() {
+                "-".to_string()
+            } else {
+                verdicts.join("; ")
+            }
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// The bounds are the shipped ones: read from envoy/front.yaml.
+    #[test]
+    fn bounds_are_the_shipped_ones() {
+        let yaml = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/front.yaml"),
+        )
+        .unwrap();
+        let line = yaml
+            .lines()
+            .skip_while(|l| !l.contains("wasmcustom.canary_request_duration_ms"))
+            .find(|l| l.trim_start().starts_with("buckets:"))
+            .unwrap();
+        let inside = line.split('[').nth(1).unwrap().split(']').next().unwrap();
+        let shipped: Vec<f64> = inside
+            .split(',')
+            .map(|x| x.trim().parse().unwrap())
+            .collect();
+        assert_eq!(shipped, BOUNDS.to_vec());
+    }
+
+    /// Bucket chances: a log-normal's median falls on its bound, the shares sum to 1, and a
+    /// share past 10 s lands in `+Inf`.
+    #[test]
+    fn latency_buckets() {
+        let p = Latency::log_normal(50.0, 0.6).buckets();
+        let up_to_50: f64 = p[..=10].iter().sum();
+        assert!((up_to_50 - 0.5).abs() < 1e-12, "{up_to_50}");
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let beyond = Latency::log_normal(50.0, 0.6).partly_beyond(0.1).buckets();
+        assert!((beyond[22] - 0.1).abs() < 1e-6, "{}", beyond[22]);
+    }
+
+    /// A short seeded run of the same code as `make judge-sim`: the same seed gives the same
+    /// rows; an identical canary is seldom rolled back and a canary with 5 points more 5xx is
+    /// caught before the weight passes 25 %.
+    #[test]
+    fn a_short_seeded_run() {
+        let settings = JudgeSettings::default();
+        let all = scenarios();
+        let pick = |name: &str| all.iter().position(|s| s.name == name).unwrap();
+        let identical = pick("identical, 1% 5xx, log-normal latency");
+        let worse = pick("5xx +5 points from 1%");
+        let a = run(&all[identical], identical, 1000, &settings, 60, 7, 2).unwrap();
+        let b = run(&all[identical], identical, 1000, &settings, 60, 7, 1).unwrap();
+        assert_eq!(a, b, "same seed, same rows, whatever the threads");
+        assert!(a.rolled_back <= 3, "{a:?}");
+        assert_eq!(a.promoted + a.rolled_back + a.stopped, 60);
+        let w = run(&all[worse], worse, 1000, &settings, 60, 7, 2).unwrap();
+        assert!(w.by_25 >= 57, "{w:?}");
+    }
+}
