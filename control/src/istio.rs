@@ -38,12 +38,28 @@ pub struct IstioOptions {
     pub label_values: Vec<(String, String)>,
 }
 
-/// The three resources, as YAML documents separated by `---`.
+/// The filter configuration as Istio routes: on the version header (the `VirtualService`
+/// matches it), never on the cluster header (Istio's clusters are its own), so the filter
+/// writes the one and not the other. A configuration made for Envoy (cluster header only) gets
+/// the default version header.
+pub fn plugin_config(config: &CanaryConfig) -> CanaryConfig {
+    let mut istio = config.clone();
+    if istio.version_header.is_empty() {
+        istio.version_header = canary_filter::config::DEFAULT_VERSION_HEADER.to_string();
+    }
+    istio.route_header = String::new();
+    istio
+}
+
+/// The four resources, as JSON documents separated by `---`.
 pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
+    let config = &plugin_config(config);
     let plan = RoutingPlan::try_from(config)
         .map_err(|err| anyhow::anyhow!("the filter configuration is invalid: {err}"))?;
     let Some(version_header) = plan.version_header() else {
-        bail!("version_header is disabled (\"\"): in Istio the VirtualService routes on it, so it must be set");
+        bail!(
+            "the plugin configuration writes no version header, which the VirtualService routes on"
+        );
     };
     if !(options.url.starts_with("oci://")
         || options.url.starts_with("file://")
@@ -169,10 +185,12 @@ const HCM_NAME: &str = "envoy.filters.network.http_connection_manager";
 /// into the sidecar's outbound connection managers by the EnvoyFilter, so the routing headers a
 /// client sent are gone even when the wasm filter is skipped or has failed.
 pub fn strip_patch(plan: &RoutingPlan) -> Value {
-    let mut removed = vec![json!({"remove": plan.route_header()})];
-    if let Some(version_header) = plan.version_header() {
-        removed.push(json!({"remove": version_header}));
-    }
+    let removed: Vec<Value> = plan
+        .route_header()
+        .into_iter()
+        .chain(plan.version_header())
+        .map(|name| json!({"remove": name}))
+        .collect();
     json!({
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",

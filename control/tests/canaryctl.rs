@@ -21,7 +21,7 @@ const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
 const CONFIG: &str = r#"{
   "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
-  "default": "stable",
+  "default": "stable", "response_version_header": true,
   "weights": {"canary": 10},
   "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "uid"}], "seed": 0, "when_missing": "random"},
   "region": {"header": "x-region"},

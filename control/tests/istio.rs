@@ -83,8 +83,9 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
     let plugin_config = serde_json::to_vec(&plugin["spec"]["pluginConfig"]).unwrap();
     let parsed = CanaryConfig::from_json(&plugin_config).unwrap();
     assert_eq!(
-        parsed, config,
-        "the pluginConfig is the configuration, unchanged"
+        parsed,
+        as_istio_routes(&config),
+        "the pluginConfig is the configuration, writing the version header only"
     );
     RoutingPlan::try_from(&parsed).unwrap();
 
@@ -105,7 +106,7 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
         .iter()
         .map(|m| m["remove"].as_str().unwrap())
         .collect();
-    assert_eq!(removed, ["x-canary-cluster", "x-canary-version"]);
+    assert_eq!(removed, ["x-canary-version"]);
 
     let rule = &docs[2];
     assert_eq!(rule["kind"], "DestinationRule");
@@ -138,14 +139,47 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
     );
 }
 
+/// The shipped configuration is Envoy's (the cluster header only): for Istio the plugin writes
+/// the version header instead, which the VirtualService routes on, and no cluster header.
+#[test]
+fn the_plugin_writes_the_header_istio_routes_on() {
+    let envoy = shipped_config();
+    assert_eq!(envoy.version_header, "");
+    let docs = documents(&render(&envoy, &options()).unwrap());
+    let plugin_config = &docs[0]["spec"]["pluginConfig"];
+    assert_eq!(plugin_config["version_header"], "x-canary-version");
+    assert_eq!(plugin_config["route_header"], "");
+    assert_eq!(
+        docs[3]["spec"]["http"][0]["match"][0]["headers"]["x-canary-version"]["exact"],
+        "canary"
+    );
+    // A configuration naming its own version header keeps it.
+    let mut named = shipped_config();
+    named.version_header = "x-release".into();
+    let docs = documents(&render(&named, &options()).unwrap());
+    assert_eq!(
+        docs[0]["spec"]["pluginConfig"]["version_header"],
+        "x-release"
+    );
+    assert_eq!(
+        docs[3]["spec"]["http"][0]["match"][0]["headers"]["x-release"]["exact"],
+        "canary"
+    );
+}
+
+/// `config` as the plugin for Istio must read: version header written (the default one when the
+/// configuration has none), cluster header not.
+fn as_istio_routes(config: &CanaryConfig) -> CanaryConfig {
+    let mut want = config.clone();
+    want.route_header = String::new();
+    if want.version_header.is_empty() {
+        want.version_header = "x-canary-version".into();
+    }
+    want
+}
+
 #[test]
 fn bad_istio_inputs_are_refused() {
-    let mut config = shipped_config();
-    config.version_header = String::new();
-    assert!(render(&config, &options())
-        .unwrap_err()
-        .to_string()
-        .contains("version_header"));
     let mut bad_url = options();
     bad_url.url = "registry.example.com/x".into();
     assert!(render(&shipped_config(), &bad_url)
@@ -261,7 +295,7 @@ fn ambiguous_strings_stay_strings() {
     let docs = documents(&rendered);
     let plugin_config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
     let parsed = CanaryConfig::from_json(&plugin_config).unwrap();
-    assert_eq!(parsed, config);
+    assert_eq!(parsed, as_istio_routes(&config));
     assert_eq!(docs[2]["spec"]["subsets"][0]["labels"]["version"], "on");
 }
 

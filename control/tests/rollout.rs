@@ -487,7 +487,7 @@ fn ctrl_c_holds_or_rolls_back_as_asked() {
 #[test]
 fn a_rollback_takes_the_canary_out_of_every_split() {
     let config = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2-errors"}],
-        "default": "stable", "weights": {"canary": 0},
+        "default": "stable", "weights": {"canary": 0}, "response_version_header": true,
         "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
         "region": {"header": "x-region"},
         "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"},

@@ -42,11 +42,61 @@ pub struct CanaryConfig {
     #[serde(default)]
     pub rules: Vec<RuleSpec>,
     /// Request header that carries the chosen cluster; Envoy routes on it with `cluster_header`.
+    /// Empty: not written (a mesh that routes on the version header, such as Istio).
     #[serde(default = "default_route_header")]
     pub route_header: String,
-    /// Request and response header that carries the chosen version's name; empty disables it.
+    /// Request header that carries the chosen version's name (Istio's `VirtualService` routes
+    /// on it). Empty: not written. At least one of the two headers must be written.
     #[serde(default = "default_version_header")]
     pub version_header: String,
+    /// Also write `version_header` into the response, for clients and tests that want to see
+    /// the version: one more host call per response, so off unless asked for.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub response_version_header: bool,
+    /// Which per-request metrics the filter keeps; each costs host calls per request.
+    #[serde(default, skip_serializing_if = "MetricsSpec::is_all")]
+    pub metrics: MetricsSpec,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The per-request metrics, each on unless turned off (`canaryctl status` and `rollout` read
+/// all three).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// `canary_requests_total`: memory only per request, handed to Envoy on a timer.
+    #[serde(default = "yes")]
+    pub requests: bool,
+    /// `canary_responses_total` by status class: reads `:status` on every response.
+    #[serde(default = "yes")]
+    pub responses: bool,
+    /// `canary_request_duration_ms`: two clock reads and one histogram sample per request.
+    #[serde(default = "yes")]
+    pub latency: bool,
+}
+
+impl Default for MetricsSpec {
+    fn default() -> Self {
+        MetricsSpec {
+            requests: true,
+            responses: true,
+            latency: true,
+        }
+    }
+}
+
+impl MetricsSpec {
+    /// Whether every metric is on (the default, left out when written).
+    pub fn is_all(&self) -> bool {
+        *self == MetricsSpec::default()
+    }
 }
 
 fn default_route_header() -> String {
@@ -270,6 +320,7 @@ macro_rules! objects_only {
 
 objects_only!(
     CanaryConfig,
+    MetricsSpec,
     VersionSpec,
     StickySpec,
     RegionSpec,

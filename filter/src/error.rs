@@ -54,6 +54,12 @@ pub enum ConfigError {
     /// `route_header` and `version_header` naming the same header.
     #[error("version_header: must differ from route_header ({value:?})")]
     SameHeader { value: String },
+    /// Neither routing header is written.
+    #[error("route_header: route_header and version_header are both empty: Envoy routes on one of them, so write at least one")]
+    NoRoutingHeader,
+    /// A response version header without a version header.
+    #[error("response_version_header: needs version_header, which is empty")]
+    ResponseHeaderWithoutVersionHeader,
 }
 
 impl ConfigError {
@@ -78,6 +84,8 @@ impl ConfigError {
             | ConfigError::BadHeaderName { field, .. } => field,
             ConfigError::VersionCount { .. } => "versions",
             ConfigError::SameHeader { .. } => "version_header",
+            ConfigError::NoRoutingHeader => "route_header",
+            ConfigError::ResponseHeaderWithoutVersionHeader => "response_version_header",
         }
     }
 }

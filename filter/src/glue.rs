@@ -67,12 +67,13 @@ impl Counter {
     }
 }
 
-/// The metrics of one outcome (a `(version, rule)` pair).
+/// The metrics of one outcome (a `(version, rule)` pair); `None` where the configuration
+/// turned one off (`metrics` in the configuration): it is then neither defined nor paid for.
 struct OutcomeMetrics {
-    requests: Counter,
-    responses: [Counter; CODE_CLASSES.len()],
+    requests: Option<Counter>,
+    responses: Option<[Counter; CODE_CLASSES.len()]>,
     /// Histogram id: samples have no batched form in the ABI, so each is recorded at once.
-    duration: u32,
+    duration: Option<u32>,
 }
 
 /// What every HTTP context of one configuration shares.
@@ -85,8 +86,12 @@ struct Active {
 impl Active {
     fn flush(&self) {
         for outcome in &self.metrics {
-            outcome.requests.flush();
-            outcome.responses.iter().for_each(Counter::flush);
+            if let Some(requests) = &outcome.requests {
+                requests.flush();
+            }
+            if let Some(responses) = &outcome.responses {
+                responses.iter().for_each(Counter::flush);
+            }
         }
     }
 }
@@ -207,6 +212,7 @@ impl RootContext for CanaryRoot {
 fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
     let define =
         |kind: MetricType, name: String| hostcalls::define_metric(kind, &name).map_err(|_| name);
+    let wanted = plan.metrics();
     plan.outcomes()
         .iter()
         .map(|outcome| {
@@ -215,20 +221,34 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
                 .get(outcome.version)
                 .map_or("", |v| v.name.as_str());
             let rule = outcome.label.as_str();
-            let mut responses = [0; CODE_CLASSES.len()];
-            for (id, class) in responses.iter_mut().zip(CODE_CLASSES) {
-                *id = define(
-                    MetricType::Counter,
-                    metrics::responses_name(version, rule, class),
-                )?;
-            }
+            let responses = if wanted.responses {
+                let mut ids = [0; CODE_CLASSES.len()];
+                for (id, class) in ids.iter_mut().zip(CODE_CLASSES) {
+                    *id = define(
+                        MetricType::Counter,
+                        metrics::responses_name(version, rule, class),
+                    )?;
+                }
+                Some(ids.map(Counter::new))
+            } else {
+                None
+            };
+            let requests = if wanted.requests {
+                let name = metrics::requests_name(version, rule);
+                Some(Counter::new(define(MetricType::Counter, name)?))
+            } else {
+                None
+            };
+            let duration = if wanted.latency {
+                let name = metrics::duration_name(version, rule);
+                Some(define(MetricType::Histogram, name)?)
+            } else {
+                None
+            };
             Ok(OutcomeMetrics {
-                requests: Counter::new(define(
-                    MetricType::Counter,
-                    metrics::requests_name(version, rule),
-                )?),
-                responses: responses.map(Counter::new),
-                duration: define(MetricType::Histogram, metrics::duration_name(version, rule))?,
+                requests,
+                responses,
+                duration,
             })
         })
         .collect()
@@ -238,8 +258,10 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
 struct CanaryStream {
     active: Option<Rc<Active>>,
     random: Rc<Cell<u64>>,
-    /// `(outcome, version, start)` once the request has been routed.
-    chosen: Option<(usize, usize, SystemTime)>,
+    /// `(outcome, version, start)` once the request has been routed and its response has
+    /// something to do (response classes, latency or the response header); `start` only when
+    /// latency is measured.
+    chosen: Option<(usize, usize, Option<SystemTime>)>,
 }
 
 impl Context for CanaryStream {}
@@ -266,26 +288,30 @@ impl HttpContext for CanaryStream {
         let Some(version) = plan.versions().get(decision.version) else {
             // The decision only names declared versions (the properties check it); should it
             // not, the request takes the fallback route, never the client's.
-            remove_header(plan.route_header());
-            if let Some(name) = plan.version_header() {
-                remove_header(name);
-            }
+            plan.route_header().into_iter().for_each(remove_header);
+            plan.version_header().into_iter().for_each(remove_header);
             return Action::Continue;
         };
-        // Replaces any client-sent value: a client never picks the cluster.
-        set_header(
-            MapType::HttpRequestHeaders,
-            plan.route_header(),
-            &version.cluster,
-        );
+        // Replaces any client-sent value: a client never picks the cluster or the version.
+        if let Some(name) = plan.route_header() {
+            set_header(MapType::HttpRequestHeaders, name, &version.cluster);
+        }
         if let Some(name) = plan.version_header() {
             set_header(MapType::HttpRequestHeaders, name, &version.name);
         }
-        if let Some(outcome) = active.metrics.get(decision.outcome) {
-            outcome.requests.bump();
+        let metrics = active.metrics.get(decision.outcome);
+        if let Some(requests) = metrics.and_then(|m| m.requests.as_ref()) {
+            requests.bump();
         }
-        let start = hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH);
-        self.chosen = Some((decision.outcome, decision.version, start));
+        // Per request, only what the configuration asks for: the clock only for latency, the
+        // response hook's work only for response classes, latency or the response header.
+        let latency = metrics.is_some_and(|m| m.duration.is_some());
+        let responses = metrics.is_some_and(|m| m.responses.is_some());
+        if latency || responses || plan.response_version_header() {
+            let start =
+                latency.then(|| hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH));
+            self.chosen = Some((decision.outcome, decision.version, start));
+        }
         Action::Continue
     }
 
@@ -295,23 +321,30 @@ impl HttpContext for CanaryStream {
             return Action::Continue;
         };
         if let Some(metrics) = active.metrics.get(outcome) {
-            let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
-                .ok()
-                .flatten();
-            let class = status.as_deref().and_then(metrics::code_class_index);
-            if let Some(counter) = class.and_then(|class| metrics.responses.get(class)) {
-                counter.bump();
+            if let Some(responses) = &metrics.responses {
+                let status =
+                    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+                        .ok()
+                        .flatten();
+                let class = status.as_deref().and_then(metrics::code_class_index);
+                if let Some(counter) = class.and_then(|class| responses.get(class)) {
+                    counter.bump();
+                }
             }
-            let now = hostcalls::get_current_time().unwrap_or(start);
-            let elapsed = now.duration_since(start).unwrap_or(Duration::ZERO);
-            let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-            let _ = hostcalls::record_metric(metrics.duration, millis);
+            if let (Some(duration), Some(start)) = (metrics.duration, start) {
+                let now = hostcalls::get_current_time().unwrap_or(start);
+                let elapsed = now.duration_since(start).unwrap_or(Duration::ZERO);
+                let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+                let _ = hostcalls::record_metric(duration, millis);
+            }
         }
-        if let (Some(name), Some(version)) = (
-            active.plan.version_header(),
-            active.plan.versions().get(version),
-        ) {
-            set_header(MapType::HttpResponseHeaders, name, &version.name);
+        if active.plan.response_version_header() {
+            if let (Some(name), Some(version)) = (
+                active.plan.version_header(),
+                active.plan.versions().get(version),
+            ) {
+                set_header(MapType::HttpResponseHeaders, name, &version.name);
+            }
         }
         Action::Continue
     }

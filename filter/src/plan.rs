@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::bucket::{BasisPoints, Split, BUCKETS};
-use crate::config::{CanaryConfig, KeySource, MatchSpec, RuleSpec, WhenMissing};
+use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
 use crate::ConfigError;
 
 /// Most versions a config may declare.
@@ -28,8 +28,10 @@ pub struct RoutingPlan {
     pub(crate) sticky: Option<Sticky>,
     pub(crate) region_header: Option<HeaderSlot>,
     pub(crate) rules: Vec<Rule>,
-    pub(crate) route_header: String,
+    pub(crate) route_header: Option<String>,
     pub(crate) version_header: Option<String>,
+    pub(crate) response_version_header: bool,
+    pub(crate) metrics: MetricsSpec,
     pub(crate) header_names: Vec<String>,
     pub(crate) cookie_header: Option<HeaderSlot>,
     pub(crate) outcomes: Vec<Outcome>,
@@ -118,14 +120,24 @@ impl RoutingPlan {
         &self.header_names
     }
 
-    /// The header the chosen cluster is written into (lower case).
-    pub fn route_header(&self) -> &str {
-        &self.route_header
+    /// The header the chosen cluster is written into, if enabled (lower case).
+    pub fn route_header(&self) -> Option<&str> {
+        self.route_header.as_deref()
     }
 
     /// The header the chosen version's name is written into, if enabled (lower case).
     pub fn version_header(&self) -> Option<&str> {
         self.version_header.as_deref()
+    }
+
+    /// Whether the version header is written into the response too.
+    pub fn response_version_header(&self) -> bool {
+        self.response_version_header
+    }
+
+    /// Which per-request metrics are kept.
+    pub fn metrics(&self) -> MetricsSpec {
+        self.metrics
     }
 
     /// Every `(version, rule label)` a request can end in; metrics are defined for each.
@@ -221,16 +233,26 @@ impl Compiler {
                 value: config.default.clone(),
             })?;
 
-        let route_header = header_name("route_header", &config.route_header, false)?;
+        let route_header = if config.route_header.is_empty() {
+            None
+        } else {
+            Some(header_name("route_header", &config.route_header, false)?)
+        };
         let version_header = if config.version_header.is_empty() {
             None
         } else {
             let name = header_name("version_header", &config.version_header, false)?;
-            if name == route_header {
+            if route_header.as_deref() == Some(name.as_str()) {
                 return Err(ConfigError::SameHeader { value: name });
             }
             Some(name)
         };
+        if route_header.is_none() && version_header.is_none() {
+            return Err(ConfigError::NoRoutingHeader);
+        }
+        if config.response_version_header && version_header.is_none() {
+            return Err(ConfigError::ResponseHeaderWithoutVersionHeader);
+        }
 
         let sticky = match &config.sticky {
             None => None,
@@ -316,6 +338,8 @@ impl Compiler {
             rules,
             route_header,
             version_header,
+            response_version_header: config.response_version_header,
+            metrics: config.metrics,
             header_names: self.header_names,
             cookie_header,
             outcomes: self.outcomes,

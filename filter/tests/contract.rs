@@ -15,7 +15,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use canary_filter::bucket::{bucket_of, murmur3_x86_32};
 use canary_filter::decision::RequestDescription;
-use canary_filter::{Decision, Reason, RoutingPlan};
+use canary_filter::{CanaryConfig, Decision, Reason, RoutingPlan};
 
 /// The example of the contract, verbatim.
 const EXAMPLE: &str = r#"{
@@ -91,7 +91,7 @@ fn the_example_compiles_with_its_defaults() {
     let plan = plan(EXAMPLE);
     let names: Vec<_> = plan.versions().iter().map(|v| v.name.as_str()).collect();
     assert_eq!(names, ["stable", "canary"]);
-    assert_eq!(plan.route_header(), "x-canary-cluster");
+    assert_eq!(plan.route_header(), Some("x-canary-cluster"));
     assert_eq!(plan.version_header(), Some("x-canary-version"));
     assert_eq!(
         plan.rule_names().collect::<Vec<_>>(),
@@ -100,13 +100,55 @@ fn the_example_compiles_with_its_defaults() {
     assert_eq!(plan.split_ranges(), vec![(1, 0, 1000)]);
 
     let minimal = plan_min(r#""weights": {"canary": 5}"#);
-    assert_eq!(minimal.route_header(), "x-canary-cluster");
+    assert_eq!(minimal.route_header(), Some("x-canary-cluster"));
     assert_eq!(minimal.version_header(), Some("x-canary-version"));
     let disabled = plan_min(r#""version_header": """#);
     assert_eq!(disabled.version_header(), None);
     let renamed = plan_min(r#""route_header": "X-Route", "version_header": "X-Ver""#);
-    assert_eq!(renamed.route_header(), "x-route");
+    assert_eq!(renamed.route_header(), Some("x-route"));
     assert_eq!(renamed.version_header(), Some("x-ver"));
+}
+
+/// Each per-request cost is an option: the response version header off unless asked for,
+/// every metric on unless turned off, either routing header alone.
+#[test]
+fn features_are_options_with_their_defaults() {
+    let defaults = plan_min("");
+    assert!(!defaults.response_version_header());
+    let all = defaults.metrics();
+    assert!(all.requests && all.responses && all.latency);
+
+    let istio = plan_min(r#""route_header": """#);
+    assert_eq!(istio.route_header(), None);
+    assert_eq!(istio.version_header(), Some("x-canary-version"));
+    let envoy = plan_min(r#""version_header": """#);
+    assert_eq!(envoy.route_header(), Some("x-canary-cluster"));
+    assert_eq!(envoy.version_header(), None);
+
+    let asked = plan_min(r#""response_version_header": true"#);
+    assert!(asked.response_version_header());
+    let lean = plan_min(r#""metrics": {"responses": false, "latency": false}"#);
+    let metrics = lean.metrics();
+    assert!(metrics.requests && !metrics.responses && !metrics.latency);
+
+    // Written back, the defaults are left out: a configuration that does not name them is
+    // written as it was read.
+    let config = CanaryConfig::from_json(min_json("").as_bytes()).unwrap();
+    let written = serde_json::to_string(&config).unwrap();
+    assert!(
+        !written.contains("response_version_header") && !written.contains("metrics"),
+        "{written}"
+    );
+    let config = CanaryConfig::from_json(
+        min_json(r#""response_version_header": true, "metrics": {"latency": false}"#).as_bytes(),
+    )
+    .unwrap();
+    let written = serde_json::to_string(&config).unwrap();
+    assert!(
+        written.contains(r#""response_version_header":true"#)
+            && written.contains(r#""metrics":{"requests":true,"responses":true,"latency":false}"#),
+        "{written}"
+    );
 }
 
 /// Each bad config is refused, and the message starts with the field it is about.
@@ -317,7 +359,26 @@ fn invalid_configs_are_refused_naming_the_field() {
             ),
             "rules[1].name",
         ),
-        (min_json(r#""route_header": """#), "route_header"),
+        (
+            min_json(r#""route_header": "", "version_header": """#),
+            "route_header: route_header and version_header are both empty",
+        ),
+        (
+            min_json(r#""version_header": "", "response_version_header": true"#),
+            "response_version_header: needs version_header",
+        ),
+        (
+            min_json(r#""metrics": {"latency": false, "spans": true}"#),
+            "metrics.spans: unknown field",
+        ),
+        (
+            min_json(r#""metrics": {"latency": "no"}"#),
+            "metrics.latency: invalid type",
+        ),
+        (
+            min_json(r#""response_version_header": 1"#),
+            "response_version_header: invalid type",
+        ),
         (min_json(r#""route_header": ":authority""#), "route_header"),
         (
             min_json(r#""version_header": "X-Canary-Cluster""#),

@@ -29,7 +29,8 @@ fn sticky_split_lands_every_key_where_the_contract_says() {
         assert_eq!(reply.header("x-seen-route"), Some(want), "key {key}");
         let version = if want == "app-v2" { "canary" } else { "stable" };
         assert_eq!(reply.header("x-seen-version"), Some(version), "key {key}");
-        assert_eq!(reply.header("x-canary-version"), Some(version), "key {key}");
+        // The response version header is off unless asked for.
+        assert_eq!(reply.header("x-canary-version"), None, "key {key}");
         on_canary += usize::from(want == "app-v2");
     }
     let share = on_canary as f64 * 100.0 / f64::from(keys);
@@ -46,7 +47,7 @@ fn sticky_split_lands_every_key_where_the_contract_says() {
 
 const RULES: &str = r#"{
   "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
-  "default": "stable",
+  "default": "stable", "response_version_header": true,
   "weights": {"canary": 0},
   "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "uid"}], "seed": 0, "when_missing": "default"},
   "region": {"header": "x-region"},
@@ -398,7 +399,8 @@ fn the_flaky_and_tail_upstreams_behave_as_documented() {
         {"name": "flaky-canary", "cluster": "app-v2-flaky"}, {"name": "tail", "cluster": "app-v2-tail"}], "default": "stable",
         "rules": [{"name": "f1", "when": {"header": {"name": "x-v", "equals": "flaky-stable"}}, "version": "flaky-stable"},
                   {"name": "f2", "when": {"header": {"name": "x-v", "equals": "flaky-canary"}}, "version": "flaky-canary"},
-                  {"name": "t", "when": {"header": {"name": "x-v", "equals": "tail"}}, "version": "tail"}]}"#;
+                  {"name": "t", "when": {"header": {"name": "x-v", "equals": "tail"}}, "version": "tail"}],
+        "response_version_header": true}"#;
     let mesh = mesh(config);
     for (version, cluster) in [
         ("flaky-stable", "app-v1-flaky"),

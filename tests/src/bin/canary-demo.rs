@@ -77,7 +77,7 @@ fn run() -> Result<()> {
     let listen = mesh.listen();
     let admin = mesh.front().admin();
     println!("serving on http://{listen} until Ctrl-C. Try:");
-    println!("  curl -si http://{listen}/ -H 'x-user-id: alice' | grep -i -e x-upstream -e x-canary-version");
+    println!("  curl -si http://{listen}/ -H 'x-user-id: alice' | grep -i x-upstream");
     println!("  curl -s  http://{listen}/ -H 'x-canary: always'             # a tester: always the canary");
     println!("  curl -s  http://{listen}/ -H 'x-region: eu-west-1' -H 'x-user-id: bob'  # the EU gets 50%");
     println!("  curl -s  http://{listen}/ -H 'cookie: uid=carol; canary=never'        # opted out");
