@@ -433,6 +433,9 @@ pub struct ConfigModel {
     pub rules: Vec<RuleModel>,
     pub route_header: Option<String>,
     pub version_header: Option<String>,
+    pub response_version_header: Option<bool>,
+    /// `requests`, `responses`, `latency`: each given or left to its default.
+    pub metrics: Option<[Option<bool>; 3]>,
 }
 
 fn pick(pool: &'static [&'static str]) -> impl Strategy<Value = String> {
@@ -515,6 +518,45 @@ fn sticky_model() -> impl Strategy<Value = StickyModel> {
         })
 }
 
+/// What a configuration writes and counts, as given (or left out).
+#[derive(Debug, Clone)]
+struct Outputs {
+    route_header: Option<String>,
+    version_header: Option<String>,
+    response_version_header: Option<bool>,
+    metrics: Option<[Option<bool>; 3]>,
+}
+
+/// Valid combinations only: at least one routing header, and a response header only with a
+/// version header. Boxed: one more level of nested strategy types overflows a test thread's
+/// stack in debug builds.
+fn outputs_model() -> BoxedStrategy<Outputs> {
+    (
+        prop::option::of(pick(&["x-route", "X-Cluster", ""])),
+        prop::option::of(pick(&["x-ver", "", "X-Version"])),
+        prop::option::of(any::<bool>()),
+        prop::option::of(prop::array::uniform3(prop::option::of(any::<bool>()))),
+    )
+        .prop_map(
+            |(route_header, version_header, response_version_header, metrics)| {
+                let no_version_header = version_header.as_deref() == Some("");
+                let route_header = if no_version_header && route_header.as_deref() == Some("") {
+                    None
+                } else {
+                    route_header
+                };
+                Outputs {
+                    route_header,
+                    version_header,
+                    response_version_header: response_version_header
+                        .map(|asked| asked && !no_version_header),
+                    metrics,
+                }
+            },
+        )
+        .boxed()
+}
+
 /// Valid configurations of 2 to `max_versions` versions.
 pub fn config_model(max_versions: usize) -> impl Strategy<Value = ConfigModel> {
     let names = prop::sample::subsequence(VERSION_NAMES, 2..=max_versions).prop_shuffle();
@@ -537,27 +579,28 @@ pub fn config_model(max_versions: usize) -> impl Strategy<Value = ConfigModel> {
                 prop::option::weighted(0.8, sticky_model()),
                 prop::option::of(pick(CONFIG_HEADER_NAMES)),
                 rules,
-                prop::option::of(pick(&["x-route", "X-Cluster"])),
-                prop::option::of(pick(&["x-ver", "", "X-Version"])),
+                outputs_model(),
             )
                 .prop_map(
-                    move |(
-                        clusters,
-                        weights,
-                        sticky,
-                        region_header,
-                        rules,
-                        route_header,
-                        version_header,
-                    )| ConfigModel {
-                        versions: versions.iter().cloned().zip(clusters).collect(),
-                        default,
-                        weights,
-                        sticky,
-                        region_header,
-                        rules,
-                        route_header,
-                        version_header,
+                    move |(clusters, weights, sticky, region_header, rules, outputs)| {
+                        let Outputs {
+                            route_header,
+                            version_header,
+                            response_version_header,
+                            metrics,
+                        } = outputs;
+                        ConfigModel {
+                            versions: versions.iter().cloned().zip(clusters).collect(),
+                            default,
+                            weights,
+                            sticky,
+                            region_header,
+                            rules,
+                            route_header,
+                            version_header,
+                            response_version_header,
+                            metrics,
+                        }
                     },
                 )
         })
@@ -662,6 +705,17 @@ impl ConfigModel {
         }
         if let Some(header) = &self.version_header {
             entries.push(("version_header", str(header)));
+        }
+        if let Some(asked) = self.response_version_header {
+            entries.push(("response_version_header", Json::Bool(asked)));
+        }
+        if let Some(metrics) = &self.metrics {
+            let fields = ["requests", "responses", "latency"]
+                .into_iter()
+                .zip(metrics)
+                .filter_map(|(name, on)| on.map(|on| (name, Json::Bool(on))))
+                .collect();
+            entries.push(("metrics", obj(fields)));
         }
         obj(entries)
     }
