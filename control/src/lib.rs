@@ -3,6 +3,9 @@
 //! resources), the change preview and the per-version status.
 
 pub mod admin;
+pub mod cli;
+pub mod commands;
+pub mod config_file;
 pub mod ecds;
 pub mod edit;
 pub mod evidence;
