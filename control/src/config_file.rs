@@ -17,11 +17,11 @@ pub fn load(path: &Path) -> Result<(CanaryConfig, RoutingPlan)> {
     let looks_like_ecds = serde_yaml_ng::from_slice::<serde_json::Value>(&bytes)
         .map(|doc| doc.get("resources").is_some())
         .unwrap_or(false);
-    let config = if looks_like_ecds {
-        ecds::parse_as(&bytes, ecds::Format::of(path)?)?.config
-    } else {
-        CanaryConfig::from_json(&bytes)?
-    };
+    if looks_like_ecds {
+        let contents = ecds::parse_as(&bytes, ecds::Format::of(path)?)?;
+        return Ok((contents.config, contents.plan));
+    }
+    let config = CanaryConfig::from_json(&bytes)?;
     let plan = RoutingPlan::try_from(&config)?;
     Ok((config, plan))
 }
@@ -35,7 +35,6 @@ pub fn from_args(
     if let Some(path) = config {
         return load(&path);
     }
-    let config = EcdsFile::new(cli::ecds_path(ecds_file)).read()?.config;
-    let plan = RoutingPlan::try_from(&config)?;
-    Ok((config, plan))
+    let contents = EcdsFile::new(cli::ecds_path(ecds_file)).read()?;
+    Ok((contents.config, contents.plan))
 }

@@ -80,6 +80,8 @@ pub struct Snapshot {
     pub doc: serde_json::Value,
     /// The filter configuration (the JSON in `configuration.value`).
     pub config: CanaryConfig,
+    /// `config` compiled (the filter's validation passed).
+    pub plan: RoutingPlan,
 }
 
 impl Snapshot {
@@ -237,7 +239,9 @@ impl EcdsFile {
         Ok(Update {
             resource_name: current.resource_name().map(str::to_string),
             before: current.config,
+            before_plan: current.plan,
             after: previous.config,
+            after_plan: previous.plan,
             written: false,
             before_bytes: current.bytes,
             after_bytes: previous.bytes,
@@ -472,7 +476,9 @@ impl Locked<'_> {
         Ok(Update {
             resource_name: current.resource_name().map(str::to_string),
             before: current.config,
+            before_plan: current.plan,
             after: previous.config,
+            after_plan: previous.plan,
             written: true,
             before_bytes: current.bytes,
             after_bytes: previous.bytes,
@@ -548,13 +554,14 @@ fn plan(
     edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
 ) -> Result<Update> {
     let config = edit(&before.config)?;
-    RoutingPlan::try_from(&config)
-        .map_err(|err| anyhow!("the new configuration is invalid: {err}"))?;
+    let after_plan = RoutingPlan::try_from(&config).context("the new configuration is invalid")?;
     let text = render(&before.doc, &config, format)?;
     Ok(Update {
         resource_name: before.resource_name().map(str::to_string),
         before: before.config.clone(),
+        before_plan: before.plan.clone(),
         after: config,
+        after_plan,
         written: false,
         before_bytes: before.bytes.clone(),
         after_bytes: text.into_bytes(),
@@ -566,8 +573,12 @@ fn plan(
 pub struct Update {
     /// The configuration before.
     pub before: CanaryConfig,
+    /// `before` compiled.
+    pub before_plan: RoutingPlan,
     /// The configuration after.
     pub after: CanaryConfig,
+    /// `after` compiled.
+    pub after_plan: RoutingPlan,
     /// Whether the file was written.
     pub written: bool,
     /// The ECDS resource's name.
@@ -591,9 +602,25 @@ pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
     parse_as(bytes, Format::Yaml)
 }
 
-/// Parses ECDS file bytes as Envoy would parse them in `format`.
+/// Parses ECDS file bytes as Envoy would parse them in `format`, and compiles the filter's
+/// configuration in them.
 pub fn parse_as(bytes: &[u8], format: Format) -> Result<Snapshot> {
-    let doc: serde_json::Value = match format {
+    let doc = document_as(bytes, format)?;
+    let config = CanaryConfig::from_json(configuration_value(&doc)?.as_bytes())
+        .context("the filter configuration is invalid")?;
+    let plan = RoutingPlan::try_from(&config).context("the filter configuration is invalid")?;
+    Ok(Snapshot {
+        bytes: bytes.to_vec(),
+        doc,
+        config,
+        plan,
+    })
+}
+
+/// The document in ECDS file bytes, parsed as Envoy would parse it in `format` (the filter's
+/// configuration in it neither read nor compiled).
+pub fn document_as(bytes: &[u8], format: Format) -> Result<serde_json::Value> {
+    Ok(match format {
         Format::Json => serde_json::from_slice(bytes).map_err(|err| {
             anyhow!(
                 "not JSON ({err}): Envoy parses an ECDS file named .json as JSON and would refuse \
@@ -601,21 +628,16 @@ pub fn parse_as(bytes: &[u8], format: Format) -> Result<Snapshot> {
             )
         })?,
         Format::Yaml => serde_yaml_ng::from_slice(bytes).context("not a YAML ECDS file")?,
-    };
-    let value = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+    })
+}
+
+/// The filter's JSON configuration in an ECDS document, as text.
+pub fn configuration_value(doc: &serde_json::Value) -> Result<&str> {
+    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
         .as_str()
         .ok_or_else(|| {
             anyhow!("no resources[0].typed_config.config.configuration.value (the filter's JSON)")
-        })?;
-    let config = CanaryConfig::from_json(value.as_bytes())
-        .map_err(|err| anyhow!("the filter configuration is invalid: {err}"))?;
-    RoutingPlan::try_from(&config)
-        .map_err(|err| anyhow!("the filter configuration is invalid: {err}"))?;
-    Ok(Snapshot {
-        bytes: bytes.to_vec(),
-        doc,
-        config,
-    })
+        })
 }
 
 /// The ECDS document `doc` with `config` as the filter's configuration, in `format`.

@@ -132,7 +132,12 @@ impl Rollout {
         println!("first step, `{}` at {first}%:", self.canary);
         print!(
             "{}",
-            movement::preview(&first_step.before, &first_step.after)?
+            movement::preview_plans(
+                &first_step.before,
+                &first_step.before_plan,
+                &first_step.after,
+                &first_step.after_plan
+            )
         );
         if self.dry_run {
             println!(

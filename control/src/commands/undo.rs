@@ -9,7 +9,7 @@ use crate::commands::write;
 pub fn exec(args: UndoArgs) -> Result<()> {
     let pusher = write::pusher(&args.target, &args.confirm);
     let (update, applied) = pusher.undo()?;
-    print!("{}", write::preview(&update)?);
+    print!("{}", write::preview(&update));
     println!(
         "restored the previous version of {}",
         pusher.file.path().display()

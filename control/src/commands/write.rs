@@ -57,8 +57,13 @@ pub fn written(path: &str, dry_run: bool, update: &Update) -> String {
 }
 
 /// Who moves between the configurations before and after an update.
-pub fn preview(update: &Update) -> Result<String> {
-    movement::preview(&update.before, &update.after)
+pub fn preview(update: &Update) -> String {
+    movement::preview_plans(
+        &update.before,
+        &update.before_plan,
+        &update.after,
+        &update.after_plan,
+    )
 }
 
 /// Validates, previews, writes (unless a dry run) and confirms with Envoy when asked.
@@ -69,7 +74,7 @@ pub fn apply(
     let pusher = pusher(&write.target, &write.confirm);
     let path = pusher.file.path().display().to_string();
     let (update, applied) = pusher.push(write.dry_run, change)?;
-    print!("{}", preview(&update)?);
+    print!("{}", preview(&update));
     print!("{}", written(&path, write.dry_run, &update));
     if update.written && !write.dry_run {
         print!("{}", report(&pusher, &applied));
@@ -91,9 +96,12 @@ mod tests {
                 "default": "stable"}"#,
         )
         .unwrap();
+        let plan = canary_filter::RoutingPlan::try_from(&config).unwrap();
         Update {
             before: config.clone(),
+            before_plan: plan.clone(),
             after: config,
+            after_plan: plan,
             written,
             resource_name: None,
             before_bytes: Vec::new(),
