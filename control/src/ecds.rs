@@ -73,7 +73,7 @@ impl Format {
 
 /// The file as read: its bytes, the parsed document and the filter configuration in it.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub struct EcdsContents {
     /// The file's bytes.
     pub bytes: Vec<u8>,
     /// The whole DiscoveryResponse.
@@ -84,7 +84,7 @@ pub struct Snapshot {
     pub plan: RoutingPlan,
 }
 
-impl Snapshot {
+impl EcdsContents {
     /// The ECDS resource's name (the filter name Envoy's stats use).
     pub fn resource_name(&self) -> Option<&str> {
         self.doc["resources"][0]["name"].as_str()
@@ -200,7 +200,7 @@ impl EcdsFile {
 
     /// Reads and parses the file in the format its extension names; the filter configuration
     /// must pass the filter's validation.
-    pub fn read(&self) -> Result<Snapshot> {
+    pub fn read(&self) -> Result<EcdsContents> {
         self.regular_file_metadata()?;
         let format = self.format()?;
         let bytes = fs::read(&self.path)
@@ -289,7 +289,7 @@ impl EcdsFile {
     }
 
     /// The last history entry and its contents.
-    fn last_version(&self) -> Result<(PathBuf, Snapshot)> {
+    fn last_version(&self) -> Result<(PathBuf, EcdsContents)> {
         let Some(last) = self.history()?.pop() else {
             bail!(
                 "no earlier version of {} to go back to",
@@ -439,7 +439,7 @@ impl Locked<'_> {
     }
 
     /// Reads the file.
-    pub fn read(&self) -> Result<Snapshot> {
+    pub fn read(&self) -> Result<EcdsContents> {
         self.file.read()
     }
 
@@ -549,7 +549,7 @@ fn parent_of(path: &Path) -> Result<&Path> {
 
 /// The update `edit` makes to `before`, rendered in `format`, not written.
 fn plan(
-    before: &Snapshot,
+    before: &EcdsContents,
     format: Format,
     edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
 ) -> Result<Update> {
@@ -598,18 +598,18 @@ impl Update {
 
 /// Parses ECDS file bytes of either format (YAML, of which JSON is a part); for a file Envoy
 /// reads, [`parse_as`] with the format its name gives.
-pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
+pub fn parse(bytes: &[u8]) -> Result<EcdsContents> {
     parse_as(bytes, Format::Yaml)
 }
 
 /// Parses ECDS file bytes as Envoy would parse them in `format`, and compiles the filter's
 /// configuration in them.
-pub fn parse_as(bytes: &[u8], format: Format) -> Result<Snapshot> {
+pub fn parse_as(bytes: &[u8], format: Format) -> Result<EcdsContents> {
     let doc = document_as(bytes, format)?;
     let config = CanaryConfig::from_json(configuration_value(&doc)?.as_bytes())
         .context("the filter configuration is invalid")?;
     let plan = RoutingPlan::try_from(&config).context("the filter configuration is invalid")?;
-    Ok(Snapshot {
+    Ok(EcdsContents {
         bytes: bytes.to_vec(),
         doc,
         config,

@@ -14,9 +14,9 @@ use crate::admin::Admin;
 use crate::judge::Counts;
 
 /// Counts per version, cumulative since the proxies started.
-pub type Snapshot = BTreeMap<String, Counts>;
+pub type MetricsReading = BTreeMap<String, Counts>;
 
-/// A place to read snapshots from.
+/// A place to read readings from.
 pub enum Source {
     /// Envoy admin endpoints, summed.
     Admin(Vec<Admin>),
@@ -50,10 +50,10 @@ impl Source {
     }
 
     /// The cumulative counts of cohort `rule`, per version.
-    pub fn read(&self, rule: &str) -> Result<Snapshot> {
+    pub fn read(&self, rule: &str) -> Result<MetricsReading> {
         match self {
             Source::Admin(admins) => {
-                let mut total = Snapshot::new();
+                let mut total = MetricsReading::new();
                 for admin in admins {
                     let one = parse_prometheus_text(&admin.get(PROMETHEUS_QUERY)?, rule)
                         .with_context(|| format!("reading {}", admin.base()))?;
@@ -80,10 +80,10 @@ pub const PROMETHEUS_QUERY: &str = "/stats/prometheus?filter=canary_";
 
 /// Parses Envoy's `/stats/prometheus` text, keeping rule `rule`: responses by class and the
 /// latency histogram's buckets, `+Inf` included.
-pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<Snapshot> {
+pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<MetricsReading> {
     let responses = metrics::RESPONSES;
     let buckets = format!("{}_bucket", metrics::DURATION);
-    let mut snapshot = Snapshot::new();
+    let mut reading = MetricsReading::new();
     let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
@@ -121,7 +121,7 @@ pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<Snapshot> {
         if name == responses {
             let class = label("code_class").unwrap_or_default();
             if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
-                snapshot.entry(version).or_default().responses[i] += value;
+                reading.entry(version).or_default().responses[i] += value;
             }
         } else {
             let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
@@ -133,9 +133,9 @@ pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<Snapshot> {
     }
     for (version, mut points) in latency {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        snapshot.entry(version).or_default().latency = points;
+        reading.entry(version).or_default().latency = points;
     }
-    Ok(snapshot)
+    Ok(reading)
 }
 
 fn query(base: &str, agent: &ureq::Agent, promql: &str) -> Result<Vec<serde_json::Value>> {
@@ -168,7 +168,7 @@ fn sample_value(sample: &serde_json::Value) -> Option<u64> {
     Some(value.round() as u64)
 }
 
-fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapshot> {
+fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<MetricsReading> {
     let responses = format!(
         "sum by (version, code_class) ({}{{rule=\"{rule}\"}})",
         metrics::RESPONSES
@@ -177,7 +177,7 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
         "sum by (version, le) ({}_bucket{{rule=\"{rule}\"}})",
         metrics::DURATION
     );
-    let mut snapshot = Snapshot::new();
+    let mut reading = MetricsReading::new();
     let series = query(base, agent, &responses)?;
     if series.is_empty() {
         bail!(
@@ -193,7 +193,7 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
         };
         let value = sample_value(sample).ok_or_else(|| anyhow!("unreadable sample {sample}"))?;
         if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
-            snapshot.entry(version.to_string()).or_default().responses[i] += value;
+            reading.entry(version.to_string()).or_default().responses[i] += value;
         }
     }
     let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
@@ -219,7 +219,7 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
     }
     for (version, mut points) in latency {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        snapshot.entry(version).or_default().latency = points;
+        reading.entry(version).or_default().latency = points;
     }
-    Ok(snapshot)
+    Ok(reading)
 }
