@@ -17,4 +17,5 @@ pub mod push;
 pub mod rollout;
 pub mod sim;
 pub mod source;
+pub mod stats;
 pub mod status;

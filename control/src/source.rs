@@ -12,6 +12,7 @@ use canary_filter::metrics::{self, CODE_CLASSES};
 
 use crate::admin::Admin;
 use crate::judge::Counts;
+use crate::stats::{self, FilterStats};
 
 /// Counts per version, cumulative since the proxies started.
 pub type MetricsReading = BTreeMap<String, Counts>;
@@ -55,7 +56,8 @@ impl Source {
             Source::Admin(admins) => {
                 let mut total = MetricsReading::new();
                 for admin in admins {
-                    let one = parse_prometheus_text(&admin.get(PROMETHEUS_QUERY)?, rule)
+                    let one = stats::read(admin)
+                        .map(|stats| counts_of_rule(&stats, rule))
                         .with_context(|| format!("reading {}", admin.base()))?;
                     for (version, counts) in one {
                         total
@@ -75,67 +77,29 @@ impl Source {
     }
 }
 
-/// The admin query of the filter's metrics in Prometheus's text format (with `+Inf`).
-pub const PROMETHEUS_QUERY: &str = "/stats/prometheus?filter=canary_";
-
-/// Parses Envoy's `/stats/prometheus` text, keeping rule `rule`: responses by class and the
-/// latency histogram's buckets, `+Inf` included.
-pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<MetricsReading> {
-    let responses = metrics::RESPONSES;
-    let buckets = format!("{}_bucket", metrics::DURATION);
+/// The counts of rule `rule` per version in the filter's metrics: responses by class and the
+/// latency histogram's buckets, `+Inf` included. A version is there once it has a response of a
+/// known class or a latency bucket.
+pub fn counts_of_rule(stats: &FilterStats, rule: &str) -> MetricsReading {
     let mut reading = MetricsReading::new();
-    let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+    for ((version, series_rule), series) in stats {
+        if series_rule != rule {
             continue;
         }
-        let Some((name, rest)) = line.split_once('{') else {
-            continue;
-        };
-        if name != responses && name != buckets {
-            continue;
-        }
-        let (labels, value) = rest
-            .split_once('}')
-            .ok_or_else(|| anyhow!("unreadable line {line:?}"))?;
-        let label = |key: &str| {
-            labels.split(',').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-            })
-        };
-        if label("rule").as_deref() != Some(rule) {
-            continue;
-        }
-        let Some(version) = label("version") else {
-            continue;
-        };
-        let value: f64 = value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
-        // Counters are whole numbers, written as such or as floats.
-        let value = value.round() as u64;
-        if name == responses {
-            let class = label("code_class").unwrap_or_default();
-            if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
-                reading.entry(version).or_default().responses[i] += value;
+        let mut counts = Counts::default();
+        let mut seen = !series.latency.is_empty();
+        for (class, n) in &series.responses {
+            if let Some(i) = CODE_CLASSES.iter().position(|c| c == class) {
+                counts.responses[i] += n;
+                seen = true;
             }
-        } else {
-            let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
-            let bound: f64 = le
-                .parse()
-                .map_err(|_| anyhow!("unreadable bucket bound {le:?}"))?;
-            latency.entry(version).or_default().push((bound, value));
+        }
+        counts.latency.clone_from(&series.latency);
+        if seen {
+            reading.insert(version.clone(), counts);
         }
     }
-    for (version, mut points) in latency {
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        reading.entry(version).or_default().latency = points;
-    }
-    Ok(reading)
+    reading
 }
 
 fn query(base: &str, agent: &ureq::Agent, promql: &str) -> Result<Vec<serde_json::Value>> {
