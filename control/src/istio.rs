@@ -8,7 +8,7 @@
 //! reads): kubectl reads YAML 1.1, where a plain `yes`, `on` or `1:20` is not a string, and a
 //! YAML writer following 1.2 leaves those unquoted. JSON quotes every string.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use canary_filter::{CanaryConfig, RoutingPlan};
 use serde_json::{json, Value};
 
@@ -40,16 +40,8 @@ pub struct IstioOptions {
 
 /// The three resources, as YAML documents separated by `---`.
 pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
-    let plan = RoutingPlan::try_from(config).context("the filter configuration is invalid")?;
-    render_plan(config, &plan, options)
-}
-
-/// [`render`] for a configuration already compiled: `plan` is `config`'s.
-pub fn render_plan(
-    config: &CanaryConfig,
-    plan: &RoutingPlan,
-    options: &IstioOptions,
-) -> Result<String> {
+    let plan = RoutingPlan::try_from(config)
+        .map_err(|err| anyhow::anyhow!("the filter configuration is invalid: {err}"))?;
     let Some(version_header) = plan.version_header() else {
         bail!("version_header is disabled (\"\"): in Istio the VirtualService routes on it, so it must be set");
     };
@@ -110,7 +102,7 @@ pub fn render_plan(
                     "context": "SIDECAR_OUTBOUND",
                     "listener": {"filterChain": {"filter": {"name": HCM_NAME}}},
                 },
-                "patch": {"operation": "MERGE", "value": strip_patch(plan)},
+                "patch": {"operation": "MERGE", "value": strip_patch(&plan)},
             }],
         },
     });

@@ -11,9 +11,10 @@ use crate::istio::{self, IstioOptions};
 
 /// Renders the resources for the configuration; prints them, or applies them with `--apply`.
 pub fn exec(args: IstioArgs) -> Result<()> {
-    let (config, plan) = config_file::from_args(args.config.clone(), args.ecds.clone())?;
+    // The configuration Istio's plugin runs is compiled by `istio::render` itself.
+    let (config, _) = config_file::from_args(args.config.clone(), args.ecds.clone())?;
     let apply = args.apply;
-    let yaml = istio::render_plan(&config, &plan, &options(args))?;
+    let yaml = istio::render(&config, &options(args))?;
     if !apply {
         print!("{yaml}");
         return Ok(());
