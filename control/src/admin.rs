@@ -65,13 +65,7 @@ impl Admin {
             })
             .collect();
         let query = format!("/stats?format=json&filter=^{}$", percent_encode(&escaped));
-        let doc: serde_json::Value = serde_json::from_str(&self.get(&query)?)?;
-        Ok(doc["stats"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|stat| stat["name"] == name)
-            .and_then(|stat| stat["value"].as_u64()))
+        crate::stats::parse_json_stat(&self.get(&query)?, name)
     }
 }
 

@@ -73,16 +73,18 @@ impl Format {
 
 /// The file as read: its bytes, the parsed document and the filter configuration in it.
 #[derive(Debug, Clone)]
-pub struct Snapshot {
+pub struct EcdsContents {
     /// The file's bytes.
     pub bytes: Vec<u8>,
     /// The whole DiscoveryResponse.
     pub doc: serde_json::Value,
     /// The filter configuration (the JSON in `configuration.value`).
     pub config: CanaryConfig,
+    /// `config` compiled (the filter's validation passed).
+    pub plan: RoutingPlan,
 }
 
-impl Snapshot {
+impl EcdsContents {
     /// The ECDS resource's name (the filter name Envoy's stats use).
     pub fn resource_name(&self) -> Option<&str> {
         self.doc["resources"][0]["name"].as_str()
@@ -198,7 +200,7 @@ impl EcdsFile {
 
     /// Reads and parses the file in the format its extension names; the filter configuration
     /// must pass the filter's validation.
-    pub fn read(&self) -> Result<Snapshot> {
+    pub fn read(&self) -> Result<EcdsContents> {
         self.regular_file_metadata()?;
         let format = self.format()?;
         let bytes = fs::read(&self.path)
@@ -237,7 +239,9 @@ impl EcdsFile {
         Ok(Update {
             resource_name: current.resource_name().map(str::to_string),
             before: current.config,
+            before_plan: current.plan,
             after: previous.config,
+            after_plan: previous.plan,
             written: false,
             before_bytes: current.bytes,
             after_bytes: previous.bytes,
@@ -285,7 +289,7 @@ impl EcdsFile {
     }
 
     /// The last history entry and its contents.
-    fn last_version(&self) -> Result<(PathBuf, Snapshot)> {
+    fn last_version(&self) -> Result<(PathBuf, EcdsContents)> {
         let Some(last) = self.history()?.pop() else {
             bail!(
                 "no earlier version of {} to go back to",
@@ -435,7 +439,7 @@ impl Locked<'_> {
     }
 
     /// Reads the file.
-    pub fn read(&self) -> Result<Snapshot> {
+    pub fn read(&self) -> Result<EcdsContents> {
         self.file.read()
     }
 
@@ -472,7 +476,9 @@ impl Locked<'_> {
         Ok(Update {
             resource_name: current.resource_name().map(str::to_string),
             before: current.config,
+            before_plan: current.plan,
             after: previous.config,
+            after_plan: previous.plan,
             written: true,
             before_bytes: current.bytes,
             after_bytes: previous.bytes,
@@ -543,18 +549,19 @@ fn parent_of(path: &Path) -> Result<&Path> {
 
 /// The update `edit` makes to `before`, rendered in `format`, not written.
 fn plan(
-    before: &Snapshot,
+    before: &EcdsContents,
     format: Format,
     edit: impl FnOnce(&CanaryConfig) -> Result<CanaryConfig>,
 ) -> Result<Update> {
     let config = edit(&before.config)?;
-    RoutingPlan::try_from(&config)
-        .map_err(|err| anyhow!("the new configuration is invalid: {err}"))?;
+    let after_plan = RoutingPlan::try_from(&config).context("the new configuration is invalid")?;
     let text = render(&before.doc, &config, format)?;
     Ok(Update {
         resource_name: before.resource_name().map(str::to_string),
         before: before.config.clone(),
+        before_plan: before.plan.clone(),
         after: config,
+        after_plan,
         written: false,
         before_bytes: before.bytes.clone(),
         after_bytes: text.into_bytes(),
@@ -566,8 +573,12 @@ fn plan(
 pub struct Update {
     /// The configuration before.
     pub before: CanaryConfig,
+    /// `before` compiled.
+    pub before_plan: RoutingPlan,
     /// The configuration after.
     pub after: CanaryConfig,
+    /// `after` compiled.
+    pub after_plan: RoutingPlan,
     /// Whether the file was written.
     pub written: bool,
     /// The ECDS resource's name.
@@ -587,13 +598,29 @@ impl Update {
 
 /// Parses ECDS file bytes of either format (YAML, of which JSON is a part); for a file Envoy
 /// reads, [`parse_as`] with the format its name gives.
-pub fn parse(bytes: &[u8]) -> Result<Snapshot> {
+pub fn parse(bytes: &[u8]) -> Result<EcdsContents> {
     parse_as(bytes, Format::Yaml)
 }
 
-/// Parses ECDS file bytes as Envoy would parse them in `format`.
-pub fn parse_as(bytes: &[u8], format: Format) -> Result<Snapshot> {
-    let doc: serde_json::Value = match format {
+/// Parses ECDS file bytes as Envoy would parse them in `format`, and compiles the filter's
+/// configuration in them.
+pub fn parse_as(bytes: &[u8], format: Format) -> Result<EcdsContents> {
+    let doc = document_as(bytes, format)?;
+    let config = CanaryConfig::from_json(configuration_value(&doc)?.as_bytes())
+        .context("the filter configuration is invalid")?;
+    let plan = RoutingPlan::try_from(&config).context("the filter configuration is invalid")?;
+    Ok(EcdsContents {
+        bytes: bytes.to_vec(),
+        doc,
+        config,
+        plan,
+    })
+}
+
+/// The document in ECDS file bytes, parsed as Envoy would parse it in `format` (the filter's
+/// configuration in it neither read nor compiled).
+pub fn document_as(bytes: &[u8], format: Format) -> Result<serde_json::Value> {
+    Ok(match format {
         Format::Json => serde_json::from_slice(bytes).map_err(|err| {
             anyhow!(
                 "not JSON ({err}): Envoy parses an ECDS file named .json as JSON and would refuse \
@@ -601,21 +628,16 @@ pub fn parse_as(bytes: &[u8], format: Format) -> Result<Snapshot> {
             )
         })?,
         Format::Yaml => serde_yaml_ng::from_slice(bytes).context("not a YAML ECDS file")?,
-    };
-    let value = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+    })
+}
+
+/// The filter's JSON configuration in an ECDS document, as text.
+pub fn configuration_value(doc: &serde_json::Value) -> Result<&str> {
+    doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
         .as_str()
         .ok_or_else(|| {
             anyhow!("no resources[0].typed_config.config.configuration.value (the filter's JSON)")
-        })?;
-    let config = CanaryConfig::from_json(value.as_bytes())
-        .map_err(|err| anyhow!("the filter configuration is invalid: {err}"))?;
-    RoutingPlan::try_from(&config)
-        .map_err(|err| anyhow!("the filter configuration is invalid: {err}"))?;
-    Ok(Snapshot {
-        bytes: bytes.to_vec(),
-        doc,
-        config,
-    })
+        })
 }
 
 /// The ECDS document `doc` with `config` as the filter's configuration, in `format`.

@@ -345,7 +345,7 @@ impl JudgeSettings {
 /// What to do after an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum StepAction {
     /// No check failed and the step has its data: next step.
     Pass,
     /// Not enough data at this step yet: stay.
@@ -405,7 +405,7 @@ fn short(x: f64) -> String {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verdict {
     /// Pass, hold or fail.
-    pub outcome: Outcome,
+    pub outcome: StepAction,
     /// In words.
     pub reason: String,
     /// The checks (empty before any check could run).
@@ -628,7 +628,7 @@ impl Judgement {
                 .map(|c| format!("{}: {}", c.name, c.detail))
                 .collect();
             return Ok(Verdict {
-                outcome: Outcome::Fail,
+                outcome: StepAction::Fail,
                 reason: what.join("; "),
                 checks,
             });
@@ -654,13 +654,13 @@ impl Judgement {
         }
         if short.is_empty() {
             Ok(Verdict {
-                outcome: Outcome::Pass,
+                outcome: StepAction::Pass,
                 reason: "canary is no worse than stable".to_string(),
                 checks,
             })
         } else {
             Ok(Verdict {
-                outcome: Outcome::Hold,
+                outcome: StepAction::Hold,
                 reason: format!("not enough data yet at this step: {}", short.join(", ")),
                 checks,
             })
@@ -1034,7 +1034,7 @@ mod tests {
                 &counts(9, [450, 432, 18, 0]),
             )
             .unwrap();
-        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+        assert_eq!(verdict.outcome, StepAction::Fail, "{verdict:?}");
         let errors = check(&verdict, "errors");
         assert!(!errors.passed);
         assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 / 4.0);
@@ -1053,7 +1053,7 @@ mod tests {
         let mut failed_at = None;
         for interval in 0..20 {
             let verdict = judgement.observe(interval / 2, &canary, &stable).unwrap();
-            if verdict.outcome == Outcome::Fail {
+            if verdict.outcome == StepAction::Fail {
                 failed_at = Some(interval);
                 assert!(!check(&verdict, "errors").passed);
                 break;
@@ -1078,7 +1078,7 @@ mod tests {
                     &counts(95, [4750, 4655, 95, 0]),
                 )
                 .unwrap();
-            assert_ne!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+            assert_ne!(verdict.outcome, StepAction::Fail, "{verdict:?}");
             let verdict = better
                 .observe(
                     interval / 3,
@@ -1086,7 +1086,7 @@ mod tests {
                     &counts(760, [4750, 4655, 95, 0]),
                 )
                 .unwrap();
-            assert_ne!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+            assert_ne!(verdict.outcome, StepAction::Fail, "{verdict:?}");
             if interval > 5 {
                 assert!(check(&verdict, "errors").e_value < 1.0, "{verdict:?}");
                 assert!(check(&verdict, "ceiling").e_value < 1.0, "{verdict:?}");
@@ -1115,7 +1115,7 @@ mod tests {
                         &counts(stable_errors, [1000, 0, 0, 0]),
                     )
                     .unwrap();
-                let done = verdict.outcome == Outcome::Fail;
+                let done = verdict.outcome == StepAction::Fail;
                 last = Some(verdict);
                 if done {
                     break;
@@ -1125,10 +1125,10 @@ mod tests {
         };
         // 10 % against stable's 10 %: above the 5 % ceiling, but no worse than stable.
         let same = run(100, 100);
-        assert_ne!(same.outcome, Outcome::Fail, "{same:?}");
+        assert_ne!(same.outcome, StepAction::Fail, "{same:?}");
         // 10 % against stable's 4 %: above the ceiling and worse than stable.
         let worse = run(100, 40);
-        assert_eq!(worse.outcome, Outcome::Fail, "{worse:?}");
+        assert_eq!(worse.outcome, StepAction::Fail, "{worse:?}");
         assert!(!check(&worse, "ceiling").passed && check(&worse, "errors").passed);
         // 4.5 % against stable's 1 %: worse than stable but under the ceiling.
         let under = run(45, 10);
@@ -1148,7 +1148,7 @@ mod tests {
                 &counts(0, [4500, 4410, 90, 0]),
             )
             .unwrap();
-        assert_eq!(verdict.outcome, Outcome::Fail, "{verdict:?}");
+        assert_eq!(verdict.outcome, StepAction::Fail, "{verdict:?}");
         let tail = check(&verdict, "latency_tail");
         assert!(!tail.passed, "{tail:?}");
         assert!((tail.canary - 60.0).abs() < 1e-9, "{tail:?}");
@@ -1230,7 +1230,7 @@ mod tests {
         let canary = counts(1, [60, 0, 0, 0]);
         let stable = counts(10, [1000, 0, 0, 0]);
         let first = judgement.observe(0, &canary, &stable).unwrap();
-        assert_eq!(first.outcome, Outcome::Hold);
+        assert_eq!(first.outcome, StepAction::Hold);
         assert!(
             first.reason.contains("no earlier stable data"),
             "{}",
@@ -1238,7 +1238,7 @@ mod tests {
         );
         assert!(first.checks.is_empty());
         let second = judgement.observe(0, &canary, &stable).unwrap();
-        assert_eq!(second.outcome, Outcome::Hold);
+        assert_eq!(second.outcome, StepAction::Hold);
         assert!(
             second.reason.contains("interval 2 of 3 at this step"),
             "{}",
@@ -1246,9 +1246,9 @@ mod tests {
         );
         assert!(!second.reason.contains("responses"), "{}", second.reason);
         let third = judgement.observe(0, &canary, &stable).unwrap();
-        assert_eq!(third.outcome, Outcome::Pass, "{third:?}");
+        assert_eq!(third.outcome, StepAction::Pass, "{third:?}");
         let empty = judgement.observe(1, &Counts::default(), &stable).unwrap();
-        assert_eq!(empty.outcome, Outcome::Hold, "{empty:?}");
+        assert_eq!(empty.outcome, StepAction::Hold, "{empty:?}");
         assert!(
             empty.reason.contains("canary 0 of 50 responses"),
             "{}",
@@ -1267,7 +1267,7 @@ mod tests {
         let mut judgement = Judgement::new(settings()).unwrap();
         judgement.seed(&one(1000)).unwrap();
         let verdict = judgement.observe(0, &one(100), &one(900)).unwrap();
-        assert_eq!(verdict.outcome, Outcome::Pass, "{verdict:?}");
+        assert_eq!(verdict.outcome, StepAction::Pass, "{verdict:?}");
         assert!(check(&verdict, "latency")
             .detail
             .contains("no pair of bucket bounds"));

@@ -3,6 +3,9 @@
 //! resources), the change preview and the per-version status.
 
 pub mod admin;
+pub mod cli;
+pub mod commands;
+pub mod config_file;
 pub mod ecds;
 pub mod edit;
 pub mod evidence;
@@ -14,4 +17,5 @@ pub mod push;
 pub mod rollout;
 pub mod sim;
 pub mod source;
+pub mod stats;
 pub mod status;

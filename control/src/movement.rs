@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use canary_filter::bucket::BUCKETS;
 use canary_filter::config::WhenMissing;
 use canary_filter::{CanaryConfig, RoutingPlan};
@@ -229,9 +229,19 @@ fn render_recluster(out: &mut String, change: &SplitChange) {
 /// another cluster lists every pin that sends requests there at once (its split shares are
 /// listed with each split).
 pub fn preview(before: &CanaryConfig, after: &CanaryConfig) -> Result<String> {
-    let old = RoutingPlan::try_from(before).map_err(|err| anyhow!("{err}"))?;
-    let new = RoutingPlan::try_from(after).map_err(|err| anyhow!("{err}"))?;
-    let changes = split_changes(&old, &new);
+    let old = RoutingPlan::try_from(before)?;
+    let new = RoutingPlan::try_from(after)?;
+    Ok(preview_plans(before, &old, after, &new))
+}
+
+/// [`preview`] for configurations already compiled: `old` is `before`'s plan, `new` `after`'s.
+pub fn preview_plans(
+    before: &CanaryConfig,
+    old: &RoutingPlan,
+    after: &CanaryConfig,
+    new: &RoutingPlan,
+) -> String {
+    let changes = split_changes(old, new);
     let mut out = render(&changes);
     let pins = |config: &CanaryConfig| -> Vec<String> {
         config
@@ -256,7 +266,7 @@ pub fn preview(before: &CanaryConfig, after: &CanaryConfig) -> Result<String> {
                 "version {}: cluster {} -> {}",
                 old_spec.name, old_spec.cluster, new_spec.cluster
             );
-            out.push_str(&cluster_reach(after, &new, &changes, &new_spec.name));
+            out.push_str(&cluster_reach(after, new, &changes, &new_spec.name));
         }
     }
     if before.default != after.default {
@@ -269,7 +279,7 @@ pub fn preview(before: &CanaryConfig, after: &CanaryConfig) -> Result<String> {
     if old.seed() != new.seed() {
         let _ = writeln!(out, "seed: {} -> {}", old.seed(), new.seed());
     }
-    Ok(out)
+    out
 }
 
 /// The requests `version`'s new cluster gets the moment the change lands, beyond the split

@@ -147,10 +147,8 @@ impl Pusher {
         if self.fleet.is_empty() {
             return Ok(None);
         }
-        let snapshot = crate::ecds::parse_as(ecds_bytes, self.file.format()?)?;
-        let value = snapshot.doc["resources"][0]["typed_config"]["config"]["configuration"]
-            ["value"]
-            .as_str()
+        let doc = crate::ecds::document_as(ecds_bytes, self.file.format()?)?;
+        let value = crate::ecds::configuration_value(&doc)
             .context("the ECDS resource has no configuration value")?;
         let want = u64::from(metrics::config_hash(value.as_bytes()));
         let gauge = format!("{ENVOY_PREFIX}{CONFIG_HASH}");

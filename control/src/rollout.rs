@@ -14,9 +14,9 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use crate::judge::{Counts, JudgeSettings, Judgement, Outcome, Verdict};
+use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
 use crate::push::Pusher;
-use crate::source::{Snapshot, Source};
+use crate::source::{MetricsReading, Source};
 use crate::{edit, movement};
 
 /// What Ctrl-C does.
@@ -132,7 +132,12 @@ impl Rollout {
         println!("first step, `{}` at {first}%:", self.canary);
         print!(
             "{}",
-            movement::preview(&first_step.before, &first_step.after)?
+            movement::preview_plans(
+                &first_step.before,
+                &first_step.before_plan,
+                &first_step.after,
+                &first_step.after_plan
+            )
         );
         if self.dry_run {
             println!(
@@ -163,7 +168,7 @@ impl Rollout {
                 return self.finish(&mut audit, end, &history);
             }
             let mut baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
-                Read::Snapshot(snapshot) => snapshot,
+                Read::Metrics(reading) => reading,
                 other => {
                     let end = self.unread(pusher, weight, other)?;
                     return self.finish(&mut audit, end, &history);
@@ -184,7 +189,7 @@ impl Rollout {
                     return self.finish(&mut audit, end, &history);
                 }
                 let now = match self.read_with_retries(source, interrupted, &mut audit)? {
-                    Read::Snapshot(snapshot) => snapshot,
+                    Read::Metrics(reading) => reading,
                     other => {
                         let end = self.unread(pusher, weight, other)?;
                         return self.finish(&mut audit, end, &history);
@@ -208,11 +213,11 @@ impl Rollout {
                     "settings": self.judge,
                 }))?;
                 match verdict.outcome {
-                    Outcome::Pass => {
+                    StepAction::Pass => {
                         history.push(format!("{weight:>6}%  pass   {}", verdict.reason));
                         break;
                     }
-                    Outcome::Hold => {
+                    StepAction::Hold => {
                         holds += 1;
                         let shortfall = self.shortfall(
                             &step_canary,
@@ -236,7 +241,7 @@ impl Rollout {
                             self.max_holds
                         );
                     }
-                    Outcome::Fail => {
+                    StepAction::Fail => {
                         history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
                         self.roll_back(pusher)?;
                         let end = End::RolledBack(format!("at {weight}%: {}", verdict.reason));
@@ -347,7 +352,7 @@ impl Rollout {
         let mut failures = 0;
         loop {
             match source.read(self.label()) {
-                Ok(snapshot) => return Ok(Read::Snapshot(snapshot)),
+                Ok(reading) => return Ok(Read::Metrics(reading)),
                 Err(err) => {
                     failures += 1;
                     let message = format!("{err:#}");
@@ -497,13 +502,13 @@ impl Rollout {
         );
         let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
         let decision = match verdict.outcome {
-            Outcome::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
-            Outcome::Pass => format!(
+            StepAction::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
+            StepAction::Pass => format!(
                 "PASS: next {}%",
                 self.steps.get(index + 1).copied().unwrap_or(100.0)
             ),
-            Outcome::Hold => format!("HOLD: {}", verdict.reason),
-            Outcome::Fail => format!("FAIL: {}", verdict.reason),
+            StepAction::Hold => format!("HOLD: {}", verdict.reason),
+            StepAction::Fail => format!("FAIL: {}", verdict.reason),
         };
         format!(
             "step {}/{} {bar} {weight:>6.2}% | {} | {} | {} => {decision}",
@@ -545,13 +550,14 @@ impl Rollout {
 
 /// What a read of the source gave.
 enum Read {
-    Snapshot(Snapshot),
+    /// The cumulative counts per version.
+    Metrics(MetricsReading),
     /// Too many failures in a row.
     Failed(String),
     Interrupted,
 }
 
-fn delta(now: &Snapshot, before: &Snapshot, version: &str) -> Counts {
+fn delta(now: &MetricsReading, before: &MetricsReading, version: &str) -> Counts {
     let current = now.get(version).cloned().unwrap_or_default();
     match before.get(version) {
         Some(earlier) => current.since(earlier),

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::judge::{Counts, JudgeSettings, Judgement, Outcome};
+use crate::judge::{Counts, JudgeSettings, Judgement, StepAction};
 
 /// The latency buckets of the shipped front Envoy (`envoy/front.yaml`,
 /// `histogram_bucket_settings`), in ms; `+Inf` follows.
@@ -335,14 +335,14 @@ pub fn rollout(
                 &stable_buckets,
             )?;
             match judgement.observe(index, &canary, &stable)?.outcome {
-                Outcome::Pass => break,
-                Outcome::Hold => {
+                StepAction::Pass => break,
+                StepAction::Hold => {
                     holds += 1;
                     if holds >= MAX_HOLDS {
                         return Ok((End::Stopped { step: index }, intervals));
                     }
                 }
-                Outcome::Fail => {
+                StepAction::Fail => {
                     return Ok((
                         End::RolledBack {
                             step: index,

@@ -12,11 +12,12 @@ use canary_filter::metrics::{self, CODE_CLASSES};
 
 use crate::admin::Admin;
 use crate::judge::Counts;
+use crate::stats::{self, FilterStats};
 
 /// Counts per version, cumulative since the proxies started.
-pub type Snapshot = BTreeMap<String, Counts>;
+pub type MetricsReading = BTreeMap<String, Counts>;
 
-/// A place to read snapshots from.
+/// A place to read readings from.
 pub enum Source {
     /// Envoy admin endpoints, summed.
     Admin(Vec<Admin>),
@@ -50,12 +51,13 @@ impl Source {
     }
 
     /// The cumulative counts of cohort `rule`, per version.
-    pub fn read(&self, rule: &str) -> Result<Snapshot> {
+    pub fn read(&self, rule: &str) -> Result<MetricsReading> {
         match self {
             Source::Admin(admins) => {
-                let mut total = Snapshot::new();
+                let mut total = MetricsReading::new();
                 for admin in admins {
-                    let one = parse_prometheus_text(&admin.get(PROMETHEUS_QUERY)?, rule)
+                    let one = stats::read(admin)
+                        .map(|stats| counts_of_rule(&stats, rule))
                         .with_context(|| format!("reading {}", admin.base()))?;
                     for (version, counts) in one {
                         total
@@ -75,67 +77,29 @@ impl Source {
     }
 }
 
-/// The admin query of the filter's metrics in Prometheus's text format (with `+Inf`).
-pub const PROMETHEUS_QUERY: &str = "/stats/prometheus?filter=canary_";
-
-/// Parses Envoy's `/stats/prometheus` text, keeping rule `rule`: responses by class and the
-/// latency histogram's buckets, `+Inf` included.
-pub fn parse_prometheus_text(text: &str, rule: &str) -> Result<Snapshot> {
-    let responses = metrics::RESPONSES;
-    let buckets = format!("{}_bucket", metrics::DURATION);
-    let mut snapshot = Snapshot::new();
-    let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
+/// The counts of rule `rule` per version in the filter's metrics: responses by class and the
+/// latency histogram's buckets, `+Inf` included. A version is there once it has a response of a
+/// known class or a latency bucket.
+pub fn counts_of_rule(stats: &FilterStats, rule: &str) -> MetricsReading {
+    let mut reading = MetricsReading::new();
+    for ((version, series_rule), series) in stats {
+        if series_rule != rule {
             continue;
         }
-        let Some((name, rest)) = line.split_once('{') else {
-            continue;
-        };
-        if name != responses && name != buckets {
-            continue;
-        }
-        let (labels, value) = rest
-            .split_once('}')
-            .ok_or_else(|| anyhow!("unreadable line {line:?}"))?;
-        let label = |key: &str| {
-            labels.split(',').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-            })
-        };
-        if label("rule").as_deref() != Some(rule) {
-            continue;
-        }
-        let Some(version) = label("version") else {
-            continue;
-        };
-        let value: f64 = value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
-        // Counters are whole numbers, written as such or as floats.
-        let value = value.round() as u64;
-        if name == responses {
-            let class = label("code_class").unwrap_or_default();
-            if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
-                snapshot.entry(version).or_default().responses[i] += value;
+        let mut counts = Counts::default();
+        let mut seen = !series.latency.is_empty();
+        for (class, n) in &series.responses {
+            if let Some(i) = CODE_CLASSES.iter().position(|c| c == class) {
+                counts.responses[i] += n;
+                seen = true;
             }
-        } else {
-            let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
-            let bound: f64 = le
-                .parse()
-                .map_err(|_| anyhow!("unreadable bucket bound {le:?}"))?;
-            latency.entry(version).or_default().push((bound, value));
+        }
+        counts.latency.clone_from(&series.latency);
+        if seen {
+            reading.insert(version.clone(), counts);
         }
     }
-    for (version, mut points) in latency {
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        snapshot.entry(version).or_default().latency = points;
-    }
-    Ok(snapshot)
+    reading
 }
 
 fn query(base: &str, agent: &ureq::Agent, promql: &str) -> Result<Vec<serde_json::Value>> {
@@ -168,7 +132,7 @@ fn sample_value(sample: &serde_json::Value) -> Option<u64> {
     Some(value.round() as u64)
 }
 
-fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapshot> {
+fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<MetricsReading> {
     let responses = format!(
         "sum by (version, code_class) ({}{{rule=\"{rule}\"}})",
         metrics::RESPONSES
@@ -177,7 +141,7 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
         "sum by (version, le) ({}_bucket{{rule=\"{rule}\"}})",
         metrics::DURATION
     );
-    let mut snapshot = Snapshot::new();
+    let mut reading = MetricsReading::new();
     let series = query(base, agent, &responses)?;
     if series.is_empty() {
         bail!(
@@ -193,7 +157,7 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
         };
         let value = sample_value(sample).ok_or_else(|| anyhow!("unreadable sample {sample}"))?;
         if let Some(i) = CODE_CLASSES.iter().position(|c| *c == class) {
-            snapshot.entry(version.to_string()).or_default().responses[i] += value;
+            reading.entry(version.to_string()).or_default().responses[i] += value;
         }
     }
     let mut latency: BTreeMap<String, Vec<(f64, u64)>> = BTreeMap::new();
@@ -219,7 +183,7 @@ fn read_prometheus(base: &str, agent: &ureq::Agent, rule: &str) -> Result<Snapsh
     }
     for (version, mut points) in latency {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        snapshot.entry(version).or_default().latency = points;
+        reading.entry(version).or_default().latency = points;
     }
-    Ok(snapshot)
+    Ok(reading)
 }

@@ -1,20 +1,15 @@
-//! The per-version table: requests, share, 5xx and latency quantiles, read from Envoy's
-//! `/stats?format=json` (counters by exact name, histograms as cumulative buckets, so the
-//! latency of one version can be summed across rules before taking quantiles).
+//! The per-version table: requests, share, 5xx and latency quantiles, from the filter's metrics
+//! as [`crate::stats`] reads them (histograms as cumulative buckets, so the latency of one
+//! version can be summed across rules before taking quantiles).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-use canary_filter::metrics::{self, parse_name};
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::admin::Admin;
-
-/// The admin query that returns every metric of the filter.
-pub const STATS_QUERY: &str =
-    "/stats?format=json&filter=^wasmcustom%5C.canary_&histogram_buckets=cumulative";
+use crate::stats::{self, FilterStats};
 
 /// Everything the filter's metrics say about one version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -91,39 +86,29 @@ pub fn add_cumulative(total: &mut Vec<(f64, u64)>, more: &[(f64, u64)]) {
 
 /// Reads the filter's metrics from an Envoy admin endpoint, by version.
 pub fn read_versions(admin: &Admin) -> Result<BTreeMap<String, VersionStats>> {
-    parse_versions(&admin.get(STATS_QUERY)?)
+    Ok(by_version(&stats::read(admin)?))
 }
 
-/// Parses the JSON of [`STATS_QUERY`].
-pub fn parse_versions(json: &str) -> Result<BTreeMap<String, VersionStats>> {
-    let doc: serde_json::Value = serde_json::from_str(json)?;
+/// The filter's metrics by version: every rule's summed, the latency without its `+Inf` bucket
+/// (the quantiles interpolate inside finite buckets).
+pub fn by_version(stats: &FilterStats) -> BTreeMap<String, VersionStats> {
     let mut versions: BTreeMap<String, VersionStats> = BTreeMap::new();
-    for stat in doc["stats"].as_array().into_iter().flatten() {
-        if let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_u64()) {
-            let Some(parsed) = parse_name(name) else {
-                continue;
-            };
-            let entry = versions.entry(parsed.version.to_string()).or_default();
-            if parsed.metric == metrics::REQUESTS {
-                entry.requests += value;
-                *entry.by_rule.entry(parsed.rule.to_string()).or_default() += value;
-            } else if let Some(class) = parsed.code_class {
-                *entry.responses.entry(class.to_string()).or_default() += value;
-            }
+    for ((version, rule), series) in stats {
+        let entry = versions.entry(version.clone()).or_default();
+        entry.requests += series.requests;
+        *entry.by_rule.entry(rule.clone()).or_default() += series.requests;
+        for (class, n) in &series.responses {
+            *entry.responses.entry(class.clone()).or_default() += n;
         }
-        for histogram in stat["histograms"].as_array().into_iter().flatten() {
-            let Some(parsed) = histogram["name"].as_str().and_then(parse_name) else {
-                continue;
-            };
-            let entry = versions.entry(parsed.version.to_string()).or_default();
-            let buckets = histogram["buckets"].as_array().into_iter().flatten();
-            let points: Vec<(f64, u64)> = buckets
-                .filter_map(|b| Some((b["upper_bound"].as_f64()?, b["cumulative"].as_u64()?)))
-                .collect();
-            add_cumulative(&mut entry.latency, &points);
-        }
+        let finite: Vec<(f64, u64)> = series
+            .latency
+            .iter()
+            .copied()
+            .filter(|(bound, _)| bound.is_finite())
+            .collect();
+        add_cumulative(&mut entry.latency, &finite);
     }
-    Ok(versions)
+    versions
 }
 
 /// One line of the table, also what `--json` prints per version.

@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use canary_control::admin::Admin;
-use canary_control::judge::{JudgeSettings, Judgement, Outcome};
+use canary_control::judge::{JudgeSettings, Judgement, StepAction};
 use canary_control::source::Source;
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
@@ -236,7 +236,7 @@ fn too_little_traffic_holds_the_step() {
 }
 
 /// Responses counted in a snapshot, all versions together.
-fn total(snapshot: &canary_control::source::Snapshot) -> u64 {
+fn total(snapshot: &canary_control::source::MetricsReading) -> u64 {
     snapshot.values().map(|c| c.answered()).sum()
 }
 
@@ -274,7 +274,7 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     // A scrape can land after the counters moved and before the histograms were flushed: wait
     // for one that has both.
-    let caught_up = |snapshot: &canary_control::source::Snapshot| {
+    let caught_up = |snapshot: &canary_control::source::MetricsReading| {
         total(snapshot) == want
             && snapshot
                 .values()
@@ -355,7 +355,7 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         admin_view.0.latency, prom_view.0.latency,
         "canary latency buckets"
     );
-    assert_eq!(admin_view.2.outcome, Outcome::Fail);
+    assert_eq!(admin_view.2.outcome, StepAction::Fail);
     assert_eq!(admin_view.2, prom_view.2, "same verdict, same numbers");
 
     // A whole rollout from Prometheus: rolled back by the errors check.

@@ -34,7 +34,7 @@ pub struct RoutingPlan {
     pub(crate) metrics: MetricsSpec,
     pub(crate) header_names: Vec<String>,
     pub(crate) cookie_header: Option<HeaderSlot>,
-    pub(crate) outcomes: Vec<Outcome>,
+    pub(crate) outcomes: Vec<MetricSeries>,
     /// The outcome of requests defaulted for lack of a key (`when_missing: default`).
     pub(crate) missing_key_outcome: usize,
 }
@@ -50,7 +50,7 @@ pub struct Version {
 
 /// One `(version, rule label)` pair a request can end in; each has its own metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
+pub struct MetricSeries {
     /// Index into [`RoutingPlan::versions`].
     pub version: usize,
     /// The `rule` label: a rule's name, `weights` or `default`.
@@ -141,7 +141,7 @@ impl RoutingPlan {
     }
 
     /// Every `(version, rule label)` a request can end in; metrics are defined for each.
-    pub fn outcomes(&self) -> &[Outcome] {
+    pub fn outcomes(&self) -> &[MetricSeries] {
         &self.outcomes
     }
 
@@ -219,7 +219,7 @@ impl TryFrom<CanaryConfig> for RoutingPlan {
 #[derive(Default)]
 struct Compiler {
     header_names: Vec<String>,
-    outcomes: Vec<Outcome>,
+    outcomes: Vec<MetricSeries>,
 }
 
 impl Compiler {
@@ -480,7 +480,7 @@ impl Compiler {
         match found {
             Some(index) => index,
             None => {
-                self.outcomes.push(Outcome {
+                self.outcomes.push(MetricSeries {
                     version,
                     label: label.to_string(),
                 });

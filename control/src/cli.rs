@@ -1,0 +1,452 @@
+//! canaryctl's command line: the clap definitions of every command and its arguments, in the
+//! library so tests can parse arguments (`Cli::try_parse_from`) without the binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::admin::DEFAULT_ADMIN;
+use crate::ecds::EcdsFile;
+use crate::rollout::OnInterrupt;
+
+/// The ECDS file of the shipped Envoy setup, relative to the repository root.
+pub const DEFAULT_ECDS: &str = "envoy/ecds/canary-filter.yaml";
+
+/// The environment variable that names the ECDS file (read as `--ecds`'s default, and by
+/// [`ecds_path`] for the commands whose `--ecds` conflicts with `--config`).
+pub const ECDS_ENV: &str = "CANARY_ECDS";
+
+/// The ECDS file to read when neither `--config` nor `--ecds` is given: `$CANARY_ECDS`, else
+/// [`DEFAULT_ECDS`].
+pub fn ecds_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        std::env::var_os(ECDS_ENV).map_or_else(|| PathBuf::from(DEFAULT_ECDS), PathBuf::from)
+    })
+}
+
+/// Canary routing for Envoy and Istio: validate, explain, change and watch the canary filter's
+/// configuration. Changes go to the mesh config itself: Envoy's ECDS file (written whole, by
+/// atomic rename) or the Istio resources.
+#[derive(Parser)]
+#[command(name = "canaryctl", version, about, long_about = None)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Check configurations with the filter's own validation (JSON config or ECDS file).
+    Validate(ValidateArgs),
+    /// Show which version a request gets, which rule decided, the key and its bucket.
+    Explain(ExplainArgs),
+    /// Change weights, the seed, pins or the default version, previewing who moves.
+    Set(SetArgs),
+    /// All non-default weights to 0, in one step (pins stay, for testers).
+    Rollback(WriteArgs),
+    /// A version takes all traffic (100 % of every split).
+    Promote(PromoteArgs),
+    /// Remove a version that no split or rule can reach any more.
+    Retire(RetireArgs),
+    /// Go back to the configuration before the last change.
+    Undo(UndoArgs),
+    /// The per-version table from Envoy's admin endpoint.
+    Status(StatusArgs),
+    /// Render the Istio resources (WasmPlugin, DestinationRule, VirtualService).
+    Istio(IstioArgs),
+    /// Step the canary through a plan, judging it against stable each interval; promote or
+    /// roll back. Exit 0 promoted, 3 rolled back, 1 error or stopped.
+    Rollout(RolloutArgs),
+}
+
+// The arguments of each command (no doc comments: a struct's doc would replace the command's
+// help, which comes from its variant above).
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Files: the filter's JSON, or an ECDS YAML file holding it.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct PromoteArgs {
+    /// The version (default: the only non-default one).
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Args)]
+pub struct RetireArgs {
+    /// The version to remove.
+    pub version: String,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Args)]
+pub struct UndoArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub confirm: Confirm,
+}
+
+#[derive(Args)]
+pub struct RolloutArgs {
+    /// Weights to step through, increasing.
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10,25,50,100")]
+    pub steps: Vec<f64>,
+    /// Time per interval (30s, 2m, 1500ms).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Wait after each push before the interval starts: longer than Envoy's stats flush and the
+    /// Prometheus scrape interval, so no request routed by the previous weight is counted.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
+    /// The version to roll out (default: the only non-default one).
+    #[arg(long)]
+    pub canary: Option<String>,
+    /// Ramp this rule's split instead of the top-level weights.
+    #[arg(long)]
+    pub rule: Option<String>,
+    /// Responses each of canary and stable needs at a step before the step can pass.
+    #[arg(long, default_value_t = 100)]
+    pub min_requests: u64,
+    /// Intervals each step lasts at least before it can pass (more evidence at low weights).
+    #[arg(long, default_value_t = 3)]
+    pub min_intervals: u32,
+    /// Chance, over the whole rollout, of rolling back a canary that is within the margins
+    /// (the checks share it; the evidence is valid whenever the rollout stops).
+    #[arg(long, default_value_t = 0.01)]
+    pub alpha: f64,
+    /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
+    #[arg(long, default_value_t = 1.0)]
+    pub error_margin: f64,
+    /// Ceiling of the canary's 5xx rate, percent: fails the canary only when it is also worse
+    /// than stable (100 turns it off).
+    #[arg(long, default_value_t = 5.0)]
+    pub max_error_rate: f64,
+    /// Allowed excess of the canary's latency over stable's, ms (at every latency: canary no
+    /// slower than stable plus this).
+    #[arg(long, default_value_t = 10.0)]
+    pub latency_margin_ms: f64,
+    /// Intervals without enough data at one step before stopping (the weight stays).
+    #[arg(long, default_value_t = 20)]
+    pub max_holds: u32,
+    /// Failed reads of the source in a row before rolling back.
+    #[arg(long, default_value_t = 3)]
+    pub max_failed_reads: u32,
+    /// What Ctrl-C does: hold the current weight, or roll back.
+    #[arg(long, value_enum, default_value = "hold")]
+    pub on_interrupt: OnInterrupt,
+    /// Read metrics from Prometheus (http://host:port) instead of the admin endpoints.
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Envoy admin endpoint(s): the metrics source (summed) unless --prometheus, and the first
+    /// confirms each push.
+    #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
+    pub admin: Vec<String>,
+    /// Audit log, JSON lines [default: .canaryctl/rollout-audit.jsonl next to the ECDS file].
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
+    /// Print the plan and who moves at the first step; write nothing, start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Args, Clone)]
+pub struct Target {
+    /// The ECDS file Envoy watches.
+    #[arg(long, env = ECDS_ENV, default_value = DEFAULT_ECDS)]
+    pub ecds: PathBuf,
+    /// How long to wait for another canaryctl's lock on the file (10s, 500ms) before giving up.
+    #[arg(long, env = "CANARY_LOCK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub lock_timeout: Duration,
+    /// Write the file even if it is read-only (no write bit for anyone); its mode is kept.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl Target {
+    /// The ECDS file, with its lock timeout and `--force`.
+    pub fn file(&self) -> EcdsFile {
+        EcdsFile::new(&self.ecds)
+            .with_lock_timeout(self.lock_timeout)
+            .with_force(self.force)
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct Confirm {
+    /// Envoy admin endpoint(s): the first confirms the change with its ECDS counters (accepted
+    /// or rejected), then every one must report running it; without any, canaryctl writes and
+    /// does not wait.
+    #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
+    pub admin: Vec<String>,
+    /// How long every Envoy given by --admin has to report running the change.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub fleet_timeout: Duration,
+}
+
+#[derive(Args, Clone)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub confirm: Confirm,
+    /// Show what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+pub struct SetArgs {
+    /// VERSION=PERCENT, for example canary=25 (repeatable).
+    #[arg(long = "weight", value_name = "VERSION=PERCENT", value_parser = parse_weight)]
+    pub weights: Vec<(String, f64)>,
+    /// Set the weights of this rule's split instead of the top-level one.
+    #[arg(long, requires = "weights")]
+    pub rule: Option<String>,
+    /// A new sticky seed: a fresh cohort.
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// RULE=VERSION: make the rule pin the version (a new rule needs --header or --cookie).
+    #[arg(long, value_name = "RULE=VERSION", value_parser = parse_pair)]
+    pub pin: Option<(String, String)>,
+    /// With --pin for a new rule: the header NAME=VALUE that selects it.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair, requires = "pin", conflicts_with = "cookie")]
+    pub header: Option<(String, String)>,
+    /// With --pin for a new rule: the cookie NAME=VALUE that selects it.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_pair, requires = "pin")]
+    pub cookie: Option<(String, String)>,
+    /// Remove this rule.
+    #[arg(long, value_name = "RULE")]
+    pub unpin: Option<String>,
+    /// Make this version the default.
+    #[arg(long = "default", value_name = "VERSION")]
+    pub default_version: Option<String>,
+    /// VERSION=CLUSTER: point a version at another Envoy cluster (a new deployment).
+    #[arg(long, value_name = "VERSION=CLUSTER", value_parser = parse_pair)]
+    pub cluster: Vec<(String, String)>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// The filter's JSON configuration (instead of the ECDS file).
+    #[arg(long, conflicts_with = "ecds")]
+    pub config: Option<PathBuf>,
+    /// The ECDS file [default: envoy/ecds/canary-filter.yaml, or $CANARY_ECDS].
+    #[arg(long)]
+    pub ecds: Option<PathBuf>,
+    /// A request header, "name: value" (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// A cookie, "name=value" (repeatable; sent in one cookie header).
+    #[arg(long = "cookie", value_name = "NAME=VALUE")]
+    pub cookies: Vec<String>,
+    /// The request's region (sent in the configuration's region header).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The proxy's own region (node.locality.region).
+    #[arg(long, conflicts_with = "bootstrap")]
+    pub proxy_region: Option<String>,
+    /// Read the proxy's region from this Envoy bootstrap.
+    #[arg(long)]
+    pub bootstrap: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Envoy admin endpoint(s), summed (repeatable).
+    #[arg(long, env = "CANARY_ADMIN", default_value = DEFAULT_ADMIN, value_delimiter = ',')]
+    pub admin: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Refresh every SECONDS until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+    pub watch: Option<f64>,
+}
+
+#[derive(Args)]
+pub struct IstioArgs {
+    /// The filter's JSON configuration (instead of the ECDS file).
+    #[arg(long, conflicts_with = "ecds")]
+    pub config: Option<PathBuf>,
+    /// The ECDS file to take the configuration from [default: envoy/ecds/canary-filter.yaml].
+    #[arg(long)]
+    pub ecds: Option<PathBuf>,
+    /// WasmPlugin name.
+    #[arg(long, default_value = "canary-filter")]
+    pub name: String,
+    /// Namespace of the resources.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+    /// Workload selector KEY=VALUE of the calling workloads (repeatable).
+    #[arg(long = "selector", value_parser = parse_pair, required = true)]
+    pub selector: Vec<(String, String)>,
+    /// Module location: oci://registry/image:tag or file:///path/plugin.wasm.
+    #[arg(long)]
+    pub url: String,
+    /// sha256 of the module.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Filter phase.
+    #[arg(long, default_value = "STATS")]
+    pub phase: String,
+    /// Priority within the phase.
+    #[arg(long)]
+    pub priority: Option<i64>,
+    /// The service host routed (VirtualService and DestinationRule).
+    #[arg(long)]
+    pub host: String,
+    /// Pod label that tells versions apart.
+    #[arg(long, default_value = "version")]
+    pub version_label: String,
+    /// VERSION=VALUE where the pod label value differs from the version's name (repeatable).
+    #[arg(long = "label-value", value_parser = parse_pair)]
+    pub label_values: Vec<(String, String)>,
+    /// Pipe the resources to `kubectl apply -f -`.
+    #[arg(long)]
+    pub apply: bool,
+}
+
+pub fn parse_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => {
+            Ok((key.trim().to_string(), value.trim().to_string()))
+        }
+        _ => Err(format!("expected NAME=VALUE, got {text:?}")),
+    }
+}
+
+pub fn parse_weight(text: &str) -> Result<(String, f64), String> {
+    let (version, percent) = parse_pair(text)?;
+    let percent: f64 = percent
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{percent:?} is not a number"))?;
+    Ok((version, percent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cmd, clap::Error> {
+        Cli::try_parse_from(std::iter::once("canaryctl").chain(args.iter().copied()))
+            .map(|cli| cli.command)
+    }
+
+    #[test]
+    fn set_takes_repeated_weights_and_pairs() {
+        let Ok(Cmd::Set(args)) = parse(&[
+            "set",
+            "--weight",
+            "canary=25%",
+            "--weight",
+            " stable = 75",
+            "--cluster",
+            "canary=canary-v2",
+            "--ecds",
+            "x.yaml",
+            "--dry-run",
+        ]) else {
+            panic!("set did not parse");
+        };
+        assert_eq!(
+            args.weights,
+            [("canary".to_string(), 25.0), ("stable".to_string(), 75.0)]
+        );
+        assert_eq!(
+            args.cluster,
+            [("canary".to_string(), "canary-v2".to_string())]
+        );
+        assert_eq!(args.write.target.ecds, PathBuf::from("x.yaml"));
+        assert!(args.write.dry_run);
+    }
+
+    #[test]
+    fn usage_errors_are_refused_by_clap() {
+        let kind = |args: &[&str]| parse(args).err().map(|err| err.kind());
+        assert_eq!(
+            kind(&["set", "--weight", "canary"]),
+            Some(clap::error::ErrorKind::ValueValidation)
+        );
+        assert_eq!(
+            kind(&["set", "--rule", "beta"]),
+            Some(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(
+            kind(&["explain", "--config", "a.json", "--ecds", "b.yaml"]),
+            Some(clap::error::ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            kind(&["validate"]),
+            Some(clap::error::ErrorKind::MissingRequiredArgument)
+        );
+        assert_eq!(kind(&["--help"]), Some(clap::error::ErrorKind::DisplayHelp));
+    }
+
+    #[test]
+    fn rollout_defaults_are_the_documented_ones() {
+        let Ok(Cmd::Rollout(args)) = parse(&["rollout", "--admin", "127.0.0.1:9901"]) else {
+            panic!("rollout did not parse");
+        };
+        assert_eq!(args.steps, [1.0, 5.0, 10.0, 25.0, 50.0, 100.0]);
+        assert_eq!(args.interval, Duration::from_secs(60));
+        assert_eq!(args.settle, Duration::from_secs(2));
+        assert_eq!((args.min_requests, args.min_intervals), (100, 3));
+        assert_eq!((args.max_holds, args.max_failed_reads), (20, 3));
+        assert_eq!(args.alpha, 0.01);
+        assert_eq!(args.admin, ["127.0.0.1:9901"]);
+        assert_eq!(args.on_interrupt, OnInterrupt::Hold);
+    }
+
+    #[test]
+    fn promote_and_retire_take_the_version_positionally() {
+        let Ok(Cmd::Promote(promote)) = parse(&["promote"]) else {
+            panic!("promote did not parse");
+        };
+        assert_eq!(promote.version, None);
+        let Ok(Cmd::Retire(retire)) = parse(&["retire", "stable"]) else {
+            panic!("retire did not parse");
+        };
+        assert_eq!(retire.version, "stable");
+        let Ok(Cmd::Status(status)) = parse(&["status", "--watch"]) else {
+            panic!("status did not parse");
+        };
+        assert_eq!(status.watch, Some(2.0));
+    }
+
+    #[test]
+    fn pairs_and_weights() {
+        assert_eq!(parse_pair("a = b"), Ok(("a".to_string(), "b".to_string())));
+        assert!(parse_pair("=b").is_err());
+        assert!(parse_pair("ab").is_err());
+        assert_eq!(parse_weight("canary=5%"), Ok(("canary".to_string(), 5.0)));
+        assert_eq!(
+            parse_weight("canary=five"),
+            Err("\"five\" is not a number".to_string())
+        );
+    }
+
+    #[test]
+    fn the_ecds_path_given_wins() {
+        assert_eq!(
+            ecds_path(Some(PathBuf::from("given.yaml"))),
+            PathBuf::from("given.yaml")
+        );
+    }
+}

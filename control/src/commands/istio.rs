@@ -1,0 +1,58 @@
+//! `canaryctl istio`: render the Istio resources, or pipe them to `kubectl apply`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::cli::IstioArgs;
+use crate::config_file;
+use crate::istio::{self, IstioOptions};
+
+/// Renders the resources for the configuration; prints them, or applies them with `--apply`.
+pub fn exec(args: IstioArgs) -> Result<()> {
+    // The configuration Istio's plugin runs is compiled by `istio::render` itself.
+    let (config, _) = config_file::from_args(args.config.clone(), args.ecds.clone())?;
+    let apply = args.apply;
+    let yaml = istio::render(&config, &options(args))?;
+    if !apply {
+        print!("{yaml}");
+        return Ok(());
+    }
+    kubectl_apply(&yaml)
+}
+
+/// The rendering options the flags give.
+pub fn options(args: IstioArgs) -> IstioOptions {
+    IstioOptions {
+        name: args.name,
+        namespace: args.namespace,
+        selector: args.selector,
+        url: args.url,
+        sha256: args.sha256,
+        phase: args.phase,
+        priority: args.priority,
+        host: args.host,
+        version_label: args.version_label,
+        label_values: args.label_values,
+    }
+}
+
+/// Pipes `yaml` to `kubectl apply -f -`.
+fn kubectl_apply(yaml: &str) -> Result<()> {
+    let mut child = Command::new("kubectl")
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|err| anyhow!("cannot run kubectl ({err}): install it, or drop --apply and apply the printed resources yourself"))?;
+    child
+        .stdin
+        .take()
+        .context("no stdin for kubectl")?
+        .write_all(yaml.as_bytes())?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("kubectl apply failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `canaryctl promote`: a version takes all traffic.
+
+use anyhow::Result;
+use canary_filter::CanaryConfig;
+
+use crate::cli::PromoteArgs;
+use crate::commands::write;
+use crate::edit;
+
+/// Promotes the version (by default the only non-default one), then says how to retire the
+/// old default.
+pub fn exec(args: PromoteArgs) -> Result<()> {
+    let version = args.version.as_deref();
+    let update = write::apply(&args.write, |config| edit::promote(config, version))?;
+    if update.written || args.write.dry_run {
+        print!("{}", next_steps(version, &update.after, args.write.dry_run));
+    }
+    Ok(())
+}
+
+/// What promote prints after the change: who takes the traffic, and how to retire the old
+/// default.
+pub fn next_steps(version: Option<&str>, after: &CanaryConfig, dry_run: bool) -> String {
+    let promoted = version.map(str::to_string).unwrap_or_else(|| {
+        after
+            .weights
+            .iter()
+            .find(|(_, w)| **w >= 100.0)
+            .map(|(v, _)| v.clone())
+            .unwrap_or_default()
+    });
+    let old = &after.default;
+    let done = if dry_run { "would take" } else { "takes" };
+    format!(
+        "`{promoted}` {done} all traffic of every split.\n\
+         to retire `{old}` once you are sure:\n  \
+         canaryctl set --default {promoted}   # routing unchanged: `{promoted}` becomes the default\n  \
+         canaryctl retire {old}   # then it leaves the configuration; remove its cluster and deployment\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROMOTED: &str = r#"{"versions": [{"name": "stable", "cluster": "app-v1"},
+        {"name": "canary", "cluster": "app-v2"}], "default": "stable", "weights": {"canary": 100}}"#;
+
+    #[test]
+    fn next_steps_name_the_promoted_version_and_the_old_default() {
+        let after = CanaryConfig::from_json(PROMOTED.as_bytes()).unwrap();
+        assert_eq!(
+            next_steps(None, &after, false),
+            "`canary` takes all traffic of every split.\n\
+             to retire `stable` once you are sure:\n  \
+             canaryctl set --default canary   # routing unchanged: `canary` becomes the default\n  \
+             canaryctl retire stable   # then it leaves the configuration; remove its cluster and deployment\n"
+        );
+        assert!(next_steps(Some("canary"), &after, true)
+            .starts_with("`canary` would take all traffic of every split.\n"));
+    }
+}

@@ -1,0 +1,131 @@
+//! `canaryctl rollout`: step the canary through a plan, judging it against stable each
+//! interval; promote or roll back.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use crate::admin::Admin;
+use crate::cli::RolloutArgs;
+use crate::commands::ExitStatus;
+use crate::ecds::EcdsFile;
+use crate::edit;
+use crate::judge::JudgeSettings;
+use crate::push::{Pusher, DEFAULT_FLEET_TIMEOUT};
+use crate::rollout::{End, Rollout};
+use crate::source::Source;
+
+/// Runs the rollout until it ends (it prints its own summary); the end is the exit status.
+pub fn exec(args: RolloutArgs) -> Result<ExitStatus> {
+    let file = args.target.file();
+    let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
+    let prometheus = args.prometheus.clone();
+    let rollout = plan(args, &file)?;
+    let source = source(prometheus.as_deref(), &admins)?;
+    rollout.check()?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&interrupted);
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    let pusher = Pusher {
+        file,
+        admin: admins.first().cloned(),
+        fleet: admins,
+        fleet_timeout: DEFAULT_FLEET_TIMEOUT,
+    };
+    Ok(exit_status(&rollout.run(&pusher, &source, &interrupted)?))
+}
+
+/// The exit status of a rollout that ended so.
+pub fn exit_status(end: &End) -> ExitStatus {
+    match end {
+        End::Promoted(_) | End::DryRun => ExitStatus::Success,
+        End::RolledBack(_) => ExitStatus::RolledBack,
+        End::Stopped(..) => ExitStatus::Stopped,
+    }
+}
+
+/// Where the rollout reads its metrics: Prometheus if given, else the admin endpoints.
+pub fn source(prometheus: Option<&str>, admins: &[Admin]) -> Result<Source> {
+    Ok(match prometheus {
+        Some(url) => Source::prometheus(url),
+        None if admins.is_empty() => {
+            bail!("give --admin (or CANARY_ADMIN) or --prometheus: the rollout needs metrics")
+        }
+        None => Source::Admin(admins.to_vec()),
+    })
+}
+
+/// The rollout the flags describe, for the configuration in `file` (read, so that an unreadable
+/// file stops the rollout before anything else; it names the canary when `--canary` does not).
+pub fn plan(args: RolloutArgs, file: &EcdsFile) -> Result<Rollout> {
+    let config = file.read()?.config;
+    let canary = match args.canary {
+        Some(canary) => canary,
+        None => edit::the_canary(&config, "rolled out", " with --canary")?,
+    };
+    let audit = match args.audit {
+        Some(path) => path,
+        None => default_audit(file.path()),
+    };
+    Ok(Rollout {
+        steps: args.steps,
+        interval: args.interval,
+        settle: args.settle,
+        canary,
+        rule: args.rule,
+        judge: JudgeSettings {
+            min_requests: args.min_requests,
+            min_intervals: args.min_intervals,
+            alpha: args.alpha,
+            error_margin: args.error_margin,
+            max_error_rate: args.max_error_rate,
+            latency_margin_ms: args.latency_margin_ms,
+        },
+        max_holds: args.max_holds,
+        max_failed_reads: args.max_failed_reads,
+        on_interrupt: args.on_interrupt,
+        audit,
+        dry_run: args.dry_run,
+    })
+}
+
+/// The audit log next to the ECDS file: `.canaryctl/rollout-audit.jsonl` in its directory.
+pub fn default_audit(ecds: &Path) -> PathBuf {
+    let dir = ecds
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    dir.join(".canaryctl").join("rollout-audit.jsonl")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rolled_back_rollout_exits_3_and_a_stopped_one_1() {
+        assert_eq!(exit_status(&End::DryRun).code(), 0);
+        assert_eq!(exit_status(&End::Promoted(100.0)).code(), 0);
+        assert_eq!(exit_status(&End::RolledBack("worse".into())).code(), 3);
+        assert_eq!(exit_status(&End::Stopped(5.0, "holds".into())).code(), 1);
+    }
+
+    #[test]
+    fn the_audit_log_sits_next_to_the_ecds_file() {
+        assert_eq!(
+            default_audit(Path::new("envoy/ecds/canary-filter.yaml")),
+            PathBuf::from("envoy/ecds/.canaryctl/rollout-audit.jsonl")
+        );
+    }
+
+    #[test]
+    fn a_rollout_needs_a_source() {
+        let err = source(None, &[]).err().unwrap();
+        assert!(err.to_string().starts_with("give --admin"));
+        assert!(matches!(
+            source(None, &[Admin::new("127.0.0.1:9901")]),
+            Ok(Source::Admin(_))
+        ));
+    }
+}

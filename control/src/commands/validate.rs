@@ -1,0 +1,69 @@
+//! `canaryctl validate`: check configurations with the filter's own validation.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use crate::cli::ValidateArgs;
+use crate::config_file;
+
+/// Validates every file, printing a line for each; an error if any is invalid.
+pub fn exec(args: ValidateArgs) -> Result<()> {
+    let mut failed = 0;
+    for path in &args.files {
+        match summary(path) {
+            Ok(line) => println!("{line}"),
+            Err(err) => {
+                failed += 1;
+                eprintln!("{}: {err:#}", path.display());
+            }
+        }
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} of {} configurations are invalid",
+            args.files.len()
+        );
+    }
+    Ok(())
+}
+
+/// The line printed for a valid file; an error for an invalid one.
+pub fn summary(path: &Path) -> Result<String> {
+    let (config, plan) = config_file::load(path)?;
+    Ok(format!(
+        "{}: valid ({} versions, default `{}`, {} rules)",
+        path.display(),
+        plan.versions().len(),
+        config.default,
+        config.rules.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn a_valid_file_is_summarized_and_an_invalid_one_refused() {
+        let mut file = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+        file.write_all(
+            br#"{"versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}],
+                "default": "stable", "weights": {"canary": 5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            summary(file.path()).unwrap(),
+            format!(
+                "{}: valid (2 versions, default `stable`, 0 rules)",
+                file.path().display()
+            )
+        );
+        let mut bad = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+        bad.write_all(br#"{"versions": [], "default": "stable"}"#)
+            .unwrap();
+        assert!(summary(bad.path()).is_err());
+    }
+}

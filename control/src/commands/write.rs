@@ -1,0 +1,176 @@
+//! What the commands that change the ECDS file share: the pusher their flags describe, the
+//! preview, the write and the report of Envoy's confirmation.
+
+use anyhow::Result;
+use canary_filter::CanaryConfig;
+
+use crate::admin::Admin;
+use crate::cli::{Confirm, Target, WriteArgs};
+use crate::ecds::Update;
+use crate::movement;
+use crate::push::{Applied, Pusher};
+
+/// The file and the Envoys that `--ecds`, `--admin` and their companions name.
+pub fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
+    let fleet: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
+    Pusher {
+        file: target.file(),
+        admin: fleet.first().cloned(),
+        fleet,
+        fleet_timeout: confirm.fleet_timeout,
+    }
+}
+
+/// What Envoy said about a write, as printed (empty when nothing was written).
+pub fn report(pusher: &Pusher, applied: &Applied) -> String {
+    match applied {
+        Applied::Accepted(after, fleet) => {
+            let base = pusher.admin.as_ref().map_or("", Admin::base);
+            let mut out = format!("Envoy at {base} accepted it ({} ms)\n", after.as_millis());
+            if let Some(fleet) = fleet {
+                out += &format!(
+                    "{} of {} Envoys run it ({} ms)\n",
+                    fleet.running,
+                    fleet.total,
+                    fleet.after.as_millis()
+                );
+            }
+            out
+        }
+        Applied::Unconfirmed => {
+            "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)\n"
+                .to_string()
+        }
+        Applied::NotWritten => String::new(),
+    }
+}
+
+/// The line that says what became of the file at `path`.
+pub fn written(path: &str, dry_run: bool, update: &Update) -> String {
+    if dry_run {
+        format!("dry run: {path} not written\n")
+    } else if !update.written {
+        format!("no change: {path} left as it was\n")
+    } else {
+        format!("wrote {path} (the previous version is kept for `canaryctl undo`)\n")
+    }
+}
+
+/// Who moves between the configurations before and after an update.
+pub fn preview(update: &Update) -> String {
+    movement::preview_plans(
+        &update.before,
+        &update.before_plan,
+        &update.after,
+        &update.after_plan,
+    )
+}
+
+/// Validates, previews, writes (unless a dry run) and confirms with Envoy when asked.
+pub fn apply(
+    write: &WriteArgs,
+    change: impl Fn(&CanaryConfig) -> Result<CanaryConfig>,
+) -> Result<Update> {
+    let pusher = pusher(&write.target, &write.confirm);
+    let path = pusher.file.path().display().to_string();
+    let (update, applied) = pusher.push(write.dry_run, change)?;
+    print!("{}", preview(&update));
+    print!("{}", written(&path, write.dry_run, &update));
+    if update.written && !write.dry_run {
+        print!("{}", report(&pusher, &applied));
+    }
+    Ok(update)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::ecds::EcdsFile;
+    use crate::push::FleetReport;
+
+    fn update(written: bool) -> Update {
+        let config = CanaryConfig::from_json(
+            br#"{"versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}],
+                "default": "stable"}"#,
+        )
+        .unwrap();
+        let plan = canary_filter::RoutingPlan::try_from(&config).unwrap();
+        Update {
+            before: config.clone(),
+            before_plan: plan.clone(),
+            after: config,
+            after_plan: plan,
+            written,
+            resource_name: None,
+            before_bytes: Vec::new(),
+            after_bytes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_file_line_says_what_became_of_it() {
+        assert_eq!(
+            written("e.yaml", true, &update(false)),
+            "dry run: e.yaml not written\n"
+        );
+        assert_eq!(
+            written("e.yaml", false, &update(false)),
+            "no change: e.yaml left as it was\n"
+        );
+        assert_eq!(
+            written("e.yaml", false, &update(true)),
+            "wrote e.yaml (the previous version is kept for `canaryctl undo`)\n"
+        );
+    }
+
+    #[test]
+    fn the_report_names_the_confirming_envoy_and_the_fleet() {
+        let admin = Admin::new("127.0.0.1:9901");
+        let pusher = Pusher {
+            file: EcdsFile::new("e.yaml"),
+            admin: Some(admin.clone()),
+            fleet: vec![admin.clone(), admin],
+            fleet_timeout: Duration::from_secs(1),
+        };
+        let fleet = FleetReport {
+            running: 2,
+            total: 2,
+            after: Duration::from_millis(40),
+            behind: Vec::new(),
+        };
+        assert_eq!(
+            report(
+                &pusher,
+                &Applied::Accepted(Duration::from_millis(12), Some(fleet))
+            ),
+            format!(
+                "Envoy at {} accepted it (12 ms)\n2 of 2 Envoys run it (40 ms)\n",
+                pusher.admin.as_ref().unwrap().base()
+            )
+        );
+        assert_eq!(report(&pusher, &Applied::NotWritten), "");
+        assert!(report(&pusher, &Applied::Unconfirmed).starts_with("Envoy applies it"));
+    }
+
+    #[test]
+    fn the_pusher_confirms_with_the_first_admin() {
+        let target = Target {
+            ecds: "e.yaml".into(),
+            lock_timeout: Duration::from_secs(1),
+            force: false,
+        };
+        let confirm = Confirm {
+            admin: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            fleet_timeout: Duration::from_secs(3),
+        };
+        let pusher = pusher(&target, &confirm);
+        assert_eq!(pusher.fleet.len(), 2);
+        assert_eq!(
+            pusher.admin.as_ref().map(Admin::base),
+            Some(pusher.fleet[0].base())
+        );
+        assert_eq!(pusher.fleet_timeout, Duration::from_secs(3));
+    }
+}
