@@ -67,9 +67,9 @@ impl Counter {
     }
 }
 
-/// The metrics of one outcome (a `(version, rule)` pair); `None` where the configuration
+/// The metrics of one series (a `(version, rule)` pair); `None` where the configuration
 /// turned one off (`metrics` in the configuration): it is then neither defined nor paid for.
-struct OutcomeMetrics {
+struct SeriesMetrics {
     requests: Option<Counter>,
     responses: Option<[Counter; CODE_CLASSES.len()]>,
     /// Histogram id: samples have no batched form in the ABI, so each is recorded at once.
@@ -77,13 +77,13 @@ struct OutcomeMetrics {
 }
 
 /// What every HTTP context of one configuration shares.
-struct Active {
+struct ActiveConfig {
     plan: RoutingPlan,
-    metrics: Vec<OutcomeMetrics>,
+    metrics: Vec<SeriesMetrics>,
     proxy_region: Option<Vec<u8>>,
 }
 
-impl Active {
+impl ActiveConfig {
     fn flush(&self) {
         for outcome in &self.metrics {
             if let Some(requests) = &outcome.requests {
@@ -96,7 +96,7 @@ impl Active {
     }
 }
 
-impl Drop for Active {
+impl Drop for ActiveConfig {
     /// The last holder of a replaced configuration (its root context, or a request still in
     /// flight when a new configuration arrived) hands over what is left.
     fn drop(&mut self) {
@@ -106,7 +106,7 @@ impl Drop for Active {
 
 #[derive(Default)]
 struct CanaryRoot {
-    active: Option<Rc<Active>>,
+    active: Option<Rc<ActiveConfig>>,
     random: Rc<Cell<u64>>,
 }
 
@@ -179,7 +179,7 @@ impl RootContext for CanaryRoot {
         );
         // Replacing the previous configuration drops it, and its `Drop` hands over its sums
         // (at once, or when the last request still holding it ends).
-        self.active = Some(Rc::new(Active {
+        self.active = Some(Rc::new(ActiveConfig {
             plan,
             metrics,
             proxy_region,
@@ -209,7 +209,7 @@ impl RootContext for CanaryRoot {
     }
 }
 
-fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
+fn define_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
     let define =
         |kind: MetricType, name: String| hostcalls::define_metric(kind, &name).map_err(|_| name);
     let wanted = plan.metrics();
@@ -245,7 +245,7 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
             } else {
                 None
             };
-            Ok(OutcomeMetrics {
+            Ok(SeriesMetrics {
                 requests,
                 responses,
                 duration,
@@ -256,7 +256,7 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<OutcomeMetrics>, String> {
 
 /// One HTTP request.
 struct CanaryStream {
-    active: Option<Rc<Active>>,
+    active: Option<Rc<ActiveConfig>>,
     random: Rc<Cell<u64>>,
     /// `(outcome, version, start)` once the request has been routed and its response has
     /// something to do (response classes, latency or the response header); `start` only when
