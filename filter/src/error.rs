@@ -51,9 +51,10 @@ pub enum ConfigError {
     /// A header name that is not an HTTP token.
     #[error("{field}: {value:?} is not a valid header name")]
     BadHeaderName { field: String, value: String },
-    /// `route_header` and `version_header` naming the same header.
-    #[error("version_header: must differ from route_header ({value:?})")]
-    SameHeader { value: String },
+    /// `route_header` and `version_header` naming the same header; `field` is the one the
+    /// document gives (the other may be its default).
+    #[error("{field}: route_header and version_header must differ, both name {value:?}")]
+    SameHeader { field: String, value: String },
     /// Neither routing header is written.
     #[error("route_header: route_header and version_header are both empty: Envoy routes on one of them, so write at least one")]
     NoRoutingHeader,
@@ -81,9 +82,9 @@ impl ConfigError {
             | ConfigError::RuleAction { field }
             | ConfigError::EmptyWhen { field }
             | ConfigError::MatchKind { field }
-            | ConfigError::BadHeaderName { field, .. } => field,
+            | ConfigError::BadHeaderName { field, .. }
+            | ConfigError::SameHeader { field, .. } => field,
             ConfigError::VersionCount { .. } => "versions",
-            ConfigError::SameHeader { .. } => "version_header",
             ConfigError::NoRoutingHeader => "route_header",
             ConfigError::ResponseHeaderWithoutVersionHeader => "response_version_header",
         }

@@ -243,7 +243,17 @@ impl Compiler {
         } else {
             let name = header_name("version_header", &config.version_header, false)?;
             if route_header.as_deref() == Some(name.as_str()) {
-                return Err(ConfigError::SameHeader { value: name });
+                // Name a field the document has: a version header left to its default means
+                // the route header was written to match it.
+                let field = if config.version_header == crate::config::DEFAULT_VERSION_HEADER {
+                    "route_header"
+                } else {
+                    "version_header"
+                };
+                return Err(ConfigError::SameHeader {
+                    field: field.to_string(),
+                    value: name,
+                });
             }
             Some(name)
         };

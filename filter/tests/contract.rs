@@ -384,6 +384,10 @@ fn invalid_configs_are_refused_naming_the_field() {
             min_json(r#""version_header": "X-Canary-Cluster""#),
             "version_header",
         ),
+        (
+            min_json(r#""route_header": "x-canary-version""#),
+            "route_header: route_header and version_header must differ",
+        ),
         (min_json(r#""unknown": 1"#), "unknown: unknown field"),
     ];
     for (json, field) in table {
