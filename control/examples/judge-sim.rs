@@ -70,18 +70,22 @@ fn main() -> Result<()> {
             .position(|s| s.name == name)
             .unwrap_or(usize::MAX)
     };
+    // One row: `scenario` at `requests` per interval, with the run's settings and seed.
+    let run_at = |scenario: &sim::Scenario, requests: u64| {
+        sim::run(
+            scenario,
+            number(&scenario.name),
+            requests,
+            &settings,
+            args.rollouts,
+            args.seed,
+            args.threads,
+        )
+    };
     let mut rows: Vec<Row> = Vec::new();
     for scenario in &scenarios {
         for &requests in &args.requests {
-            let row = sim::run(
-                scenario,
-                number(&scenario.name),
-                requests,
-                &settings,
-                args.rollouts,
-                args.seed,
-                args.threads,
-            )?;
+            let row = run_at(scenario, requests)?;
             eprintln!(
                 "{:<50} {:>6}: rolled back {:>5.1}%  (by 25%: {:>5.1}%, by 50%: {:>5.1}%)  stopped {:>5.1}%  [{:.0?}]",
                 row.scenario,
@@ -115,15 +119,7 @@ fn main() -> Result<()> {
             }
             let mut found = None;
             for &requests in args.ladder.iter().filter(|&&r| r > at) {
-                let row = sim::run(
-                    scenario,
-                    number(&scenario.name),
-                    requests,
-                    &settings,
-                    args.rollouts,
-                    args.seed,
-                    args.threads,
-                )?;
+                let row = run_at(scenario, requests)?;
                 let caught = if weight <= 25.0 { row.by_25 } else { row.by_50 };
                 let got = caught as f64 / row.rollouts as f64;
                 eprintln!(

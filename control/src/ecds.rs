@@ -236,16 +236,7 @@ impl EcdsFile {
     pub fn preview_undo(&self) -> Result<Update> {
         let current = self.read()?;
         let (_, previous) = self.last_version()?;
-        Ok(Update {
-            resource_name: current.resource_name().map(str::to_string),
-            before: current.config,
-            before_plan: current.plan,
-            after: previous.config,
-            after_plan: previous.plan,
-            written: false,
-            before_bytes: current.bytes,
-            after_bytes: previous.bytes,
-        })
+        Ok(Update::back_to(current, previous, false))
     }
 
     /// Runs `edit` on the current configuration and writes the result. The change is computed
@@ -473,16 +464,7 @@ impl Locked<'_> {
         self.file.check_writable()?;
         self.file.replace(&current.bytes, &previous.bytes)?;
         fs::remove_file(&last).with_context(|| format!("cannot remove {}", last.display()))?;
-        Ok(Update {
-            resource_name: current.resource_name().map(str::to_string),
-            before: current.config,
-            before_plan: current.plan,
-            after: previous.config,
-            after_plan: previous.plan,
-            written: true,
-            before_bytes: current.bytes,
-            after_bytes: previous.bytes,
-        })
+        Ok(Update::back_to(current, previous, true))
     }
 
     /// Writes `bytes` back if the file still holds `expected` (used to restore a version
@@ -590,6 +572,21 @@ pub struct Update {
 }
 
 impl Update {
+    /// The way back from the file as it is (`current`) to an earlier version (`previous`):
+    /// what `undo` writes.
+    fn back_to(current: EcdsContents, previous: EcdsContents, written: bool) -> Update {
+        Update {
+            resource_name: current.resource_name().map(str::to_string),
+            before: current.config,
+            before_plan: current.plan,
+            after: previous.config,
+            after_plan: previous.plan,
+            written,
+            before_bytes: current.bytes,
+            after_bytes: previous.bytes,
+        }
+    }
+
     /// Whether the file's bytes change (or changed).
     pub fn changed(&self) -> bool {
         self.before_bytes != self.after_bytes

@@ -829,6 +829,16 @@ fn config_on(stable_cluster: &str, canary_cluster: &str) -> String {
     )
 }
 
+/// Three steps of three 1.5 s intervals at most, 60 responses a side: the noise tests' plan.
+const QUICK_PLAN: [&str; 6] = [
+    "--steps",
+    "10,50,100",
+    "--interval",
+    "1500ms",
+    "--min-requests",
+    "60",
+];
+
 /// Stable and canary both answer 503 to 5 % of requests (Envoy's fault filter on both
 /// upstreams): at the default 5 % ceiling the canary is no worse than stable, and the rollout
 /// promotes it.
@@ -838,18 +848,7 @@ fn a_canary_as_flaky_as_stable_is_promoted() {
         .unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 4, Duration::from_millis(1), None);
-    let output = rollout(
-        &mesh,
-        audit.path(),
-        &[
-            "--steps",
-            "10,50,100",
-            "--interval",
-            "1500ms",
-            "--min-requests",
-            "60",
-        ],
-    );
+    let output = rollout(&mesh, audit.path(), &QUICK_PLAN);
     load.stop();
     assert_eq!(output.status.code(), Some(0), "exit code 0: promoted");
     assert_eq!(canary_weight(&mesh), 100.0);
@@ -876,18 +875,7 @@ fn a_canary_with_a_slow_tail_is_rolled_back() {
     let audit = tempfile::NamedTempFile::new().unwrap();
     // Many clients: each delayed request holds its client for a second.
     let load = Load::start(mesh.listen(), 8, Duration::from_millis(1), None);
-    let output = rollout(
-        &mesh,
-        audit.path(),
-        &[
-            "--steps",
-            "10,50,100",
-            "--interval",
-            "1500ms",
-            "--min-requests",
-            "60",
-        ],
-    );
+    let output = rollout(&mesh, audit.path(), &QUICK_PLAN);
     load.stop();
     assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
     assert_eq!(canary_weight(&mesh), 0.0);

@@ -331,8 +331,15 @@ impl Mesh {
     /// Writes `config` as the filter's configuration (in the shipped ECDS resource) by atomic
     /// rename, without waiting.
     pub fn write_config(&self, config: &str) -> Result<()> {
-        let text = with_configuration(&self.ecds_template, config)?;
-        self.write_ecds_text(&in_format_of(&self.ecds_file, &text)?)
+        self.write_ecds_text(&self.ecds_text(config)?)
+    }
+
+    /// The ECDS file carrying `config`, in the file's format.
+    fn ecds_text(&self, config: &str) -> Result<String> {
+        in_format_of(
+            &self.ecds_file,
+            &with_configuration(&self.ecds_template, config)?,
+        )
     }
 
     /// Writes a whole ECDS file (even a broken one) by atomic rename, without waiting.
@@ -350,8 +357,7 @@ impl Mesh {
 
     /// Pushes `config` by ECDS and waits until Envoy has accepted or rejected it.
     pub fn push_config(&self, config: &str) -> Result<Push> {
-        let text = with_configuration(&self.ecds_template, config)?;
-        self.push_ecds_text(&in_format_of(&self.ecds_file, &text)?)
+        self.push_ecds_text(&self.ecds_text(config)?)
     }
 
     /// Pushes a whole ECDS file and waits until Envoy has accepted or rejected it.
