@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
+.PHONY: kubectl istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -47,6 +47,13 @@ $(ENVOY):
 prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 	@prometheus --version 2>&1 | head -1
+
+# Debian's kubectl (kubernetes-client), for the Istio target: canaryctl reads and replaces the
+# WasmPlugin through it, and its tests run it against a stand-in for the API server.
+kubectl:
+	@command -v kubectl >/dev/null || { echo "installing kubectl (apt-get install kubernetes-client): the Istio target drives the WasmPlugin through it"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }
+	@command -v kubectl >/dev/null || { echo "kubectl is still missing: install Debian's kubernetes-client package"; exit 1; }
 
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -98,7 +105,7 @@ wasm-test: toolchain wasm-bindgen-runner
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CARGO_BIN)/wasm-bindgen-test-runner \
 	  cargo test -p canary-filter --target wasm32-unknown-unknown
 
-e2e: envoy prometheus wasm istio-schemas
+e2e: envoy prometheus kubectl wasm istio-schemas
 	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e
