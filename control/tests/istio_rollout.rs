@@ -198,6 +198,13 @@ fn a_rollout_through_the_wasmplugin_rolls_back_a_failing_canary() {
         Ok(upstreams(&mesh, 20).iter().all(|u| u == "app-v1"))
     })
     .unwrap();
-    let tester = mesh.get(&[("x-canary", "always")]).unwrap();
-    assert_eq!(tester.upstream(), Some("app-v2-errors"));
+    // The canary answers 20 % of requests with a 503 that names no upstream: look at the rest.
+    let testers: Vec<String> = (0..40)
+        .filter_map(|_| {
+            let reply = mesh.get(&[("x-canary", "always")]).unwrap();
+            reply.upstream().map(str::to_string)
+        })
+        .collect();
+    assert!(testers.len() >= 20, "{testers:?}");
+    assert!(testers.iter().all(|u| u == "app-v2-errors"), "{testers:?}");
 }
