@@ -489,6 +489,42 @@ mod tests {
     }
 
     #[test]
+    fn the_wasmplugin_is_a_target_of_its_own() {
+        let Ok(Cmd::Set(args)) = parse(&[
+            "set",
+            "--seed",
+            "1",
+            "--wasmplugin",
+            "shop/canary-filter",
+            "--context",
+            "prod",
+            "--kubeconfig",
+            "k.yaml",
+        ]) else {
+            panic!("set --wasmplugin did not parse");
+        };
+        assert_eq!(
+            args.write.target.wasmplugin.as_deref(),
+            Some("shop/canary-filter")
+        );
+        assert_eq!(args.write.target.kubectl.context.as_deref(), Some("prod"));
+        assert_eq!(
+            args.write.target.kubectl.kubeconfig,
+            Some(PathBuf::from("k.yaml"))
+        );
+        let kind = |args: &[&str]| parse(args).err().map(|err| err.kind());
+        assert_eq!(
+            kind(&["undo", "--wasmplugin", "a/b", "--ecds", "x.yaml"]),
+            Some(clap::error::ErrorKind::ArgumentConflict)
+        );
+        // validate needs files unless it reads a WasmPlugin.
+        assert!(matches!(
+            parse(&["validate", "--wasmplugin", "a/b"]),
+            Ok(Cmd::Validate(_))
+        ));
+    }
+
+    #[test]
     fn the_ecds_path_given_wins() {
         assert_eq!(
             ecds_path(Some(PathBuf::from("given.yaml"))),

@@ -208,3 +208,31 @@ fn a_rollout_through_the_wasmplugin_rolls_back_a_failing_canary() {
     assert!(testers.len() >= 20, "{testers:?}");
     assert!(testers.iter().all(|u| u == "app-v2-errors"), "{testers:?}");
 }
+
+/// Someone changes the WasmPlugin between the second step's read and its write: the replace is
+/// refused (409), the rollout stops with exit 1 and the conflict message, and the other change
+/// stays with the canary at the first step's weight: nothing overwritten.
+#[test]
+fn a_change_during_a_rollout_stops_it_without_overwriting() {
+    let (mesh, api) = setup("app-v2");
+    // GETs: the plan's read, the first step's preview, step 1's read, then step 2's read.
+    api.change_after_get(4, |config| {
+        config["rules"][0]["when"]["header"]["equals"] = "yes".into();
+    });
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    let output = rollout(&mesh, &api, audit.path(), "10,50,100");
+    load.stop();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "exit 1: stopped");
+    assert!(
+        stderr.contains("pushing weight 50%")
+            && stderr.contains("wasmplugin default/canary-filter changed since canaryctl read it"),
+        "{stderr}"
+    );
+    assert_eq!((api.updates(), api.conflicts()), (1, 1));
+    let plugin = api.plugin_config("default", "canary-filter").unwrap();
+    assert_eq!(plugin["weights"]["canary"].as_f64(), Some(10.0));
+    assert_eq!(plugin["rules"][0]["when"]["header"]["equals"], "yes");
+    assert_eq!(ecds_weight(&mesh), 10.0);
+}

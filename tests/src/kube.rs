@@ -64,7 +64,8 @@ struct State {
     /// The last resource version handed out (one counter for all objects, as etcd's).
     revision: u64,
     forbidden: Vec<Verb>,
-    meddle: Option<Meddle>,
+    /// The change to make after a GET, and how many more GETs come before that one.
+    meddle: Option<(usize, Meddle)>,
     /// GETs of a WasmPlugin wait until this many have arrived (0: none wait).
     hold_gets_until: usize,
     gets_waiting: usize,
@@ -209,7 +210,13 @@ impl KubeApi {
     /// object's `spec.pluginConfig` with a new resource version: someone else's change between
     /// a reader's read and its write.
     pub fn change_after_next_get(&self, change: impl FnOnce(&mut Value) + Send + 'static) {
-        self.shared.lock().meddle = Some(Box::new(change));
+        self.change_after_get(1, change);
+    }
+
+    /// As [`KubeApi::change_after_next_get`], after the `nth` GET of a WasmPlugin from now
+    /// (1: the next one).
+    pub fn change_after_get(&self, nth: usize, change: impl FnOnce(&mut Value) + Send + 'static) {
+        self.shared.lock().meddle = Some((nth.max(1), Box::new(change)));
     }
 
     /// GETs of a WasmPlugin are held until `readers` of them have arrived, then all answered
@@ -453,7 +460,15 @@ fn serve(shared: &Shared, port: u16, mut request: Request) {
             };
             // The reader gets the object as it was; the change is made before it is answered,
             // so that its write comes after the change for certain.
-            if let Some(change) = state.meddle.take() {
+            let due = match &mut state.meddle {
+                Some((1, _)) => state.meddle.take().map(|(_, change)| change),
+                Some((left, _)) => {
+                    *left -= 1;
+                    None
+                }
+                None => None,
+            };
+            if let Some(change) = due {
                 state.revision += 1;
                 let revision = state.revision;
                 if let Some(stored) = state.objects.get_mut(&key) {
