@@ -18,13 +18,14 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
+.PHONY: kubectl istio-demo istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
 	@echo "make bench  criterion benchmarks of the core, then the filter against native Envoy routing (BENCHMARKS.md)"
 	@echo "make bench-host-calls  the price of each kind of proxy-wasm host call in Envoy's V8 (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
+	@echo "make istio-demo  a real Envoy and a stand-in Kubernetes API server holding the WasmPlugin, for canaryctl --wasmplugin"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 	@echo "make fuzz   the property tests of the core and of explain at full count (FUZZ_CASES per property, FUZZ_SEED)"
 	@echo "make judge-sim  whole rollouts through the rollout's judge, every scenario, seeded; writes JUDGE.md"
@@ -47,6 +48,13 @@ $(ENVOY):
 prometheus:
 	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 	@prometheus --version 2>&1 | head -1
+
+# Debian's kubectl (kubernetes-client), for the Istio target: canaryctl reads and replaces the
+# WasmPlugin through it, and its tests run it against a stand-in for the API server.
+kubectl:
+	@command -v kubectl >/dev/null || { echo "installing kubectl (apt-get install kubernetes-client): the Istio target drives the WasmPlugin through it"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }
+	@command -v kubectl >/dev/null || { echo "kubectl is still missing: install Debian's kubernetes-client package"; exit 1; }
 
 wrk:
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
@@ -98,7 +106,7 @@ wasm-test: toolchain wasm-bindgen-runner
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(CARGO_BIN)/wasm-bindgen-test-runner \
 	  cargo test -p canary-filter --target wasm32-unknown-unknown
 
-e2e: envoy prometheus wasm istio-schemas
+e2e: envoy prometheus kubectl wasm istio-schemas
 	cargo test -p canary-e2e -p canary-control
 
 test: check unit wasm-test wasm e2e
@@ -160,6 +168,13 @@ demo: envoy wasm
 	@echo "building the demo driver (release build: a few minutes the first time, seconds after)"
 	cargo build --release -p canary-e2e --bin canary-demo
 	target/release/canary-demo
+
+# The Istio target without a cluster: a real Envoy and the stand-in API server holding the
+# WasmPlugin (it writes each update into Envoy's ECDS file, as istiod would push it).
+istio-demo: envoy kubectl wasm
+	cargo build --release -p canary-e2e --bin canary-istio-demo
+	cargo build --release -p canary-control
+	target/release/canary-istio-demo
 
 clean:
 	cargo clean

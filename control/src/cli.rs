@@ -8,7 +8,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::DEFAULT_ADMIN;
 use crate::ecds::EcdsFile;
+use crate::kubectl::Kubectl;
 use crate::rollout::OnInterrupt;
+use crate::wasmplugin::WASMPLUGIN_ENV;
 
 /// The ECDS file of the shipped Envoy setup, relative to the repository root.
 pub const DEFAULT_ECDS: &str = "envoy/ecds/canary-filter.yaml";
@@ -67,8 +69,13 @@ pub enum Cmd {
 #[derive(Args)]
 pub struct ValidateArgs {
     /// Files: the filter's JSON, or an ECDS YAML file holding it.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "wasmplugin")]
     pub files: Vec<PathBuf>,
+    /// Also the live Istio WasmPlugin NAMESPACE/NAME (its spec.pluginConfig), through kubectl.
+    #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME")]
+    pub wasmplugin: Option<String>,
+    #[command(flatten)]
+    pub kubectl: KubectlArgs,
 }
 
 #[derive(Args)]
@@ -90,7 +97,7 @@ pub struct RetireArgs {
 #[derive(Args)]
 pub struct UndoArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub target: TargetArgs,
     #[command(flatten)]
     pub confirm: Confirm,
 }
@@ -157,14 +164,21 @@ pub struct RolloutArgs {
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]
-    pub target: Target,
+    pub target: TargetArgs,
 }
 
+/// Where the configuration lives: the ECDS file (the default), or an Istio WasmPlugin.
 #[derive(Args, Clone)]
-pub struct Target {
+pub struct TargetArgs {
     /// The ECDS file Envoy watches.
     #[arg(long, env = ECDS_ENV, default_value = DEFAULT_ECDS)]
     pub ecds: PathBuf,
+    /// The Istio WasmPlugin NAMESPACE/NAME whose spec.pluginConfig is the configuration,
+    /// read and replaced through kubectl (instead of the ECDS file).
+    #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME", conflicts_with = "ecds")]
+    pub wasmplugin: Option<String>,
+    #[command(flatten)]
+    pub kubectl: KubectlArgs,
     /// How long to wait for another canaryctl's lock on the file (10s, 500ms) before giving up.
     #[arg(long, env = "CANARY_LOCK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub lock_timeout: Duration,
@@ -173,7 +187,28 @@ pub struct Target {
     pub force: bool,
 }
 
-impl Target {
+/// How kubectl reaches the cluster (kubectl honours KUBECONFIG without these).
+#[derive(Args, Clone, Default)]
+pub struct KubectlArgs {
+    /// With --wasmplugin: the kubeconfig context kubectl uses.
+    #[arg(long, value_name = "CONTEXT")]
+    pub context: Option<String>,
+    /// With --wasmplugin: the kubeconfig file kubectl reads.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+}
+
+impl KubectlArgs {
+    /// The kubectl these flags describe.
+    pub fn kubectl(&self) -> Kubectl {
+        Kubectl {
+            context: self.context.clone(),
+            kubeconfig: self.kubeconfig.clone(),
+        }
+    }
+}
+
+impl TargetArgs {
     /// The ECDS file, with its lock timeout and `--force`.
     pub fn file(&self) -> EcdsFile {
         EcdsFile::new(&self.ecds)
@@ -197,7 +232,7 @@ pub struct Confirm {
 #[derive(Args, Clone)]
 pub struct WriteArgs {
     #[command(flatten)]
-    pub target: Target,
+    pub target: TargetArgs,
     #[command(flatten)]
     pub confirm: Confirm,
     /// Show what would change; write nothing.
@@ -246,6 +281,12 @@ pub struct ExplainArgs {
     /// The ECDS file [default: envoy/ecds/canary-filter.yaml, or $CANARY_ECDS].
     #[arg(long)]
     pub ecds: Option<PathBuf>,
+    /// The Istio WasmPlugin NAMESPACE/NAME to take the configuration from, through kubectl
+    /// (--config and --ecds, given, win over it).
+    #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME")]
+    pub wasmplugin: Option<String>,
+    #[command(flatten)]
+    pub kubectl: KubectlArgs,
     /// A request header, "name: value" (repeatable).
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,
@@ -277,6 +318,11 @@ pub struct StatusArgs {
     /// Refresh every SECONDS until Ctrl-C.
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     pub watch: Option<f64>,
+    /// Also show the configuration of the Istio WasmPlugin NAMESPACE/NAME, through kubectl.
+    #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME")]
+    pub wasmplugin: Option<String>,
+    #[command(flatten)]
+    pub kubectl: KubectlArgs,
 }
 
 #[derive(Args)]
@@ -440,6 +486,42 @@ mod tests {
             parse_weight("canary=five"),
             Err("\"five\" is not a number".to_string())
         );
+    }
+
+    #[test]
+    fn the_wasmplugin_is_a_target_of_its_own() {
+        let Ok(Cmd::Set(args)) = parse(&[
+            "set",
+            "--seed",
+            "1",
+            "--wasmplugin",
+            "shop/canary-filter",
+            "--context",
+            "prod",
+            "--kubeconfig",
+            "k.yaml",
+        ]) else {
+            panic!("set --wasmplugin did not parse");
+        };
+        assert_eq!(
+            args.write.target.wasmplugin.as_deref(),
+            Some("shop/canary-filter")
+        );
+        assert_eq!(args.write.target.kubectl.context.as_deref(), Some("prod"));
+        assert_eq!(
+            args.write.target.kubectl.kubeconfig,
+            Some(PathBuf::from("k.yaml"))
+        );
+        let kind = |args: &[&str]| parse(args).err().map(|err| err.kind());
+        assert_eq!(
+            kind(&["undo", "--wasmplugin", "a/b", "--ecds", "x.yaml"]),
+            Some(clap::error::ErrorKind::ArgumentConflict)
+        );
+        // validate needs files unless it reads a WasmPlugin.
+        assert!(matches!(
+            parse(&["validate", "--wasmplugin", "a/b"]),
+            Ok(Cmd::Validate(_))
+        ));
     }
 
     #[test]

@@ -9,6 +9,8 @@ use canary_filter::{CanaryConfig, RoutingPlan};
 
 use crate::cli;
 use crate::ecds::{self, EcdsFile};
+use crate::kubectl::Kubectl;
+use crate::wasmplugin::WasmPlugin;
 
 /// The filter configuration in `path`, with its compiled plan: an ECDS file (a document with
 /// `resources`, read in the format its extension names, as Envoy reads it) or plain JSON.
@@ -27,13 +29,19 @@ pub fn load(path: &Path) -> Result<(CanaryConfig, RoutingPlan)> {
 }
 
 /// The configuration of a command that reads one: `--config` (a file as [`load`] reads it),
-/// else `--ecds`, else the ECDS file [`cli::ecds_path`] names.
+/// else `--ecds`, else the WasmPlugin `--wasmplugin` names (through `kubectl`), else the ECDS
+/// file [`cli::ecds_path`] names.
 pub fn from_args(
     config: Option<PathBuf>,
     ecds_file: Option<PathBuf>,
+    wasmplugin: Option<(&str, Kubectl)>,
 ) -> Result<(CanaryConfig, RoutingPlan)> {
     if let Some(path) = config {
         return load(&path);
+    }
+    if let (None, Some((reference, kubectl))) = (&ecds_file, wasmplugin) {
+        let contents = WasmPlugin::new(reference, kubectl)?.read()?;
+        return Ok((contents.config, contents.plan));
     }
     let contents = EcdsFile::new(cli::ecds_path(ecds_file)).read()?;
     Ok((contents.config, contents.plan))

@@ -550,7 +550,8 @@ fn plan(
     })
 }
 
-/// What an update did.
+/// What an update did (of the ECDS file, or of a WasmPlugin's `pluginConfig`:
+/// [`crate::wasmplugin`]).
 #[derive(Debug, Clone)]
 pub struct Update {
     /// The configuration before.
@@ -561,13 +562,14 @@ pub struct Update {
     pub after: CanaryConfig,
     /// `after` compiled.
     pub after_plan: RoutingPlan,
-    /// Whether the file was written.
+    /// Whether the target was written.
     pub written: bool,
     /// The ECDS resource's name.
     pub resource_name: Option<String>,
-    /// The file's bytes before.
+    /// The file's bytes before (for a WasmPlugin: the configuration as canaryctl writes it).
     pub before_bytes: Vec<u8>,
-    /// The file's bytes after (as written, or as they would have been).
+    /// The file's bytes after, as written or as they would have been (for a WasmPlugin: the
+    /// configuration as canaryctl writes it).
     pub after_bytes: Vec<u8>,
 }
 
@@ -587,7 +589,7 @@ impl Update {
         }
     }
 
-    /// Whether the file's bytes change (or changed).
+    /// Whether the bytes change (or changed).
     pub fn changed(&self) -> bool {
         self.before_bytes != self.after_bytes
     }

@@ -66,6 +66,9 @@ pub enum Applied {
     /// Envoy counted it as accepted after this long; with a fleet, every Envoy of it reports
     /// running it.
     Accepted(Duration, Option<FleetReport>),
+    /// Stored by the Kubernetes API server at this resource version (the Istio target: istiod
+    /// delivers it to the sidecars; canaryctl does not confirm that).
+    Stored(String),
 }
 
 impl Pusher {

@@ -15,8 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
-use crate::push::Pusher;
 use crate::source::{MetricsReading, Source};
+use crate::target::Target;
 use crate::{edit, movement};
 
 /// What Ctrl-C does.
@@ -99,7 +99,7 @@ impl Rollout {
     /// Runs the rollout to its end.
     pub fn run(
         &self,
-        pusher: &Pusher,
+        target: &Target,
         source: &Source,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
@@ -107,7 +107,7 @@ impl Rollout {
         let first = self.steps.first().copied().unwrap_or(100.0);
         // Who moves at the first step, computed as `canaryctl set --dry-run` computes it; this
         // also refuses, before any push, what the first push would refuse.
-        let (first_step, _) = pusher
+        let (first_step, _) = target
             .push(true, |config| {
                 edit::set_weights(
                     config,
@@ -142,7 +142,7 @@ impl Rollout {
         if self.dry_run {
             println!(
                 "dry run: {} not written, no rollout started",
-                pusher.file.path().display()
+                target.describe()
             );
             return Ok(End::DryRun);
         }
@@ -153,7 +153,7 @@ impl Rollout {
         let mut judgement = Judgement::new(self.judge.clone())?;
 
         for (index, &weight) in self.steps.iter().enumerate() {
-            self.set_weight(pusher, weight)?;
+            self.set_weight(target, weight)?;
             audit.write(json!({"event": "step", "step": index + 1, "weight": weight}))?;
             if weight >= 100.0 {
                 // Nothing is left to compare against: reaching 100 % is the promotion.
@@ -164,13 +164,13 @@ impl Rollout {
                 break;
             }
             if !self.pause(self.settle, interrupted) {
-                let end = self.interrupted(pusher, weight)?;
+                let end = self.interrupted(target, weight)?;
                 return self.finish(&mut audit, end, &history);
             }
             let mut baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
                 Read::Metrics(reading) => reading,
                 other => {
-                    let end = self.unread(pusher, weight, other)?;
+                    let end = self.unread(target, weight, other)?;
                     return self.finish(&mut audit, end, &history);
                 }
             };
@@ -185,13 +185,13 @@ impl Rollout {
             let mut holds = 0;
             loop {
                 if !self.wait(index, weight, interrupted) {
-                    let end = self.interrupted(pusher, weight)?;
+                    let end = self.interrupted(target, weight)?;
                     return self.finish(&mut audit, end, &history);
                 }
                 let now = match self.read_with_retries(source, interrupted, &mut audit)? {
                     Read::Metrics(reading) => reading,
                     other => {
-                        let end = self.unread(pusher, weight, other)?;
+                        let end = self.unread(target, weight, other)?;
                         return self.finish(&mut audit, end, &history);
                     }
                 };
@@ -243,13 +243,13 @@ impl Rollout {
                     }
                     StepAction::Fail => {
                         history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
-                        self.roll_back(pusher)?;
+                        self.roll_back(target)?;
                         let end = End::RolledBack(format!("at {weight}%: {}", verdict.reason));
                         return self.finish(&mut audit, end, &history);
                     }
                 }
                 if interrupted.load(Ordering::SeqCst) {
-                    let end = self.interrupted(pusher, weight)?;
+                    let end = self.interrupted(target, weight)?;
                     return self.finish(&mut audit, end, &history);
                 }
             }
@@ -258,8 +258,8 @@ impl Rollout {
         self.finish(&mut audit, End::Promoted(last), &history)
     }
 
-    fn set_weight(&self, pusher: &Pusher, weight: f64) -> Result<()> {
-        pusher
+    fn set_weight(&self, target: &Target, weight: f64) -> Result<()> {
+        target
             .push(false, |config| {
                 edit::set_weights(
                     config,
@@ -275,9 +275,9 @@ impl Rollout {
     /// weight goes to 0 in the judged split and in every other split that names it (a rule's
     /// own split would otherwise keep sending its users there). Says which splits changed and
     /// which pins still send testers to it.
-    fn roll_back(&self, pusher: &Pusher) -> Result<()> {
+    fn roll_back(&self, target: &Target) -> Result<()> {
         let canary = self.canary.clone();
-        let (update, _) = pusher
+        let (update, _) = target
             .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
             .context("rolling back")?;
         let (_, changed) = edit::withdraw(&update.before, &self.canary)?;
@@ -316,24 +316,24 @@ impl Rollout {
     }
 
     /// The end when the source could not be read: roll back, or obey the interrupt.
-    fn unread(&self, pusher: &Pusher, weight: f64, read: Read) -> Result<End> {
+    fn unread(&self, target: &Target, weight: f64, read: Read) -> Result<End> {
         match read {
             Read::Failed(reason) => {
-                self.roll_back(pusher)?;
+                self.roll_back(target)?;
                 Ok(End::RolledBack(reason))
             }
-            _ => self.interrupted(pusher, weight),
+            _ => self.interrupted(target, weight),
         }
     }
 
-    fn interrupted(&self, pusher: &Pusher, weight: f64) -> Result<End> {
+    fn interrupted(&self, target: &Target, weight: f64) -> Result<End> {
         Ok(match self.on_interrupt {
             OnInterrupt::Hold => End::Stopped(
                 weight,
                 format!("interrupted: `{}` held at {weight}%", self.canary),
             ),
             OnInterrupt::Rollback => {
-                self.roll_back(pusher)?;
+                self.roll_back(target)?;
                 End::RolledBack(format!(
                     "interrupted at {weight}% (--on-interrupt rollback)"
                 ))

@@ -4,6 +4,7 @@
 
 pub mod envoy;
 pub mod h2c;
+pub mod kube;
 pub mod load;
 pub mod mesh;
 pub mod prometheus;

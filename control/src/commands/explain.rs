@@ -11,7 +11,11 @@ use crate::{config_file, explain};
 
 /// Explains the request the arguments describe, printing text or JSON.
 pub fn exec(args: ExplainArgs) -> Result<()> {
-    let (config, plan) = config_file::from_args(args.config, args.ecds)?;
+    let wasmplugin = args
+        .wasmplugin
+        .as_deref()
+        .map(|reference| (reference, args.kubectl.kubectl()));
+    let (config, plan) = config_file::from_args(args.config, args.ecds, wasmplugin)?;
     let mut request = explain::describe_request(&args.headers, &args.cookies)?;
     if let Some(region) = &args.region {
         let Some(spec) = &config.region else {

@@ -12,7 +12,7 @@ use crate::istio::{self, IstioOptions};
 /// Renders the resources for the configuration; prints them, or applies them with `--apply`.
 pub fn exec(args: IstioArgs) -> Result<()> {
     // The configuration Istio's plugin runs is compiled by `istio::render` itself.
-    let (config, _) = config_file::from_args(args.config.clone(), args.ecds.clone())?;
+    let (config, _) = config_file::from_args(args.config.clone(), args.ecds.clone(), None)?;
     let apply = args.apply;
     let yaml = istio::render(&config, &options(args))?;
     if !apply {

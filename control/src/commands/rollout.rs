@@ -10,31 +10,37 @@ use anyhow::{bail, Result};
 use crate::admin::Admin;
 use crate::cli::RolloutArgs;
 use crate::commands::ExitStatus;
-use crate::ecds::EcdsFile;
 use crate::edit;
 use crate::judge::JudgeSettings;
 use crate::push::{Pusher, DEFAULT_FLEET_TIMEOUT};
 use crate::rollout::{End, Rollout};
 use crate::source::Source;
+use crate::target::Target;
+use crate::wasmplugin::WasmPlugin;
 
 /// Runs the rollout until it ends (it prints its own summary); the end is the exit status.
 pub fn exec(args: RolloutArgs) -> Result<ExitStatus> {
-    let file = args.target.file();
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
+    let target = match &args.target.wasmplugin {
+        // The admin endpoints are the metrics source only: istiod delivers each step.
+        Some(reference) => {
+            Target::WasmPlugin(WasmPlugin::new(reference, args.target.kubectl.kubectl())?)
+        }
+        None => Target::EcdsFile(Pusher {
+            file: args.target.file(),
+            admin: admins.first().cloned(),
+            fleet: admins.clone(),
+            fleet_timeout: DEFAULT_FLEET_TIMEOUT,
+        }),
+    };
     let prometheus = args.prometheus.clone();
-    let rollout = plan(args, &file)?;
+    let rollout = plan(args, &target)?;
     let source = source(prometheus.as_deref(), &admins)?;
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    let pusher = Pusher {
-        file,
-        admin: admins.first().cloned(),
-        fleet: admins,
-        fleet_timeout: DEFAULT_FLEET_TIMEOUT,
-    };
-    Ok(exit_status(&rollout.run(&pusher, &source, &interrupted)?))
+    Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
 }
 
 /// The exit status of a rollout that ended so.
@@ -57,17 +63,21 @@ pub fn source(prometheus: Option<&str>, admins: &[Admin]) -> Result<Source> {
     })
 }
 
-/// The rollout the flags describe, for the configuration in `file` (read, so that an unreadable
-/// file stops the rollout before anything else; it names the canary when `--canary` does not).
-pub fn plan(args: RolloutArgs, file: &EcdsFile) -> Result<Rollout> {
-    let config = file.read()?.config;
+/// The rollout the flags describe, for the configuration in `target` (read, so that an
+/// unreadable one stops the rollout before anything else; it names the canary when `--canary`
+/// does not).
+pub fn plan(args: RolloutArgs, target: &Target) -> Result<Rollout> {
+    let (config, _) = target.read()?;
     let canary = match args.canary {
         Some(canary) => canary,
         None => edit::the_canary(&config, "rolled out", " with --canary")?,
     };
     let audit = match args.audit {
         Some(path) => path,
-        None => default_audit(file.path()),
+        None => match target {
+            Target::EcdsFile(pusher) => default_audit(pusher.file.path()),
+            Target::WasmPlugin(plugin) => wasmplugin_audit(plugin),
+        },
     };
     Ok(Rollout {
         steps: args.steps,
@@ -97,6 +107,15 @@ pub fn default_audit(ecds: &Path) -> PathBuf {
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     dir.join(".canaryctl").join("rollout-audit.jsonl")
+}
+
+/// The audit log of a rollout through a WasmPlugin: `.canaryctl/rollout-audit.NAMESPACE.NAME.jsonl`
+/// in the current directory.
+pub fn wasmplugin_audit(plugin: &WasmPlugin) -> PathBuf {
+    PathBuf::from(".canaryctl").join(format!(
+        "rollout-audit.{}.{}.jsonl",
+        plugin.namespace, plugin.name
+    ))
 }
 
 #[cfg(test)]

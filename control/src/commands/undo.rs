@@ -5,15 +5,12 @@ use anyhow::Result;
 use crate::cli::UndoArgs;
 use crate::commands::write;
 
-/// Restores the previous version of the file, previewing who moves back.
+/// Restores the previous version of the configuration, previewing who moves back.
 pub fn exec(args: UndoArgs) -> Result<()> {
-    let pusher = write::pusher(&args.target, &args.confirm);
-    let (update, applied) = pusher.undo()?;
+    let target = write::target(&args.target, &args.confirm)?;
+    let (update, applied) = target.undo()?;
     print!("{}", write::preview(&update));
-    println!(
-        "restored the previous version of {}",
-        pusher.file.path().display()
-    );
-    print!("{}", write::report(&pusher, &applied));
+    println!("restored the previous version of {}", target.describe());
+    print!("{}", target.report(&applied));
     Ok(())
 }

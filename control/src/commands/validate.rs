@@ -4,10 +4,14 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
+use canary_filter::{CanaryConfig, RoutingPlan};
+
 use crate::cli::ValidateArgs;
 use crate::config_file;
+use crate::wasmplugin::WasmPlugin;
 
-/// Validates every file, printing a line for each; an error if any is invalid.
+/// Validates every file and the WasmPlugin if one is named, printing a line for each; an
+/// error if any is invalid.
 pub fn exec(args: ValidateArgs) -> Result<()> {
     let mut failed = 0;
     for path in &args.files {
@@ -19,11 +23,23 @@ pub fn exec(args: ValidateArgs) -> Result<()> {
             }
         }
     }
+    let mut checked = args.files.len();
+    if let Some(reference) = &args.wasmplugin {
+        checked += 1;
+        let plugin = WasmPlugin::new(reference, args.kubectl.kubectl())?;
+        match plugin.read() {
+            Ok(contents) => println!(
+                "{}",
+                summary_line(&plugin.describe(), &contents.config, &contents.plan)
+            ),
+            Err(err) => {
+                failed += 1;
+                eprintln!("{err:#}");
+            }
+        }
+    }
     if failed > 0 {
-        bail!(
-            "{failed} of {} configurations are invalid",
-            args.files.len()
-        );
+        bail!("{failed} of {checked} configurations are invalid");
     }
     Ok(())
 }
@@ -31,13 +47,17 @@ pub fn exec(args: ValidateArgs) -> Result<()> {
 /// The line printed for a valid file; an error for an invalid one.
 pub fn summary(path: &Path) -> Result<String> {
     let (config, plan) = config_file::load(path)?;
-    Ok(format!(
-        "{}: valid ({} versions, default `{}`, {} rules)",
-        path.display(),
+    Ok(summary_line(&path.display().to_string(), &config, &plan))
+}
+
+/// The line printed for a valid configuration found at `what`.
+pub fn summary_line(what: &str, config: &CanaryConfig, plan: &RoutingPlan) -> String {
+    format!(
+        "{what}: valid ({} versions, default `{}`, {} rules)",
         plan.versions().len(),
         config.default,
         config.rules.len()
-    ))
+    )
 }
 
 #[cfg(test)]

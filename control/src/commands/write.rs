@@ -1,17 +1,19 @@
-//! What the commands that change the ECDS file share: the pusher their flags describe, the
-//! preview, the write and the report of Envoy's confirmation.
+//! What the commands that change the configuration share: the target their flags describe,
+//! the preview, the write and the report of what became of it.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
-use crate::cli::{Confirm, Target, WriteArgs};
+use crate::cli::{Confirm, TargetArgs, WriteArgs};
 use crate::ecds::Update;
 use crate::movement;
-use crate::push::{Applied, Pusher};
+use crate::push::Pusher;
+use crate::target::Target;
+use crate::wasmplugin::WasmPlugin;
 
 /// The file and the Envoys that `--ecds`, `--admin` and their companions name.
-pub fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
+pub fn pusher(target: &TargetArgs, confirm: &Confirm) -> Pusher {
     let fleet: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
     Pusher {
         file: target.file(),
@@ -21,38 +23,37 @@ pub fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
     }
 }
 
-/// What Envoy said about a write, as printed (empty when nothing was written).
-pub fn report(pusher: &Pusher, applied: &Applied) -> String {
-    match applied {
-        Applied::Accepted(after, fleet) => {
-            let base = pusher.admin.as_ref().map_or("", Admin::base);
-            let mut out = format!("Envoy at {base} accepted it ({} ms)\n", after.as_millis());
-            if let Some(fleet) = fleet {
-                out += &format!(
-                    "{} of {} Envoys run it ({} ms)\n",
-                    fleet.running,
-                    fleet.total,
-                    fleet.after.as_millis()
+/// The target the flags name: the WasmPlugin of `--wasmplugin`, else the ECDS file with the
+/// Envoys of `--admin` to confirm a write. `--admin` with a WasmPlugin is refused: istiod,
+/// not canaryctl, delivers its configuration, and canaryctl cannot confirm that (README, "The
+/// Istio target").
+pub fn target(target: &TargetArgs, confirm: &Confirm) -> Result<Target> {
+    match &target.wasmplugin {
+        Some(reference) => {
+            if !confirm.admin.is_empty() {
+                bail!(
+                    "--admin (or CANARY_ADMIN) confirms a write to the ECDS file with Envoy's \
+                     counters; with --wasmplugin istiod delivers the change and canaryctl does \
+                     not confirm it: drop --admin"
                 );
             }
-            out
+            Ok(Target::WasmPlugin(WasmPlugin::new(
+                reference,
+                target.kubectl.kubectl(),
+            )?))
         }
-        Applied::Unconfirmed => {
-            "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)\n"
-                .to_string()
-        }
-        Applied::NotWritten => String::new(),
+        None => Ok(Target::EcdsFile(pusher(target, confirm))),
     }
 }
 
-/// The line that says what became of the file at `path`.
-pub fn written(path: &str, dry_run: bool, update: &Update) -> String {
+/// The line that says what became of the target named `what`.
+pub fn written(what: &str, dry_run: bool, update: &Update) -> String {
     if dry_run {
-        format!("dry run: {path} not written\n")
+        format!("dry run: {what} not written\n")
     } else if !update.written {
-        format!("no change: {path} left as it was\n")
+        format!("no change: {what} left as it was\n")
     } else {
-        format!("wrote {path} (the previous version is kept for `canaryctl undo`)\n")
+        format!("wrote {what} (the previous version is kept for `canaryctl undo`)\n")
     }
 }
 
@@ -66,18 +67,17 @@ pub fn preview(update: &Update) -> String {
     )
 }
 
-/// Validates, previews, writes (unless a dry run) and confirms with Envoy when asked.
+/// Validates, previews, writes (unless a dry run) and reports what became of the write.
 pub fn apply(
     write: &WriteArgs,
     change: impl Fn(&CanaryConfig) -> Result<CanaryConfig>,
 ) -> Result<Update> {
-    let pusher = pusher(&write.target, &write.confirm);
-    let path = pusher.file.path().display().to_string();
-    let (update, applied) = pusher.push(write.dry_run, change)?;
+    let target = target(&write.target, &write.confirm)?;
+    let (update, applied) = target.push(write.dry_run, change)?;
     print!("{}", preview(&update));
-    print!("{}", written(&path, write.dry_run, &update));
+    print!("{}", written(&target.describe(), write.dry_run, &update));
     if update.written && !write.dry_run {
-        print!("{}", report(&pusher, &applied));
+        print!("{}", target.report(&applied));
     }
     Ok(update)
 }
@@ -88,7 +88,7 @@ mod tests {
 
     use super::*;
     use crate::ecds::EcdsFile;
-    use crate::push::FleetReport;
+    use crate::push::{Applied, FleetReport};
 
     fn update(written: bool) -> Update {
         let config = CanaryConfig::from_json(
@@ -128,12 +128,13 @@ mod tests {
     #[test]
     fn the_report_names_the_confirming_envoy_and_the_fleet() {
         let admin = Admin::new("127.0.0.1:9901");
-        let pusher = Pusher {
+        let base = admin.base().to_string();
+        let target = Target::EcdsFile(Pusher {
             file: EcdsFile::new("e.yaml"),
             admin: Some(admin.clone()),
             fleet: vec![admin.clone(), admin],
             fleet_timeout: Duration::from_secs(1),
-        };
+        });
         let fleet = FleetReport {
             running: 2,
             total: 2,
@@ -141,23 +142,21 @@ mod tests {
             behind: Vec::new(),
         };
         assert_eq!(
-            report(
-                &pusher,
-                &Applied::Accepted(Duration::from_millis(12), Some(fleet))
-            ),
-            format!(
-                "Envoy at {} accepted it (12 ms)\n2 of 2 Envoys run it (40 ms)\n",
-                pusher.admin.as_ref().unwrap().base()
-            )
+            target.report(&Applied::Accepted(Duration::from_millis(12), Some(fleet))),
+            format!("Envoy at {base} accepted it (12 ms)\n2 of 2 Envoys run it (40 ms)\n")
         );
-        assert_eq!(report(&pusher, &Applied::NotWritten), "");
-        assert!(report(&pusher, &Applied::Unconfirmed).starts_with("Envoy applies it"));
+        assert_eq!(target.report(&Applied::NotWritten), "");
+        assert!(target
+            .report(&Applied::Unconfirmed)
+            .starts_with("Envoy applies it"));
     }
 
     #[test]
     fn the_pusher_confirms_with_the_first_admin() {
-        let target = Target {
+        let target = TargetArgs {
             ecds: "e.yaml".into(),
+            wasmplugin: None,
+            kubectl: Default::default(),
             lock_timeout: Duration::from_secs(1),
             force: false,
         };
