@@ -332,9 +332,17 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Refresh every SECONDS until Ctrl-C.
+    /// Refresh every SECONDS until Ctrl-C, showing each version's rates over the refresh
+    /// interval (req/s, 5xx %, latency).
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     pub watch: Option<f64>,
+    /// With --watch: stop after this many refreshes.
+    #[arg(long, requires = "watch")]
+    pub count: Option<u64>,
+    /// Only the requests of this rule label (a rule's name, or `weights` for the top-level
+    /// split, `default` for those no rule or split placed).
+    #[arg(long)]
+    pub rule: Option<String>,
 }
 
 #[derive(Args)]

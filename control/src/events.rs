@@ -196,7 +196,12 @@ impl Event {
                 stable,
                 ..
             } => format!(
-                "`{canary}` step {step} at {weight}%: {outcome:?} ({reason}); canary {} req {:.2}% 5xx, stable {} req {:.2}% 5xx",
+                "`{canary}` step {step} at {weight}%: {} ({reason}); canary {} req {:.2}% 5xx, stable {} req {:.2}% 5xx",
+                match outcome {
+                    StepAction::Pass => "pass",
+                    StepAction::Hold => "hold",
+                    StepAction::Fail => "FAIL",
+                },
                 ours.responses, ours.error_rate, stable.responses, stable.error_rate
             ),
             Event::Hold {
@@ -242,12 +247,13 @@ impl Event {
     }
 }
 
-/// An event as written: the event's fields, the canary and the time (seconds since the epoch).
+/// An event as written: the event's fields, the version rolled out (`rollout_of`: an event's
+/// `canary` field is the canary's counts) and the time (seconds since the epoch).
 #[derive(Debug, Clone, Serialize)]
 pub struct Record<'a> {
     #[serde(flatten)]
     pub event: &'a Event,
-    pub canary: &'a str,
+    pub rollout_of: &'a str,
     pub time: f64,
 }
 
@@ -266,7 +272,7 @@ mod tests {
         };
         let record = Record {
             event: &event,
-            canary: "canary",
+            rollout_of: "canary",
             time: 1.5,
         };
         let value = serde_json::to_value(&record).ok();
@@ -275,7 +281,7 @@ mod tests {
             Some(serde_json::json!({
                 "event": "gate_refused", "gate": "promote", "url": "http://127.0.0.1:1/gate",
                 "refusals": 1, "max_refusals": 3, "reason": "answered 409",
-                "canary": "canary", "time": 1.5
+                "rollout_of": "canary", "time": 1.5
             }))
         );
         assert_eq!(event.name(), "gate_refused");

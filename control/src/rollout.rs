@@ -166,7 +166,7 @@ impl Reporter {
     fn emit(&mut self, event: Event) -> Result<()> {
         let record = Record {
             event: &event,
-            canary: &self.canary,
+            rollout_of: &self.canary,
             time: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
