@@ -14,17 +14,30 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     label: String,
     plain_every: Duration,
-    last_plain: Instant,
+    /// When the last plain line was printed; `None` before the first.
+    last_plain: Option<Instant>,
 }
 
 impl Progress {
-    /// A display for a wait of `total`, labelled `label`; plain lines every `plain_every` when
-    /// standard error is no terminal.
-    pub fn new(label: String, total: Duration, plain_every: Duration) -> Progress {
+    /// A display for a wait of `total`, labelled `label`; when standard error is no terminal,
+    /// plain lines every `plain_every`, the first at once if `plain_at_once` (else after
+    /// `plain_every`).
+    pub fn new(
+        label: String,
+        total: Duration,
+        plain_every: Duration,
+        plain_at_once: bool,
+    ) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(u64::try_from(total.as_millis()).unwrap_or(u64::MAX));
+            // A wait of unknown length (a pause) spins instead of filling a bar.
+            let (bar, template) = if total.is_zero() {
+                (ProgressBar::new_spinner(), "  {prefix} {spinner} {msg}")
+            } else {
+                let length = u64::try_from(total.as_millis()).unwrap_or(u64::MAX);
+                (ProgressBar::new(length), "  {prefix} {bar:20} {msg}")
+            };
             bar.set_style(
-                ProgressStyle::with_template("  {prefix} {bar:20} {msg}")
+                ProgressStyle::with_template(template)
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.set_prefix(label.clone());
@@ -34,7 +47,7 @@ impl Progress {
             bar,
             label,
             plain_every,
-            last_plain: Instant::now(),
+            last_plain: (!plain_at_once).then(Instant::now),
         }
     }
 
@@ -43,13 +56,20 @@ impl Progress {
     pub fn show(&mut self, elapsed: Duration, message: &str) {
         match &self.bar {
             Some(bar) => {
-                bar.set_position(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+                if bar.length().is_some() {
+                    bar.set_position(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+                } else {
+                    bar.tick();
+                }
                 bar.set_message(message.to_string());
             }
             None => {
-                if self.last_plain.elapsed() >= self.plain_every {
-                    eprintln!("  {} {message}", self.label);
-                    self.last_plain = Instant::now();
+                if self
+                    .last_plain
+                    .is_none_or(|last| last.elapsed() >= self.plain_every)
+                {
+                    eprintln!("  {}: {message}", self.label);
+                    self.last_plain = Some(Instant::now());
                 }
             }
         }

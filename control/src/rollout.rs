@@ -601,7 +601,8 @@ impl Rollout {
         let mut progress = Progress::new(
             format!("paused at {weight}%"),
             Duration::ZERO,
-            Duration::from_secs(30),
+            Duration::from_secs(60),
+            false,
         );
         let started = Instant::now();
         while request.is_none() {
@@ -796,17 +797,18 @@ impl Rollout {
         if self.settle.is_zero() {
             return true;
         }
+        // One plain line: what it waits for does not change.
         let mut progress = Progress::new(
             format!("settle at {weight}%"),
             self.settle,
-            progress::plain_cadence(self.settle),
+            self.settle,
+            true,
         );
         let message = format!(
             "{}: waiting for Envoy's stats flush (and the Prometheus scrape) so that no request \
              routed before the push is counted (--settle)",
             humantime::format_duration(self.settle)
         );
-        eprintln!("  settle at {weight}%: {message}");
         let started = Instant::now();
         while started.elapsed() < self.settle {
             if interrupted.load(Ordering::SeqCst) {
@@ -835,6 +837,7 @@ impl Rollout {
             format!("step {}/{} at {weight}%", index + 1, self.steps.len()),
             self.interval,
             progress::plain_cadence(self.interval),
+            false,
         );
         let started = Instant::now();
         let mut message = "collecting".to_string();

@@ -299,7 +299,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
         rolled_back["reason"]
             .as_str()
             .unwrap()
-            .starts_with("at 10%: errors:"),
+            .contains("errors: canary 5xx"),
         "{rolled_back}"
     );
     // The audit log holds the same events.
@@ -328,7 +328,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("step 1/4 at 10% canary"),
+        stderr.contains("step 1/4 at 10%: canary"),
         "no progress line: {stderr}"
     );
 }
