@@ -626,7 +626,8 @@ fn pause_command(mesh: &Mesh, action: &str) -> Output {
 /// The manual gate with two processes: a rollout paused at --pause-at 10 waits (its state in
 /// .canaryctl/ next to the ECDS file) until a second canaryctl says `rollout resume`, then goes
 /// on to promotion; paused again, `rollout abort` rolls it back. With nothing paused, resume
-/// and abort say so and exit 1.
+/// and abort say so and exit 1. A resume given after the paused process died is kept for the
+/// next rollout that reaches the weight.
 #[test]
 fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
     let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
@@ -743,6 +744,35 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
             assert!(set.status.success());
         }
     }
+
+    // The state outlives the process: a rollout killed while paused, resumed afterwards; the
+    // next rollout of the canary that reaches 10 % finds the resume and goes on at once.
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let killed = Running::spawn(rollout_command(&mesh, audit.path(), &plan));
+    killed.until(Duration::from_secs(60), |line| {
+        line.contains("\"event\":\"paused\"")
+    });
+    let pid = killed.child.as_ref().unwrap().id();
+    drop(killed);
+    assert!(state.exists(), "a killed rollout leaves its pause state");
+    let output = pause_command(&mesh, "resume");
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!(
+            "the rollout of `canary` paused at 10% (pid {pid}) is not running; the next rollout \
+             of `canary` that reaches 10% goes on to its next step ({})",
+            state.display()
+        )
+    );
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let output = run(rollout_command(&mesh, audit.path(), &plan));
+    assert_eq!(output.status.code(), Some(0), "promoted without waiting");
+    let tags = tags(&json_lines(&String::from_utf8_lossy(&output.stdout)));
+    let paused = tags.iter().position(|t| t == "paused").unwrap();
+    assert_eq!(tags[paused + 1], "resumed", "{tags:?}");
+    assert_eq!(tags.last().map(String::as_str), Some("promoted"));
+    assert!(!state.exists());
     load.stop();
 }
 

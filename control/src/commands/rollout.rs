@@ -44,7 +44,8 @@ fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
         );
     } else {
         println!(
-            "the rollout of `{}` paused at {}% (pid {}) is not running; the next rollout of              `{}` that reaches {}% {what} ({})",
+            "the rollout of `{}` paused at {}% (pid {}) is not running; the next rollout of \
+             `{}` that reaches {}% {what} ({})",
             state.canary,
             state.weight,
             state.pid,
