@@ -149,27 +149,6 @@ pub enum Event {
 }
 
 impl Event {
-    /// The event's tag, as serialized.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Event::Started { .. } => "started",
-            Event::Step { .. } => "step",
-            Event::Verdict { .. } => "verdict",
-            Event::Hold { .. } => "hold",
-            Event::SourceError { .. } => "source_error",
-            Event::GateWaiting { .. } => "gate_waiting",
-            Event::GateApproved { .. } => "gate_approved",
-            Event::GateRefused { .. } => "gate_refused",
-            Event::GateFailed { .. } => "gate_failed",
-            Event::Paused { .. } => "paused",
-            Event::Resumed { .. } => "resumed",
-            Event::Interrupted { .. } => "interrupted",
-            Event::Promoted { .. } => "promoted",
-            Event::RolledBack { .. } => "rolled_back",
-            Event::Stopped { .. } => "stopped",
-        }
-    }
-
     /// One line for people (the Slack payload's text), naming the canary.
     pub fn text(&self, canary: &str) -> String {
         match self {
@@ -284,7 +263,6 @@ mod tests {
                 "rollout_of": "canary", "time": 1.5
             }))
         );
-        assert_eq!(event.name(), "gate_refused");
         assert_eq!(
             event.text("canary"),
             "`canary`: --gate-promote http://127.0.0.1:1/gate refused (1 of 3, \

@@ -102,11 +102,6 @@ impl Notifier {
         }
     }
 
-    /// Whether any hook is configured.
-    pub fn is_empty(&self) -> bool {
-        self.hooks.is_empty()
-    }
-
     /// Queues the event for every hook: `record` is its JSON object, `text` its line for people.
     pub fn send<T: Serialize>(&self, record: &T, text: &str) {
         let body = match self.format {

@@ -31,7 +31,10 @@ impl Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             // A wait of unknown length (a pause) spins instead of filling a bar.
             let (bar, template) = if total.is_zero() {
-                (ProgressBar::new_spinner(), "  {prefix} {spinner} {wide_msg}")
+                (
+                    ProgressBar::new_spinner(),
+                    "  {prefix} {spinner} {wide_msg}",
+                )
             } else {
                 let length = u64::try_from(total.as_millis()).unwrap_or(u64::MAX);
                 (ProgressBar::new(length), "  {prefix} {bar:20} {wide_msg}")

@@ -54,21 +54,6 @@ pub struct Hooks {
     pub on_gate_failure: OnGateFailure,
 }
 
-impl Default for Hooks {
-    fn default() -> Hooks {
-        Hooks {
-            notify: Vec::new(),
-            notify_format: NotifyFormat::Json,
-            notify_timeout: Duration::from_secs(2),
-            gate_step: None,
-            gate_promote: None,
-            gate_timeout: Duration::from_secs(10),
-            gate_max_refusals: 3,
-            on_gate_failure: OnGateFailure::Rollback,
-        }
-    }
-}
-
 /// The plan and its settings.
 pub struct Rollout {
     /// Weights to step through, strictly increasing, each in (0, 100].
