@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::DEFAULT_ADMIN;
 use crate::ecds::EcdsFile;
+use crate::hooks::{NotifyFormat, OnGateFailure};
 use crate::kubectl::Kubectl;
 use crate::rollout::OnInterrupt;
 use crate::wasmplugin::WASMPLUGIN_ENV;
@@ -59,8 +60,9 @@ pub enum Cmd {
     /// Render the Istio resources (WasmPlugin, DestinationRule, VirtualService).
     Istio(IstioArgs),
     /// Step the canary through a plan, judging it against stable each interval; promote or
-    /// roll back. Exit 0 promoted, 3 rolled back, 1 error or stopped.
-    Rollout(RolloutArgs),
+    /// roll back. Exit 0 promoted, 3 rolled back, 1 error or stopped. `rollout resume` and
+    /// `rollout abort` answer a rollout paused by --pause-at.
+    Rollout(RolloutCommand),
 }
 
 // The arguments of each command (no doc comments: a struct's doc would replace the command's
@@ -100,6 +102,34 @@ pub struct UndoArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub confirm: Confirm,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct RolloutCommand {
+    #[command(subcommand)]
+    pub action: Option<RolloutAction>,
+    #[command(flatten)]
+    pub run: RolloutArgs,
+}
+
+#[derive(Subcommand)]
+pub enum RolloutAction {
+    /// Let the rollout paused at a --pause-at weight go on to its next step.
+    Resume(PauseArgs),
+    /// Roll back the rollout paused at a --pause-at weight.
+    Abort(PauseArgs),
+}
+
+#[derive(Args)]
+pub struct PauseArgs {
+    /// The ECDS file of the paused rollout (its pause state is next to it, in .canaryctl/).
+    #[arg(long, env = ECDS_ENV, default_value = DEFAULT_ECDS)]
+    pub ecds: PathBuf,
+    /// The WasmPlugin NAMESPACE/NAME of the paused rollout (its pause state is in .canaryctl/
+    /// of the directory the rollout was started in).
+    #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME", conflicts_with = "ecds")]
+    pub wasmplugin: Option<String>,
 }
 
 #[derive(Args)]
@@ -163,6 +193,38 @@ pub struct RolloutArgs {
     /// Print the plan and who moves at the first step; write nothing, start nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print the rollout's events on standard output, one JSON object a line (the lines for
+    /// people go to standard error).
+    #[arg(long)]
+    pub json: bool,
+    /// POST every event to this URL, fire and forget (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub notify: Vec<String>,
+    /// The notification's body: the event's JSON, or Slack's {"text": ...}.
+    #[arg(long, value_enum, default_value = "json")]
+    pub notify_format: NotifyFormat,
+    /// How long one notification may take before it is given up, with a warning.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub notify_timeout: Duration,
+    /// Before each step, POST the context here and wait for a 2xx; other answers hold.
+    #[arg(long, value_name = "URL")]
+    pub gate_step: Option<String>,
+    /// Before the promotion, POST the context here and wait for a 2xx; other answers hold.
+    #[arg(long, value_name = "URL")]
+    pub gate_promote: Option<String>,
+    /// How long a gate has to answer; past it the gate has failed (--on-gate-failure).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub gate_timeout: Duration,
+    /// Refusals in a row, one per interval, after which a gate has failed.
+    #[arg(long, default_value_t = 3)]
+    pub gate_max_refusals: u32,
+    /// What a failed gate does: roll back, or stop with the weight where it is.
+    #[arg(long, value_enum, default_value = "rollback")]
+    pub on_gate_failure: OnGateFailure,
+    /// Pause once the step at this weight has passed, until `canaryctl rollout resume` (or
+    /// `abort`) from another terminal (repeatable, or comma-separated).
+    #[arg(long, value_name = "WEIGHT", value_delimiter = ',')]
+    pub pause_at: Vec<f64>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -315,7 +377,8 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Refresh every SECONDS until Ctrl-C.
+    /// Refresh every SECONDS until Ctrl-C, showing each version's rates over the refresh
+    /// interval (req/s, 5xx %, latency).
     #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
     pub watch: Option<f64>,
     /// Also show the configuration of the Istio WasmPlugin NAMESPACE/NAME, through kubectl.
@@ -323,6 +386,13 @@ pub struct StatusArgs {
     pub wasmplugin: Option<String>,
     #[command(flatten)]
     pub kubectl: KubectlArgs,
+    /// With --watch: stop after this many refreshes.
+    #[arg(long, requires = "watch")]
+    pub count: Option<u64>,
+    /// Only the requests of this rule label (a rule's name, or `weights` for the top-level
+    /// split, `default` for those no rule or split placed).
+    #[arg(long)]
+    pub rule: Option<String>,
 }
 
 #[derive(Args)]
@@ -447,7 +517,11 @@ mod tests {
 
     #[test]
     fn rollout_defaults_are_the_documented_ones() {
-        let Ok(Cmd::Rollout(args)) = parse(&["rollout", "--admin", "127.0.0.1:9901"]) else {
+        let Ok(Cmd::Rollout(RolloutCommand {
+            action: None,
+            run: args,
+        })) = parse(&["rollout", "--admin", "127.0.0.1:9901"])
+        else {
             panic!("rollout did not parse");
         };
         assert_eq!(args.steps, [1.0, 5.0, 10.0, 25.0, 50.0, 100.0]);
@@ -458,6 +532,46 @@ mod tests {
         assert_eq!(args.alpha, 0.01);
         assert_eq!(args.admin, ["127.0.0.1:9901"]);
         assert_eq!(args.on_interrupt, OnInterrupt::Hold);
+        assert!(!args.json && args.notify.is_empty() && args.pause_at.is_empty());
+        assert_eq!(args.gate_timeout, Duration::from_secs(10));
+        assert_eq!(args.gate_max_refusals, 3);
+        assert_eq!(args.on_gate_failure, OnGateFailure::Rollback);
+        assert_eq!(args.notify_format, NotifyFormat::Json);
+    }
+
+    #[test]
+    fn rollout_resume_and_abort_are_subcommands_that_take_no_rollout_flags() {
+        let Ok(Cmd::Rollout(RolloutCommand {
+            action: Some(RolloutAction::Resume(resume)),
+            ..
+        })) = parse(&["rollout", "resume", "--ecds", "m/ecds.yaml"])
+        else {
+            panic!("rollout resume did not parse");
+        };
+        assert_eq!(resume.ecds, PathBuf::from("m/ecds.yaml"));
+        assert!(matches!(
+            parse(&["rollout", "abort"]),
+            Ok(Cmd::Rollout(RolloutCommand {
+                action: Some(RolloutAction::Abort(_)),
+                ..
+            }))
+        ));
+        assert!(parse(&["rollout", "--steps", "5,100", "resume"]).is_err());
+        let Ok(Cmd::Rollout(RolloutCommand { run, .. })) = parse(&[
+            "rollout",
+            "--pause-at",
+            "10,25",
+            "--pause-at",
+            "50",
+            "--notify",
+            "http://a",
+            "--notify",
+            "http://b",
+        ]) else {
+            panic!("rollout did not parse");
+        };
+        assert_eq!(run.pause_at, [10.0, 25.0, 50.0]);
+        assert_eq!(run.notify, ["http://a", "http://b"]);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `canaryctl rollout`: step the canary's weight through a plan; after each interval judge the
 //! canary against stable on that interval's counts (differences of two reads, not totals) in
-//! the cohort the split being ramped drew; then go on, hold, or roll back. Every decision is
-//! printed as a line people can follow and appended to an audit log as one JSON line.
+//! the cohort the split being ramped drew; then go on, hold, or roll back. Gate hooks can hold
+//! a step or the promotion, and a `--pause-at` weight waits for `canaryctl rollout resume`.
+//! Every decision is a line people can follow and an [`Event`]: appended to the audit log, on
+//! standard output with `--json`, and sent to the notification hooks.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,10 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
+use serde::Serialize;
 
+use crate::events::{CountsSummary, Event, GateKind, Record};
+use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
+use crate::pause::{PauseFile, Request};
+use crate::progress::{self, Progress};
 use crate::source::{MetricsReading, Source};
 use crate::target::Target;
 use crate::{edit, movement};
@@ -26,6 +31,27 @@ pub enum OnInterrupt {
     Hold,
     /// Set the canary's weight to 0.
     Rollback,
+}
+
+/// The webhooks of a rollout.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    /// Notification hooks: every event, fire and forget.
+    pub notify: Vec<String>,
+    /// Their payload.
+    pub notify_format: NotifyFormat,
+    /// How long one notification may take before it is given up.
+    pub notify_timeout: Duration,
+    /// Asked before each step's weight is pushed.
+    pub gate_step: Option<String>,
+    /// Asked before the promotion.
+    pub gate_promote: Option<String>,
+    /// How long a gate has to answer one request; past it, the gate has failed.
+    pub gate_timeout: Duration,
+    /// Refusals of one gate in a row after which it has failed.
+    pub gate_max_refusals: u32,
+    /// What a failed gate does.
+    pub on_gate_failure: OnGateFailure,
 }
 
 /// The plan and its settings.
@@ -55,6 +81,14 @@ pub struct Rollout {
     /// Print the plan and the first step's preview, then stop: nothing written, not even the
     /// audit log.
     pub dry_run: bool,
+    /// Events as JSON lines on standard output; the lines for people go to standard error.
+    pub json: bool,
+    /// The webhooks.
+    pub hooks: Hooks,
+    /// Weights (steps) to pause at once they have passed, until `rollout resume`.
+    pub pause_at: Vec<f64>,
+    /// The pause state file.
+    pub pause_file: PauseFile,
 }
 
 /// How a rollout ended.
@@ -68,6 +102,73 @@ pub enum End {
     Stopped(f64, String),
     /// A dry run: the plan and the first step's preview were printed, nothing was written.
     DryRun,
+}
+
+/// What a gate's questions came to.
+enum Gated {
+    /// Approved: go on.
+    Approved,
+    /// The rollout ends so.
+    Ended(End),
+}
+
+/// What a gate hook receives: where the rollout is and what it asks for.
+#[derive(Debug, Serialize)]
+struct GateContext<'a> {
+    gate: GateKind,
+    canary: &'a str,
+    stable: &'a str,
+    cohort: &'a str,
+    /// The step about to start (from 1), and its weight.
+    step: usize,
+    weight: f64,
+    /// The canary's weight now.
+    current_weight: f64,
+    steps: &'a [f64],
+    /// Refusals of this gate so far at this step.
+    refusals: u32,
+}
+
+/// Where the rollout's lines and events go.
+struct Reporter {
+    canary: String,
+    json: bool,
+    audit: Option<Audit>,
+    notifier: Notifier,
+}
+
+impl Reporter {
+    /// A line for people: standard output, or standard error under `--json`.
+    fn say(&self, line: &str) {
+        if self.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// Records the event: audit log, `--json`, notification hooks.
+    fn emit(&mut self, event: Event) -> Result<()> {
+        let record = Record {
+            event: &event,
+            rollout_of: &self.canary,
+            time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        };
+        let line = serde_json::to_string(&record)?;
+        if let Some(audit) = self.audit.as_mut() {
+            audit.write(&line)?;
+        }
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            out.flush()?;
+        }
+        self.notifier.send(&record, &event.text(&self.canary));
+        Ok(())
+    }
 }
 
 impl Rollout {
@@ -87,6 +188,22 @@ impl Rollout {
         if self.interval.is_zero() {
             bail!("--interval must be longer than zero");
         }
+        if let Some(bad) = self
+            .pause_at
+            .iter()
+            .find(|w| **w >= 100.0 || !self.steps.contains(w))
+        {
+            bail!(
+                "--pause-at {bad}: give a weight of --steps below 100 (the rollout pauses there \
+                 once the step has passed; --gate-promote holds the promotion)"
+            );
+        }
+        if self.hooks.gate_max_refusals == 0 {
+            bail!("--gate-max-refusals must be at least 1");
+        }
+        if self.hooks.gate_timeout.is_zero() {
+            bail!("--gate-timeout must be longer than zero");
+        }
         self.judge.check()
     }
 
@@ -104,6 +221,28 @@ impl Rollout {
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
         self.check()?;
+        let mut out = Reporter {
+            canary: self.canary.clone(),
+            json: self.json,
+            audit: None,
+            notifier: Notifier::new(
+                &self.hooks.notify,
+                self.hooks.notify_format,
+                self.hooks.notify_timeout,
+            ),
+        };
+        let end = self.run_with(&mut out, target, source, interrupted);
+        out.notifier.finish();
+        end
+    }
+
+    fn run_with(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        source: &Source,
+        interrupted: &Arc<AtomicBool>,
+    ) -> Result<End> {
         let first = self.steps.first().copied().unwrap_or(100.0);
         // Who moves at the first step, computed as `canaryctl set --dry-run` computes it; this
         // also refuses, before any push, what the first push would refuse.
@@ -117,7 +256,8 @@ impl Rollout {
             })
             .with_context(|| format!("the first step, {first}%"))?;
         let stable = first_step.before.default.clone();
-        println!(
+        let mut current = weight_in(&first_step.before, &self.canary, self.rule.as_deref());
+        out.say(&format!(
             "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
             self.canary,
             self.label(),
@@ -128,50 +268,82 @@ impl Rollout {
                 .join(" → "),
             humantime::format_duration(self.interval),
             source.describe()
+        ));
+        out.say(&format!("first step, `{}` at {first}%:", self.canary));
+        let preview = movement::preview_plans(
+            &first_step.before,
+            &first_step.before_plan,
+            &first_step.after,
+            &first_step.after_plan,
         );
-        println!("first step, `{}` at {first}%:", self.canary);
-        print!(
-            "{}",
-            movement::preview_plans(
-                &first_step.before,
-                &first_step.before_plan,
-                &first_step.after,
-                &first_step.after_plan
-            )
-        );
+        out.say(preview.trim_end_matches('\n'));
         if self.dry_run {
-            println!(
+            out.say(&format!(
                 "dry run: {} not written, no rollout started",
                 target.describe()
-            );
+            ));
             return Ok(End::DryRun);
         }
-        let mut audit = Audit::open(&self.audit)?;
-        println!("audit log: {}", self.audit.display());
+        out.audit = Some(Audit::open(&self.audit)?);
+        out.say(&format!("audit log: {}", self.audit.display()));
+        out.emit(Event::Started {
+            canary: self.canary.clone(),
+            stable: stable.clone(),
+            cohort: self.label().to_string(),
+            steps: self.steps.clone(),
+            interval_seconds: self.interval.as_secs_f64(),
+            source: source.describe(),
+            pause_at: self.pause_at.clone(),
+        })?;
         let mut history: Vec<String> = Vec::new();
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
 
         for (index, &weight) in self.steps.iter().enumerate() {
+            let mut gates = vec![(GateKind::Step, self.hooks.gate_step.as_deref())];
+            if weight >= 100.0 {
+                gates.push((GateKind::Promote, self.hooks.gate_promote.as_deref()));
+            }
+            for (kind, url) in gates {
+                let Some(url) = url else { continue };
+                let context = GateContext {
+                    gate: kind,
+                    canary: &self.canary,
+                    stable: &stable,
+                    cohort: self.label(),
+                    step: index + 1,
+                    weight,
+                    current_weight: current,
+                    steps: &self.steps,
+                    refusals: 0,
+                };
+                if let Gated::Ended(end) = self.gate(out, target, url, context, interrupted)? {
+                    return self.finish(out, end, &history);
+                }
+            }
             self.set_weight(target, weight)?;
-            audit.write(json!({"event": "step", "step": index + 1, "weight": weight}))?;
+            current = weight;
+            out.emit(Event::Step {
+                step: index + 1,
+                weight,
+            })?;
             if weight >= 100.0 {
                 // Nothing is left to compare against: reaching 100 % is the promotion.
                 history.push(format!(
                     "{weight:>6}%  promoted after {} judged step(s)",
                     index
                 ));
-                break;
+                return self.finish(out, End::Promoted(weight), &history);
             }
-            if !self.pause(self.settle, interrupted) {
-                let end = self.interrupted(target, weight)?;
-                return self.finish(&mut audit, end, &history);
+            if !self.settle(weight, interrupted) {
+                let end = self.interrupted(out, target, weight)?;
+                return self.finish(out, end, &history);
             }
-            let mut baseline = match self.read_with_retries(source, interrupted, &mut audit)? {
+            let mut baseline = match self.read_with_retries(out, source, interrupted)? {
                 Read::Metrics(reading) => reading,
                 other => {
-                    let end = self.unread(target, weight, other)?;
-                    return self.finish(&mut audit, end, &history);
+                    let end = self.unread(out, target, weight, other)?;
+                    return self.finish(out, end, &history);
                 }
             };
             if index == 0 {
@@ -184,15 +356,15 @@ impl Rollout {
             let step_start = baseline.clone();
             let mut holds = 0;
             loop {
-                if !self.wait(index, weight, interrupted) {
-                    let end = self.interrupted(target, weight)?;
-                    return self.finish(&mut audit, end, &history);
+                if !self.wait(index, weight, source, &baseline, &stable, interrupted) {
+                    let end = self.interrupted(out, target, weight)?;
+                    return self.finish(out, end, &history);
                 }
-                let now = match self.read_with_retries(source, interrupted, &mut audit)? {
+                let now = match self.read_with_retries(out, source, interrupted)? {
                     Read::Metrics(reading) => reading,
                     other => {
-                        let end = self.unread(target, weight, other)?;
-                        return self.finish(&mut audit, end, &history);
+                        let end = self.unread(out, target, weight, other)?;
+                        return self.finish(out, end, &history);
                     }
                 };
                 let canary = delta(&now, &baseline, &self.canary);
@@ -204,14 +376,17 @@ impl Rollout {
                 let step_stable = delta(&now, &step_start, &stable);
                 // Each interval is judged on its own counts; the judgement keeps the evidence.
                 baseline = now;
-                let line = self.line(index, weight, &canary, &stable_counts, &verdict);
-                println!("{line}");
-                audit.write(json!({
-                    "event": "verdict", "step": index + 1, "weight": weight,
-                    "outcome": verdict.outcome, "reason": verdict.reason, "checks": verdict.checks,
-                    "canary": summary(&canary), "stable": summary(&stable_counts),
-                    "settings": self.judge,
-                }))?;
+                out.say(&self.line(index, weight, &canary, &stable_counts, &verdict));
+                out.emit(Event::Verdict {
+                    step: index + 1,
+                    weight,
+                    outcome: verdict.outcome,
+                    reason: verdict.reason.clone(),
+                    checks: verdict.checks.clone(),
+                    canary: CountsSummary::from(&canary),
+                    stable: CountsSummary::from(&stable_counts),
+                    settings: self.judge.clone(),
+                })?;
                 match verdict.outcome {
                     StepAction::Pass => {
                         history.push(format!("{weight:>6}%  pass   {}", verdict.reason));
@@ -226,6 +401,13 @@ impl Rollout {
                             holds,
                             &verdict.reason,
                         );
+                        out.emit(Event::Hold {
+                            step: index + 1,
+                            weight,
+                            holds,
+                            max_holds: self.max_holds,
+                            why: shortfall.clone(),
+                        })?;
                         if holds >= self.max_holds {
                             history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
                             let end = End::Stopped(
@@ -234,28 +416,223 @@ impl Rollout {
                                     "no verdict after {holds} intervals at {weight}%: {shortfall}"
                                 ),
                             );
-                            return self.finish(&mut audit, end, &history);
+                            return self.finish(out, end, &history);
                         }
-                        println!(
+                        out.say(&format!(
                             "  hold {holds} of {} (--max-holds): {shortfall}",
                             self.max_holds
-                        );
+                        ));
                     }
                     StepAction::Fail => {
                         history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
-                        self.roll_back(target)?;
+                        self.roll_back(out, target)?;
                         let end = End::RolledBack(format!("at {weight}%: {}", verdict.reason));
-                        return self.finish(&mut audit, end, &history);
+                        return self.finish(out, end, &history);
                     }
                 }
                 if interrupted.load(Ordering::SeqCst) {
-                    let end = self.interrupted(target, weight)?;
-                    return self.finish(&mut audit, end, &history);
+                    let end = self.interrupted(out, target, weight)?;
+                    return self.finish(out, end, &history);
+                }
+            }
+            if self.pause_at.contains(&weight) {
+                if let Some(end) = self.paused(out, target, index, weight, interrupted)? {
+                    return self.finish(out, end, &history);
                 }
             }
         }
+        // Every step passed and the last is below 100 %: that weight is the promotion.
         let last = self.steps.last().copied().unwrap_or(100.0);
-        self.finish(&mut audit, End::Promoted(last), &history)
+        if let Some(url) = self.hooks.gate_promote.as_deref() {
+            let context = GateContext {
+                gate: GateKind::Promote,
+                canary: &self.canary,
+                stable: &stable,
+                cohort: self.label(),
+                step: self.steps.len(),
+                weight: last,
+                current_weight: current,
+                steps: &self.steps,
+                refusals: 0,
+            };
+            if let Gated::Ended(end) = self.gate(out, target, url, context, interrupted)? {
+                return self.finish(out, end, &history);
+            }
+        }
+        self.finish(out, End::Promoted(last), &history)
+    }
+
+    /// Asks a gate hook until it approves; a refusal holds for one interval and asks again,
+    /// `--gate-max-refusals` refusals in a row or no answer within `--gate-timeout` end the
+    /// rollout as `--on-gate-failure` says.
+    fn gate(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        url: &str,
+        mut context: GateContext<'_>,
+        interrupted: &Arc<AtomicBool>,
+    ) -> Result<Gated> {
+        let gate = Gate::new(url, self.hooks.gate_timeout);
+        let kind = context.gate;
+        let max = self.hooks.gate_max_refusals;
+        loop {
+            out.emit(Event::GateWaiting {
+                gate: kind,
+                url: url.to_string(),
+                step: context.step,
+                weight: context.weight,
+            })?;
+            out.say(&format!(
+                "gate: asking {} {url} before {}% (step {}/{})",
+                kind.flag(),
+                context.weight,
+                context.step,
+                self.steps.len()
+            ));
+            let failure = match gate.ask(&context) {
+                GateAnswer::Approved(status) => {
+                    out.say(&format!("gate: {} approved ({status})", kind.flag()));
+                    out.emit(Event::GateApproved {
+                        gate: kind,
+                        url: url.to_string(),
+                        status,
+                    })?;
+                    return Ok(Gated::Approved);
+                }
+                GateAnswer::TimedOut(reason) => reason,
+                GateAnswer::Refused(reason) => {
+                    context.refusals += 1;
+                    out.emit(Event::GateRefused {
+                        gate: kind,
+                        url: url.to_string(),
+                        refusals: context.refusals,
+                        max_refusals: max,
+                        reason: reason.clone(),
+                    })?;
+                    if context.refusals >= max {
+                        format!(
+                            "refused {max} time(s) in a row (--gate-max-refusals), last: {reason}"
+                        )
+                    } else {
+                        out.say(&format!(
+                            "gate: {} refused ({} of {max}, --gate-max-refusals): {reason}; \
+                             `{}` held at {}%, asking again in {}",
+                            kind.flag(),
+                            context.refusals,
+                            self.canary,
+                            context.current_weight,
+                            humantime::format_duration(self.interval)
+                        ));
+                        if !self.pause(self.interval, interrupted) {
+                            let end = self.interrupted(out, target, context.current_weight)?;
+                            return Ok(Gated::Ended(end));
+                        }
+                        continue;
+                    }
+                }
+            };
+            out.emit(Event::GateFailed {
+                gate: kind,
+                url: url.to_string(),
+                reason: failure.clone(),
+            })?;
+            let what = format!("{} {url} {failure}", kind.flag());
+            let end = match self.hooks.on_gate_failure {
+                OnGateFailure::Rollback => {
+                    out.say(&format!(
+                        "gate: {what}; rolling back (--on-gate-failure rollback)"
+                    ));
+                    self.roll_back(out, target)?;
+                    End::RolledBack(format!("gate failed before {}%: {what}", context.weight))
+                }
+                OnGateFailure::Stop => {
+                    out.say(&format!(
+                        "gate: {what}; stopping with `{}` at {}% (--on-gate-failure stop)",
+                        self.canary, context.current_weight
+                    ));
+                    End::Stopped(
+                        context.current_weight,
+                        format!("gate failed before {}%: {what}", context.weight),
+                    )
+                }
+            };
+            return Ok(Gated::Ended(end));
+        }
+    }
+
+    /// Pauses at `weight` until `canaryctl rollout resume` (`None`: go on) or `abort` (rolled
+    /// back), or Ctrl-C.
+    fn paused(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        index: usize,
+        weight: f64,
+        interrupted: &Arc<AtomicBool>,
+    ) -> Result<Option<End>> {
+        let mut request = self.pause_file.pause(&self.canary, index + 1, weight)?;
+        let file = self.pause_file.path().display().to_string();
+        out.emit(Event::Paused {
+            step: index + 1,
+            weight,
+            state_file: file.clone(),
+        })?;
+        let flag = target.flag();
+        out.say(&format!(
+            "paused at {weight}% (--pause-at): `canaryctl rollout resume {flag}` goes on, \
+             `canaryctl rollout abort {flag}` rolls back (state in {file})"
+        ));
+        let mut progress = Progress::new(
+            format!("paused at {weight}%"),
+            Duration::ZERO,
+            Duration::from_secs(60),
+            false,
+        );
+        let started = Instant::now();
+        while request.is_none() {
+            if interrupted.load(Ordering::SeqCst) {
+                progress.finish();
+                self.pause_file.clear()?;
+                return Ok(Some(self.interrupted(out, target, weight)?));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            request = self.pause_file.read()?.and_then(|state| {
+                (state.canary == self.canary && state.weight == weight)
+                    .then_some(state.request)
+                    .flatten()
+            });
+            progress.show(
+                started.elapsed(),
+                &format!(
+                    "waiting for `canaryctl rollout resume` or `abort` ({} so far)",
+                    humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()))
+                ),
+            );
+        }
+        progress.finish();
+        self.pause_file.clear()?;
+        match request {
+            Some(Request::Abort) => {
+                out.say(&format!(
+                    "aborted at {weight}% by `canaryctl rollout abort`"
+                ));
+                self.roll_back(out, target)?;
+                Ok(Some(End::RolledBack(format!(
+                    "aborted at {weight}% by `canaryctl rollout abort`"
+                ))))
+            }
+            _ => {
+                out.say(&format!(
+                    "resumed at {weight}% by `canaryctl rollout resume`"
+                ));
+                out.emit(Event::Resumed {
+                    step: index + 1,
+                    weight,
+                })?;
+                Ok(None)
+            }
+        }
     }
 
     fn set_weight(&self, target: &Target, weight: f64) -> Result<()> {
@@ -275,7 +652,7 @@ impl Rollout {
     /// weight goes to 0 in the judged split and in every other split that names it (a rule's
     /// own split would otherwise keep sending its users there). Says which splits changed and
     /// which pins still send testers to it.
-    fn roll_back(&self, target: &Target) -> Result<()> {
+    fn roll_back(&self, out: &Reporter, target: &Target) -> Result<()> {
         let canary = self.canary.clone();
         let (update, _) = target
             .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
@@ -291,7 +668,7 @@ impl Rollout {
                 }
             })
             .collect();
-        println!(
+        out.say(&format!(
             "rollback: `{}` set to 0% in {}",
             self.canary,
             if splits.is_empty() {
@@ -299,10 +676,10 @@ impl Rollout {
             } else {
                 splits.join(", ")
             }
-        );
+        ));
         let pins = edit::pins_to(&update.after, &self.canary);
         if !pins.is_empty() {
-            println!(
+            out.say(&format!(
                 "rollback: still pinned to `{}` by rule(s) {} (testers keep reaching it; \
                  `canaryctl set --unpin RULE` removes a pin)",
                 self.canary,
@@ -310,44 +687,53 @@ impl Rollout {
                     .map(|pin| format!("`{pin}`"))
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            ));
         }
         Ok(())
     }
 
     /// The end when the source could not be read: roll back, or obey the interrupt.
-    fn unread(&self, target: &Target, weight: f64, read: Read) -> Result<End> {
+    fn unread(&self, out: &mut Reporter, target: &Target, weight: f64, read: Read) -> Result<End> {
         match read {
             Read::Failed(reason) => {
-                self.roll_back(target)?;
+                self.roll_back(out, target)?;
                 Ok(End::RolledBack(reason))
             }
-            _ => self.interrupted(target, weight),
+            _ => self.interrupted(out, target, weight),
         }
     }
 
-    fn interrupted(&self, target: &Target, weight: f64) -> Result<End> {
-        Ok(match self.on_interrupt {
+    fn interrupted(&self, out: &mut Reporter, target: &Target, weight: f64) -> Result<End> {
+        let end = match self.on_interrupt {
             OnInterrupt::Hold => End::Stopped(
                 weight,
                 format!("interrupted: `{}` held at {weight}%", self.canary),
             ),
             OnInterrupt::Rollback => {
-                self.roll_back(target)?;
+                self.roll_back(out, target)?;
                 End::RolledBack(format!(
                     "interrupted at {weight}% (--on-interrupt rollback)"
                 ))
             }
-        })
+        };
+        out.emit(Event::Interrupted {
+            weight,
+            action: match self.on_interrupt {
+                OnInterrupt::Hold => "hold",
+                OnInterrupt::Rollback => "rollback",
+            }
+            .to_string(),
+        })?;
+        Ok(end)
     }
 
     /// Reads the source, retrying once per interval; after `max_failed_reads` failures in a
     /// row, rolls back.
     fn read_with_retries(
         &self,
+        out: &mut Reporter,
         source: &Source,
         interrupted: &Arc<AtomicBool>,
-        audit: &mut Audit,
     ) -> Result<Read> {
         let mut failures = 0;
         loop {
@@ -356,13 +742,15 @@ impl Rollout {
                 Err(err) => {
                     failures += 1;
                     let message = format!("{err:#}");
-                    println!(
+                    out.say(&format!(
                         "  source read failed ({failures} of {}): {message}; holding",
                         self.max_failed_reads
-                    );
-                    audit.write(
-                        json!({"event": "source_error", "failures": failures, "error": message}),
-                    )?;
+                    ));
+                    out.emit(Event::SourceError {
+                        failures,
+                        max_failed_reads: self.max_failed_reads,
+                        error: message.clone(),
+                    })?;
                     if failures >= self.max_failed_reads {
                         return Ok(Read::Failed(format!(
                             "{failures} failed reads of {} in a row: {message}",
@@ -371,12 +759,8 @@ impl Rollout {
                     }
                 }
             }
-            let deadline = Instant::now() + self.interval;
-            while Instant::now() < deadline {
-                if interrupted.load(Ordering::SeqCst) {
-                    return Ok(Read::Interrupted);
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if !self.pause(self.interval, interrupted) {
+                return Ok(Read::Interrupted);
             }
         }
     }
@@ -393,26 +777,82 @@ impl Rollout {
         true
     }
 
-    /// Waits one interval with a progress bar (on a terminal); false when interrupted.
-    fn wait(&self, index: usize, weight: f64, interrupted: &Arc<AtomicBool>) -> bool {
-        let millis = u64::try_from(self.interval.as_millis()).unwrap_or(u64::MAX);
-        let bar = ProgressBar::new(millis);
-        bar.set_style(
-            ProgressStyle::with_template("  step {prefix} {bar:30} {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    /// The settle wait after a push, saying what it waits for; false when interrupted.
+    fn settle(&self, weight: f64, interrupted: &Arc<AtomicBool>) -> bool {
+        if self.settle.is_zero() {
+            return true;
+        }
+        // One plain line: what it waits for does not change.
+        let mut progress = Progress::new(
+            format!("settle at {weight}%"),
+            self.settle,
+            self.settle,
+            true,
         );
-        bar.set_prefix(format!("{}/{} at {weight}%", index + 1, self.steps.len()));
-        bar.set_message("collecting");
+        let message = format!(
+            "{}: waiting for Envoy's stats flush (and the Prometheus scrape) so that no request \
+             routed before the push is counted (--settle)",
+            humantime::format_duration(self.settle)
+        );
         let started = Instant::now();
-        while started.elapsed() < self.interval {
+        while started.elapsed() < self.settle {
             if interrupted.load(Ordering::SeqCst) {
-                bar.finish_and_clear();
+                progress.finish();
                 return false;
             }
-            bar.set_position(u64::try_from(started.elapsed().as_millis()).unwrap_or(millis));
+            progress.show(started.elapsed(), &message);
             std::thread::sleep(Duration::from_millis(50));
         }
-        bar.finish_and_clear();
+        progress.finish();
+        true
+    }
+
+    /// Waits one interval, showing what it has counted so far (the source read about once a
+    /// second, from `baseline`); false when interrupted.
+    fn wait(
+        &self,
+        index: usize,
+        weight: f64,
+        source: &Source,
+        baseline: &MetricsReading,
+        stable: &str,
+        interrupted: &Arc<AtomicBool>,
+    ) -> bool {
+        let mut progress = Progress::new(
+            format!("step {}/{} at {weight}%", index + 1, self.steps.len()),
+            self.interval,
+            progress::plain_cadence(self.interval),
+            false,
+        );
+        let started = Instant::now();
+        let mut message = "collecting".to_string();
+        let mut last_read: Option<Instant> = None;
+        while started.elapsed() < self.interval {
+            if interrupted.load(Ordering::SeqCst) {
+                progress.finish();
+                return false;
+            }
+            let left = self.interval.saturating_sub(started.elapsed());
+            if last_read.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+                && left > Duration::from_millis(200)
+            {
+                last_read = Some(Instant::now());
+                message = match source.read(self.label()) {
+                    Ok(now) => format!(
+                        "{} | {}",
+                        progress::side(&self.canary, &delta(&now, baseline, &self.canary)),
+                        progress::side(stable, &delta(&now, baseline, stable)),
+                    ),
+                    Err(err) => format!("metrics unavailable: {err:#}"),
+                };
+            }
+            progress.show(
+                started.elapsed(),
+                &format!("{message} | {:.0}s left", left.as_secs_f64().ceil()),
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        progress.finish();
         true
     }
 
@@ -481,19 +921,6 @@ impl Rollout {
         stable: &Counts,
         verdict: &Verdict,
     ) -> String {
-        let side = |name: &str, c: &Counts| {
-            let ms = |q| {
-                c.latency_quantile(q)
-                    .map_or("-".into(), |v: f64| format!("{v:.1}"))
-            };
-            format!(
-                "{name} {} req {:.2}% 5xx p50 {} p99 {} ms",
-                c.answered(),
-                c.error_rate(),
-                ms(0.5),
-                ms(0.99)
-            )
-        };
         let filled = (weight / 10.0).round() as usize;
         let bar = format!(
             "[{}{}]",
@@ -514,8 +941,8 @@ impl Rollout {
             "step {}/{} {bar} {weight:>6.2}% | {} | {} | {} => {decision}",
             index + 1,
             self.steps.len(),
-            side(&self.canary, canary),
-            side("stable", stable),
+            progress::side(&self.canary, canary),
+            progress::side("stable", stable),
             if checks.is_empty() {
                 "-".to_string()
             } else {
@@ -524,28 +951,67 @@ impl Rollout {
         )
     }
 
-    fn finish(&self, audit: &mut Audit, end: End, history: &[String]) -> Result<End> {
+    fn finish(&self, out: &mut Reporter, end: End, history: &[String]) -> Result<End> {
         let (event, text) = match &end {
-            End::Promoted(weight) => (
-                "promoted",
-                format!("PROMOTED: `{}` is at {weight}%", self.canary),
-            ),
-            End::RolledBack(reason) => (
-                "rolled_back",
-                format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary),
-            ),
-            End::Stopped(weight, reason) => ("stopped", format!("STOPPED at {weight}%: {reason}")),
+            End::Promoted(weight) => {
+                let text = format!("PROMOTED: `{}` is at {weight}%", self.canary);
+                (
+                    Event::Promoted {
+                        weight: *weight,
+                        summary: text.clone(),
+                    },
+                    text,
+                )
+            }
+            End::RolledBack(reason) => {
+                let text = format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary);
+                (
+                    Event::RolledBack {
+                        reason: reason.clone(),
+                        summary: text.clone(),
+                    },
+                    text,
+                )
+            }
+            End::Stopped(weight, reason) => {
+                let text = format!("STOPPED at {weight}%: {reason}");
+                (
+                    Event::Stopped {
+                        weight: *weight,
+                        reason: reason.clone(),
+                        summary: text.clone(),
+                    },
+                    text,
+                )
+            }
             // Not reached: a dry run returns before the audit log is opened.
-            End::DryRun => ("dry_run", "DRY RUN: nothing written".to_string()),
+            End::DryRun => return Ok(end),
         };
-        audit.write(json!({"event": event, "summary": text}))?;
-        println!("\nsummary:");
+        out.emit(event)?;
+        out.say("\nsummary:");
         for line in history {
-            println!("  {line}");
+            out.say(&format!("  {line}"));
         }
-        println!("{text}");
+        out.say(&text);
         Ok(end)
     }
+}
+
+/// The canary's weight in the split being ramped (0 when it has none there).
+fn weight_in(
+    config: &canary_filter::config::CanaryConfig,
+    canary: &str,
+    rule: Option<&str>,
+) -> f64 {
+    let weights = match rule {
+        None => Some(&config.weights),
+        Some(name) => config
+            .rules
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.weights.as_ref()),
+    };
+    weights.and_then(|w| w.get(canary)).copied().unwrap_or(0.0)
 }
 
 /// What a read of the source gave.
@@ -565,15 +1031,7 @@ fn delta(now: &MetricsReading, before: &MetricsReading, version: &str) -> Counts
     }
 }
 
-fn summary(counts: &Counts) -> serde_json::Value {
-    json!({
-        "responses": counts.answered(), "errors_5xx": counts.errors(), "error_rate": counts.error_rate(),
-        "latency_samples": counts.latency_samples(),
-        "p50_ms": counts.latency_quantile(0.5), "p99_ms": counts.latency_quantile(0.99),
-    })
-}
-
-/// The audit log: one JSON object per line, appended.
+/// The audit log: the rollout's events, one JSON object per line, appended.
 struct Audit {
     file: std::fs::File,
 }
@@ -591,12 +1049,8 @@ impl Audit {
         Ok(Audit { file })
     }
 
-    fn write(&mut self, mut entry: serde_json::Value) -> Result<()> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        entry["time"] = json!(now.as_secs_f64());
-        writeln!(self.file, "{entry}")?;
+    fn write(&mut self, line: &str) -> Result<()> {
+        writeln!(self.file, "{line}")?;
         Ok(())
     }
 }

@@ -25,6 +25,37 @@ pub struct VersionStats {
 }
 
 impl VersionStats {
+    /// What was counted after `earlier` (a read of the same proxies; a counter that went down,
+    /// as after a restart, counts from zero).
+    pub fn since(&self, earlier: &VersionStats) -> VersionStats {
+        let minus = |now: u64, then: Option<&u64>| match then {
+            Some(&then) if then <= now => now - then,
+            _ => now,
+        };
+        VersionStats {
+            requests: minus(self.requests, Some(&earlier.requests)),
+            responses: self
+                .responses
+                .iter()
+                .map(|(class, &n)| (class.clone(), minus(n, earlier.responses.get(class))))
+                .collect(),
+            by_rule: self
+                .by_rule
+                .iter()
+                .map(|(rule, &n)| (rule.clone(), minus(n, earlier.by_rule.get(rule))))
+                .collect(),
+            latency: if earlier.latency.len() == self.latency.len() {
+                self.latency
+                    .iter()
+                    .zip(&earlier.latency)
+                    .map(|(&(bound, n), &(_, then))| (bound, minus(n, Some(&then))))
+                    .collect()
+            } else {
+                self.latency.clone()
+            },
+        }
+    }
+
     /// Responses of class 5xx.
     pub fn errors(&self) -> u64 {
         self.responses.get("5xx").copied().unwrap_or(0)
@@ -86,7 +117,25 @@ pub fn add_cumulative(total: &mut Vec<(f64, u64)>, more: &[(f64, u64)]) {
 
 /// Reads the filter's metrics from an Envoy admin endpoint, by version.
 pub fn read_versions(admin: &Admin) -> Result<BTreeMap<String, VersionStats>> {
-    Ok(by_version(&stats::read(admin)?))
+    read_versions_of_rule(admin, None)
+}
+
+/// Reads the filter's metrics from an Envoy admin endpoint, by version; of one rule label only
+/// when `rule` is given.
+pub fn read_versions_of_rule(
+    admin: &Admin,
+    rule: Option<&str>,
+) -> Result<BTreeMap<String, VersionStats>> {
+    let stats = stats::read(admin)?;
+    Ok(match rule {
+        None => by_version(&stats),
+        Some(rule) => by_version(
+            &stats
+                .into_iter()
+                .filter(|((_, label), _)| label == rule)
+                .collect(),
+        ),
+    })
 }
 
 /// The filter's metrics by version: every rule's summed, the latency without its `+Inf` bucket
@@ -155,6 +204,90 @@ pub fn summarize(versions: &BTreeMap<String, VersionStats>) -> Vec<VersionSummar
         .collect()
 }
 
+/// One version over a window between two reads (`status --watch`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRate {
+    /// The version's name.
+    pub version: String,
+    /// Requests routed to it in the window.
+    pub requests: u64,
+    /// Requests per second over the window.
+    pub requests_per_second: f64,
+    /// 5xx responses in the window.
+    pub errors_5xx: u64,
+    /// 5xx per response in the window, percent (`None` without responses).
+    pub error_rate: Option<f64>,
+    /// Median latency in the window, ms.
+    pub p50_ms: Option<f64>,
+    /// 99th percentile latency in the window, ms.
+    pub p99_ms: Option<f64>,
+}
+
+/// Each version's rates between two reads `seconds` apart (versions of the later read).
+pub fn rates(
+    now: &BTreeMap<String, VersionStats>,
+    before: &BTreeMap<String, VersionStats>,
+    seconds: f64,
+) -> Vec<VersionRate> {
+    now.iter()
+        .map(|(name, stats)| {
+            let window = match before.get(name) {
+                Some(earlier) => stats.since(earlier),
+                None => stats.clone(),
+            };
+            VersionRate {
+                version: name.clone(),
+                requests: window.requests,
+                requests_per_second: if seconds > 0.0 {
+                    window.requests as f64 / seconds
+                } else {
+                    0.0
+                },
+                errors_5xx: window.errors(),
+                error_rate: (window.answered() > 0)
+                    .then(|| window.errors() as f64 * 100.0 / window.answered() as f64),
+                p50_ms: window.quantile(0.5),
+                p99_ms: window.quantile(0.99),
+            }
+        })
+        .collect()
+}
+
+/// The rates table people read: one line per version.
+pub fn render_rates(rates: &[VersionRate]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<12} {:>9} {:>9} {:>6} {:>7} {:>8} {:>8}",
+        "version", "req/s", "requests", "5xx", "5xx %", "p50 ms", "p99 ms"
+    );
+    for row in rates {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>9.1} {:>9} {:>6} {:>7} {:>8} {:>8}",
+            row.version,
+            row.requests_per_second,
+            row.requests,
+            row.errors_5xx,
+            row.error_rate
+                .map_or("-".to_string(), |rate| format!("{rate:.2}")),
+            milliseconds(row.p50_ms),
+            milliseconds(row.p99_ms)
+        );
+    }
+    out
+}
+
+/// A latency for the tables: the filter records whole milliseconds, so below 1 ms says "<1",
+/// not an interpolation.
+fn milliseconds(value: Option<f64>) -> String {
+    match value {
+        None => "-".to_string(),
+        Some(ms) if ms < 1.0 => "<1".to_string(),
+        Some(ms) => format!("{ms:.1}"),
+    }
+}
+
 /// The table people read: one line per version.
 pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
     let mut out = String::new();
@@ -163,12 +296,6 @@ pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
         "{:<12} {:>9} {:>7} {:>6} {:>7} {:>8} {:>8}",
         "version", "requests", "share", "5xx", "5xx %", "p50 ms", "p99 ms"
     );
-    // The filter records whole milliseconds: below 1 ms says "<1", not an interpolation.
-    let ms = |value: Option<f64>| match value {
-        None => "-".to_string(),
-        Some(ms) if ms < 1.0 => "<1".to_string(),
-        Some(ms) => format!("{ms:.1}"),
-    };
     for row in summarize(versions) {
         let _ = writeln!(
             out,
@@ -179,9 +306,65 @@ pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
             row.errors_5xx,
             row.error_rate
                 .map_or("-".to_string(), |rate| format!("{rate:.2}")),
-            ms(row.p50_ms),
-            ms(row.p99_ms)
+            milliseconds(row.p50_ms),
+            milliseconds(row.p99_ms)
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(requests: u64, ok: u64, errors: u64, latency: &[(f64, u64)]) -> VersionStats {
+        VersionStats {
+            requests,
+            responses: [("2xx".to_string(), ok), ("5xx".to_string(), errors)].into(),
+            by_rule: [("weights".to_string(), requests)].into(),
+            latency: latency.to_vec(),
+        }
+    }
+
+    #[test]
+    fn rates_are_the_window_between_two_reads() {
+        let before = BTreeMap::from([(
+            "stable".to_string(),
+            stats(100, 90, 10, &[(1.0, 50), (10.0, 100)]),
+        )]);
+        let now = BTreeMap::from([
+            (
+                "stable".to_string(),
+                stats(300, 280, 20, &[(1.0, 50), (10.0, 300)]),
+            ),
+            (
+                "canary".to_string(),
+                stats(40, 40, 0, &[(1.0, 40), (10.0, 40)]),
+            ),
+        ]);
+        let rates = rates(&now, &before, 2.0);
+        // 200 requests and 10 of 200 responses 5xx in 2 s; every window sample in (1, 10] ms.
+        let stable = rates.iter().find(|r| r.version == "stable");
+        assert_eq!(
+            stable.map(|r| (
+                r.requests,
+                r.requests_per_second,
+                r.errors_5xx,
+                r.error_rate
+            )),
+            Some((200, 100.0, 10, Some(5.0)))
+        );
+        assert_eq!(stable.and_then(|r| r.p50_ms), Some(5.5));
+        // A version new since the first read counts from zero.
+        let canary = rates.iter().find(|r| r.version == "canary");
+        assert_eq!(
+            canary.map(|r| (r.requests, r.requests_per_second, r.error_rate)),
+            Some((40, 20.0, Some(0.0)))
+        );
+        let table = render_rates(&rates);
+        assert!(
+            table.contains("canary            20.0        40"),
+            "{table}"
+        );
+    }
 }

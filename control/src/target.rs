@@ -28,6 +28,17 @@ impl Target {
         }
     }
 
+    /// The command-line option that names this target, as another canaryctl is given it:
+    /// `--ecds PATH` or `--wasmplugin NAMESPACE/NAME`.
+    pub fn flag(&self) -> String {
+        match self {
+            Target::EcdsFile(pusher) => format!("--ecds {}", pusher.file.path().display()),
+            Target::WasmPlugin(plugin) => {
+                format!("--wasmplugin {}/{}", plugin.namespace, plugin.name)
+            }
+        }
+    }
+
     /// The configuration as it is now, compiled.
     pub fn read(&self) -> Result<(CanaryConfig, RoutingPlan)> {
         match self {

@@ -1,5 +1,6 @@
 //! `canaryctl rollout`: step the canary through a plan, judging it against stable each
-//! interval; promote or roll back.
+//! interval; promote or roll back. `rollout resume` and `rollout abort` answer a rollout
+//! paused at a `--pause-at` weight.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,18 +9,59 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use crate::admin::Admin;
-use crate::cli::RolloutArgs;
+use crate::cli::{PauseArgs, RolloutAction, RolloutArgs, RolloutCommand};
 use crate::commands::ExitStatus;
 use crate::edit;
 use crate::judge::JudgeSettings;
+use crate::pause::{self, PauseFile, Request};
 use crate::push::{Pusher, DEFAULT_FLEET_TIMEOUT};
-use crate::rollout::{End, Rollout};
+use crate::rollout::{End, Hooks, Rollout};
 use crate::source::Source;
 use crate::target::Target;
-use crate::wasmplugin::WasmPlugin;
+use crate::wasmplugin::{parse_reference, WasmPlugin};
 
-/// Runs the rollout until it ends (it prints its own summary); the end is the exit status.
-pub fn exec(args: RolloutArgs) -> Result<ExitStatus> {
+/// Runs the rollout until it ends (it prints its own summary; the end is the exit status), or
+/// answers a paused one.
+pub fn exec(command: RolloutCommand) -> Result<ExitStatus> {
+    match command.action {
+        Some(RolloutAction::Resume(args)) => answer(&args, Request::Resume),
+        Some(RolloutAction::Abort(args)) => answer(&args, Request::Abort),
+        None => run(command.run),
+    }
+}
+
+/// `rollout resume` / `rollout abort`: writes the request where the paused rollout looks.
+fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
+    let file = match &args.wasmplugin {
+        Some(reference) => wasmplugin_pause_file(&parse_reference(reference)?),
+        None => PauseFile::next_to(&args.ecds),
+    };
+    let state = file.request(request)?;
+    let what = match request {
+        Request::Resume => "goes on to its next step",
+        Request::Abort => "rolls back",
+    };
+    if pause::is_running(state.pid) {
+        println!(
+            "the rollout of `{}` paused at {}% (pid {}) {what}",
+            state.canary, state.weight, state.pid
+        );
+    } else {
+        println!(
+            "the rollout of `{}` paused at {}% (pid {}) is not running; the next rollout of \
+             `{}` that reaches {}% {what} ({})",
+            state.canary,
+            state.weight,
+            state.pid,
+            state.canary,
+            state.weight,
+            file.path().display()
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn run(args: RolloutArgs) -> Result<ExitStatus> {
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let target = match &args.target.wasmplugin {
         // The admin endpoints are the metrics source only: istiod delivers each step.
@@ -98,6 +140,24 @@ pub fn plan(args: RolloutArgs, target: &Target) -> Result<Rollout> {
         on_interrupt: args.on_interrupt,
         audit,
         dry_run: args.dry_run,
+        json: args.json,
+        hooks: Hooks {
+            notify: args.notify,
+            notify_format: args.notify_format,
+            notify_timeout: args.notify_timeout,
+            gate_step: args.gate_step,
+            gate_promote: args.gate_promote,
+            gate_timeout: args.gate_timeout,
+            gate_max_refusals: args.gate_max_refusals,
+            on_gate_failure: args.on_gate_failure,
+        },
+        pause_at: args.pause_at,
+        pause_file: match target {
+            Target::EcdsFile(pusher) => PauseFile::next_to(pusher.file.path()),
+            Target::WasmPlugin(plugin) => {
+                wasmplugin_pause_file(&(plugin.namespace.clone(), plugin.name.clone()))
+            }
+        },
     })
 }
 
@@ -118,6 +178,14 @@ pub fn wasmplugin_audit(plugin: &WasmPlugin) -> PathBuf {
     ))
 }
 
+/// The pause state of a rollout through a WasmPlugin:
+/// `.canaryctl/rollout-pause.NAMESPACE.NAME.json` in the current directory, beside its audit log.
+pub fn wasmplugin_pause_file((namespace, name): &(String, String)) -> PauseFile {
+    PauseFile::at(
+        PathBuf::from(".canaryctl").join(format!("rollout-pause.{namespace}.{name}.json")),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +196,15 @@ mod tests {
         assert_eq!(exit_status(&End::Promoted(100.0)).code(), 0);
         assert_eq!(exit_status(&End::RolledBack("worse".into())).code(), 3);
         assert_eq!(exit_status(&End::Stopped(5.0, "holds".into())).code(), 1);
+    }
+
+    #[test]
+    fn a_wasmplugin_rollout_pauses_in_the_current_directory() {
+        let file = wasmplugin_pause_file(&parse_reference("shop/canary-filter").unwrap());
+        assert_eq!(
+            file.path(),
+            Path::new(".canaryctl/rollout-pause.shop.canary-filter.json")
+        );
     }
 
     #[test]

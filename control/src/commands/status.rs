@@ -1,10 +1,12 @@
-//! `canaryctl status`: the per-version table from Envoy's admin endpoints.
+//! `canaryctl status`: the per-version table from Envoy's admin endpoints; with `--watch`, the
+//! rates over each refresh interval.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Result};
+use serde_json::json;
 
 use canary_filter::CanaryConfig;
 
@@ -13,63 +15,117 @@ use crate::cli::StatusArgs;
 use crate::status::{self, VersionStats};
 use crate::wasmplugin::WasmPlugin;
 
-/// Prints the table (or JSON) once, or every `--watch` seconds until Ctrl-C; with
-/// `--wasmplugin`, the configuration the WasmPlugin holds first (read on every refresh).
+/// Prints the table (or JSON) once; with `--watch`, the totals, then every SECONDS the rates
+/// over the last refresh interval, until Ctrl-C or `--count` refreshes. With `--wasmplugin`,
+/// the configuration the WasmPlugin holds comes first (read again on every refresh).
 pub fn exec(args: StatusArgs) -> Result<()> {
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let plugin = match &args.wasmplugin {
         Some(reference) => Some(WasmPlugin::new(reference, args.kubectl.kubectl())?),
         None => None,
     };
-    loop {
-        let configured = match &plugin {
-            Some(plugin) => {
-                let contents = plugin.read()?;
-                Some(configuration_line(
-                    &plugin.describe(),
-                    &contents.resource_version,
-                    &contents.config,
-                ))
-            }
-            None => None,
+    let configured = || -> Result<Option<String>> {
+        let Some(plugin) = &plugin else {
+            return Ok(None);
         };
-        let versions = read(&admins)?;
-        if args.json {
-            let mut out = serde_json::json!({"versions": status::summarize(&versions)});
-            if let Some(line) = &configured {
-                out["configuration"] = serde_json::Value::String(line.clone());
-            }
-            let out = match configured {
-                Some(_) => out,
-                // Without a WasmPlugin, the JSON is the list it always was.
-                None => out["versions"].take(),
-            };
-            println!("{}", serde_json::to_string_pretty(&out)?);
+        let contents = plugin.read()?;
+        Ok(Some(configuration_line(
+            &plugin.describe(),
+            &contents.resource_version,
+            &contents.config,
+        )))
+    };
+    let rule = args.rule.as_deref();
+    let sources: Vec<&str> = admins.iter().map(Admin::base).collect();
+    let scope = rule.map_or(String::new(), |rule| format!("  rule {rule}"));
+    let every = match args.watch {
+        Some(seconds) if seconds > 0.0 && seconds.is_finite() => {
+            Some(Duration::from_secs_f64(seconds))
+        }
+        Some(_) => bail!("--watch needs a number of seconds above 0"),
+        None => None,
+    };
+    let mut versions = read(&admins, rule)?;
+    let mut read_at = Instant::now();
+    let now = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let configuration = configured()?;
+    if args.json {
+        let totals = status::summarize(&versions);
+        if every.is_some() {
+            println!(
+                "{}",
+                json!({"time": now(), "rule": rule, "configuration": configuration, "totals": totals})
+            );
+        } else if let Some(line) = configuration {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"configuration": line, "versions": totals}))?
+            );
         } else {
-            if args.watch.is_some() && std::io::stdout().is_terminal() {
+            // Without a WasmPlugin, the JSON is the list it always was.
+            println!("{}", serde_json::to_string_pretty(&totals)?);
+        }
+    } else {
+        if let Some(line) = &configuration {
+            println!("{line}");
+        }
+        let since = if every.is_some() {
+            format!("{}  ", now())
+        } else {
+            String::new()
+        };
+        println!(
+            "{since}{}{scope}  totals since each Envoy started",
+            sources.join(", ")
+        );
+        print!("{}", status::render_table(&versions));
+    }
+    std::io::stdout().flush()?;
+    let Some(every) = every else {
+        return Ok(());
+    };
+    let redraw = !args.json && std::io::stdout().is_terminal();
+    let mut refreshes = 0;
+    while args.count.is_none_or(|count| refreshes < count) {
+        std::thread::sleep(every.saturating_sub(read_at.elapsed()));
+        let later = read(&admins, rule)?;
+        let seconds = read_at.elapsed().as_secs_f64();
+        read_at = Instant::now();
+        let rates = status::rates(&later, &versions, seconds);
+        versions = later;
+        refreshes += 1;
+        let configuration = configured()?;
+        if args.json {
+            println!(
+                "{}",
+                json!({"time": now(), "rule": rule, "configuration": configuration,
+                       "window_seconds": seconds, "rates": rates})
+            );
+        } else {
+            if redraw {
                 print!("\x1b[2J\x1b[H");
             }
-            if let Some(line) = &configured {
+            if let Some(line) = &configuration {
                 println!("{line}");
             }
-            let sources: Vec<&str> = admins.iter().map(Admin::base).collect();
-            println!("{}", sources.join(", "));
-            print!("{}", status::render_table(&versions));
+            println!(
+                "{}  {}{scope}  over the last {seconds:.1}s",
+                now(),
+                sources.join(", ")
+            );
+            print!("{}", status::render_rates(&rates));
         }
         std::io::stdout().flush()?;
-        match args.watch {
-            Some(seconds) if seconds > 0.0 => std::thread::sleep(Duration::from_secs_f64(seconds)),
-            Some(_) => bail!("--watch needs a number of seconds above 0"),
-            None => return Ok(()),
-        }
     }
+    Ok(())
 }
 
-/// The filter's metrics of every admin endpoint, summed by version.
-pub fn read(admins: &[Admin]) -> Result<BTreeMap<String, VersionStats>> {
+/// The filter's metrics of every admin endpoint, summed by version; of one rule label only
+/// when `rule` is given.
+pub fn read(admins: &[Admin], rule: Option<&str>) -> Result<BTreeMap<String, VersionStats>> {
     let mut total = BTreeMap::new();
     for admin in admins {
-        for (version, stats) in status::read_versions(admin)? {
+        for (version, stats) in status::read_versions_of_rule(admin, rule)? {
             let entry: &mut VersionStats = total.entry(version).or_default();
             status::add_into(entry, &stats);
         }
