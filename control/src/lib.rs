@@ -13,6 +13,7 @@ pub mod explain;
 pub mod istio;
 pub mod judge;
 pub mod movement;
+pub mod prometheus;
 pub mod push;
 pub mod rollout;
 pub mod sim;

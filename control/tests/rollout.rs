@@ -295,8 +295,15 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
 fn the_prometheus_source_reaches_the_same_verdicts() {
     let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
     let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
-    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
-    let prom = Source::prometheus(&prometheus.url());
+    // The configuration names no service: its series carry no `canary_service` label.
+    let admin = Source::Admin {
+        admins: vec![Admin::new(&mesh.front().admin().to_string())],
+        service: String::new(),
+    };
+    let prom = Source::Prometheus {
+        prometheus: canary_control::prometheus::Prometheus::new(&prometheus.url()),
+        service: String::new(),
+    };
     // Ramp to 50 % by hand and wait for Prometheus to have the series.
     let output = Command::new(CANARYCTL)
         .args([
@@ -752,7 +759,10 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
         "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
         "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"}]}"#;
     let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
-    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
+    let admin = Source::Admin {
+        admins: vec![Admin::new(&mesh.front().admin().to_string())],
+        service: String::new(),
+    };
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     mesh.wait_for(Duration::from_secs(60), || {
         let canary = admin.read("weights")?.get("canary").cloned();

@@ -6,24 +6,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Result};
+use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
 use crate::cli::RolloutArgs;
+use crate::commands::write::fleet;
 use crate::commands::ExitStatus;
 use crate::ecds::EcdsFile;
 use crate::edit;
 use crate::judge::JudgeSettings;
-use crate::push::{Pusher, DEFAULT_FLEET_TIMEOUT};
+use crate::prometheus::{describe_service, Prometheus};
+use crate::push::Pusher;
 use crate::rollout::{End, Rollout};
 use crate::source::Source;
+use crate::stats::service_label;
 
 /// Runs the rollout until it ends (it prints its own summary); the end is the exit status.
 pub fn exec(args: RolloutArgs) -> Result<ExitStatus> {
     let file = args.target.file();
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let prometheus = args.prometheus.clone();
-    let rollout = plan(args, &file)?;
-    let source = source(prometheus.as_deref(), &admins)?;
+    let fleet_timeout = args.fleet_timeout;
+    let config = file.read()?.config;
+    let service = service(args.service.as_deref(), config.service.as_deref(), &file)?;
+    let rollout = plan(args, &file, &config)?;
+    let source = source(prometheus.as_deref(), &admins, &service)?;
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
@@ -31,10 +38,26 @@ pub fn exec(args: RolloutArgs) -> Result<ExitStatus> {
     let pusher = Pusher {
         file,
         admin: admins.first().cloned(),
-        fleet: admins,
-        fleet_timeout: DEFAULT_FLEET_TIMEOUT,
+        fleet: fleet(prometheus.as_deref(), admins),
+        fleet_timeout,
     };
     Ok(exit_status(&rollout.run(&pusher, &source, &interrupted)?))
+}
+
+/// The service whose series the rollout reads: the configuration's (`""` without one); a
+/// `--service` naming another is refused, since the proxies running this configuration label
+/// their series with its service only.
+pub fn service(given: Option<&str>, configured: Option<&str>, file: &EcdsFile) -> Result<String> {
+    let configured = service_label(configured);
+    match given {
+        Some(given) if given != configured => bail!(
+            "--service {given:?}: the configuration in {} routes the service with {}, and its \
+             proxies label their metrics so",
+            file.path().display(),
+            describe_service(configured)
+        ),
+        _ => Ok(configured.to_string()),
+    }
 }
 
 /// The exit status of a rollout that ended so.
@@ -46,24 +69,32 @@ pub fn exit_status(end: &End) -> ExitStatus {
     }
 }
 
-/// Where the rollout reads its metrics: Prometheus if given, else the admin endpoints.
-pub fn source(prometheus: Option<&str>, admins: &[Admin]) -> Result<Source> {
+/// Where the rollout reads the metrics of `service`: Prometheus if given, else the admin
+/// endpoints.
+pub fn source(prometheus: Option<&str>, admins: &[Admin], service: &str) -> Result<Source> {
+    let service = service.to_string();
     Ok(match prometheus {
-        Some(url) => Source::prometheus(url),
+        Some(url) => Source::Prometheus {
+            prometheus: Prometheus::new(url),
+            service,
+        },
         None if admins.is_empty() => {
             bail!("give --admin (or CANARY_ADMIN) or --prometheus: the rollout needs metrics")
         }
-        None => Source::Admin(admins.to_vec()),
+        None => Source::Admin {
+            admins: admins.to_vec(),
+            service,
+        },
     })
 }
 
-/// The rollout the flags describe, for the configuration in `file` (read, so that an unreadable
-/// file stops the rollout before anything else; it names the canary when `--canary` does not).
-pub fn plan(args: RolloutArgs, file: &EcdsFile) -> Result<Rollout> {
-    let config = file.read()?.config;
+/// The rollout the flags describe, for `config`, the configuration in `file` (read first, so
+/// that an unreadable file stops the rollout before anything else; it names the canary when
+/// `--canary` does not).
+pub fn plan(args: RolloutArgs, file: &EcdsFile, config: &CanaryConfig) -> Result<Rollout> {
     let canary = match args.canary {
         Some(canary) => canary,
-        None => edit::the_canary(&config, "rolled out", " with --canary")?,
+        None => edit::the_canary(config, "rolled out", " with --canary")?,
     };
     let audit = match args.audit {
         Some(path) => path,
@@ -121,11 +152,28 @@ mod tests {
 
     #[test]
     fn a_rollout_needs_a_source() {
-        let err = source(None, &[]).err().unwrap();
+        let err = source(None, &[], "").err().unwrap();
         assert!(err.to_string().starts_with("give --admin"));
         assert!(matches!(
-            source(None, &[Admin::new("127.0.0.1:9901")]),
-            Ok(Source::Admin(_))
+            source(None, &[Admin::new("127.0.0.1:9901")], "a"),
+            Ok(Source::Admin { service, .. }) if service == "a"
         ));
+    }
+
+    #[test]
+    fn the_service_is_the_configurations_and_another_is_refused() {
+        let file = EcdsFile::new("e.yaml");
+        assert_eq!(service(None, Some("a"), &file).unwrap(), "a");
+        assert_eq!(service(Some("a"), Some("a"), &file).unwrap(), "a");
+        assert_eq!(service(None, None, &file).unwrap(), "");
+        let err = service(Some("b"), Some("a"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--service \"b\": the configuration in e.yaml routes the service with canary_service=\"a\""),
+            "{err}"
+        );
+        let err = service(Some("b"), None, &file).unwrap_err().to_string();
+        assert!(err.contains("no canary_service label"), "{err}");
     }
 }

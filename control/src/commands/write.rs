@@ -8,16 +8,45 @@ use crate::admin::Admin;
 use crate::cli::{Confirm, Target, WriteArgs};
 use crate::ecds::Update;
 use crate::movement;
-use crate::push::{Applied, Pusher};
+use crate::prometheus::Prometheus;
+use crate::push::{Applied, Fleet, FleetReport, Pusher};
 
 /// The file and the Envoys that `--ecds`, `--admin` and their companions name.
 pub fn pusher(target: &Target, confirm: &Confirm) -> Pusher {
-    let fleet: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
+    let admins: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
     Pusher {
         file: target.file(),
-        admin: fleet.first().cloned(),
-        fleet,
+        admin: admins.first().cloned(),
+        fleet: fleet(confirm.prometheus.as_deref(), admins),
         fleet_timeout: confirm.fleet_timeout,
+    }
+}
+
+/// The proxies a change must reach: every proxy of the service Prometheus scrapes when
+/// `--prometheus` is given, else every `--admin` endpoint.
+pub fn fleet(prometheus: Option<&str>, admins: Vec<Admin>) -> Fleet {
+    match prometheus {
+        Some(url) => Fleet::Prometheus(Prometheus::new(url)),
+        None if admins.is_empty() => Fleet::None,
+        None => Fleet::Admins(admins),
+    }
+}
+
+/// The line that says how much of the fleet runs the change.
+pub fn fleet_line(fleet: &FleetReport) -> String {
+    match &fleet.through {
+        None => format!(
+            "{} of {} Envoys run it ({} ms)\n",
+            fleet.running,
+            fleet.total,
+            fleet.after.as_millis()
+        ),
+        Some(through) => format!(
+            "{} of {} proxies on the new configuration after {:.1} s ({through})\n",
+            fleet.running,
+            fleet.total,
+            fleet.after.as_secs_f64()
+        ),
     }
 }
 
@@ -28,15 +57,11 @@ pub fn report(pusher: &Pusher, applied: &Applied) -> String {
             let base = pusher.admin.as_ref().map_or("", Admin::base);
             let mut out = format!("Envoy at {base} accepted it ({} ms)\n", after.as_millis());
             if let Some(fleet) = fleet {
-                out += &format!(
-                    "{} of {} Envoys run it ({} ms)\n",
-                    fleet.running,
-                    fleet.total,
-                    fleet.after.as_millis()
-                );
+                out += &fleet_line(fleet);
             }
             out
         }
+        Applied::FleetRuns(fleet) => fleet_line(fleet),
         Applied::Unconfirmed => {
             "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)\n"
                 .to_string()
@@ -88,7 +113,6 @@ mod tests {
 
     use super::*;
     use crate::ecds::EcdsFile;
-    use crate::push::FleetReport;
 
     fn update(written: bool) -> Update {
         let config = CanaryConfig::from_json(
@@ -131,12 +155,13 @@ mod tests {
         let pusher = Pusher {
             file: EcdsFile::new("e.yaml"),
             admin: Some(admin.clone()),
-            fleet: vec![admin.clone(), admin],
+            fleet: Fleet::Admins(vec![admin.clone(), admin]),
             fleet_timeout: Duration::from_secs(1),
         };
         let fleet = FleetReport {
             running: 2,
             total: 2,
+            through: None,
             after: Duration::from_millis(40),
             behind: Vec::new(),
         };
@@ -152,6 +177,18 @@ mod tests {
         );
         assert_eq!(report(&pusher, &Applied::NotWritten), "");
         assert!(report(&pusher, &Applied::Unconfirmed).starts_with("Envoy applies it"));
+        let through_prometheus = FleetReport {
+            running: 3,
+            total: 3,
+            through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
+            after: Duration::from_millis(2140),
+            behind: Vec::new(),
+        };
+        assert_eq!(
+            report(&pusher, &Applied::FleetRuns(through_prometheus)),
+            "3 of 3 proxies on the new configuration after 2.1 s \
+             (Prometheus http://p:9090, canary_service=\"a\")\n"
+        );
     }
 
     #[test]
@@ -161,16 +198,28 @@ mod tests {
             lock_timeout: Duration::from_secs(1),
             force: false,
         };
-        let confirm = Confirm {
+        let mut confirm = Confirm {
             admin: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            prometheus: None,
             fleet_timeout: Duration::from_secs(3),
         };
-        let pusher = pusher(&target, &confirm);
-        assert_eq!(pusher.fleet.len(), 2);
+        let pusher_of_admins = pusher(&target, &confirm);
+        let Fleet::Admins(admins) = &pusher_of_admins.fleet else {
+            panic!("the fleet should be the admin endpoints");
+        };
+        assert_eq!(admins.len(), 2);
         assert_eq!(
-            pusher.admin.as_ref().map(Admin::base),
-            Some(pusher.fleet[0].base())
+            pusher_of_admins.admin.as_ref().map(Admin::base),
+            Some(admins[0].base())
         );
-        assert_eq!(pusher.fleet_timeout, Duration::from_secs(3));
+        assert_eq!(pusher_of_admins.fleet_timeout, Duration::from_secs(3));
+        // With Prometheus, the first admin still confirms; the fleet is Prometheus's.
+        confirm.prometheus = Some("http://127.0.0.1:9090".into());
+        let through_prometheus = pusher(&target, &confirm);
+        assert!(matches!(through_prometheus.fleet, Fleet::Prometheus(_)));
+        assert_eq!(
+            through_prometheus.admin.as_ref().map(Admin::base),
+            Some("http://127.0.0.1:1")
+        );
     }
 }
