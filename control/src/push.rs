@@ -227,7 +227,10 @@ impl Pusher {
         }) = baseline
         else {
             // No Envoy to confirm with: through Prometheus the fleet can still be waited for.
-            return Ok(match self.confirm_fleet(&update.after_bytes)? {
+            let fleet = self
+                .confirm_fleet(&update.after_bytes)
+                .with_context(|| format!("{} was written, but", self.file.path().display()))?;
+            return Ok(match fleet {
                 Some(report) => Applied::FleetRuns(report),
                 None => Applied::Unconfirmed,
             });
