@@ -55,7 +55,7 @@ pub fn service_matcher(service: &str) -> String {
 /// How a service is named in messages: `canary_service="a"`, or that it has none.
 pub fn describe_service(service: &str) -> String {
     if service.is_empty() {
-        format!("no {SERVICE_LABEL} label (a configuration without `service`)")
+        format!("no {SERVICE_LABEL} label")
     } else {
         service_matcher(service)
     }

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use canary_filter::metrics::CONFIG_HASH;
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
@@ -15,8 +16,8 @@ use crate::commands::ExitStatus;
 use crate::ecds::EcdsFile;
 use crate::edit;
 use crate::judge::JudgeSettings;
-use crate::prometheus::{describe_service, Prometheus};
-use crate::push::Pusher;
+use crate::prometheus::{describe_service, Prometheus, FLEET_LOOKBACK};
+use crate::push::{Fleet, Pusher};
 use crate::rollout::{End, Rollout};
 use crate::source::Source;
 use crate::stats::service_label;
@@ -41,7 +42,31 @@ pub fn exec(args: RolloutArgs) -> Result<ExitStatus> {
         fleet: fleet(prometheus.as_deref(), admins),
         fleet_timeout,
     };
+    if !rollout.dry_run {
+        check_fleet(&pusher.fleet, &service)?;
+    }
     Ok(exit_status(&rollout.run(&pusher, &source, &interrupted)?))
+}
+
+/// Before the first push: a fleet confirmed through Prometheus needs a Prometheus that answers
+/// and knows at least one proxy of the service, or no push of the rollout could be confirmed
+/// (nothing is written yet when this refuses).
+pub fn check_fleet(fleet: &Fleet, service: &str) -> Result<()> {
+    let Fleet::Prometheus(prometheus) = fleet else {
+        return Ok(());
+    };
+    let proxies = prometheus
+        .config_hashes(service)
+        .context("nothing written")?;
+    if proxies.is_empty() {
+        bail!(
+            "Prometheus {} knows no proxy of the service with {} (no {CONFIG_HASH} in the last \
+             {FLEET_LOOKBACK}): is it scraping the proxies' /stats/prometheus? Nothing written",
+            prometheus.base(),
+            describe_service(service)
+        );
+    }
+    Ok(())
 }
 
 /// The service whose series the rollout reads: the configuration's (`""` without one); a
