@@ -81,6 +81,39 @@ pub fn duration_name(service: Option<&str>, version: &str, rule: &str) -> String
     )
 }
 
+/// The Envoy bootstrap's `stats_config.stats_tags` that cut the label segments out of the
+/// names: `(tag_name, regex)`, each regex's first group the segment removed from the name, its
+/// second the label's value (Envoy's regex tag extraction). `envoy/front.yaml` carries these
+/// (a test compares them), and `canaryctl istio` renders them for Istio's sidecars.
+pub fn stats_tags() -> [(&'static str, String); 4] {
+    let metric = r"^wasmcustom\.canary_[a-z_]+";
+    let segment = |label: &str| format!(r"\.{label}\.([\w-]+)");
+    let service = format!(r"(?:\.{SERVICE_LABEL}\.[\w-]+)?");
+    let version = format!(r"\.{VERSION_LABEL}\.[\w-]+");
+    let rule = format!(r"\.{RULE_LABEL}\.[\w-]+");
+    [
+        (
+            SERVICE_LABEL,
+            format!("{metric}({})", segment(SERVICE_LABEL)),
+        ),
+        (
+            VERSION_LABEL,
+            format!("{metric}{service}({})", segment(VERSION_LABEL)),
+        ),
+        (
+            RULE_LABEL,
+            format!("{metric}{service}{version}({})", segment(RULE_LABEL)),
+        ),
+        (
+            CODE_CLASS_LABEL,
+            format!(
+                "{metric}{service}{version}{rule}({})",
+                segment(CODE_CLASS_LABEL)
+            ),
+        ),
+    ]
+}
+
 /// Index into [`CODE_CLASSES`] of an HTTP status given as its ASCII digits (`b"503"`);
 /// `None` for anything that is not a status from 100 to 599.
 pub fn code_class_index(status: &[u8]) -> Option<usize> {
