@@ -38,7 +38,7 @@ pub enum Source {
 }
 
 impl Source {
-    /// Says where it reads from, and which service.
+    /// Says where it reads from, and which service when the configuration names one.
     pub fn describe(&self) -> String {
         let (place, service) = match self {
             Source::Admin { admins, service } => {
@@ -50,7 +50,13 @@ impl Source {
                 service,
             } => (format!("Prometheus {}", prometheus.base()), service),
         };
-        format!("{place}, series with {}", describe_service(service))
+        // A configuration without `service` reads the series without the label, as before
+        // the label existed: nothing to add.
+        if service.is_empty() {
+            place
+        } else {
+            format!("{place}, series with {}", describe_service(service))
+        }
     }
 
     /// The cumulative counts of cohort `rule` of the source's service, per version.

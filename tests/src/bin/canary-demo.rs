@@ -59,7 +59,7 @@ fn run() -> Result<()> {
 
     let versions = read_versions(&mesh.front().admin_client(), None)?;
     println!("{}", render_table(&versions));
-    println!("requests by rule (the `rule` label):");
+    println!("requests by rule (the `canary_rule` label):");
     for (version, stats) in &versions {
         let rules: Vec<String> = stats
             .by_rule
