@@ -212,7 +212,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
 /// service `b` are scraped. A change to `a` is confirmed when its three report the new hash
 /// (`b`'s proxy is not one of them); with one of `a`'s stopped, canaryctl says 2 of 3, names
 /// the one behind and exits 1 after its timeout, the change written and running on the other
-/// two.
+/// two. On the way, `status --prometheus` counts each service's requests apart.
 #[test]
 fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     let mut a = Mesh::isolated(&config("a", "app-v2")).unwrap_or_else(|err| panic!("{err}"));
@@ -248,6 +248,44 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     assert!(stdout.contains(r#"canary_service="a""#), "{stdout}");
     // Prometheus itself says all three run the file's configuration.
     wait_for_hashes(&prometheus, &a, "a", 3);
+
+    // `status` through Prometheus: each service's own requests, the service taken from the
+    // ECDS file's configuration or named.
+    for _ in 0..30 {
+        assert_eq!(a.get(&[("x-user-id", "s")]).unwrap().status, 200);
+    }
+    for _ in 0..20 {
+        assert_eq!(b.get(&[("x-user-id", "s")]).unwrap().status, 200);
+    }
+    let status_requests = |extra: &[&str]| -> u64 {
+        let url = prometheus.url();
+        let mut args = vec!["status", "--json", "--prometheus", &url];
+        args.extend_from_slice(extra);
+        let output = Command::new(CANARYCTL).args(&args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["requests"].as_u64().unwrap())
+            .sum()
+    };
+    let ecds_a = ecds(&a);
+    a.wait_for(Duration::from_secs(20), || {
+        Ok(status_requests(&["--ecds", &ecds_a]) == 30
+            && status_requests(&["--service", "b"]) == 20)
+    })
+    .unwrap_or_else(|err| {
+        panic!(
+            "{err}: service a {}, service b {}",
+            status_requests(&["--ecds", &ecds_a]),
+            status_requests(&["--service", "b"])
+        )
+    });
 
     // One of `a`'s proxies stopped (by its PID): Prometheus's next scrape of it fails, and it
     // has no current hash while its target stays. No admin endpoint this time: the fleet is
