@@ -52,7 +52,7 @@ pub enum Cmd {
     Retire(RetireArgs),
     /// Go back to the configuration before the last change.
     Undo(UndoArgs),
-    /// The per-version table from Envoy's admin endpoint.
+    /// The per-version table from Envoy's admin endpoints, or Prometheus for one service.
     Status(StatusArgs),
     /// Render the Istio resources (WasmPlugin, DestinationRule, VirtualService).
     Istio(IstioArgs),
