@@ -171,7 +171,6 @@ impl Pusher {
             .context("the ECDS resource has no configuration value")?;
         let want = u64::from(metrics::config_hash(value.as_bytes()));
         let service = CanaryConfig::from_json(value.as_bytes())
-            .map_err(anyhow::Error::from)
             .context("the written configuration")?
             .service;
         let started = Instant::now();

@@ -287,6 +287,15 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
         )
     });
 
+    let table = canaryctl(&[
+        "status",
+        "--prometheus",
+        &prometheus.url(),
+        "--ecds",
+        &ecds_a,
+    ]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains(r#"canary_service="a""#));
+
     // One of `a`'s proxies stopped (by its PID): Prometheus's next scrape of it fails, and it
     // has no current hash while its target stays. No admin endpoint this time: the fleet is
     // Prometheus's alone.
