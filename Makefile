@@ -64,14 +64,19 @@ wasm-opt:
 	@command -v wasm-opt >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }
 
 # The OpenAPI schemas of Istio's CRDs as npm's @kubernetes-models/istio packages them (generated
-# from Istio's published CRDs), for the test that validates every resource `canaryctl istio`
-# renders. Node and npm are Debian's.
+# from Istio's published CRDs), and of Kubernetes' own kinds as npm's kubernetes-models packages
+# them (the ConfigMap), for the test that validates every resource `canaryctl istio` renders.
+# Node and npm are Debian's.
 ISTIO_MODELS  := .node/node_modules/@kubernetes-models/istio/package.json
-istio-schemas: $(ISTIO_MODELS)
+KUBE_MODELS   := .node/node_modules/kubernetes-models/package.json
+istio-schemas: $(ISTIO_MODELS) $(KUBE_MODELS)
 
 $(ISTIO_MODELS):
 	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	npm install --silent --no-audit --no-fund --prefix .node @kubernetes-models/istio@3.0.1
+
+$(KUBE_MODELS): $(ISTIO_MODELS)
+	npm install --silent --no-audit --no-fund --prefix .node kubernetes-models@5.1.0
 
 wasm-bindgen-runner:
 	@if [ "$$($(CARGO_BIN)/wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $$2}')" != "$(WASM_BINDGEN_VERSION)" ]; then \

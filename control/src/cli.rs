@@ -55,7 +55,7 @@ pub enum Cmd {
     Retire(RetireArgs),
     /// Go back to the configuration before the last change.
     Undo(UndoArgs),
-    /// The per-version table from Envoy's admin endpoint.
+    /// The per-version table from Envoy's admin endpoints, or Prometheus for one service.
     Status(StatusArgs),
     /// Render the Istio resources (WasmPlugin, DestinationRule, VirtualService).
     Istio(IstioArgs),
@@ -180,13 +180,22 @@ pub struct RolloutArgs {
     /// What Ctrl-C does: hold the current weight, or roll back.
     #[arg(long, value_enum, default_value = "hold")]
     pub on_interrupt: OnInterrupt,
-    /// Read metrics from Prometheus (http://host:port) instead of the admin endpoints.
+    /// Read metrics from Prometheus (http://host:port) instead of the admin endpoints; each
+    /// push then waits until every proxy of the service Prometheus scrapes runs it.
     #[arg(long)]
     pub prometheus: Option<String>,
+    /// The service whose metrics are read (the `canary_service` label) [default: the
+    /// configuration's `service`]; refused when the configuration names another.
+    #[arg(long)]
+    pub service: Option<String>,
     /// Envoy admin endpoint(s): the metrics source (summed) unless --prometheus, and the first
     /// confirms each push.
     #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
     pub admin: Vec<String>,
+    /// How long the fleet (every --admin, or every proxy of the service in --prometheus) has
+    /// to report running each push.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub fleet_timeout: Duration,
     /// Audit log, JSON lines [default: .canaryctl/rollout-audit.jsonl next to the ECDS file].
     #[arg(long)]
     pub audit: Option<PathBuf>,
@@ -286,7 +295,12 @@ pub struct Confirm {
     /// does not wait.
     #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
     pub admin: Vec<String>,
-    /// How long every Envoy given by --admin has to report running the change.
+    /// Prometheus (http://host:port) scraping the proxies: wait until every proxy of the
+    /// configuration's service reports running the change (instead of each --admin).
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// How long the fleet (every --admin, or every proxy of the service in --prometheus) has
+    /// to report running the change.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub fleet_timeout: Duration,
 }
@@ -374,6 +388,19 @@ pub struct StatusArgs {
     /// Envoy admin endpoint(s), summed (repeatable).
     #[arg(long, env = "CANARY_ADMIN", default_value = DEFAULT_ADMIN, value_delimiter = ',')]
     pub admin: Vec<String>,
+    /// Read the table from Prometheus (http://host:port) instead, summed over every proxy of
+    /// one service.
+    #[arg(long)]
+    pub prometheus: Option<String>,
+    /// Only this service's metrics (the `canary_service` label; "" for a configuration without
+    /// `service`) [default: every service with admin endpoints; with --prometheus, the
+    /// `service` of the ECDS file's configuration].
+    #[arg(long)]
+    pub service: Option<String>,
+    /// The ECDS file whose configuration names the service, with --prometheus [default:
+    /// envoy/ecds/canary-filter.yaml, or $CANARY_ECDS].
+    #[arg(long)]
+    pub ecds: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -1,8 +1,21 @@
 //! The Istio target: the resources a user applies. A `WasmPlugin` (extensions.istio.io
 //! v1alpha1) carrying the filter configuration as `pluginConfig`, an `EnvoyFilter` that removes
 //! client-sent routing headers in the same sidecars before any route is picked, `DestinationRule`
-//! subsets per version, and a `VirtualService` that routes on the filter's version header
-//! (Istio's clusters are its own, so the route header is not what routes there).
+//! subsets per version, a `VirtualService` that routes on the filter's version header
+//! (Istio's clusters are its own, so the route header is not what routes there), and a
+//! `ConfigMap` holding the bootstrap override that gives the sidecars the filter's stats tags;
+//! with it, the pod annotations the sidecars need ([`pod_annotations`]).
+//!
+//! Istio's sidecar bootstrap creates only the stats its `stats_matcher` includes, and always
+//! includes the prefix `wasm` (so the filter's `wasmcustom.canary_…` stats; `proxyStatsMatcher`
+//! in `proxy.istio.io/config` or `meshConfig.defaultConfig` would add more). Its `stats_tags`
+//! are its own; the only way to add regex tags is a bootstrap override: the
+//! `sidecar.istio.io/bootstrapOverride` annotation names a ConfigMap, which the injector mounts
+//! at `/etc/istio/custom-bootstrap` and the agent passes to Envoy as `--config-yaml` from the key
+//! `custom_bootstrap.json`, merged into the bootstrap (lists appended). (`extraStatTags`, now
+//! deprecated, only builds tags of Istio's own `name=.=value;.;` form.) Checked against
+//! istio/istio's injection template, `pkg/envoy/proxy.go` and `envoy_bootstrap.json`, and
+//! istio/api's `ProxyConfig.ProxyStatsMatcher`.
 //!
 //! The documents are written as JSON (a YAML stream of JSON documents, which `kubectl apply`
 //! reads): kubectl reads YAML 1.1, where a plain `yes`, `on` or `1:20` is not a string, and a
@@ -51,7 +64,7 @@ pub fn plugin_config(config: &CanaryConfig) -> CanaryConfig {
     istio
 }
 
-/// The four resources, as JSON documents separated by `---`.
+/// The five resources, as JSON documents separated by `---`.
 pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
     let config = &plugin_config(config);
     let plan = RoutingPlan::try_from(config)
@@ -170,11 +183,92 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         "spec": {"hosts": [options.host], "http": routes},
     });
 
-    let docs: Result<Vec<String>> = [plugin, strip, destination_rule, virtual_service]
-        .iter()
-        .map(|doc| Ok(serde_json::to_string_pretty(doc)? + "\n"))
-        .collect();
+    let docs: Result<Vec<String>> = [
+        plugin,
+        strip,
+        destination_rule,
+        virtual_service,
+        stats_config_map(options)?,
+    ]
+    .iter()
+    .map(|doc| Ok(serde_json::to_string_pretty(doc)? + "\n"))
+    .collect();
     Ok(docs?.join("---\n"))
+}
+
+/// The ConfigMap key Istio's injector mounts as the sidecar's bootstrap override
+/// (`ISTIO_BOOTSTRAP_OVERRIDE=/etc/istio/custom-bootstrap/custom_bootstrap.json`).
+pub const BOOTSTRAP_OVERRIDE_KEY: &str = "custom_bootstrap.json";
+
+/// The name of the ConfigMap with the bootstrap override: `<WasmPlugin name>-stats`.
+pub fn stats_config_map_name(options: &IstioOptions) -> String {
+    format!("{}-stats", options.name)
+}
+
+/// The bootstrap fragment the sidecars merge into their own: the filter's `stats_tags` (the
+/// same as `envoy/front.yaml`'s) and its latency buckets.
+pub fn bootstrap_override() -> Value {
+    let tags: Vec<Value> = canary_filter::metrics::stats_tags()
+        .into_iter()
+        .map(|(tag_name, regex)| json!({"tag_name": tag_name, "regex": regex}))
+        .collect();
+    json!({
+        "stats_config": {
+            "stats_tags": tags,
+            "histogram_bucket_settings": [{
+                "match": {"prefix": format!("{}{}", canary_filter::metrics::ENVOY_PREFIX, canary_filter::metrics::DURATION)},
+                "buckets": crate::sim::BOUNDS,
+            }],
+        },
+    })
+}
+
+/// The ConfigMap that `sidecar.istio.io/bootstrapOverride` names.
+fn stats_config_map(options: &IstioOptions) -> Result<Value> {
+    Ok(json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": stats_config_map_name(options), "namespace": options.namespace},
+        "data": {BOOTSTRAP_OVERRIDE_KEY: serde_json::to_string(&bootstrap_override())?},
+    }))
+}
+
+/// The pod annotations the selected workloads' sidecars need to label the filter's stats: the
+/// bootstrap override naming the ConfigMap. (No stats inclusion: Istio's sidecars always
+/// include stats whose names start with `wasm`, the filter's `wasmcustom.canary_…` among them;
+/// `requiredEnvoyStatsMatcherInclusionPrefixes` in istio/istio's `pkg/bootstrap/config.go`.)
+pub fn pod_annotations(options: &IstioOptions) -> serde_json::Map<String, Value> {
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "sidecar.istio.io/bootstrapOverride".to_string(),
+        Value::String(stats_config_map_name(options)),
+    );
+    annotations
+}
+
+/// What to tell the user about the pod annotations (printed to stderr: stdout stays the
+/// resources, for `kubectl apply -f -`).
+pub fn pod_annotations_note(options: &IstioOptions) -> Result<String> {
+    let selector: Vec<String> = options
+        .selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let patch =
+        json!({"spec": {"template": {"metadata": {"annotations": pod_annotations(options)}}}});
+    Ok(format!(
+        "Istio's sidecars keep the filter's stats (their names start with `wasm`, which Istio \
+         always includes), but label them canary_service, canary_version, canary_rule and \
+         canary_code_class (for Prometheus and `canaryctl rollout --prometheus`) only with the \
+         stats tags of the ConfigMap {name} above, which a pod annotation merges into its \
+         sidecar's bootstrap. Add it to the pod template of each workload selected by \
+         {selector} (this restarts its pods), for example:\n  kubectl -n {namespace} patch \
+         deployment DEPLOYMENT --type merge -p '{patch}'\n",
+        selector = selector.join(","),
+        name = stats_config_map_name(options),
+        namespace = options.namespace,
+        patch = serde_json::to_string(&patch)?,
+    ))
 }
 
 /// Envoy's name of the HTTP connection manager, which the EnvoyFilter patches.

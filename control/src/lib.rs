@@ -18,6 +18,7 @@ pub mod kubectl;
 pub mod movement;
 pub mod pause;
 pub mod progress;
+pub mod prometheus;
 pub mod push;
 pub mod rollout;
 pub mod sim;

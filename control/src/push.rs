@@ -1,6 +1,8 @@
 //! Writing a change to the ECDS file and, when an admin endpoint is known, confirming that
 //! Envoy accepted it (its `extension_config_discovery` counters), putting the previous file
-//! back if Envoy rejected it.
+//! back if Envoy rejected it; then, when a fleet is named, waiting until every proxy of it
+//! reports running the change (its `canary_config_hash`), asked one admin endpoint at a time
+//! or through Prometheus for every proxy of the service.
 //!
 //! Envoy's counters are read under the file's lock, and the lock is held through the write,
 //! the confirmation and the restore: another writer's change between the read of the counters
@@ -14,12 +16,11 @@ use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
 use crate::ecds::{EcdsFile, Locked, Update};
+use crate::prometheus::{describe_service, Prometheus};
+use crate::stats::service_label;
 
 /// How long Envoy has to count a write as accepted or rejected.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long the fleet has, by default, to report running a new configuration.
-pub const DEFAULT_FLEET_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The ECDS file, and the Envoy that watches it (if known).
 pub struct Pusher {
@@ -27,24 +28,58 @@ pub struct Pusher {
     pub file: EcdsFile,
     /// Envoy's admin endpoint, to confirm with.
     pub admin: Option<Admin>,
-    /// Every Envoy that must end up running the change (the filter's `canary_config_hash`
-    /// gauge), the confirming one included; empty: the confirming Envoy's counters suffice.
-    pub fleet: Vec<Admin>,
+    /// The proxies that must end up running the change (the filter's `canary_config_hash`
+    /// gauge).
+    pub fleet: Fleet,
     /// How long the fleet has to report the new configuration.
     pub fleet_timeout: Duration,
 }
 
-/// Which Envoys of the fleet run a configuration.
+/// The proxies that must report running a change.
+#[derive(Clone)]
+pub enum Fleet {
+    /// None: the confirming Envoy's counters suffice.
+    None,
+    /// These Envoys, asked each at its admin endpoint (the confirming one included).
+    Admins(Vec<Admin>),
+    /// Every proxy of the configuration's service that this Prometheus scrapes (see
+    /// [`Prometheus::config_hashes`]).
+    Prometheus(Prometheus),
+}
+
+/// Which proxies of the fleet run a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetReport {
-    /// Envoys that report the configuration.
+    /// Proxies that report the configuration.
     pub running: usize,
-    /// Envoys asked.
+    /// Proxies of the fleet.
     pub total: usize,
+    /// Through which Prometheus, for which service, when the fleet was asked through one.
+    pub through: Option<String>,
     /// How long until they all did (or until the timeout).
     pub after: Duration,
     /// The ones that did not, each with what it reported.
     pub behind: Vec<String>,
+}
+
+impl FleetReport {
+    /// The line that says how much of the fleet runs the change.
+    pub fn line(&self) -> String {
+        match &self.through {
+            None => format!(
+                "{} of {} Envoys run it ({} ms)\n",
+                self.running,
+                self.total,
+                self.after.as_millis()
+            ),
+            Some(through) => format!(
+                "{} of {} proxies on the new configuration after {:.1} s ({through})\n",
+                self.running,
+                self.total,
+                self.after.as_secs_f64()
+            ),
+        }
+    }
 }
 
 /// Envoy's counters before a write.
@@ -69,6 +104,9 @@ pub enum Applied {
     /// Stored by the Kubernetes API server at this resource version (the Istio target: istiod
     /// delivers it to the sidecars; canaryctl does not confirm that).
     Stored(String),
+    /// Written without an admin endpoint to confirm with; every proxy of the fleet (through
+    /// Prometheus) reports running it.
+    FleetRuns(FleetReport),
 }
 
 impl Pusher {
@@ -143,45 +181,50 @@ impl Pusher {
         Ok((update, applied))
     }
 
-    /// Waits until every Envoy of the fleet publishes the hash of the configuration in
-    /// `ecds_bytes` (`canary_config_hash`), up to the fleet timeout. `None` without a fleet; an
-    /// error naming the Envoys left behind when the timeout passes first.
+    /// Waits until every proxy of the fleet publishes the hash of the configuration in
+    /// `ecds_bytes` (`canary_config_hash` of the configuration's service), up to the fleet
+    /// timeout. `None` without a fleet; an error naming the proxies left behind when the timeout
+    /// passes first.
     pub fn confirm_fleet(&self, ecds_bytes: &[u8]) -> Result<Option<FleetReport>> {
-        if self.fleet.is_empty() {
+        if matches!(self.fleet, Fleet::None) {
             return Ok(None);
         }
         let doc = crate::ecds::document_as(ecds_bytes, self.file.format()?)?;
         let value = crate::ecds::configuration_value(&doc)
             .context("the ECDS resource has no configuration value")?;
         let want = u64::from(metrics::config_hash(value.as_bytes()));
-        let gauge = format!("{ENVOY_PREFIX}{CONFIG_HASH}");
+        let service = CanaryConfig::from_json(value.as_bytes())
+            .context("the written configuration")?
+            .service;
         let started = Instant::now();
         loop {
-            let mut behind = Vec::new();
-            for admin in &self.fleet {
-                match admin.counter(&gauge) {
-                    Ok(Some(hash)) if hash == want => {}
-                    Ok(Some(hash)) => behind.push(format!("{} runs {hash:08x}", admin.base())),
-                    Ok(None) => behind.push(format!("{} has no {CONFIG_HASH}", admin.base())),
-                    Err(err) => behind.push(format!("{}: {err:#}", admin.base())),
+            let report = match &self.fleet {
+                Fleet::None => return Ok(None),
+                Fleet::Admins(admins) => admins_running(admins, service.as_deref(), want, started),
+                Fleet::Prometheus(prometheus) => {
+                    prometheus_running(prometheus, service_label(service.as_deref()), want, started)
                 }
-            }
-            let report = FleetReport {
-                running: self.fleet.len() - behind.len(),
-                total: self.fleet.len(),
-                after: started.elapsed(),
-                behind,
             };
-            if report.behind.is_empty() {
+            if report.behind.is_empty() && report.total > 0 {
                 return Ok(Some(report));
             }
             if started.elapsed() >= self.fleet_timeout {
+                let what = match &report.through {
+                    None => "Envoys run the new configuration".to_string(),
+                    Some(through) => format!("proxies on the new configuration ({through})"),
+                };
+                let behind = if report.behind.is_empty() {
+                    "Prometheus knows no proxy of the service: does it scrape the proxies' \
+                     /stats/prometheus?"
+                        .to_string()
+                } else {
+                    format!("not yet: {}", report.behind.join("; "))
+                };
                 bail!(
-                    "{} of {} Envoys run the new configuration ({want:08x}) after {}; not yet: {}",
+                    "{} of {} {what} ({want:08x}) after {}; {behind}",
                     report.running,
                     report.total,
                     humantime::format_duration(self.fleet_timeout),
-                    report.behind.join("; ")
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -205,7 +248,14 @@ impl Pusher {
             failure,
         }) = baseline
         else {
-            return Ok(Applied::Unconfirmed);
+            // No Envoy to confirm with: through Prometheus the fleet can still be waited for.
+            let fleet = self
+                .confirm_fleet(&update.after_bytes)
+                .with_context(|| format!("{} was written, but", self.file.path().display()))?;
+            return Ok(match fleet {
+                Some(report) => Applied::FleetRuns(report),
+                None => Applied::Unconfirmed,
+            });
         };
         let started = Instant::now();
         while started.elapsed() < CONFIRM_TIMEOUT {
@@ -255,5 +305,76 @@ impl Pusher {
             admin.base(),
             self.file.path().display()
         )
+    }
+}
+
+/// Which of `admins` publish `want` as the hash of `service`'s configuration.
+fn admins_running(
+    admins: &[Admin],
+    service: Option<&str>,
+    want: u64,
+    started: Instant,
+) -> FleetReport {
+    let gauge = format!("{ENVOY_PREFIX}{}", metrics::config_hash_name(service));
+    let mut behind = Vec::new();
+    for admin in admins {
+        match admin.counter(&gauge) {
+            Ok(Some(hash)) if hash == want => {}
+            Ok(Some(hash)) => behind.push(format!("{} runs {hash:08x}", admin.base())),
+            Ok(None) => behind.push(format!("{} has no {gauge}", admin.base())),
+            Err(err) => behind.push(format!("{}: {err:#}", admin.base())),
+        }
+    }
+    FleetReport {
+        running: admins.len() - behind.len(),
+        total: admins.len(),
+        through: None,
+        after: started.elapsed(),
+        behind,
+    }
+}
+
+/// Which proxies of `service` that `prometheus` scrapes report `want` as their configuration's
+/// hash; a failed query counts every proxy as behind, saying why.
+fn prometheus_running(
+    prometheus: &Prometheus,
+    service: &str,
+    want: u64,
+    started: Instant,
+) -> FleetReport {
+    let through = format!(
+        "Prometheus {}, {}",
+        prometheus.base(),
+        describe_service(service)
+    );
+    let proxies = match prometheus.config_hashes(service) {
+        Ok(proxies) => proxies,
+        Err(err) => {
+            return FleetReport {
+                running: 0,
+                total: 0,
+                through: Some(through),
+                after: started.elapsed(),
+                behind: vec![format!("{err:#}")],
+            }
+        }
+    };
+    let behind: Vec<String> = proxies
+        .iter()
+        .filter_map(|proxy| match proxy.reports {
+            Some(hash) if hash == want => None,
+            Some(hash) => Some(format!("{} runs {hash:08x}", proxy.proxy)),
+            None => Some(format!(
+                "{} reports no {CONFIG_HASH} now (down, or no longer this service's)",
+                proxy.proxy
+            )),
+        })
+        .collect();
+    FleetReport {
+        running: proxies.len() - behind.len(),
+        total: proxies.len(),
+        through: Some(through),
+        after: started.elapsed(),
+        behind,
     }
 }

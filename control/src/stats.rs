@@ -1,12 +1,12 @@
 //! Envoy's stats, parsed in one place: the filter's metrics from `/stats/prometheus` (the form
 //! whose latency histogram has the `+Inf` bucket, the requests slower than the last bound), by
-//! version and rule label, for `status` and the rollout's sources; and one stat by its exact
-//! name from `/stats?format=json`, for the ECDS counters and the configuration hash gauge.
+//! service, version and rule label, for `status` and the rollout's sources; and one stat by its
+//! exact name from `/stats?format=json`, for the ECDS counters and the configuration hash gauge.
 
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
-use canary_filter::metrics;
+use canary_filter::metrics::{self, CODE_CLASS_LABEL, RULE_LABEL, SERVICE_LABEL, VERSION_LABEL};
 
 use crate::admin::Admin;
 
@@ -25,8 +25,35 @@ pub struct SeriesStats {
     pub latency: Vec<(f64, u64)>,
 }
 
-/// The filter's metrics keyed by `(version, rule)`.
-pub type FilterStats = BTreeMap<(String, String), SeriesStats>;
+/// Which series: the `canary_service`, `canary_version` and `canary_rule` labels. A
+/// configuration without `service` gives series without the `canary_service` label, read as
+/// the empty service (as PromQL matches them: `canary_service=""`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesKey {
+    /// The configured service, `""` for none.
+    pub service: String,
+    /// The version the requests were routed to.
+    pub version: String,
+    /// The rule label: a rule's name, `weights` or `default`.
+    pub rule: String,
+}
+
+/// The filter's metrics by series.
+pub type FilterStats = BTreeMap<SeriesKey, SeriesStats>;
+
+/// The `canary_service` label value of a configuration's series: its `service`, or `""`
+/// (no label) without one.
+pub fn service_label(service: Option<&str>) -> &str {
+    service.unwrap_or("")
+}
+
+/// Only the series of `service` (`""`: those without a service).
+pub fn of_service(stats: FilterStats, service: &str) -> FilterStats {
+    stats
+        .into_iter()
+        .filter(|(key, _)| key.service == service)
+        .collect()
+}
 
 /// Reads the filter's metrics from an Envoy admin endpoint.
 pub fn read(admin: &Admin) -> Result<FilterStats> {
@@ -58,8 +85,13 @@ pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
                 (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
             })
         };
-        let (Some(version), Some(rule)) = (label("version"), label("rule")) else {
+        let (Some(version), Some(rule)) = (label(VERSION_LABEL), label(RULE_LABEL)) else {
             continue;
+        };
+        let key = SeriesKey {
+            service: label(SERVICE_LABEL).unwrap_or_default(),
+            version,
+            rule,
         };
         let value: f64 = value
             .split_whitespace()
@@ -68,11 +100,11 @@ pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
             .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
         // Counters are whole numbers, written as such or as floats.
         let value = value.round() as u64;
-        let series = stats.entry((version, rule)).or_default();
+        let series = stats.entry(key).or_default();
         if name == metrics::REQUESTS {
             series.requests += value;
         } else if name == metrics::RESPONSES {
-            let class = label("code_class").unwrap_or_default();
+            let class = label(CODE_CLASS_LABEL).unwrap_or_default();
             *series.responses.entry(class).or_default() += value;
         } else {
             let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
@@ -105,42 +137,70 @@ mod tests {
     use super::*;
 
     const TEXT: &str = r#"# TYPE canary_requests_total counter
-canary_requests_total{version="canary",rule="default"} 12
-canary_requests_total{version="canary",rule="testers"} 3
+canary_requests_total{canary_version="canary",canary_rule="default"} 12
+canary_requests_total{canary_version="canary",canary_rule="testers"} 3
+canary_requests_total{canary_service="checkout",canary_version="canary",canary_rule="default"} 40
 # TYPE canary_responses_total counter
-canary_responses_total{version="canary",rule="default",code_class="2xx"} 11
-canary_responses_total{version="canary",rule="default",code_class="5xx"} 1
+canary_responses_total{canary_version="canary",canary_rule="default",canary_code_class="2xx"} 11
+canary_responses_total{canary_version="canary",canary_rule="default",canary_code_class="5xx"} 1
 canary_config_hash{} 1234
+canary_config_hash{canary_service="checkout"} 5678
 # TYPE canary_request_duration_ms histogram
-canary_request_duration_ms_bucket{version="canary",rule="default",le="5"} 4
-canary_request_duration_ms_bucket{version="canary",rule="default",le="+Inf"} 12
-canary_request_duration_ms_bucket{version="canary",rule="default",le="1"} 2
-canary_request_duration_ms_sum{version="canary",rule="default"} 99.5
+canary_request_duration_ms_bucket{canary_version="canary",canary_rule="default",le="5"} 4
+canary_request_duration_ms_bucket{canary_version="canary",canary_rule="default",le="+Inf"} 12
+canary_request_duration_ms_bucket{canary_version="canary",canary_rule="default",le="1"} 2
+canary_request_duration_ms_sum{canary_version="canary",canary_rule="default"} 99.5
 "#;
 
+    fn key(service: &str, version: &str, rule: &str) -> SeriesKey {
+        SeriesKey {
+            service: service.to_string(),
+            version: version.to_string(),
+            rule: rule.to_string(),
+        }
+    }
+
     #[test]
-    fn the_filter_series_are_read_by_version_and_rule() {
+    fn the_filter_series_are_read_by_service_version_and_rule() {
         let stats = parse_prometheus(TEXT).unwrap();
-        let default = &stats[&("canary".to_string(), "default".to_string())];
+        let default = &stats[&key("", "canary", "default")];
         assert_eq!(default.requests, 12);
         assert_eq!(default.responses["2xx"], 11);
         assert_eq!(default.responses["5xx"], 1);
         assert_eq!(default.latency, [(1.0, 2), (5.0, 4), (f64::INFINITY, 12)]);
+        assert_eq!(stats[&key("", "canary", "testers")].requests, 3);
+        assert_eq!(stats[&key("checkout", "canary", "default")].requests, 40);
+        assert_eq!(stats.len(), 3);
+        let checkout = of_service(stats.clone(), "checkout");
         assert_eq!(
-            stats[&("canary".to_string(), "testers".to_string())].requests,
-            3
+            checkout.keys().collect::<Vec<_>>(),
+            [&key("checkout", "canary", "default")]
         );
-        assert_eq!(stats.len(), 2);
+        assert_eq!(of_service(stats, "").len(), 2);
+    }
+
+    /// Series labelled the way they were before the labels were prefixed (`version`, `rule`)
+    /// are not the filter's: a Prometheus relabelling could have put such labels anywhere.
+    #[test]
+    fn unprefixed_labels_are_not_read() {
+        let old = "canary_requests_total{version=\"canary\",rule=\"weights\"} 12\n";
+        assert!(parse_prometheus(old).unwrap().is_empty());
     }
 
     #[test]
     fn unreadable_lines_are_errors() {
-        assert!(parse_prometheus("canary_responses_total{version=\"a\",rule=\"b\" 1").is_err());
-        assert!(parse_prometheus("canary_requests_total{version=\"a\",rule=\"b\"} x").is_err());
-        assert!(
-            parse_prometheus("canary_request_duration_ms_bucket{version=\"a\",rule=\"b\"} 1")
-                .is_err()
-        );
+        assert!(parse_prometheus(
+            "canary_responses_total{canary_version=\"a\",canary_rule=\"b\" 1"
+        )
+        .is_err());
+        assert!(parse_prometheus(
+            "canary_requests_total{canary_version=\"a\",canary_rule=\"b\"} x"
+        )
+        .is_err());
+        assert!(parse_prometheus(
+            "canary_request_duration_ms_bucket{canary_version=\"a\",canary_rule=\"b\"} 1"
+        )
+        .is_err());
     }
 
     #[test]

@@ -115,37 +115,36 @@ pub fn add_cumulative(total: &mut Vec<(f64, u64)>, more: &[(f64, u64)]) {
     }
 }
 
-/// Reads the filter's metrics from an Envoy admin endpoint, by version.
-pub fn read_versions(admin: &Admin) -> Result<BTreeMap<String, VersionStats>> {
-    read_versions_of_rule(admin, None)
-}
-
-/// Reads the filter's metrics from an Envoy admin endpoint, by version; of one rule label only
-/// when `rule` is given.
-pub fn read_versions_of_rule(
+/// Reads the filter's metrics from an Envoy admin endpoint, by version: of one service
+/// (`Some("")`: the series without a service), or of every service the proxy routes (`None`);
+/// of one rule label only when `rule` is given.
+pub fn read_versions(
     admin: &Admin,
+    service: Option<&str>,
     rule: Option<&str>,
 ) -> Result<BTreeMap<String, VersionStats>> {
-    let stats = stats::read(admin)?;
-    Ok(match rule {
-        None => by_version(&stats),
-        Some(rule) => by_version(
-            &stats
-                .into_iter()
-                .filter(|((_, label), _)| label == rule)
-                .collect(),
-        ),
-    })
+    let all = stats::read(admin)?;
+    let of_service = match service {
+        Some(service) => stats::of_service(all, service),
+        None => all,
+    };
+    Ok(by_version(&match rule {
+        Some(rule) => of_service
+            .into_iter()
+            .filter(|(key, _)| key.rule == rule)
+            .collect(),
+        None => of_service,
+    }))
 }
 
 /// The filter's metrics by version: every rule's summed, the latency without its `+Inf` bucket
 /// (the quantiles interpolate inside finite buckets).
 pub fn by_version(stats: &FilterStats) -> BTreeMap<String, VersionStats> {
     let mut versions: BTreeMap<String, VersionStats> = BTreeMap::new();
-    for ((version, rule), series) in stats {
-        let entry = versions.entry(version.clone()).or_default();
+    for (key, series) in stats {
+        let entry = versions.entry(key.version.clone()).or_default();
         entry.requests += series.requests;
-        *entry.by_rule.entry(rule.clone()).or_default() += series.requests;
+        *entry.by_rule.entry(key.rule.clone()).or_default() += series.requests;
         for (class, n) in &series.responses {
             *entry.responses.entry(class.clone()).or_default() += n;
         }

@@ -92,15 +92,11 @@ impl Target {
                 };
                 let mut out = format!("Envoy at {base} accepted it ({} ms)\n", after.as_millis());
                 if let Some(fleet) = fleet {
-                    out += &format!(
-                        "{} of {} Envoys run it ({} ms)\n",
-                        fleet.running,
-                        fleet.total,
-                        fleet.after.as_millis()
-                    );
+                    out += &fleet.line();
                 }
                 out
             }
+            Applied::FleetRuns(fleet) => fleet.line(),
             Applied::Unconfirmed => {
                 "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)\n"
                     .to_string()

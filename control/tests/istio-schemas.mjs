@@ -1,16 +1,19 @@
 // Validates a stream of JSON Kubernetes documents (separated by `---` lines, as `canaryctl
 // istio` prints them) against the OpenAPI schemas of Istio's CRDs, as packaged in npm's
-// @kubernetes-models/istio (installed into .node/ by `make istio-schemas`). Prints one line per
+// @kubernetes-models/istio, and of Kubernetes' own kinds (the ConfigMap), as packaged in npm's
+// kubernetes-models (both installed into .node/ by `make istio-schemas`). Prints one line per
 // document; exits 1 if any is refused or of a kind it has no schema for.
 import { readFileSync } from "node:fs";
 
 // By file: the package lives in .node/, outside this script's module resolution.
 const istio = new URL("../../.node/node_modules/@kubernetes-models/istio/", import.meta.url);
+const kubernetes = new URL("../../.node/node_modules/kubernetes-models/", import.meta.url);
 const models = {
-  "extensions.istio.io/v1alpha1/WasmPlugin": "extensions.istio.io/v1alpha1/WasmPlugin.js",
-  "networking.istio.io/v1alpha3/EnvoyFilter": "networking.istio.io/v1alpha3/EnvoyFilter.js",
-  "networking.istio.io/v1/DestinationRule": "networking.istio.io/v1/DestinationRule.js",
-  "networking.istio.io/v1/VirtualService": "networking.istio.io/v1/VirtualService.js",
+  "extensions.istio.io/v1alpha1/WasmPlugin": new URL("extensions.istio.io/v1alpha1/WasmPlugin.js", istio),
+  "networking.istio.io/v1alpha3/EnvoyFilter": new URL("networking.istio.io/v1alpha3/EnvoyFilter.js", istio),
+  "networking.istio.io/v1/DestinationRule": new URL("networking.istio.io/v1/DestinationRule.js", istio),
+  "networking.istio.io/v1/VirtualService": new URL("networking.istio.io/v1/VirtualService.js", istio),
+  "v1/ConfigMap": new URL("v1/ConfigMap.js", kubernetes),
 };
 
 let failed = false;
@@ -25,7 +28,7 @@ for (const part of text.split(/^---$/m)) {
     failed = true;
     continue;
   }
-  const exported = await import(new URL(module, istio));
+  const exported = await import(module);
   const Model = exported[doc.kind];
   try {
     new Model(doc).validate();

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use canary_control::istio::{render, IstioOptions};
+use canary_control::istio::{pod_annotations, render, IstioOptions, BOOTSTRAP_OVERRIDE_KEY};
 use canary_filter::{CanaryConfig, RoutingPlan};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -66,7 +66,7 @@ fn rendering_matches_the_golden_file() {
 fn the_resources_fit_together_and_the_plugin_config_is_valid() {
     let config = shipped_config();
     let docs = documents(&render(&config, &options()).unwrap());
-    assert_eq!(docs.len(), 4);
+    assert_eq!(docs.len(), 5);
     let plugin = &docs[0];
     assert_eq!(plugin["apiVersion"], "extensions.istio.io/v1alpha1");
     assert_eq!(plugin["kind"], "WasmPlugin");
@@ -229,8 +229,16 @@ fn the_cli_prints_the_resources_and_says_when_kubectl_is_missing() {
             "WasmPlugin",
             "EnvoyFilter",
             "DestinationRule",
-            "VirtualService"
+            "VirtualService",
+            "ConfigMap"
         ]
+    );
+    // The pod annotation the sidecars need goes to stderr: stdout is for `kubectl apply -f -`.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(r#"{"sidecar.istio.io/bootstrapOverride":"canary-filter-stats"}"#)
+            && stderr.contains("kubectl -n shop patch deployment"),
+        "{stderr}"
     );
     let output = Command::new(CANARYCTL)
         .args(args)
@@ -356,10 +364,24 @@ fn the_resources_pass_istios_schemas() {
         );
         assert_eq!(
             stdout.lines().filter(|l| l.starts_with("valid ")).count(),
-            4,
+            5,
             "{stdout}"
         );
     }
+    // A ConfigMap whose data holds a number: Kubernetes' schema refuses it.
+    let broken_map = dir.path().join("broken-map.json");
+    std::fs::write(
+        &broken_map,
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": 3}}"#,
+    )
+    .unwrap();
+    let output = validate(&broken_map);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("data/a must be string"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     let output = validate(&broken);
     assert!(!output.status.success());
     assert!(
@@ -367,4 +389,156 @@ fn the_resources_pass_istios_schemas() {
         "{}",
         String::from_utf8_lossy(&output.stdout)
     );
+}
+
+/// Istio's sidecar `stats_config` as its bootstrap template renders it without annotations
+/// (istio/istio `tools/packaging/common/envoy_bootstrap.json` at 86c9f01fd73, the inclusion
+/// lists of `pkg/bootstrap/config.go`): its own tags, and a stats matcher that keeps only what
+/// it names, `required_prefixes` among them (Istio's are
+/// `cluster_manager,listener_manager,server,cluster.xds-grpc,wasm`).
+fn istio_stats_config(required_prefixes: &[&str]) -> serde_json::Value {
+    let tags = serde_json::json!([
+        {"tag_name": "cluster_name", "regex": "^cluster(\\.(.+);)"},
+        {"tag_name": "http_conn_manager_prefix", "regex": "^http\\.(((?:[_.[:digit:]\\w]*|[_\\[\\]aAbBcCdDeEfF[:digit:]\\w\\:]*));\\.)"},
+        {"tag_name": "thread_name", "regex": "^server(\\.(.+))\\.watchdog"},
+        {"tag_name": "tcp_prefix", "regex": "^tcp\\.((.*?)\\.)\\w+?$"},
+        {"regex": "_rq(_(\\d{3}))$", "tag_name": "response_code"},
+        {"tag_name": "response_code_class", "regex": "_rq(_(\\dxx))$"},
+        {"tag_name": "http_conn_manager_listener_prefix", "regex": "^listener(?=\\.).*?\\.http\\.(((?:[_.[:digit:]]*|[_\\[\\]aAbBcCdDeEfF[:digit:]]*))\\.)"},
+        {"tag_name": "listener_address", "regex": "^listener\\.(((?:[_.[:digit:]]*|[_\\[\\]aAbBcCdDeEfF[:digit:]]*))\\.)"},
+        {"tag_name": "mongo_prefix", "regex": "^mongo\\.(.+?)\\.(collection|cmd|cx_|op_|delays_|decoding_)(.*?)$"},
+        {"regex": "(cache\\.(.+?)\\.)", "tag_name": "cache"},
+        {"regex": "(component\\.(.+?)\\.)", "tag_name": "component"},
+        {"regex": "(tag\\.(.+?);\\.)", "tag_name": "tag"},
+        {"regex": "(wasm_filter\\.(.+?)\\.)", "tag_name": "wasm_filter"},
+        {"tag_name": "authz_enforce_result", "regex": "rbac(\\.(allowed|denied))"},
+        {"tag_name": "authz_dry_run_action", "regex": "(\\.istio_dry_run_(allow|deny)_)"},
+        {"tag_name": "authz_dry_run_result", "regex": "(\\.shadow_(allowed|denied))"}
+    ]);
+    let mut patterns = vec![serde_json::json!({"prefix": "reporter="})];
+    patterns.extend(
+        required_prefixes
+            .iter()
+            .map(|prefix| serde_json::json!({"prefix": prefix})),
+    );
+    for suffix in [
+        "rbac.allowed",
+        "rbac.denied",
+        "shadow_allowed",
+        "shadow_denied",
+    ] {
+        patterns.push(serde_json::json!({"suffix": suffix}));
+    }
+    patterns.push(serde_json::json!({"safe_regex": {"regex": "vhost\\..*\\.route\\..*"}}));
+    patterns.push(serde_json::json!({"prefix": "component"}));
+    patterns.push(serde_json::json!({"prefix": "istio"}));
+    serde_json::json!({
+        "use_all_default_tags": false,
+        "stats_tags": tags,
+        "stats_matcher": {"inclusion_list": {"patterns": patterns}},
+    })
+}
+
+/// The sidecar settings `canaryctl istio` renders, in a real Envoy given Istio's sidecar
+/// `stats_config` and the ConfigMap's bootstrap override as `--config-yaml` (what Istio's agent
+/// does with `sidecar.istio.io/bootstrapOverride`): the filter's stats are kept and carry
+/// their labels, the latency in the filter's buckets. Without the override they carry none;
+/// without Istio's `wasm` inclusion prefix they are not kept at all.
+#[test]
+fn the_sidecar_settings_label_the_filters_stats_under_istios_bootstrap() {
+    use canary_e2e::mesh::{Isolated, Layout, Mesh};
+
+    let mut options = options();
+    options.name = "canary-filter".into();
+    assert_eq!(
+        serde_json::Value::Object(pod_annotations(&options)),
+        serde_json::json!({"sidecar.istio.io/bootstrapOverride": "canary-filter-stats"})
+    );
+    let docs = documents(&render(&shipped_config(), &options).unwrap());
+    let config_map = docs.iter().find(|doc| doc["kind"] == "ConfigMap").unwrap();
+    assert_eq!(config_map["metadata"]["name"], "canary-filter-stats");
+    let fragment = config_map["data"][BOOTSTRAP_OVERRIDE_KEY]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = r#"{"service": "checkout",
+        "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+        "default": "stable", "weights": {"canary": 50}, "sticky": {"keys": [{"header": "x-user-id"}]}}"#;
+    let istio_prefixes = [
+        "cluster_manager",
+        "listener_manager",
+        "server",
+        "cluster.xds-grpc",
+        "wasm",
+    ];
+    let start = |prefixes: &[&str], config_yaml: Option<String>| {
+        let layout = Layout::Isolated(Isolated {
+            stats_config: Some(istio_stats_config(prefixes)),
+            config_yaml,
+            ..Isolated::default()
+        });
+        Mesh::start(layout, Some(config)).unwrap_or_else(|err| panic!("{err}"))
+    };
+    let traffic = |mesh: &Mesh| {
+        for i in 0..40 {
+            let reply = mesh.get(&[("x-user-id", &format!("u{i}"))]).unwrap();
+            assert_eq!(reply.status, 200);
+        }
+    };
+    // Histograms reach /stats/prometheus at Envoy's stats flush (1 s in the front bootstrap).
+    let wait_for = |mesh: &Mesh, text: &str| {
+        mesh.wait_for(std::time::Duration::from_secs(10), || {
+            Ok(mesh.prometheus()?.contains(text))
+        })
+        .unwrap_or_else(|err| panic!("{err}: no {text:?} in\n{}", mesh.prometheus().unwrap()));
+    };
+
+    let sidecar = start(&istio_prefixes, Some(fragment));
+    traffic(&sidecar);
+    wait_for(
+        &sidecar,
+        r#"canary_request_duration_ms_bucket{canary_service="checkout",canary_version="canary",canary_rule="weights",le="7"}"#,
+    );
+    let text = sidecar.prometheus().unwrap();
+    for series in [
+        r#"canary_requests_total{canary_service="checkout",canary_version="canary",canary_rule="weights"}"#,
+        r#"canary_requests_total{canary_service="checkout",canary_version="stable",canary_rule="weights"}"#,
+        r#"canary_responses_total{canary_service="checkout",canary_version="canary",canary_rule="weights",canary_code_class="2xx"}"#,
+        r#"canary_config_hash{canary_service="checkout"}"#,
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+    // canaryctl's one parser reads the sidecar's stats as the front's: every request counted
+    // (counters reach Envoy on the filter's 0.1 s flush).
+    let requests = || -> u64 {
+        canary_control::stats::parse_prometheus(&sidecar.prometheus().unwrap())
+            .unwrap()
+            .iter()
+            .filter(|(key, _)| key.service == "checkout")
+            .map(|(_, series)| series.requests)
+            .sum()
+    };
+    sidecar
+        .wait_for(std::time::Duration::from_secs(5), || Ok(requests() == 40))
+        .unwrap_or_else(|err| panic!("{err}: {} requests counted", requests()));
+    drop(sidecar);
+
+    // Istio's bootstrap alone: the stats are there, but the labels are not.
+    let untagged = start(&istio_prefixes, None);
+    traffic(&untagged);
+    wait_for(&untagged, "canary_requests_total");
+    let text = untagged.prometheus().unwrap();
+    assert!(!text.contains("canary_service=\""), "{text}");
+    drop(untagged);
+
+    // Without the `wasm` inclusion prefix the filter's stats are not created at all: the
+    // inclusion list is what keeps them.
+    let excluded = start(&istio_prefixes[..4], None);
+    traffic(&excluded);
+    wait_for(&excluded, "envoy_cluster_manager");
+    let raw = excluded
+        .front()
+        .admin_get("/stats?filter=wasmcustom")
+        .unwrap();
+    assert!(raw.trim().is_empty(), "{raw}");
 }

@@ -295,8 +295,15 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
 fn the_prometheus_source_reaches_the_same_verdicts() {
     let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
     let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
-    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
-    let prom = Source::prometheus(&prometheus.url());
+    // The configuration names no service: its series carry no `canary_service` label.
+    let admin = Source::Admin {
+        admins: vec![Admin::new(&mesh.front().admin().to_string())],
+        service: String::new(),
+    };
+    let prom = Source::Prometheus {
+        prometheus: canary_control::prometheus::Prometheus::new(&prometheus.url()),
+        service: String::new(),
+    };
     // Ramp to 50 % by hand and wait for Prometheus to have the series.
     let output = Command::new(CANARYCTL)
         .args([
@@ -417,7 +424,8 @@ fn bad_plans_and_unreachable_sources() {
         );
         assert_eq!(std::fs::read(mesh.ecds_file()).unwrap(), before);
     }
-    // A Prometheus that is not there: holds, retries, then rolls back, saying so.
+    // A Prometheus that is not there: no push of the rollout could be confirmed on the fleet
+    // through it, so the rollout refuses to start, and writes nothing.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -436,13 +444,60 @@ fn bad_plans_and_unreachable_sources() {
             &format!("http://{closed}"),
         ],
     );
-    assert_eq!(output.status.code(), Some(3));
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("nothing written") && stderr.contains("unreachable"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(mesh.ecds_file()).unwrap(), before);
+
+    // Prometheus lost in the middle of the rollout: each read fails, the step holds and
+    // retries, then the rollout rolls back, saying so. The rollback is written; confirming it
+    // on the fleet needs the lost Prometheus too, so the rollout ends with that error (exit 1).
+    let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
+    mesh.wait_for(Duration::from_secs(20), || {
+        Ok(!prometheus.query("canary_config_hash")?.is_empty())
+    })
+    .unwrap();
+    let mut child = Command::new(CANARYCTL)
+        .arg("rollout")
+        .args(["--ecds", &mesh.ecds_file().display().to_string()])
+        .args(["--admin", &mesh.front().admin().to_string()])
+        .args(["--audit", &audit.path().display().to_string()])
+        .args(["--steps", "10,100", "--interval", "500ms", "--settle", "1s"])
+        .args(["--min-requests", "1000000", "--max-failed-reads", "2"])
+        .args(["--fleet-timeout", "1s", "--prometheus", &prometheus.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut stdout = String::new();
+    // The first judged interval (a hold: too few responses) was read from Prometheus; then it
+    // goes, stopped by its PID.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stdout += &line;
+        stdout.push('\n');
+        if line.starts_with("step 1/2") {
+            break;
+        }
+    }
+    drop(prometheus);
+    for line in lines {
+        stdout += &line.unwrap();
+        stdout.push('\n');
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}\n{stderr}");
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("source read failed (1 of 2)") && stdout.contains("unreachable"),
         "{stdout}"
     );
-    assert!(stdout.contains("ROLLED BACK"), "{stdout}");
+    assert!(stderr.contains("rolling back"), "{stderr}");
     assert_eq!(canary_weight(&mesh), 0.0);
 }
 
@@ -752,7 +807,10 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
         "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
         "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"}]}"#;
     let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
-    let admin = Source::Admin(vec![Admin::new(&mesh.front().admin().to_string())]);
+    let admin = Source::Admin {
+        admins: vec![Admin::new(&mesh.front().admin().to_string())],
+        service: String::new(),
+    };
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     mesh.wait_for(Duration::from_secs(60), || {
         let canary = admin.read("weights")?.get("canary").cloned();

@@ -23,6 +23,11 @@ pub const DEFAULT_VERSION_HEADER: &str = "x-canary-version";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self", deny_unknown_fields)]
 pub struct CanaryConfig {
+    /// The service this filter routes, as the `canary_service` label of every metric (same
+    /// alphabet as version names). Left out: the metrics carry no `canary_service` label, as
+    /// before the field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
     /// The versions of the upstream service, 2 to 16. The order matters: non-default versions
     /// take consecutive bucket ranges in this order.
     pub versions: Vec<VersionSpec>,

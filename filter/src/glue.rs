@@ -145,6 +145,7 @@ impl RootContext for CanaryRoot {
             }
         };
         let config_hash = metrics::config_hash(&bytes);
+        let config_hash_name = metrics::config_hash_name(plan.service());
         let metrics = match define_metrics(&plan) {
             Ok(metrics) => metrics,
             Err(name) => {
@@ -185,10 +186,10 @@ impl RootContext for CanaryRoot {
             proxy_region,
         }));
         // Which configuration this proxy runs, for `canaryctl` to confirm a change fleet-wide.
-        let published = hostcalls::define_metric(MetricType::Gauge, metrics::CONFIG_HASH)
+        let published = hostcalls::define_metric(MetricType::Gauge, &config_hash_name)
             .and_then(|id| hostcalls::record_metric(id, u64::from(config_hash)));
         if published.is_err() {
-            warn!("could not publish {}", metrics::CONFIG_HASH);
+            warn!("could not publish {config_hash_name}");
         }
         if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {
             warn!("could not start the counter flush timer");
@@ -213,6 +214,7 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
     let define =
         |kind: MetricType, name: String| hostcalls::define_metric(kind, &name).map_err(|_| name);
     let wanted = plan.metrics();
+    let service = plan.service();
     plan.outcomes()
         .iter()
         .map(|outcome| {
@@ -226,7 +228,7 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
                 for (id, class) in ids.iter_mut().zip(CODE_CLASSES) {
                     *id = define(
                         MetricType::Counter,
-                        metrics::responses_name(version, rule, class),
+                        metrics::responses_name(service, version, rule, class),
                     )?;
                 }
                 Some(ids.map(Counter::new))
@@ -234,13 +236,13 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
                 None
             };
             let requests = if wanted.requests {
-                let name = metrics::requests_name(version, rule);
+                let name = metrics::requests_name(service, version, rule);
                 Some(Counter::new(define(MetricType::Counter, name)?))
             } else {
                 None
             };
             let duration = if wanted.latency {
-                let name = metrics::duration_name(version, rule);
+                let name = metrics::duration_name(service, version, rule);
                 Some(define(MetricType::Histogram, name)?)
             } else {
                 None

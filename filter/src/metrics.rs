@@ -1,9 +1,17 @@
 //! Names of the per-version metrics. Envoy shows custom wasm metrics as `wasmcustom.<name>`;
-//! the bootstrap's `stats_tags` cut the `.version.<v>`, `.rule.<r>` and `.code_class.<c>`
-//! segments out as labels, so Prometheus sees
-//! `canary_requests_total{version, rule}`, `canary_responses_total{version, rule, code_class}`
-//! and the histogram `canary_request_duration_ms{version, rule}`. Version and rule names are
-//! restricted to `[A-Za-z0-9_-]` by the config check, so they never break a name apart.
+//! the bootstrap's `stats_tags` cut the `.canary_service.<s>`, `.canary_version.<v>`,
+//! `.canary_rule.<r>` and `.canary_code_class.<c>` segments out as labels, so Prometheus sees
+//! `canary_requests_total{canary_service, canary_version, canary_rule}`,
+//! `canary_responses_total{…, canary_code_class}`, the histogram
+//! `canary_request_duration_ms{canary_service, canary_version, canary_rule}` and the gauge
+//! `canary_config_hash{canary_service}`.
+//!
+//! The labels are prefixed with `canary_` because Istio's usual Prometheus scrape configuration
+//! copies pod labels such as `version` onto every series: Prometheus would then rename a
+//! metric's own `version` to `exported_version`. A configuration without `service` names no
+//! service segment, and the series carry no `canary_service` label (PromQL matches them with
+//! `canary_service=""`). Service, version and rule names are restricted to `[A-Za-z0-9_-]` by
+//! the config check, so they never break a name apart.
 
 /// Counter of requests routed.
 pub const REQUESTS: &str = "canary_requests_total";
@@ -16,6 +24,16 @@ pub const DURATION: &str = "canary_request_duration_ms";
 /// configuration, so a control plane can tell which proxies took a change.
 pub const CONFIG_HASH: &str = "canary_config_hash";
 
+/// The label (and name segment) of the configured service.
+pub const SERVICE_LABEL: &str = "canary_service";
+/// The label (and name segment) of the version a request was routed to.
+pub const VERSION_LABEL: &str = "canary_version";
+/// The label (and name segment) of the rule that decided: a rule's name, `weights` or
+/// `default`.
+pub const RULE_LABEL: &str = "canary_rule";
+/// The label (and name segment) of a response's status class.
+pub const CODE_CLASS_LABEL: &str = "canary_code_class";
+
 /// The hash a filter publishes in [`CONFIG_HASH`] for the configuration bytes Envoy hands it
 /// (the `configuration` value, byte for byte): murmur3_x86_32 with seed 0.
 pub fn config_hash(configuration: &[u8]) -> u32 {
@@ -25,19 +43,75 @@ pub fn config_hash(configuration: &[u8]) -> u32 {
 /// Response status classes, indexed by `status / 100 - 1`.
 pub const CODE_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// `canary_requests_total.version.<version>.rule.<rule>`
-pub fn requests_name(version: &str, rule: &str) -> String {
-    format!("{REQUESTS}.version.{version}.rule.{rule}")
+/// `<metric>[.canary_service.<service>]`: the service segment only when one is configured.
+fn with_service(metric: &str, service: Option<&str>) -> String {
+    match service {
+        Some(service) => format!("{metric}.{SERVICE_LABEL}.{service}"),
+        None => metric.to_string(),
+    }
 }
 
-/// `canary_responses_total.version.<version>.rule.<rule>.code_class.<class>`
-pub fn responses_name(version: &str, rule: &str, class: &str) -> String {
-    format!("{RESPONSES}.version.{version}.rule.{rule}.code_class.{class}")
+/// `canary_config_hash[.canary_service.<service>]`
+pub fn config_hash_name(service: Option<&str>) -> String {
+    with_service(CONFIG_HASH, service)
 }
 
-/// `canary_request_duration_ms.version.<version>.rule.<rule>`
-pub fn duration_name(version: &str, rule: &str) -> String {
-    format!("{DURATION}.version.{version}.rule.{rule}")
+/// `canary_requests_total[.canary_service.<s>].canary_version.<version>.canary_rule.<rule>`
+pub fn requests_name(service: Option<&str>, version: &str, rule: &str) -> String {
+    format!(
+        "{}.{VERSION_LABEL}.{version}.{RULE_LABEL}.{rule}",
+        with_service(REQUESTS, service)
+    )
+}
+
+/// `canary_responses_total[.canary_service.<s>].canary_version.<version>.canary_rule.<rule>`
+/// `.canary_code_class.<class>`
+pub fn responses_name(service: Option<&str>, version: &str, rule: &str, class: &str) -> String {
+    format!(
+        "{}.{VERSION_LABEL}.{version}.{RULE_LABEL}.{rule}.{CODE_CLASS_LABEL}.{class}",
+        with_service(RESPONSES, service)
+    )
+}
+
+/// `canary_request_duration_ms[.canary_service.<s>].canary_version.<version>.canary_rule.<rule>`
+pub fn duration_name(service: Option<&str>, version: &str, rule: &str) -> String {
+    format!(
+        "{}.{VERSION_LABEL}.{version}.{RULE_LABEL}.{rule}",
+        with_service(DURATION, service)
+    )
+}
+
+/// The Envoy bootstrap's `stats_config.stats_tags` that cut the label segments out of the
+/// names: `(tag_name, regex)`, each regex's first group the segment removed from the name, its
+/// second the label's value (Envoy's regex tag extraction). `envoy/front.yaml` carries these
+/// (a test compares them), and `canaryctl istio` renders them for Istio's sidecars.
+pub fn stats_tags() -> [(&'static str, String); 4] {
+    let metric = r"^wasmcustom\.canary_[a-z_]+";
+    let segment = |label: &str| format!(r"\.{label}\.([\w-]+)");
+    let service = format!(r"(?:\.{SERVICE_LABEL}\.[\w-]+)?");
+    let version = format!(r"\.{VERSION_LABEL}\.[\w-]+");
+    let rule = format!(r"\.{RULE_LABEL}\.[\w-]+");
+    [
+        (
+            SERVICE_LABEL,
+            format!("{metric}({})", segment(SERVICE_LABEL)),
+        ),
+        (
+            VERSION_LABEL,
+            format!("{metric}{service}({})", segment(VERSION_LABEL)),
+        ),
+        (
+            RULE_LABEL,
+            format!("{metric}{service}{version}({})", segment(RULE_LABEL)),
+        ),
+        (
+            CODE_CLASS_LABEL,
+            format!(
+                "{metric}{service}{version}{rule}({})",
+                segment(CODE_CLASS_LABEL)
+            ),
+        ),
+    ]
 }
 
 /// Index into [`CODE_CLASSES`] of an HTTP status given as its ASCII digits (`b"503"`);
@@ -57,6 +131,8 @@ pub const ENVOY_PREFIX: &str = "wasmcustom.";
 pub struct MetricName<'a> {
     /// [`REQUESTS`], [`RESPONSES`] or [`DURATION`].
     pub metric: &'a str,
+    /// The service label, if the name has one.
+    pub service: Option<&'a str>,
     /// The version label.
     pub version: &'a str,
     /// The rule label.
@@ -69,18 +145,24 @@ pub struct MetricName<'a> {
 /// metric.
 pub fn parse_name(name: &str) -> Option<MetricName<'_>> {
     let name = name.strip_prefix(ENVOY_PREFIX).unwrap_or(name);
-    let mut parts = name.split('.');
+    let mut parts = name.split('.').peekable();
     let metric = parts.next()?;
     if ![REQUESTS, RESPONSES, DURATION].contains(&metric) {
         return None;
     }
-    let (Some("version"), Some(version), Some("rule"), Some(rule)) =
+    let service = if parts.peek() == Some(&SERVICE_LABEL) {
+        parts.next();
+        Some(parts.next()?)
+    } else {
+        None
+    };
+    let (Some(VERSION_LABEL), Some(version), Some(RULE_LABEL), Some(rule)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
     let code_class = match (metric == RESPONSES, parts.next(), parts.next()) {
-        (true, Some("code_class"), Some(class)) => Some(class),
+        (true, Some(CODE_CLASS_LABEL), Some(class)) => Some(class),
         (false, None, None) => None,
         _ => return None,
     };
@@ -89,6 +171,7 @@ pub fn parse_name(name: &str) -> Option<MetricName<'_>> {
     }
     Some(MetricName {
         metric,
+        service,
         version,
         rule,
         code_class,
@@ -115,16 +198,25 @@ mod tests {
     #[test]
     fn names_carry_the_labels_as_segments() {
         assert_eq!(
-            requests_name("canary", "weights"),
-            "canary_requests_total.version.canary.rule.weights"
+            requests_name(None, "canary", "weights"),
+            "canary_requests_total.canary_version.canary.canary_rule.weights"
         );
         assert_eq!(
-            responses_name("v2", "eu-first", "5xx"),
-            "canary_responses_total.version.v2.rule.eu-first.code_class.5xx"
+            requests_name(Some("checkout"), "canary", "weights"),
+            "canary_requests_total.canary_service.checkout.canary_version.canary.canary_rule.weights"
         );
         assert_eq!(
-            duration_name("stable", "default"),
-            "canary_request_duration_ms.version.stable.rule.default"
+            responses_name(None, "v2", "eu-first", "5xx"),
+            "canary_responses_total.canary_version.v2.canary_rule.eu-first.canary_code_class.5xx"
+        );
+        assert_eq!(
+            duration_name(Some("a"), "stable", "default"),
+            "canary_request_duration_ms.canary_service.a.canary_version.stable.canary_rule.default"
+        );
+        assert_eq!(config_hash_name(None), "canary_config_hash");
+        assert_eq!(
+            config_hash_name(Some("a")),
+            "canary_config_hash.canary_service.a"
         );
     }
 
@@ -153,36 +245,42 @@ mod tests {
 
     #[test]
     fn names_parse_back() {
-        let requests = requests_name("canary", "eu-first");
-        let parsed = parse_name(&requests).unwrap();
+        let requests = requests_name(None, "canary", "eu-first");
         assert_eq!(
-            (
-                parsed.metric,
-                parsed.version,
-                parsed.rule,
-                parsed.code_class
-            ),
-            (REQUESTS, "canary", "eu-first", None)
+            parse_name(&requests),
+            Some(MetricName {
+                metric: REQUESTS,
+                service: None,
+                version: "canary",
+                rule: "eu-first",
+                code_class: None,
+            })
         );
-        let responses = format!("{ENVOY_PREFIX}{}", responses_name("v2", "weights", "5xx"));
-        let parsed = parse_name(&responses).unwrap();
+        let responses = format!(
+            "{ENVOY_PREFIX}{}",
+            responses_name(Some("checkout"), "v2", "weights", "5xx")
+        );
         assert_eq!(
-            (
-                parsed.metric,
-                parsed.version,
-                parsed.rule,
-                parsed.code_class
-            ),
-            (RESPONSES, "v2", "weights", Some("5xx"))
+            parse_name(&responses),
+            Some(MetricName {
+                metric: RESPONSES,
+                service: Some("checkout"),
+                version: "v2",
+                rule: "weights",
+                code_class: Some("5xx"),
+            })
         );
-        let duration = duration_name("stable", "default");
+        let duration = duration_name(Some("a"), "stable", "default");
         assert_eq!(parse_name(&duration).unwrap().metric, DURATION);
         for other in [
-            "wasmcustom.other.version.a.rule.b",
-            "canary_requests_total.version.a",
-            "canary_requests_total.version.a.rule.b.code_class.2xx",
-            "canary_responses_total.version.a.rule.b",
-            "canary_requests_total.version.a.rule.b.extra",
+            "wasmcustom.other.canary_version.a.canary_rule.b",
+            // The names before the labels were prefixed.
+            "canary_requests_total.version.a.rule.b",
+            "canary_requests_total.canary_version.a",
+            "canary_requests_total.canary_service.s",
+            "canary_requests_total.canary_version.a.canary_rule.b.canary_code_class.2xx",
+            "canary_responses_total.canary_version.a.canary_rule.b",
+            "canary_requests_total.canary_version.a.canary_rule.b.extra",
             "cluster.app-v1.upstream_rq_total",
         ] {
             assert_eq!(parse_name(other), None, "{other}");

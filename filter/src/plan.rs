@@ -22,6 +22,7 @@ pub type HeaderSlot = usize;
 /// A configuration checked and compiled for the per-request path.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingPlan {
+    pub(crate) service: Option<String>,
     pub(crate) versions: Vec<Version>,
     pub(crate) default_version: usize,
     pub(crate) split: Split,
@@ -103,6 +104,11 @@ impl RoutingPlan {
     /// Parses and compiles a JSON plugin configuration.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         RoutingPlan::try_from(&CanaryConfig::from_json(bytes)?)
+    }
+
+    /// The configured service (the `canary_service` label), if any.
+    pub fn service(&self) -> Option<&str> {
+        self.service.as_deref()
     }
 
     /// The versions, in declaration order.
@@ -224,6 +230,9 @@ struct Compiler {
 
 impl Compiler {
     fn compile(mut self, config: &CanaryConfig) -> Result<RoutingPlan, ConfigError> {
+        if let Some(service) = &config.service {
+            check_name("service", service)?;
+        }
         let versions = check_versions(config)?;
         let default_version = versions
             .iter()
@@ -340,6 +349,7 @@ impl Compiler {
         };
 
         Ok(RoutingPlan {
+            service: config.service.clone(),
             versions,
             default_version,
             split,
@@ -540,7 +550,7 @@ fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
     Ok(versions)
 }
 
-/// Version and rule names become Envoy stat name segments and Prometheus label values, and the
+/// Service, version and rule names become Envoy stat name segments and Prometheus label values, and the
 /// version name travels in a header: keep them to a safe alphabet.
 fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()

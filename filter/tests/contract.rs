@@ -125,6 +125,17 @@ fn features_are_options_with_their_defaults() {
     assert_eq!(envoy.route_header(), Some("x-canary-cluster"));
     assert_eq!(envoy.version_header(), None);
 
+    // No service unless named; a named one is kept for the metrics' `canary_service` label.
+    assert_eq!(defaults.service(), None);
+    assert_eq!(
+        plan_min(r#""service": "checkout-v2_eu""#).service(),
+        Some("checkout-v2_eu")
+    );
+    let config = CanaryConfig::from_json(min_json(r#""service": "a""#).as_bytes()).unwrap();
+    assert!(serde_json::to_string(&config)
+        .unwrap()
+        .contains(r#""service":"a""#));
+
     let asked = plan_min(r#""response_version_header": true"#);
     assert!(asked.response_version_header());
     let lean = plan_min(r#""metrics": {"responses": false, "latency": false}"#);
@@ -136,7 +147,9 @@ fn features_are_options_with_their_defaults() {
     let config = CanaryConfig::from_json(min_json("").as_bytes()).unwrap();
     let written = serde_json::to_string(&config).unwrap();
     assert!(
-        !written.contains("response_version_header") && !written.contains("metrics"),
+        !written.contains("response_version_header")
+            && !written.contains("metrics")
+            && !written.contains("service"),
         "{written}"
     );
     let config = CanaryConfig::from_json(
@@ -389,6 +402,21 @@ fn invalid_configs_are_refused_naming_the_field() {
             "route_header: route_header and version_header must differ",
         ),
         (min_json(r#""unknown": 1"#), "unknown: unknown field"),
+        // The service becomes a stat name segment and a label value: one segment, never empty.
+        (
+            min_json(r#""service": "shop.checkout""#),
+            "service: \"shop.checkout\" is not a valid name",
+        ),
+        (
+            min_json(r#""service": """#),
+            "service: \"\" is not a valid name",
+        ),
+        (min_json(r#""service": "a b""#), "service:"),
+        (
+            min_json(&format!(r#""service": "{}""#, "s".repeat(65))),
+            "service:",
+        ),
+        (min_json(r#""service": 7"#), "service: invalid type"),
     ];
     for (json, field) in table {
         match RoutingPlan::from_json(json.as_bytes()) {

@@ -56,6 +56,17 @@ impl EnvoyProcess {
     /// config resolve there) and waits until it is ready. `run_dir` receives its log and admin
     /// address file.
     pub fn start(name: &str, config: &Path, workdir: &Path, run_dir: &Path) -> Result<Self> {
+        EnvoyProcess::start_with(name, config, workdir, run_dir, &[])
+    }
+
+    /// As [`EnvoyProcess::start`], with more command-line arguments (`--config-yaml …`).
+    pub fn start_with(
+        name: &str,
+        config: &Path,
+        workdir: &Path,
+        run_dir: &Path,
+        extra_args: &[String],
+    ) -> Result<Self> {
         let binary = envoy_binary()?;
         let admin_file = run_dir.join(format!("{name}.admin"));
         let log = run_dir.join(format!("{name}.log"));
@@ -66,6 +77,7 @@ impl EnvoyProcess {
             .arg(config)
             .args(ENVOY_FLAGS)
             .args(["-l", "info"])
+            .args(extra_args)
             .arg("--admin-address-path")
             .arg(&admin_file)
             .arg("--log-path")

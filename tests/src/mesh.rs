@@ -94,6 +94,11 @@ pub struct Isolated {
     /// The ECDS file's name (in the bootstrap too): Envoy parses a `.json` file as JSON and
     /// `.yaml`/`.yml` as YAML, and the file is written in that format.
     pub ecds_name: String,
+    /// A `stats_config` in place of the front's own (Istio's sidecar bootstrap has its own).
+    pub stats_config: Option<serde_json::Value>,
+    /// A bootstrap fragment the front Envoy merges into its bootstrap (`--config-yaml`, as
+    /// Istio's agent passes a `sidecar.istio.io/bootstrapOverride`).
+    pub config_yaml: Option<String>,
 }
 
 impl Default for Isolated {
@@ -106,6 +111,8 @@ impl Default for Isolated {
             wasm_filter: true,
             connection_manager_patch: None,
             ecds_name: SHIPPED_ECDS_NAME.to_string(),
+            stats_config: None,
+            config_yaml: None,
         }
     }
 }
@@ -241,7 +248,12 @@ impl Mesh {
                 let front_yaml = path.join("front.yaml");
                 let front_text = render_front(&read(&root, FRONT_YAML)?, path, &ports, &options)?;
                 fs::write(&front_yaml, front_text)?;
-                let front = EnvoyProcess::start("front", &front_yaml, path, path)?;
+                let extra_args: Vec<String> = match &options.config_yaml {
+                    Some(fragment) => vec!["--config-yaml".to_string(), fragment.clone()],
+                    None => Vec::new(),
+                };
+                let front =
+                    EnvoyProcess::start_with("front", &front_yaml, path, path, &extra_args)?;
                 let listen = SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress")?));
                 Ok(Mesh {
                     front,
@@ -550,11 +562,18 @@ pub fn render_front(
         None => String::new(),
     };
     text = replace_exactly(&text, &shipped_locality, &locality, 1)?;
-    if options.native_strip && options.wasm_filter && options.connection_manager_patch.is_none() {
+    if options.native_strip
+        && options.wasm_filter
+        && options.connection_manager_patch.is_none()
+        && options.stats_config.is_none()
+    {
         return Ok(text);
     }
     // Structural edits on the parsed bootstrap (its comments are lost, nothing else).
     let mut doc: serde_json::Value = serde_yaml_ng::from_str(&text)?;
+    if let Some(stats_config) = &options.stats_config {
+        doc["stats_config"] = stats_config.clone();
+    }
     let manager = doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]
         .as_object_mut()

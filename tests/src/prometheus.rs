@@ -1,5 +1,5 @@
-//! A real Prometheus (Debian's `prometheus` package) scraping a front Envoy's
-//! `/stats/prometheus` every second, in a temporary directory, stopped by its PID when dropped.
+//! A real Prometheus (Debian's `prometheus` package) scraping front Envoys' `/stats/prometheus`
+//! every second, in a temporary directory, stopped by its PID when dropped.
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener};
@@ -27,6 +27,12 @@ impl Prometheus {
 
     /// As [`Prometheus::start`], evaluating the rules file `rules` every second.
     pub fn start_with_rules(target: SocketAddr, rules: Option<&Path>) -> Result<Prometheus> {
+        Prometheus::start_scraping(&[target], rules)
+    }
+
+    /// Starts Prometheus scraping every one of `targets` (Envoy admin addresses) every second,
+    /// in one job (`envoy`; each target is its own `instance`), evaluating `rules` if given.
+    pub fn start_scraping(targets: &[SocketAddr], rules: Option<&Path>) -> Result<Prometheus> {
         let binary = which("prometheus").ok_or(
             "prometheus not found on PATH: run `make prometheus` (it installs Debian's prometheus package)",
         )?;
@@ -38,11 +44,16 @@ impl Prometheus {
             Some(rules) => format!("rule_files:\n- {}\n", rules.display()),
             None => String::new(),
         };
+        let targets = targets
+            .iter()
+            .map(|target| format!("'{target}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         fs::write(
             &config,
             format!(
                 "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n\
-                 - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: ['{target}']\n"
+                 - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: [{targets}]\n"
             ),
         )?;
         // A free port: bound, read, released (Prometheus has no port-0 mode that reports back).

@@ -102,19 +102,31 @@ fn prometheus_shows_requests_responses_and_durations_per_version_and_rule() {
     ];
     for (version, rule, count) in table {
         assert_eq!(
-            value(&all, requests, &[("version", version), ("rule", rule)]),
+            value(
+                &all,
+                requests,
+                &[("canary_version", version), ("canary_rule", rule)]
+            ),
             count,
             "{version}/{rule}"
         );
         let class = if version == "broken" { "5xx" } else { "2xx" };
-        let labels = [("version", version), ("rule", rule), ("code_class", class)];
+        let labels = [
+            ("canary_version", version),
+            ("canary_rule", rule),
+            ("canary_code_class", class),
+        ];
         assert_eq!(
             value(&all, responses, &labels),
             count,
             "{version}/{rule}/{class}"
         );
         let other = if class == "2xx" { "5xx" } else { "2xx" };
-        let labels = [("version", version), ("rule", rule), ("code_class", other)];
+        let labels = [
+            ("canary_version", version),
+            ("canary_rule", rule),
+            ("canary_code_class", other),
+        ];
         assert_eq!(
             value(&all, responses, &labels),
             0.0,
@@ -122,26 +134,38 @@ fn prometheus_shows_requests_responses_and_durations_per_version_and_rule() {
         );
         let histogram = "canary_request_duration_ms_count";
         assert_eq!(
-            value(&all, histogram, &[("version", version), ("rule", rule)]),
+            value(
+                &all,
+                histogram,
+                &[("canary_version", version), ("canary_rule", rule)]
+            ),
             count,
             "{version}/{rule}"
         );
-        let inf = [("version", version), ("rule", rule), ("le", "+Inf")];
+        let inf = [
+            ("canary_version", version),
+            ("canary_rule", rule),
+            ("le", "+Inf"),
+        ];
         assert_eq!(
             value(&all, "canary_request_duration_ms_bucket", &inf),
             count
         );
     }
     assert!(text.contains("# TYPE canary_request_duration_ms histogram"));
-    // The raw names carry the version name.
+    // The raw names carry the version name; a configuration without `service` names none,
+    // and its series have no `canary_service` label (`value` compares whole label sets).
     let raw = mesh.front().admin_get("/stats?filter=wasmcustom").unwrap();
     assert!(
-        raw.contains("wasmcustom.canary_requests_total.version.canary.rule.testers: 30"),
+        raw.contains(
+            "wasmcustom.canary_requests_total.canary_version.canary.canary_rule.testers: 30"
+        ),
         "{raw}"
     );
+    assert!(!text.contains("canary_service"), "{text}");
 
     // The table the demo prints agrees.
-    let versions = read_versions(&mesh.front().admin_client()).unwrap();
+    let versions = read_versions(&mesh.front().admin_client(), None, None).unwrap();
     assert_eq!(versions["canary"].requests as f64, split["app-v2"] + 30.0);
     assert_eq!(versions["stable"].requests as f64, split["app-v1"] + 20.0);
     assert_eq!(versions["broken"].errors(), 7);
@@ -161,9 +185,8 @@ fn prometheus_shows_requests_responses_and_durations_per_version_and_rule() {
 #[test]
 fn counters_summed_in_the_filter_reach_envoy_and_survive_a_config_push() {
     let mesh = mesh(CONFIG);
-    let testers = "wasmcustom.canary_requests_total.version.canary.rule.testers";
-    let testers_2xx =
-        "wasmcustom.canary_responses_total.version.canary.rule.testers.code_class.2xx";
+    let testers = "wasmcustom.canary_requests_total.canary_version.canary.canary_rule.testers";
+    let testers_2xx = "wasmcustom.canary_responses_total.canary_version.canary.canary_rule.testers.canary_code_class.2xx";
     for _ in 0..25 {
         get_ok(&mesh, &[("x-canary", "always")]);
     }
@@ -193,4 +216,59 @@ fn counters_summed_in_the_filter_reach_envoy_and_survive_a_config_push() {
     std::thread::sleep(Duration::from_millis(1_000));
     assert_eq!(mesh.front().stat(testers).unwrap(), 75);
     assert_eq!(mesh.front().stat(testers_2xx).unwrap(), 75);
+}
+
+/// A configuration that names its `service` labels every series with it, the configuration
+/// hash included, and the labels are the prefixed ones only (no `version`, `rule` or
+/// `code_class` a pod label could collide with).
+#[test]
+fn a_configured_service_labels_every_series_and_the_configuration_hash() {
+    let config = CONFIG.replacen('{', r#"{"service": "checkout","#, 1);
+    let mesh = mesh(&config);
+    for _ in 0..5 {
+        get_ok(&mesh, &[("x-canary", "always")]);
+    }
+    let raw = "wasmcustom.canary_requests_total.canary_service.checkout.canary_version.canary.canary_rule.testers";
+    mesh.wait_for(Duration::from_secs(1), || {
+        Ok(mesh.front().stat(raw).unwrap_or(0) == 5)
+    })
+    .unwrap_or_else(|err| panic!("{err}: {:?}", mesh.front().stat(raw)));
+    let all = samples(&mesh.prometheus().unwrap());
+    let labels = [
+        ("canary_service", "checkout"),
+        ("canary_version", "canary"),
+        ("canary_rule", "testers"),
+    ];
+    assert_eq!(value(&all, "canary_requests_total", &labels), 5.0);
+    let responses = [
+        ("canary_service", "checkout"),
+        ("canary_version", "canary"),
+        ("canary_rule", "testers"),
+        ("canary_code_class", "2xx"),
+    ];
+    assert_eq!(value(&all, "canary_responses_total", &responses), 5.0);
+    let hash = canary_filter::metrics::config_hash(config.as_bytes());
+    assert_eq!(
+        value(
+            &all,
+            "canary_config_hash",
+            &[("canary_service", "checkout")]
+        ),
+        f64::from(hash)
+    );
+    let filter_series: Vec<_> = all
+        .iter()
+        .filter(|(name, _, _)| name.starts_with("canary_"))
+        .collect();
+    assert!(filter_series.len() > 20, "{filter_series:?}");
+    for (name, labels, _) in filter_series {
+        assert_eq!(
+            labels.get("canary_service").map(String::as_str),
+            Some("checkout"),
+            "{name} {labels:?}"
+        );
+        for unprefixed in ["version", "rule", "code_class"] {
+            assert!(!labels.contains_key(unprefixed), "{name} {labels:?}");
+        }
+    }
 }

@@ -21,12 +21,15 @@ use canary_e2e::mesh::Mesh;
 use canary_e2e::prometheus::Prometheus;
 use canary_filter::metrics::config_hash;
 
-const CONFIG: &str = r#"{"versions": [{"name": "stable", "cluster": "app-v1"},
+const CONFIG: &str = r#"{"service": "checkout", "versions": [{"name": "stable", "cluster": "app-v1"},
     {"name": "canary", "cluster": "app-v2-errors"}, {"name": "slow", "cluster": "app-v2-slow"}],
   "default": "stable", "weights": {"canary": 30, "slow": 30},
   "sticky": {"keys": [{"header": "x-user-id"}]}}"#;
 
 const VERSIONS: [&str; 3] = ["stable", "canary", "slow"];
+
+/// The service of [`CONFIG`], chosen in the dashboard's `service` variable.
+const SERVICE: &str = "checkout";
 
 fn monitoring() -> PathBuf {
     repo_root().join("envoy/monitoring")
@@ -73,6 +76,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
                     let expr = target["expr"]
                         .as_str()
                         .unwrap()
+                        .replace("$service", SERVICE)
                         .replace("$rule", ".*")
                         .replace("$__rate_interval", "15s");
                     (title.clone(), expr)
@@ -103,7 +107,7 @@ fn rule_queries() -> Vec<(String, String)> {
 fn versions_of(series: &[(serde_json::Value, f64)]) -> BTreeSet<String> {
     series
         .iter()
-        .filter_map(|(labels, _)| labels["version"].as_str().map(str::to_string))
+        .filter_map(|(labels, _)| labels["canary_version"].as_str().map(str::to_string))
         .collect()
 }
 
@@ -142,9 +146,20 @@ fn every_dashboard_and_rule_query_returns_series_for_each_version() {
         });
     }
 
+    // Every series is the service's, and every per-version series says so.
+    for (what, expr) in &per_version {
+        for (labels, _) in prometheus.query(expr).unwrap() {
+            assert_eq!(labels["canary_service"], SERVICE, "{what}: {expr}");
+        }
+    }
+
     // The configuration panel shows the hash of the configuration the front runs.
     let want = f64::from(config_hash(CONFIG.as_bytes()));
-    let hashes = prometheus.query("canary_config_hash").unwrap();
+    let hashes = prometheus
+        .query(&format!(
+            "canary_config_hash{{canary_service=\"{SERVICE}\"}}"
+        ))
+        .unwrap();
     assert_eq!(hashes.len(), 1, "{hashes:?}");
     assert_eq!(hashes[0].1, want);
 

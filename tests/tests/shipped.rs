@@ -36,6 +36,31 @@ fn envoy_validates_the_shipped_bootstraps() {
     }
 }
 
+/// The front's `stats_tags` are the filter's own (`metrics::stats_tags`, which `canaryctl
+/// istio` renders for sidecars), in that order and no other.
+#[test]
+fn the_front_cuts_the_labels_the_filter_names() {
+    let front: serde_json::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(repo_root().join(FRONT_YAML)).unwrap())
+            .unwrap();
+    let shipped: Vec<(String, String)> = front["stats_config"]["stats_tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| {
+            (
+                tag["tag_name"].as_str().unwrap().to_string(),
+                tag["regex"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let filter: Vec<(String, String)> = canary_filter::metrics::stats_tags()
+        .into_iter()
+        .map(|(name, regex)| (name.to_string(), regex))
+        .collect();
+    assert_eq!(shipped, filter);
+}
+
 #[test]
 fn the_shipped_filter_configuration_is_valid() {
     let ecds = fs::read_to_string(repo_root().join(ECDS_YAML)).unwrap();

@@ -1,4 +1,5 @@
-//! `canaryctl istio`: render the Istio resources, or pipe them to `kubectl apply`.
+//! `canaryctl istio`: render the Istio resources, or pipe them to `kubectl apply`; say which
+//! pod annotations the sidecars need for the filter's stats.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -14,7 +15,9 @@ pub fn exec(args: IstioArgs) -> Result<()> {
     // The configuration Istio's plugin runs is compiled by `istio::render` itself.
     let (config, _) = config_file::from_args(args.config.clone(), args.ecds.clone(), None)?;
     let apply = args.apply;
-    let yaml = istio::render(&config, &options(args))?;
+    let options = options(args);
+    let yaml = istio::render(&config, &options)?;
+    eprint!("{}", istio::pod_annotations_note(&options)?);
     if !apply {
         print!("{yaml}");
         return Ok(());

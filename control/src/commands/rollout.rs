@@ -6,17 +6,22 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use canary_filter::metrics::CONFIG_HASH;
+use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
 use crate::cli::{PauseArgs, RolloutAction, RolloutArgs, RolloutCommand};
+use crate::commands::write::fleet;
 use crate::commands::ExitStatus;
 use crate::edit;
 use crate::judge::JudgeSettings;
 use crate::pause::{self, PauseFile, Request};
-use crate::push::{Pusher, DEFAULT_FLEET_TIMEOUT};
+use crate::prometheus::{describe_service, Prometheus, FLEET_LOOKBACK};
+use crate::push::{Fleet, Pusher};
 use crate::rollout::{End, Hooks, Rollout};
 use crate::source::Source;
+use crate::stats::service_label;
 use crate::target::Target;
 use crate::wasmplugin::{parse_reference, WasmPlugin};
 
@@ -63,26 +68,72 @@ fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
 
 fn run(args: RolloutArgs) -> Result<ExitStatus> {
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
+    let prometheus = args.prometheus.clone();
     let target = match &args.target.wasmplugin {
-        // The admin endpoints are the metrics source only: istiod delivers each step.
+        // The admin endpoints and Prometheus are the metrics source only: istiod delivers
+        // each step.
         Some(reference) => {
             Target::WasmPlugin(WasmPlugin::new(reference, args.target.kubectl.kubectl())?)
         }
         None => Target::EcdsFile(Pusher {
             file: args.target.file(),
             admin: admins.first().cloned(),
-            fleet: admins.clone(),
-            fleet_timeout: DEFAULT_FLEET_TIMEOUT,
+            fleet: fleet(prometheus.as_deref(), admins.clone()),
+            fleet_timeout: args.fleet_timeout,
         }),
     };
-    let prometheus = args.prometheus.clone();
-    let rollout = plan(args, &target)?;
-    let source = source(prometheus.as_deref(), &admins)?;
+    let (config, _) = target.read()?;
+    let service = service(
+        args.service.as_deref(),
+        config.service.as_deref(),
+        &target.describe(),
+    )?;
+    let rollout = plan(args, &target, &config)?;
+    let source = source(prometheus.as_deref(), &admins, &service)?;
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    if let (Target::EcdsFile(pusher), false) = (&target, rollout.dry_run) {
+        check_fleet(&pusher.fleet, &service)?;
+    }
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
+}
+
+/// Before the first push: a fleet confirmed through Prometheus needs a Prometheus that answers
+/// and knows at least one proxy of the service, or no push of the rollout could be confirmed
+/// (nothing is written yet when this refuses).
+pub fn check_fleet(fleet: &Fleet, service: &str) -> Result<()> {
+    let Fleet::Prometheus(prometheus) = fleet else {
+        return Ok(());
+    };
+    let proxies = prometheus
+        .config_hashes(service)
+        .context("nothing written")?;
+    if proxies.is_empty() {
+        bail!(
+            "Prometheus {} knows no proxy of the service with {} (no {CONFIG_HASH} in the last \
+             {FLEET_LOOKBACK}): is it scraping the proxies' /stats/prometheus? Nothing written",
+            prometheus.base(),
+            describe_service(service)
+        );
+    }
+    Ok(())
+}
+
+/// The service whose series the rollout reads: the configuration's (`""` without one); a
+/// `--service` naming another is refused, since the proxies running this configuration label
+/// their series with its service only.
+pub fn service(given: Option<&str>, configured: Option<&str>, target: &str) -> Result<String> {
+    let configured = service_label(configured);
+    match given {
+        Some(given) if given != configured => bail!(
+            "--service {given:?}: the configuration in {target} routes the service with {}, and \
+             its proxies label their metrics so",
+            describe_service(configured)
+        ),
+        _ => Ok(configured.to_string()),
+    }
 }
 
 /// The exit status of a rollout that ended so.
@@ -94,25 +145,32 @@ pub fn exit_status(end: &End) -> ExitStatus {
     }
 }
 
-/// Where the rollout reads its metrics: Prometheus if given, else the admin endpoints.
-pub fn source(prometheus: Option<&str>, admins: &[Admin]) -> Result<Source> {
+/// Where the rollout reads the metrics of `service`: Prometheus if given, else the admin
+/// endpoints.
+pub fn source(prometheus: Option<&str>, admins: &[Admin], service: &str) -> Result<Source> {
+    let service = service.to_string();
     Ok(match prometheus {
-        Some(url) => Source::prometheus(url),
+        Some(url) => Source::Prometheus {
+            prometheus: Prometheus::new(url),
+            service,
+        },
         None if admins.is_empty() => {
             bail!("give --admin (or CANARY_ADMIN) or --prometheus: the rollout needs metrics")
         }
-        None => Source::Admin(admins.to_vec()),
+        None => Source::Admin {
+            admins: admins.to_vec(),
+            service,
+        },
     })
 }
 
-/// The rollout the flags describe, for the configuration in `target` (read, so that an
-/// unreadable one stops the rollout before anything else; it names the canary when `--canary`
-/// does not).
-pub fn plan(args: RolloutArgs, target: &Target) -> Result<Rollout> {
-    let (config, _) = target.read()?;
+/// The rollout the flags describe, for `config`, the configuration in `target` (read first,
+/// so that an unreadable one stops the rollout before anything else; it names the canary when
+/// `--canary` does not).
+pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result<Rollout> {
     let canary = match args.canary {
         Some(canary) => canary,
-        None => edit::the_canary(&config, "rolled out", " with --canary")?,
+        None => edit::the_canary(config, "rolled out", " with --canary")?,
     };
     let audit = match args.audit {
         Some(path) => path,
@@ -217,11 +275,26 @@ mod tests {
 
     #[test]
     fn a_rollout_needs_a_source() {
-        let err = source(None, &[]).err().unwrap();
+        let err = source(None, &[], "").err().unwrap();
         assert!(err.to_string().starts_with("give --admin"));
         assert!(matches!(
-            source(None, &[Admin::new("127.0.0.1:9901")]),
-            Ok(Source::Admin(_))
+            source(None, &[Admin::new("127.0.0.1:9901")], "a"),
+            Ok(Source::Admin { service, .. }) if service == "a"
         ));
+    }
+
+    #[test]
+    fn the_service_is_the_configurations_and_another_is_refused() {
+        let file = "e.yaml";
+        assert_eq!(service(None, Some("a"), file).unwrap(), "a");
+        assert_eq!(service(Some("a"), Some("a"), file).unwrap(), "a");
+        assert_eq!(service(None, None, file).unwrap(), "");
+        let err = service(Some("b"), Some("a"), file).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--service \"b\": the configuration in e.yaml routes the service with canary_service=\"a\""),
+            "{err}"
+        );
+        let err = service(Some("b"), None, file).unwrap_err().to_string();
+        assert!(err.contains("no canary_service label"), "{err}");
     }
 }

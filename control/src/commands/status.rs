@@ -1,5 +1,5 @@
-//! `canaryctl status`: the per-version table from Envoy's admin endpoints; with `--watch`, the
-//! rates over each refresh interval.
+//! `canaryctl status`: the per-version table from Envoy's admin endpoints, or from Prometheus
+//! for every proxy of one service; with `--watch`, the rates over each refresh interval.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -11,19 +11,94 @@ use serde_json::json;
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
-use crate::cli::StatusArgs;
+use crate::cli::{self, StatusArgs};
+use crate::ecds::EcdsFile;
+use crate::prometheus::{describe_service, Prometheus};
+use crate::stats::service_label;
 use crate::status::{self, VersionStats};
 use crate::wasmplugin::WasmPlugin;
+
+/// Where the table comes from.
+pub enum StatusSource {
+    /// Envoy admin endpoints, summed; of one service, or of every one (`None`).
+    Admins(Vec<Admin>, Option<String>),
+    /// Every proxy of one service that Prometheus scrapes.
+    Prometheus(Prometheus, String),
+}
+
+impl StatusSource {
+    /// The source the flags name: with `--prometheus`, the service is `--service`, or the
+    /// `service` of the configuration (the WasmPlugin's with `--wasmplugin`, else the ECDS
+    /// file's).
+    pub fn of(args: &StatusArgs, plugin: Option<&WasmPlugin>) -> Result<StatusSource> {
+        Ok(match &args.prometheus {
+            Some(url) => {
+                let service = match (&args.service, plugin) {
+                    (Some(service), _) => service.clone(),
+                    (None, Some(plugin)) => {
+                        service_label(plugin.read()?.config.service.as_deref()).to_string()
+                    }
+                    (None, None) => {
+                        let file = EcdsFile::new(cli::ecds_path(args.ecds.clone()));
+                        service_label(file.read()?.config.service.as_deref()).to_string()
+                    }
+                };
+                StatusSource::Prometheus(Prometheus::new(url), service)
+            }
+            None => StatusSource::Admins(
+                args.admin.iter().map(|a| Admin::new(a)).collect(),
+                args.service.clone(),
+            ),
+        })
+    }
+
+    /// The filter's metrics by version; of one rule label only when `rule` is given.
+    pub fn read(&self, rule: Option<&str>) -> Result<BTreeMap<String, VersionStats>> {
+        match self {
+            StatusSource::Admins(admins, service) => read(admins, service.as_deref(), rule),
+            StatusSource::Prometheus(prometheus, service) => {
+                let stats = prometheus.filter_stats(service)?;
+                Ok(status::by_version(&match rule {
+                    Some(rule) => stats
+                        .into_iter()
+                        .filter(|(key, _)| key.rule == rule)
+                        .collect(),
+                    None => stats,
+                }))
+            }
+        }
+    }
+
+    /// The heading: where the numbers come from.
+    pub fn describe(&self) -> String {
+        match self {
+            StatusSource::Admins(admins, service) => {
+                let sources: Vec<&str> = admins.iter().map(Admin::base).collect();
+                match service {
+                    Some(service) => {
+                        format!("{} ({})", sources.join(", "), describe_service(service))
+                    }
+                    None => sources.join(", "),
+                }
+            }
+            StatusSource::Prometheus(prometheus, service) => format!(
+                "Prometheus {}, every proxy of the service with {}",
+                prometheus.base(),
+                describe_service(service)
+            ),
+        }
+    }
+}
 
 /// Prints the table (or JSON) once; with `--watch`, the totals, then every SECONDS the rates
 /// over the last refresh interval, until Ctrl-C or `--count` refreshes. With `--wasmplugin`,
 /// the configuration the WasmPlugin holds comes first (read again on every refresh).
 pub fn exec(args: StatusArgs) -> Result<()> {
-    let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let plugin = match &args.wasmplugin {
         Some(reference) => Some(WasmPlugin::new(reference, args.kubectl.kubectl())?),
         None => None,
     };
+    let source = StatusSource::of(&args, plugin.as_ref())?;
     let configured = || -> Result<Option<String>> {
         let Some(plugin) = &plugin else {
             return Ok(None);
@@ -36,7 +111,6 @@ pub fn exec(args: StatusArgs) -> Result<()> {
         )))
     };
     let rule = args.rule.as_deref();
-    let sources: Vec<&str> = admins.iter().map(Admin::base).collect();
     let scope = rule.map_or(String::new(), |rule| format!("  rule {rule}"));
     let every = match args.watch {
         Some(seconds) if seconds > 0.0 && seconds.is_finite() => {
@@ -45,7 +119,7 @@ pub fn exec(args: StatusArgs) -> Result<()> {
         Some(_) => bail!("--watch needs a number of seconds above 0"),
         None => None,
     };
-    let mut versions = read(&admins, rule)?;
+    let mut versions = source.read(rule)?;
     let mut read_at = Instant::now();
     let now = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let configuration = configured()?;
@@ -76,7 +150,7 @@ pub fn exec(args: StatusArgs) -> Result<()> {
         };
         println!(
             "{since}{}{scope}  totals since each Envoy started",
-            sources.join(", ")
+            source.describe()
         );
         print!("{}", status::render_table(&versions));
     }
@@ -88,7 +162,7 @@ pub fn exec(args: StatusArgs) -> Result<()> {
     let mut refreshes = 0;
     while args.count.is_none_or(|count| refreshes < count) {
         std::thread::sleep(every.saturating_sub(read_at.elapsed()));
-        let later = read(&admins, rule)?;
+        let later = source.read(rule)?;
         let seconds = read_at.elapsed().as_secs_f64();
         read_at = Instant::now();
         let rates = status::rates(&later, &versions, seconds);
@@ -111,7 +185,7 @@ pub fn exec(args: StatusArgs) -> Result<()> {
             println!(
                 "{}  {}{scope}  over the last {seconds:.1}s",
                 now(),
-                sources.join(", ")
+                source.describe()
             );
             print!("{}", status::render_rates(&rates));
         }
@@ -120,12 +194,16 @@ pub fn exec(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// The filter's metrics of every admin endpoint, summed by version; of one rule label only
-/// when `rule` is given.
-pub fn read(admins: &[Admin], rule: Option<&str>) -> Result<BTreeMap<String, VersionStats>> {
+/// The filter's metrics of every admin endpoint, summed by version: of one service, or of
+/// every one (`None`); of one rule label only when `rule` is given.
+pub fn read(
+    admins: &[Admin],
+    service: Option<&str>,
+    rule: Option<&str>,
+) -> Result<BTreeMap<String, VersionStats>> {
     let mut total = BTreeMap::new();
     for admin in admins {
-        for (version, stats) in status::read_versions_of_rule(admin, rule)? {
+        for (version, stats) in status::read_versions(admin, service, rule)? {
             let entry: &mut VersionStats = total.entry(version).or_default();
             status::add_into(entry, &stats);
         }

@@ -8,18 +8,29 @@ use crate::admin::Admin;
 use crate::cli::{Confirm, TargetArgs, WriteArgs};
 use crate::ecds::Update;
 use crate::movement;
-use crate::push::Pusher;
+use crate::prometheus::Prometheus;
+use crate::push::{Fleet, Pusher};
 use crate::target::Target;
 use crate::wasmplugin::WasmPlugin;
 
 /// The file and the Envoys that `--ecds`, `--admin` and their companions name.
 pub fn pusher(target: &TargetArgs, confirm: &Confirm) -> Pusher {
-    let fleet: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
+    let admins: Vec<Admin> = confirm.admin.iter().map(|a| Admin::new(a)).collect();
     Pusher {
         file: target.file(),
-        admin: fleet.first().cloned(),
-        fleet,
+        admin: admins.first().cloned(),
+        fleet: fleet(confirm.prometheus.as_deref(), admins),
         fleet_timeout: confirm.fleet_timeout,
+    }
+}
+
+/// The proxies a change must reach: every proxy of the service Prometheus scrapes when
+/// `--prometheus` is given, else every `--admin` endpoint.
+pub fn fleet(prometheus: Option<&str>, admins: Vec<Admin>) -> Fleet {
+    match prometheus {
+        Some(url) => Fleet::Prometheus(Prometheus::new(url)),
+        None if admins.is_empty() => Fleet::None,
+        None => Fleet::Admins(admins),
     }
 }
 
@@ -132,12 +143,13 @@ mod tests {
         let target = Target::EcdsFile(Pusher {
             file: EcdsFile::new("e.yaml"),
             admin: Some(admin.clone()),
-            fleet: vec![admin.clone(), admin],
+            fleet: Fleet::Admins(vec![admin.clone(), admin]),
             fleet_timeout: Duration::from_secs(1),
         });
         let fleet = FleetReport {
             running: 2,
             total: 2,
+            through: None,
             after: Duration::from_millis(40),
             behind: Vec::new(),
         };
@@ -149,6 +161,18 @@ mod tests {
         assert!(target
             .report(&Applied::Unconfirmed)
             .starts_with("Envoy applies it"));
+        let through_prometheus = FleetReport {
+            running: 3,
+            total: 3,
+            through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
+            after: Duration::from_millis(2140),
+            behind: Vec::new(),
+        };
+        assert_eq!(
+            target.report(&Applied::FleetRuns(through_prometheus)),
+            "3 of 3 proxies on the new configuration after 2.1 s \
+             (Prometheus http://p:9090, canary_service=\"a\")\n"
+        );
     }
 
     #[test]
@@ -160,16 +184,28 @@ mod tests {
             lock_timeout: Duration::from_secs(1),
             force: false,
         };
-        let confirm = Confirm {
+        let mut confirm = Confirm {
             admin: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+            prometheus: None,
             fleet_timeout: Duration::from_secs(3),
         };
-        let pusher = pusher(&target, &confirm);
-        assert_eq!(pusher.fleet.len(), 2);
+        let pusher_of_admins = pusher(&target, &confirm);
+        let Fleet::Admins(admins) = &pusher_of_admins.fleet else {
+            panic!("the fleet should be the admin endpoints");
+        };
+        assert_eq!(admins.len(), 2);
         assert_eq!(
-            pusher.admin.as_ref().map(Admin::base),
-            Some(pusher.fleet[0].base())
+            pusher_of_admins.admin.as_ref().map(Admin::base),
+            Some(admins[0].base())
         );
-        assert_eq!(pusher.fleet_timeout, Duration::from_secs(3));
+        assert_eq!(pusher_of_admins.fleet_timeout, Duration::from_secs(3));
+        // With Prometheus, the first admin still confirms; the fleet is Prometheus's.
+        confirm.prometheus = Some("http://127.0.0.1:9090".into());
+        let through_prometheus = pusher(&target, &confirm);
+        assert!(matches!(through_prometheus.fleet, Fleet::Prometheus(_)));
+        assert_eq!(
+            through_prometheus.admin.as_ref().map(Admin::base),
+            Some("http://127.0.0.1:1")
+        );
     }
 }

@@ -57,9 +57,9 @@ fn run() -> Result<()> {
     // Histograms reach the admin endpoint at the stats flush (1 s in envoy/front.yaml).
     std::thread::sleep(Duration::from_millis(1_500));
 
-    let versions = read_versions(&mesh.front().admin_client())?;
+    let versions = read_versions(&mesh.front().admin_client(), None, None)?;
     println!("{}", render_table(&versions));
-    println!("requests by rule (the `rule` label):");
+    println!("requests by rule (the `canary_rule` label):");
     for (version, stats) in &versions {
         let rules: Vec<String> = stats
             .by_rule

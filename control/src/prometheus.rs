@@ -1,0 +1,274 @@
+//! Prometheus's HTTP API, for a fleet: the filter's metrics of one service (the rollout's
+//! source, `status --prometheus`), and which configuration each scraped proxy of the service
+//! runs (the fleet's confirmation). Every query names one `canary_service`: proxies of other
+//! services scraped by the same Prometheus never count.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use canary_filter::metrics::{
+    self, CODE_CLASS_LABEL, CONFIG_HASH, RULE_LABEL, SERVICE_LABEL, VERSION_LABEL,
+};
+
+use crate::stats::{FilterStats, SeriesKey};
+
+/// How far back a proxy that stopped reporting still counts as one of the service's proxies:
+/// Prometheus's own default lookback (`--query.lookback-delta`), the window in which an
+/// instant query would have returned its series.
+pub const FLEET_LOOKBACK: &str = "5m";
+
+/// A Prometheus server.
+#[derive(Clone)]
+pub struct Prometheus {
+    base: String,
+    agent: ureq::Agent,
+}
+
+/// One sample of an instant query: its labels and value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The series' labels (`__name__` included when the result keeps it).
+    pub labels: BTreeMap<String, String>,
+    /// The value.
+    pub value: f64,
+}
+
+impl Sample {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+
+    /// The value as a whole number (counters and the hash gauge arrive as floats).
+    fn count(&self) -> u64 {
+        self.value.round() as u64
+    }
+}
+
+/// The label matcher of one service's series: `canary_service="checkout"`; the empty service
+/// matches the series without the label (a configuration without `service`).
+pub fn service_matcher(service: &str) -> String {
+    let escaped = service.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("{SERVICE_LABEL}=\"{escaped}\"")
+}
+
+/// How a service is named in messages: `canary_service="a"`, or that it has none.
+pub fn describe_service(service: &str) -> String {
+    if service.is_empty() {
+        format!("no {SERVICE_LABEL} label")
+    } else {
+        service_matcher(service)
+    }
+}
+
+impl Prometheus {
+    /// Prometheus at `url` (`http://host:port`).
+    pub fn new(url: &str) -> Prometheus {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Prometheus {
+            base: url.trim_end_matches('/').to_string(),
+            agent,
+        }
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The samples an instant query returns; an unreachable server or a refused query is an
+    /// error.
+    pub fn query(&self, promql: &str) -> Result<Vec<Sample>> {
+        let url = format!("{}/api/v1/query", self.base);
+        let mut reply = self
+            .agent
+            .get(&url)
+            .query("query", promql)
+            .call()
+            .with_context(|| format!("Prometheus {} is unreachable", self.base))?;
+        let status = reply.status();
+        let body = reply.body_mut().read_to_string()?;
+        let doc: serde_json::Value = serde_json::from_str(&body)
+            .with_context(|| format!("Prometheus answered {status} with no JSON"))?;
+        if doc["status"] != "success" {
+            bail!(
+                "Prometheus refused {promql:?}: {}",
+                doc["error"].as_str().unwrap_or("no reason given")
+            );
+        }
+        doc["data"]["result"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|sample| {
+                let labels = sample["metric"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect();
+                let value = sample["value"][1]
+                    .as_str()
+                    .and_then(|text| text.parse::<f64>().ok())
+                    .ok_or_else(|| anyhow!("unreadable sample {sample} for {promql:?}"))?;
+                Ok(Sample { labels, value })
+            })
+            .collect()
+    }
+
+    /// The filter's metrics of `service`, summed over the proxies, by version and rule: the
+    /// same shape as one admin endpoint's (`crate::stats`), so the rollout and `status` read
+    /// both alike. An error when Prometheus has none of the service's series.
+    pub fn filter_stats(&self, service: &str) -> Result<FilterStats> {
+        let scope = service_matcher(service);
+        let key = |sample: &Sample| {
+            Some(SeriesKey {
+                service: service.to_string(),
+                version: sample.label(VERSION_LABEL)?.to_string(),
+                rule: sample.label(RULE_LABEL)?.to_string(),
+            })
+        };
+        let mut stats = FilterStats::new();
+        let requests = format!(
+            "sum by ({VERSION_LABEL}, {RULE_LABEL}) ({}{{{scope}}})",
+            metrics::REQUESTS
+        );
+        for sample in self.query(&requests)? {
+            if let Some(key) = key(&sample) {
+                stats.entry(key).or_default().requests += sample.count();
+            }
+        }
+        let responses = format!(
+            "sum by ({VERSION_LABEL}, {RULE_LABEL}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
+            metrics::RESPONSES
+        );
+        for sample in self.query(&responses)? {
+            if let (Some(key), Some(class)) = (key(&sample), sample.label(CODE_CLASS_LABEL)) {
+                *stats
+                    .entry(key)
+                    .or_default()
+                    .responses
+                    .entry(class.to_string())
+                    .or_default() += sample.count();
+            }
+        }
+        let buckets = format!(
+            "sum by ({VERSION_LABEL}, {RULE_LABEL}, le) ({}_bucket{{{scope}}})",
+            metrics::DURATION
+        );
+        for sample in self.query(&buckets)? {
+            // `+Inf` parses as infinity: the requests past the last bound, kept.
+            let bound = sample.label("le").and_then(|le| le.parse::<f64>().ok());
+            if let (Some(key), Some(bound)) = (key(&sample), bound.filter(|b| !b.is_nan())) {
+                stats
+                    .entry(key)
+                    .or_default()
+                    .latency
+                    .push((bound, sample.count()));
+            }
+        }
+        if stats.is_empty() {
+            bail!(
+                "Prometheus {} has no canary metrics of the service with {}: is it scraping the \
+                 proxies' /stats/prometheus, and is the service right?",
+                self.base,
+                describe_service(service)
+            );
+        }
+        for series in stats.values_mut() {
+            series.latency.sort_by(|a, b| a.0.total_cmp(&b.0));
+        }
+        Ok(stats)
+    }
+
+    /// Which configuration each proxy of `service` runs: every proxy whose
+    /// `canary_config_hash` of the service Prometheus saw within [`FLEET_LOOKBACK`] and whose
+    /// target it still scrapes (`up` exists, 0 or 1: a stopped proxy counts, a target taken
+    /// out of service discovery does not), with the hash it reports now, if it reports one.
+    pub fn config_hashes(&self, service: &str) -> Result<Vec<ProxyHash>> {
+        let scope = service_matcher(service);
+        let known = format!(
+            "last_over_time({CONFIG_HASH}{{{scope}}}[{FLEET_LOOKBACK}]) and on (job, instance) up"
+        );
+        let now = format!("{CONFIG_HASH}{{{scope}}}");
+        let current: BTreeMap<String, u64> = self
+            .query(&now)?
+            .iter()
+            .map(|sample| (proxy_name(sample), sample.count()))
+            .collect();
+        let mut proxies: Vec<ProxyHash> = self
+            .query(&known)?
+            .iter()
+            .map(|sample| {
+                let proxy = proxy_name(sample);
+                ProxyHash {
+                    reports: current.get(&proxy).copied(),
+                    proxy,
+                }
+            })
+            .collect();
+        proxies.sort_by(|a, b| a.proxy.cmp(&b.proxy));
+        Ok(proxies)
+    }
+}
+
+/// What one proxy of a service reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHash {
+    /// The proxy, by its scrape target (`instance`, with `job` when there is one).
+    pub proxy: String,
+    /// The hash it reports now; `None` when Prometheus has no current sample (the proxy is
+    /// down, or no longer reports the service).
+    pub reports: Option<u64>,
+}
+
+/// A proxy's name: its `job/instance` (the labels every scraped series carries).
+fn proxy_name(sample: &Sample) -> String {
+    match (sample.label("job"), sample.label("instance")) {
+        (Some(job), Some(instance)) => format!("{job}/{instance}"),
+        (None, Some(instance)) => instance.to_string(),
+        _ => sample
+            .labels
+            .iter()
+            .filter(|(name, _)| name.as_str() != "__name__")
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_is_matched_by_its_label_and_none_by_the_empty_value() {
+        assert_eq!(service_matcher("checkout"), r#"canary_service="checkout""#);
+        assert_eq!(service_matcher(""), r#"canary_service="""#);
+        assert_eq!(service_matcher(r#"a"b"#), r#"canary_service="a\"b""#);
+    }
+
+    #[test]
+    fn proxies_are_named_by_job_and_instance() {
+        let sample = |labels: &[(&str, &str)]| Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value: 1.0,
+        };
+        assert_eq!(
+            proxy_name(&sample(&[("job", "envoy"), ("instance", "10.0.0.1:15090")])),
+            "envoy/10.0.0.1:15090"
+        );
+        assert_eq!(proxy_name(&sample(&[("instance", "a:1")])), "a:1");
+        assert_eq!(
+            proxy_name(&sample(&[("__name__", "x"), ("pod", "p")])),
+            "pod=p"
+        );
+    }
+}
