@@ -87,6 +87,9 @@ pub struct Isolated {
     pub native_strip: bool,
     /// Whether the HTTP filter chain holds the canary filter, as shipped.
     pub wasm_filter: bool,
+    /// An Envoy Lua filter (its source file) in the HTTP filter chain in place of the canary
+    /// filter: the sticky split written in Lua (`envoy/lua/sticky-split.lua`).
+    pub lua_filter: Option<PathBuf>,
     /// An EnvoyFilter-style `MERGE` patch of the connection manager (`{"typed_config": {…}}`,
     /// as `canaryctl istio` renders one): its fields are merged into the front's connection
     /// manager, lists appended, as Istio merges a patch into a sidecar's.
@@ -104,6 +107,7 @@ impl Default for Isolated {
             failure_policy: None,
             native_strip: true,
             wasm_filter: true,
+            lua_filter: None,
             connection_manager_patch: None,
             ecds_name: SHIPPED_ECDS_NAME.to_string(),
         }
@@ -550,7 +554,11 @@ pub fn render_front(
         None => String::new(),
     };
     text = replace_exactly(&text, &shipped_locality, &locality, 1)?;
-    if options.native_strip && options.wasm_filter && options.connection_manager_patch.is_none() {
+    if options.native_strip
+        && options.wasm_filter
+        && options.lua_filter.is_none()
+        && options.connection_manager_patch.is_none()
+    {
         return Ok(text);
     }
     // Structural edits on the parsed bootstrap (its comments are lost, nothing else).
@@ -577,15 +585,27 @@ pub fn render_front(
             }
         }
     }
-    if !options.wasm_filter {
+    if !options.wasm_filter || options.lua_filter.is_some() {
         let filters = manager
             .get_mut("http_filters")
             .and_then(serde_json::Value::as_array_mut)
             .ok_or("the front bootstrap has no http_filters")?;
-        let before = filters.len();
-        filters.retain(|filter| filter["name"] != FILTER_NAME);
-        if filters.len() + 1 != before {
-            return Err(format!("the front bootstrap has no {FILTER_NAME} filter").into());
+        let at = filters
+            .iter()
+            .position(|filter| filter["name"] == FILTER_NAME)
+            .ok_or_else(|| format!("the front bootstrap has no {FILTER_NAME} filter"))?;
+        filters.remove(at);
+        if let Some(source) = &options.lua_filter {
+            filters.insert(
+                at,
+                serde_json::json!({
+                    "name": "envoy.filters.http.lua",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                        "default_source_code": {"filename": source.display().to_string()},
+                    },
+                }),
+            );
         }
     }
     Ok(serde_yaml_ng::to_string(&doc)?)
