@@ -154,6 +154,10 @@ struct Run {
     /// Share of the machine's CPU time the hypervisor gave to other guests during the run
     /// (`steal` in /proc/stat): how noisy the neighbours were.
     steal_percent: f64,
+    /// The 1-minute load average at the end of the run (`/proc/loadavg`): processes of this
+    /// machine competing for its cores (other builds, other benchmarks), which steal does not
+    /// show. wrk, the front and the upstreams account for about 2 of it.
+    load_average: f64,
 }
 
 fn main() -> ExitCode {
@@ -238,13 +242,14 @@ fn run() -> Result<()> {
         for (setup, front, url) in fronts.iter().cycle().skip(offset).take(fronts.len()) {
             let result = measure(&root, front, url, seconds, connections)?;
             println!(
-                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>6.2} us/req  steal {:>4.1}%  errors {}",
+                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>6.2} us/req  steal {:>4.1}%  load {:>5.2}  errors {}",
                 setup.label(),
                 result.rps,
                 result.p50_us,
                 result.p99_us,
                 result.cpu_us_per_request,
                 result.steal_percent,
+                result.load_average,
                 result.errors
             );
             runs.entry(*setup).or_default().push(result);
@@ -463,6 +468,11 @@ fn measure(
         cpu_us_per_request: (after - before) * 1e6 / requests,
         errors,
         steal_percent: steal_percent(&machine_before, &machine_after),
+        load_average: fs::read_to_string("/proc/loadavg")?
+            .split_whitespace()
+            .next()
+            .and_then(|load| load.parse().ok())
+            .unwrap_or(f64::NAN),
     })
 }
 
@@ -586,7 +596,7 @@ fn report(
         "Medians of {rounds} alternating runs of `wrk -t1 -c{connections} -d{seconds}s` (10,000 rotating keys); \
          front Envoy `--concurrency 1`; CPU is the front process's utime+stime per request.\n\n"
     ));
-    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | steal % | non-2xx |\n|---|---|---|---|---|---|---|\n");
+    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | steal % | load | non-2xx |\n|---|---|---|---|---|---|---|---|\n");
     // Only the setups that ran (`BENCH_SETUPS` may leave some out).
     let ran = |setups: Vec<Setup>| -> Vec<Setup> {
         setups
@@ -600,11 +610,12 @@ fn report(
         let (p99, ..) = stat(setup, |r| r.p99_us);
         let (cpu, cpu_lo, cpu_hi) = stat(setup, |r| r.cpu_us_per_request);
         let (steal, ..) = stat(setup, |r| r.steal_percent);
+        let (load, ..) = stat(setup, |r| r.load_average);
         let errors: u64 = runs
             .get(&setup)
             .map_or(0, |r| r.iter().map(|x| x.errors).sum());
         out.push_str(&format!(
-            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {steal:.1} | {errors} |\n",
+            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {steal:.1} | {load:.1} | {errors} |\n",
             setup.label()
         ));
     }
