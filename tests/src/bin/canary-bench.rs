@@ -36,6 +36,8 @@ const TYPICAL: &str = "filter/benches/configs/typical.json";
 const FIFTY: &str = "filter/benches/configs/fifty-rules.json";
 const LEAN: &str = "filter/benches/configs/lean.json";
 const LUA: &str = "envoy/lua/sticky-split.lua";
+/// The wrk script (`BENCH_WRK_SCRIPT` names another, relative to the repository root, e.g.
+/// `envoy/wrk-browser-keys.lua` for requests with a browser's headers).
 const WRK_SCRIPT: &str = "envoy/wrk-keys.lua";
 /// Runs with less steal than this count as quiet (see the report).
 const QUIET_STEAL_PERCENT: f64 = 2.0;
@@ -391,7 +393,9 @@ fn wrk(root: &Path, url: &str, seconds: u64, connections: u32) -> Result<String>
             "--latency",
             "-s",
         ])
-        .arg(root.join(WRK_SCRIPT))
+        .arg(
+            root.join(std::env::var("BENCH_WRK_SCRIPT").unwrap_or_else(|_| WRK_SCRIPT.to_string())),
+        )
         .arg(url)
         .output()?;
     if !output.status.success() {
