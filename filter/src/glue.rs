@@ -1,7 +1,10 @@
 //! The proxy-wasm glue: thin on purpose. The root context compiles the plugin configuration
-//! once per `on_configure` and defines every metric then; each HTTP context fetches the request
-//! headers (one host call, only if the plan reads any), asks [`RoutingPlan::decide`], writes
-//! two headers, bumps counters in its own memory and records one latency sample.
+//! once per `on_configure` and defines the metrics it asks for then; each HTTP context fetches
+//! the request headers (one host call, only if the plan reads any), asks
+//! [`RoutingPlan::decide`], writes the routing headers the configuration names, bumps counters
+//! in its own memory and, on the response, does only the work the configuration asks for
+//! (`:status` for response classes, the clock and a histogram sample for latency, the response
+//! version header).
 //!
 //! Host calls are what a request costs in Envoy's V8 (about a microsecond each, measured in
 //! BENCHMARKS.md), so the glue makes as few as the contract allows: one call for the whole
