@@ -18,12 +18,13 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: kubectl istio-demo istio-schemas help demo test bench bench-host-calls check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
+.PHONY: kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
 	@echo "make bench  criterion benchmarks of the core, then the filter against native Envoy routing (BENCHMARKS.md)"
 	@echo "make bench-host-calls  the price of each kind of proxy-wasm host call in Envoy's V8 (BENCHMARKS.md)"
+	@echo "make bench-cost  each feature's price per request over the wasm floor, one feature added per setup (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make istio-demo  a real Envoy and a stand-in Kubernetes API server holding the WasmPlugin, for canaryctl --wasmplugin"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
@@ -160,11 +161,22 @@ bench: envoy wrk wasm
 # The price of each kind of host call in Envoy's V8: the probe (tests/probe) making ten of one
 # kind per request, side by side with the floor and the native anchor (BENCHMARKS.md).
 PROBE         := $(CURDIR)/target/wasm32-wasip1/release/canary_probe.wasm
-PROBE_CALLS   := none get_present get_missing pairs set time inc status hist resp_set filter
+PROBE_CALLS   := none get_present get_missing pairs set time inc status prop_code log_code log_duration hist resp_set filter
 bench-host-calls: envoy wrk wasm
 	cargo build --release --target wasm32-wasip1 -p canary-floor -p canary-probe
 	BENCH_SETUPS=b,e,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
 	BENCH_EXTRA="$(foreach c,$(PROBE_CALLS),probe $(c)=$(PROBE):$(CURDIR)/tests/probe/configs/$(c).txt;)" \
+	  cargo run --quiet --release -p canary-e2e --bin canary-bench
+
+# Each feature's price: the same split with one feature more per setup (cost-*.json, lean.json
+# the second step), beside native routing (b), the floor (e), Lua (f), the lean configuration
+# (g) and the price of one header read (the probe reading x-user-id ten times).
+COST_CONFIGS  := $(CURDIR)/filter/benches/configs
+COST_STEPS    := 1-cluster-header 3-version-header 4-response-header 5-response-classes 6-latency 7-rules
+bench-cost: envoy wrk wasm
+	cargo build --release --target wasm32-wasip1 -p canary-floor -p canary-probe
+	BENCH_SETUPS=b,e,f,g,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
+	BENCH_EXTRA="probe get_present=$(PROBE):$(CURDIR)/tests/probe/configs/get_present.txt;$(foreach c,$(COST_STEPS),cost $(c)=$(CURDIR)/$(WASM):$(COST_CONFIGS)/cost-$(c).json;)" \
 	  cargo run --quiet --release -p canary-e2e --bin canary-bench
 
 ## Demo -------------------------------------------------------------------------------------

@@ -472,7 +472,7 @@ fn the_sidecar_settings_label_the_filters_stats_under_istios_bootstrap() {
         "wasm",
     ];
     let start = |prefixes: &[&str], config_yaml: Option<String>| {
-        let layout = Layout::Isolated(Isolated {
+        let layout = Layout::isolated(Isolated {
             stats_config: Some(istio_stats_config(prefixes)),
             config_yaml,
             ..Isolated::default()

@@ -39,6 +39,22 @@ pub fn find_header<'a>(pairs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     None
 }
 
+/// A header map of one pair in the format [`find_header`] reads: what the glue builds when the
+/// plan reads a single header name and it fetched only that header (one host call that returns
+/// the value, cheaper than one that returns the whole map; see BENCHMARKS.md).
+pub fn single_pair(name: &[u8], value: &[u8]) -> Vec<u8> {
+    let length = |bytes: &[u8]| u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let mut pairs = Vec::with_capacity(14 + name.len() + value.len());
+    pairs.extend_from_slice(&1u32.to_le_bytes());
+    pairs.extend_from_slice(&length(name));
+    pairs.extend_from_slice(&length(value));
+    pairs.extend_from_slice(name);
+    pairs.push(0);
+    pairs.extend_from_slice(value);
+    pairs.push(0);
+    pairs
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let word = bytes.get(at..at.checked_add(4)?)?;
     Some(u32::from_le_bytes(word.try_into().ok()?))
@@ -221,6 +237,16 @@ mod tests {
             1,
             "a plan that reads no header fetched the map"
         );
+    }
+
+    #[test]
+    fn a_single_pair_reads_back_as_its_header_only() {
+        for value in [&b""[..], b"u1", b"\xff\x00 bytes", &[b'k'; 300]] {
+            let pairs = super::single_pair(b"x-user-id", value);
+            assert_eq!(pairs, serialize(&[("x-user-id", value)]));
+            assert_eq!(find_header(&pairs, b"x-user-id"), Some(value));
+            assert_eq!(find_header(&pairs, b"cookie"), None);
+        }
     }
 
     /// The draws are splitmix64's (Vigna's reference outputs from state 0, high 32 bits), and

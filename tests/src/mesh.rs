@@ -68,8 +68,15 @@ pub enum Layout {
     /// The shipped files as they are, from the repository root, on the shipped ports.
     Shipped,
     /// A temporary directory and ports chosen by the kernel, the shipped files otherwise changed
-    /// only as [`Isolated`] says.
-    Isolated(Isolated),
+    /// only as [`Isolated`] says (boxed: the options outweigh `Shipped` many times over).
+    Isolated(Box<Isolated>),
+}
+
+impl Layout {
+    /// An isolated mesh with these options.
+    pub fn isolated(options: Isolated) -> Layout {
+        Layout::Isolated(Box::new(options))
+    }
 }
 
 /// What an isolated mesh changes in the shipped files besides ports and paths. The default
@@ -87,6 +94,9 @@ pub struct Isolated {
     pub native_strip: bool,
     /// Whether the HTTP filter chain holds the canary filter, as shipped.
     pub wasm_filter: bool,
+    /// An Envoy Lua filter (its source file) in the HTTP filter chain in place of the canary
+    /// filter: the sticky split written in Lua (`envoy/lua/sticky-split.lua`).
+    pub lua_filter: Option<PathBuf>,
     /// An EnvoyFilter-style `MERGE` patch of the connection manager (`{"typed_config": {…}}`,
     /// as `canaryctl istio` renders one): its fields are merged into the front's connection
     /// manager, lists appended, as Istio merges a patch into a sidecar's.
@@ -109,6 +119,7 @@ impl Default for Isolated {
             failure_policy: None,
             native_strip: true,
             wasm_filter: true,
+            lua_filter: None,
             connection_manager_patch: None,
             ecds_name: SHIPPED_ECDS_NAME.to_string(),
             stats_config: None,
@@ -154,13 +165,13 @@ impl Mesh {
     /// The shipped setup in a temporary directory with `config` (the filter's JSON) as the
     /// ECDS resource's configuration, the node in the shipped region.
     pub fn isolated(config: &str) -> Result<Mesh> {
-        Mesh::start(Layout::Isolated(Isolated::default()), Some(config))
+        Mesh::start(Layout::isolated(Isolated::default()), Some(config))
     }
 
     /// As [`Mesh::isolated`], with the node in `region` (or in none).
     pub fn isolated_in_region(config: &str, region: Option<&str>) -> Result<Mesh> {
         Mesh::start(
-            Layout::Isolated(Isolated {
+            Layout::isolated(Isolated {
                 region: region.map(str::to_string),
                 ..Isolated::default()
             }),
@@ -171,7 +182,7 @@ impl Mesh {
     /// As [`Mesh::isolated`], with the ECDS file named `ecds_name` (see [`Isolated::ecds_name`]).
     pub fn isolated_with_ecds_name(config: &str, ecds_name: &str) -> Result<Mesh> {
         Mesh::start(
-            Layout::Isolated(Isolated {
+            Layout::isolated(Isolated {
                 ecds_name: ecds_name.to_string(),
                 ..Isolated::default()
             }),
@@ -564,6 +575,7 @@ pub fn render_front(
     text = replace_exactly(&text, &shipped_locality, &locality, 1)?;
     if options.native_strip
         && options.wasm_filter
+        && options.lua_filter.is_none()
         && options.connection_manager_patch.is_none()
         && options.stats_config.is_none()
     {
@@ -596,15 +608,27 @@ pub fn render_front(
             }
         }
     }
-    if !options.wasm_filter {
+    if !options.wasm_filter || options.lua_filter.is_some() {
         let filters = manager
             .get_mut("http_filters")
             .and_then(serde_json::Value::as_array_mut)
             .ok_or("the front bootstrap has no http_filters")?;
-        let before = filters.len();
-        filters.retain(|filter| filter["name"] != FILTER_NAME);
-        if filters.len() + 1 != before {
-            return Err(format!("the front bootstrap has no {FILTER_NAME} filter").into());
+        let at = filters
+            .iter()
+            .position(|filter| filter["name"] == FILTER_NAME)
+            .ok_or_else(|| format!("the front bootstrap has no {FILTER_NAME} filter"))?;
+        filters.remove(at);
+        if let Some(source) = &options.lua_filter {
+            filters.insert(
+                at,
+                serde_json::json!({
+                    "name": "envoy.filters.http.lua",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                        "default_source_code": {"filename": source.display().to_string()},
+                    },
+                }),
+            );
         }
     }
     Ok(serde_yaml_ng::to_string(&doc)?)

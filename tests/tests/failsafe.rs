@@ -199,7 +199,7 @@ fn spoof(mesh: &Mesh, expected: impl Fn(&str) -> &'static str) -> Tally {
 }
 
 fn isolated(config: &str, options: Isolated) -> Mesh {
-    Mesh::start(Layout::Isolated(options), Some(config)).unwrap_or_else(|err| panic!("{err}"))
+    Mesh::start(Layout::isolated(options), Some(config)).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Under a failed filter, a request is answered by the default version or refused by Envoy

@@ -185,3 +185,38 @@ fn metrics_turned_off_are_not_defined() {
         "{names:?}"
     );
 }
+
+/// A plan that reads a single header name fetches that header alone (one host call that returns
+/// less than the whole map) and decides exactly as from the map: a header present with an
+/// empty value is present, the first of repeated headers counts, an absent one is absent.
+#[test]
+fn a_plan_reading_one_header_decides_as_from_the_whole_map() {
+    let flagged = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+        "default": "stable",
+        "rules": [{"name": "flag", "when": {"header": {"name": "x-flag", "present": true}}, "version": "canary"}],
+        "version_header": ""}"#;
+    let mesh = mesh(flagged);
+    let raw = |headers: &str| {
+        let request =
+            format!("GET / HTTP/1.1\r\nHost: front\r\n{headers}Connection: close\r\n\r\n");
+        let reply = mesh.raw(request.as_bytes()).unwrap();
+        assert_eq!(reply.status, 200, "{headers:?}: {reply:?}");
+        reply.upstream().unwrap_or_default().to_string()
+    };
+    assert_eq!(raw("x-flag: 1\r\n"), "app-v2");
+    assert_eq!(raw("x-flag:\r\n"), "app-v2", "present with an empty value");
+    assert_eq!(raw("x-other: 1\r\n"), "app-v1");
+    assert_eq!(raw(""), "app-v1");
+
+    // A sticky key alone: the first of two values is the key, as in the map.
+    let mesh = common::mesh(&config(r#", "version_header": """#));
+    let keys = (0..200).map(|i| format!("one-{i}"));
+    for key in keys {
+        let want = contract_cluster(&key, 5, 50.0);
+        let request = format!(
+            "GET / HTTP/1.1\r\nHost: front\r\nx-user-id: {key}\r\nx-user-id: other-{key}\r\nConnection: close\r\n\r\n"
+        );
+        let reply = mesh.raw(request.as_bytes()).unwrap();
+        assert_eq!(reply.upstream(), Some(want), "{key}");
+    }
+}

@@ -115,6 +115,63 @@ fn the_readme_examples_are_valid() {
     assert_eq!(plugins, 1, "the README shows one WasmPlugin");
 }
 
+/// The benchmark's configurations are valid, and each step of the cost table
+/// (`cost-*.json`, with `lean.json` as its second step) turns on exactly the feature its row
+/// names, on top of the step before.
+#[test]
+fn the_benchmark_configurations_are_valid_and_add_one_feature_each() {
+    let dir = repo_root().join("filter/benches/configs");
+    let plan = |name: &str| {
+        let text = fs::read_to_string(dir.join(name)).unwrap();
+        RoutingPlan::from_json(text.as_bytes()).unwrap_or_else(|err| panic!("{name}: {err}"))
+    };
+    for entry in fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        plan(&name);
+    }
+    // (cluster header, version header, response header, requests, responses, latency, rules)
+    let features = |name: &str| {
+        let plan = plan(name);
+        let metrics = plan.metrics();
+        (
+            plan.route_header().is_some(),
+            plan.version_header().is_some(),
+            plan.response_version_header(),
+            metrics.requests,
+            metrics.responses,
+            metrics.latency,
+            plan.rule_names().count(),
+        )
+    };
+    let steps = [
+        (
+            "cost-1-cluster-header.json",
+            (true, false, false, false, false, false, 0),
+        ),
+        ("lean.json", (true, false, false, true, false, false, 0)),
+        (
+            "cost-3-version-header.json",
+            (true, true, false, true, false, false, 0),
+        ),
+        (
+            "cost-4-response-header.json",
+            (true, true, true, true, false, false, 0),
+        ),
+        (
+            "cost-5-response-classes.json",
+            (true, true, true, true, true, false, 0),
+        ),
+        (
+            "cost-6-latency.json",
+            (true, true, true, true, true, true, 0),
+        ),
+        ("cost-7-rules.json", (true, true, true, true, true, true, 3)),
+    ];
+    for (name, want) in steps {
+        assert_eq!(features(name), want, "{name}");
+    }
+}
+
 #[test]
 fn the_compose_file_runs_what_the_native_harness_runs() {
     let root = repo_root();

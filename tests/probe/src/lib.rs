@@ -9,7 +9,15 @@
 //! - `pairs`: read the whole request header map (the raw call the filter makes);
 //! - `set`: write a request header; `time`: read the clock; `inc`: increment a counter;
 //! - on the response: `status` (read `:status`), `hist` (record a histogram sample),
-//!   `resp_set` (write a response header).
+//!   `resp_set` (write a response header), `prop_code` (read the property `response.code`);
+//! - at the end of the stream (`on_log`): `log_code` (`response.code`), `log_duration`
+//!   (`request.duration`), `log_absent` (a property Envoy does not have, for the test).
+//!
+//! A property read that returns nothing adds one to the counter `probe_missing` (a host call
+//! only then): such a read is cheaper than one that returns data, so a price measured with
+//! misses would be wrong. With `count=1` every property read that returns a value adds one to
+//! `probe_found` too (a host call each: for the end-to-end test of the properties,
+//! `tests/tests/host_properties.rs`, not for pricing).
 
 #[cfg(target_os = "wasi")]
 mod probe {
@@ -35,8 +43,14 @@ mod probe {
         status: u32,
         hist: u32,
         resp_set: u32,
+        prop_code: u32,
+        log_code: u32,
+        log_duration: u32,
+        log_absent: u32,
         counter: u32,
         histogram: u32,
+        missing: u32,
+        found: Option<u32>,
     }
 
     #[derive(Default)]
@@ -70,6 +84,17 @@ mod probe {
                     "status" => &mut calls.status,
                     "hist" => &mut calls.hist,
                     "resp_set" => &mut calls.resp_set,
+                    "prop_code" => &mut calls.prop_code,
+                    "log_code" => &mut calls.log_code,
+                    "log_duration" => &mut calls.log_duration,
+                    "log_absent" => &mut calls.log_absent,
+                    "count" => {
+                        if count > 0 {
+                            calls.found =
+                                hostcalls::define_metric(MetricType::Counter, "probe_found").ok();
+                        }
+                        continue;
+                    }
                     _ => return false,
                 };
                 *slot = count;
@@ -78,6 +103,8 @@ mod probe {
                 hostcalls::define_metric(MetricType::Counter, "probe_counter").unwrap_or_default();
             calls.histogram = hostcalls::define_metric(MetricType::Histogram, "probe_histogram")
                 .unwrap_or_default();
+            calls.missing =
+                hostcalls::define_metric(MetricType::Counter, "probe_missing").unwrap_or_default();
             self.calls = Rc::new(calls);
             true
         }
@@ -140,7 +167,38 @@ mod probe {
                     Some("stable"),
                 );
             }
+            for _ in 0..calls.prop_code {
+                read_property(calls, &["response", "code"]);
+            }
             Action::Continue
+        }
+
+        fn on_log(&mut self) {
+            let calls = &self.calls;
+            for _ in 0..calls.log_code {
+                read_property(calls, &["response", "code"]);
+            }
+            for _ in 0..calls.log_duration {
+                read_property(calls, &["request", "duration"]);
+            }
+            for _ in 0..calls.log_absent {
+                read_property(calls, &["request", "canary_probe_absent"]);
+            }
+        }
+    }
+
+    /// One property read; a read that returns nothing is counted in `probe_missing`, one that
+    /// returns a value in `probe_found` if asked (`count=1`).
+    fn read_property(calls: &Calls, path: &[&str]) {
+        match hostcalls::get_property(path.to_vec()) {
+            Ok(Some(value)) if !value.is_empty() => {
+                if let Some(found) = calls.found {
+                    let _ = hostcalls::increment_metric(found, 1);
+                }
+            }
+            _ => {
+                let _ = hostcalls::increment_metric(calls.missing, 1);
+            }
         }
     }
 

@@ -1,4 +1,4 @@
-//! `make bench`, the end-to-end part: the front Envoy (`--concurrency 1`) in five setups, the
+//! `make bench`, the end-to-end part: the front Envoy (`--concurrency 1`) in seven setups, the
 //! upstreams in a separate Envoy, load from `wrk` rotating 10,000 keys, alternating setups
 //! round by round:
 //!
@@ -6,7 +6,10 @@
 //! - (b) native sticky `weighted_clusters` with `use_hash_policy` on the same key header;
 //! - (c) the canary filter with the typical configuration (the shipped `envoy/front.yaml`);
 //! - (d) the canary filter with 50 rules;
-//! - (e) the wasm floor: a filter that only writes the route header.
+//! - (e) the wasm floor: a filter that only writes the route header;
+//! - (f) the same sticky split as an Envoy Lua filter (`envoy/lua/sticky-split.lua`);
+//! - (g) the canary filter's lean configuration: the same split, the cluster header and the
+//!   request counters only.
 //!
 //! For each: throughput, p50/p99 latency, and the front Envoy's CPU time per request (from
 //! `/proc/<pid>/stat`). Then the time from an ECDS write to the first request routed by it
@@ -31,6 +34,10 @@ use serde_json::{json, Value};
 const FLOOR_WASM: &str = "target/wasm32-wasip1/release/canary_floor.wasm";
 const TYPICAL: &str = "filter/benches/configs/typical.json";
 const FIFTY: &str = "filter/benches/configs/fifty-rules.json";
+const LEAN: &str = "filter/benches/configs/lean.json";
+const LUA: &str = "envoy/lua/sticky-split.lua";
+/// The wrk script (`BENCH_WRK_SCRIPT` names another, relative to the repository root, e.g.
+/// `envoy/wrk-browser-keys.lua` for requests with a browser's headers).
 const WRK_SCRIPT: &str = "envoy/wrk-keys.lua";
 /// Runs with less steal than this count as quiet (see the report).
 const QUIET_STEAL_PERCENT: f64 = 2.0;
@@ -42,6 +49,8 @@ enum Setup {
     Filter,
     FiftyRules,
     Floor,
+    Lua,
+    Lean,
     /// An experiment from `BENCH_EXTRA`: the shipped front with another module and config.
     Extra(usize),
 }
@@ -79,13 +88,29 @@ fn extras() -> &'static [Extra] {
 }
 
 impl Setup {
-    const ALL: [Setup; 5] = [
+    const ALL: [Setup; 7] = [
         Setup::Baseline,
         Setup::Native,
         Setup::Filter,
         Setup::FiftyRules,
         Setup::Floor,
+        Setup::Lua,
+        Setup::Lean,
     ];
+
+    /// The setups compared with (b) and the floor (e) in the report.
+    fn compared() -> Vec<Setup> {
+        [
+            Setup::Filter,
+            Setup::FiftyRules,
+            Setup::Floor,
+            Setup::Lua,
+            Setup::Lean,
+        ]
+        .into_iter()
+        .chain((0..extras().len()).map(Setup::Extra))
+        .collect()
+    }
 
     fn label(self) -> String {
         match self {
@@ -98,7 +123,7 @@ impl Setup {
         }
     }
 
-    /// Every setup the report lists: the five of the issue, then the experiments.
+    /// Every setup the report lists: the seven fixed ones, then the experiments.
     fn all() -> Vec<Setup> {
         Setup::ALL
             .into_iter()
@@ -114,6 +139,8 @@ impl Setup {
             Setup::Filter => "(c) canary filter, typical config",
             Setup::FiftyRules => "(d) canary filter, 50 rules",
             Setup::Floor => "(e) wasm floor (writes one header)",
+            Setup::Lua => "(f) Lua sticky split",
+            Setup::Lean => "(g) canary filter, lean config",
         }
     }
 }
@@ -129,6 +156,10 @@ struct Run {
     /// Share of the machine's CPU time the hypervisor gave to other guests during the run
     /// (`steal` in /proc/stat): how noisy the neighbours were.
     steal_percent: f64,
+    /// The 1-minute load average at the end of the run (`/proc/loadavg`): processes of this
+    /// machine competing for its cores (other builds, other benchmarks), which steal does not
+    /// show. wrk, the front and the upstreams account for about 2 of it.
+    load_average: f64,
 }
 
 fn main() -> ExitCode {
@@ -213,13 +244,14 @@ fn run() -> Result<()> {
         for (setup, front, url) in fronts.iter().cycle().skip(offset).take(fronts.len()) {
             let result = measure(&root, front, url, seconds, connections)?;
             println!(
-                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>6.2} us/req  steal {:>4.1}%  errors {}",
+                "round {round} {:<40} {:>9.0} req/s  p50 {:>6.0} us  p99 {:>6.0} us  cpu {:>6.2} us/req  steal {:>4.1}%  load {:>5.2}  errors {}",
                 setup.label(),
                 result.rps,
                 result.p50_us,
                 result.p99_us,
                 result.cpu_us_per_request,
                 result.steal_percent,
+                result.load_average,
                 result.errors
             );
             runs.entry(*setup).or_default().push(result);
@@ -254,11 +286,15 @@ fn cpu_model() -> String {
 /// The shipped front bootstrap, changed for `setup`.
 fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
     let root = repo_root();
+    let options = Isolated {
+        lua_filter: (setup == Setup::Lua).then(|| root.join(LUA)),
+        ..Isolated::default()
+    };
     let text = render_front(
         &fs::read_to_string(root.join(FRONT_YAML))?,
         dir,
         ports,
-        &Isolated::default(),
+        &options,
     )?;
     let mut doc: Value = serde_yaml_ng::from_str(&text)?;
     let hcm = &mut doc["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
@@ -287,7 +323,12 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
                 },
             }]);
         }
-        Setup::Filter | Setup::FiftyRules | Setup::Floor | Setup::Extra(_) => {}
+        Setup::Filter
+        | Setup::FiftyRules
+        | Setup::Floor
+        | Setup::Lua
+        | Setup::Lean
+        | Setup::Extra(_) => {}
     }
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
@@ -298,6 +339,7 @@ fn write_ecds(dir: &Path, setup: Setup, wasm: &Path, floor: &Path) -> Result<()>
     let typical = root.join(TYPICAL);
     let (config, module) = match setup {
         Setup::FiftyRules => (root.join(FIFTY), wasm),
+        Setup::Lean => (root.join(LEAN), wasm),
         Setup::Floor => (typical, floor),
         Setup::Extra(i) => {
             let extra = extras().get(i).ok_or("no such experiment")?;
@@ -351,7 +393,9 @@ fn wrk(root: &Path, url: &str, seconds: u64, connections: u32) -> Result<String>
             "--latency",
             "-s",
         ])
-        .arg(root.join(WRK_SCRIPT))
+        .arg(
+            root.join(std::env::var("BENCH_WRK_SCRIPT").unwrap_or_else(|_| WRK_SCRIPT.to_string())),
+        )
         .arg(url)
         .output()?;
     if !output.status.success() {
@@ -428,6 +472,11 @@ fn measure(
         cpu_us_per_request: (after - before) * 1e6 / requests,
         errors,
         steal_percent: steal_percent(&machine_before, &machine_after),
+        load_average: fs::read_to_string("/proc/loadavg")?
+            .split_whitespace()
+            .next()
+            .and_then(|load| load.parse().ok())
+            .unwrap_or(f64::NAN),
     })
 }
 
@@ -551,18 +600,26 @@ fn report(
         "Medians of {rounds} alternating runs of `wrk -t1 -c{connections} -d{seconds}s` (10,000 rotating keys); \
          front Envoy `--concurrency 1`; CPU is the front process's utime+stime per request.\n\n"
     ));
-    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | steal % | non-2xx |\n|---|---|---|---|---|---|---|\n");
-    for setup in Setup::all() {
+    out.push_str("| setup | req/s (min–max) | p50 µs | p99 µs | front CPU µs/req (min–max) | steal % | load | non-2xx |\n|---|---|---|---|---|---|---|---|\n");
+    // Only the setups that ran (`BENCH_SETUPS` may leave some out).
+    let ran = |setups: Vec<Setup>| -> Vec<Setup> {
+        setups
+            .into_iter()
+            .filter(|setup| runs.contains_key(setup))
+            .collect()
+    };
+    for setup in ran(Setup::all()) {
         let (rps, rps_lo, rps_hi) = stat(setup, |r| r.rps);
         let (p50, ..) = stat(setup, |r| r.p50_us);
         let (p99, ..) = stat(setup, |r| r.p99_us);
         let (cpu, cpu_lo, cpu_hi) = stat(setup, |r| r.cpu_us_per_request);
         let (steal, ..) = stat(setup, |r| r.steal_percent);
+        let (load, ..) = stat(setup, |r| r.load_average);
         let errors: u64 = runs
             .get(&setup)
             .map_or(0, |r| r.iter().map(|x| x.errors).sum());
         out.push_str(&format!(
-            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {steal:.1} | {errors} |\n",
+            "| {} | {rps:.0} ({rps_lo:.0}–{rps_hi:.0}) | {p50:.0} | {p99:.0} | {cpu:.2} ({cpu_lo:.2}–{cpu_hi:.2}) | {steal:.1} | {load:.1} | {errors} |\n",
             setup.label()
         ));
     }
@@ -570,10 +627,7 @@ fn report(
     let (native_cpu, ..) = stat(Setup::Native, |r| r.cpu_us_per_request);
     let (floor_cpu, ..) = stat(Setup::Floor, |r| r.cpu_us_per_request);
     out.push_str("\nFrom the medians:\n\n");
-    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor]
-        .into_iter()
-        .chain((0..extras().len()).map(Setup::Extra))
-    {
+    for setup in ran(Setup::compared()) {
         let (rps, ..) = stat(setup, |r| r.rps);
         let (cpu, ..) = stat(setup, |r| r.cpu_us_per_request);
         out.push_str(&format!(
@@ -601,16 +655,34 @@ fn report(
         median(&mut values)
     };
     out.push_str("\nPaired within each round (median over rounds):\n\n");
-    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor]
-        .into_iter()
-        .chain((0..extras().len()).map(Setup::Extra))
-    {
+    for setup in ran(Setup::compared()) {
         out.push_str(&format!(
             "- {}: throughput {:.3} of (b); CPU {:+.2} µs/req over (b), {:+.2} µs/req over the floor (e)\n",
             setup.label(),
             paired(setup, |x, b, _| x.rps / b.rps),
             paired(setup, |x, b, _| x.cpu_us_per_request - b.cpu_us_per_request),
             paired(setup, |x, _, e| x.cpu_us_per_request - e.cpu_us_per_request),
+        ));
+    }
+    // The spread of the paired difference over the rounds: the cost table of BENCHMARKS.md
+    // gives each feature's price over the floor with it.
+    out.push_str(
+        "\nCPU over the floor (e), paired within each round: median (min–max over rounds):\n\n",
+    );
+    for setup in ran(Setup::compared()) {
+        let mut values: Vec<f64> = (0..rounds_run)
+            .filter_map(|i| {
+                let x = runs.get(&setup)?.get(i)?;
+                let e = runs.get(&Setup::Floor)?.get(i)?;
+                Some(x.cpu_us_per_request - e.cpu_us_per_request)
+            })
+            .collect();
+        let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        out.push_str(&format!(
+            "- {}: {:+.2} µs/req ({lo:+.2} to {hi:+.2})\n",
+            setup.label(),
+            median(&mut values)
         ));
     }
     // Runs during which the hypervisor gave other guests little of the machine: when steal is
@@ -632,7 +704,7 @@ fn report(
     out.push_str(&format!(
         "\nQuiet runs only (steal under {QUIET_STEAL_PERCENT} %), medians:\n\n| setup | quiet runs | req/s | front CPU µs/req |\n|---|---|---|---|\n"
     ));
-    for setup in Setup::all() {
+    for setup in ran(Setup::all()) {
         let (rps, n) = quiet(setup, |r| r.rps);
         let (cpu, _) = quiet(setup, |r| r.cpu_us_per_request);
         out.push_str(&format!(
@@ -644,10 +716,7 @@ fn report(
     let (quiet_native_cpu, _) = quiet(Setup::Native, |r| r.cpu_us_per_request);
     let (quiet_floor_cpu, _) = quiet(Setup::Floor, |r| r.cpu_us_per_request);
     out.push('\n');
-    for setup in [Setup::Filter, Setup::FiftyRules, Setup::Floor]
-        .into_iter()
-        .chain((0..extras().len()).map(Setup::Extra))
-    {
+    for setup in ran(Setup::compared()) {
         let (rps, _) = quiet(setup, |r| r.rps);
         let (cpu, _) = quiet(setup, |r| r.cpu_us_per_request);
         out.push_str(&format!(

@@ -28,7 +28,7 @@ fn run() -> Result<()> {
     ctrlc::set_handler(move || {
         let _ = stop_tx.send(());
     })?;
-    let mesh = Mesh::start(Layout::Isolated(Isolated::default()), None)?;
+    let mesh = Mesh::start(Layout::isolated(Isolated::default()), None)?;
     let api = KubeApi::start()?;
     let shipped = configuration_of(&std::fs::read_to_string(mesh.ecds_file())?)?;
     api.create_wasmplugin("default", "canary-filter", serde_json::from_str(&shipped)?);
