@@ -97,6 +97,11 @@ pub fn render(
             (PAD as i32, 30),
             font(12, TEXT_WEAK),
         ))?;
+        root.draw(&Text::new(
+            "drawn by canary-dashboard from Prometheus's data, not by Grafana",
+            ((WIDTH - PAD) as i32, 12),
+            right(font(12, TEXT_WEAK)),
+        ))?;
         for (panel, series) in dashboard.panels.iter().zip(data) {
             draw_panel(&root, panel, series, range)?;
         }
