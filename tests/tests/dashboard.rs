@@ -369,6 +369,37 @@ fn the_picture_draws_every_panel_of_the_shipped_dashboard() {
 }
 
 #[test]
+fn a_lone_point_is_drawn_as_a_dot() {
+    let dashboard = shipped();
+    let range = TimeRange {
+        start: 1_000.0,
+        end: 1_100.0,
+        scrape_interval: 10.0,
+    };
+    let first = Drawn {
+        legend: "one".to_string(),
+        series: series(&[], &[5.0]),
+    };
+    let data: Vec<Vec<Drawn>> = (0..dashboard.panels.len())
+        .map(|i| {
+            if i == 0 {
+                vec![first.clone()]
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    assert_eq!(dashboard.panels[0].kind, "timeseries");
+    let svg = draw::render(&dashboard, &data, &range, "").unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let dots = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("circle"))
+        .count();
+    assert_eq!(dots, 1, "{svg}");
+}
+
+#[test]
 fn a_table_panel_shows_its_labels_and_values() {
     let dashboard = shipped();
     let table = dashboard

@@ -213,7 +213,16 @@ fn draw_timeseries(body: &Area, panel: &Panel, series: &[Drawn], range: &TimeRan
     for (index, drawn) in series.iter().enumerate() {
         let stroke = color(index).stroke_width(2);
         for segment in segments(&drawn.series.points, step) {
-            chart.draw_series(LineSeries::new(segment, stroke))?;
+            // A lone point has no line to draw: a dot, as Grafana shows one.
+            if let [point] = segment.as_slice() {
+                chart.draw_series(std::iter::once(Circle::new(
+                    *point,
+                    2,
+                    color(index).filled(),
+                )))?;
+            } else {
+                chart.draw_series(LineSeries::new(segment, stroke))?;
+            }
         }
     }
 
