@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
+.PHONY: dashboard-picture kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -30,6 +30,7 @@ help:
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 	@echo "make fuzz   the property tests of the core and of explain at full count (FUZZ_CASES per property, FUZZ_SEED)"
 	@echo "make judge-sim  whole rollouts through the rollout's judge, every scenario, seeded; writes JUDGE.md"
+	@echo "make dashboard-picture  the Grafana dashboard drawn from a real Prometheus scraping the demo under traffic (docs/dashboard.svg)"
 
 ## Installs ---------------------------------------------------------------------------------
 
@@ -192,6 +193,18 @@ istio-demo: envoy kubectl wasm
 	cargo build --release -p canary-e2e --bin canary-istio-demo
 	cargo build --release -p canary-control
 	target/release/canary-istio-demo
+
+## The dashboard's picture -------------------------------------------------------------
+
+# The Grafana dashboard (envoy/monitoring/canary-dashboard.json) drawn by canary-dashboard, not
+# Grafana, from a real Prometheus scraping the demo's Envoys while traffic goes to a canary that
+# answers 20 % 503, its weight stepped 10, 25, 50 % (DASHBOARD_SECONDS of samples). Everything it
+# starts is stopped by its PID. `canary-dashboard render --prometheus URL` draws from yours.
+DASHBOARD_SECONDS ?= 120
+
+dashboard-picture: envoy prometheus wasm
+	cargo build -p canary-e2e --bin canary-dashboard
+	target/debug/canary-dashboard demo --seconds $(DASHBOARD_SECONDS) --out docs/dashboard.svg
 
 clean:
 	cargo clean

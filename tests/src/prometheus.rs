@@ -106,6 +106,11 @@ impl Prometheus {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://host:port`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)

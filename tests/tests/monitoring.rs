@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use canary_e2e::dashboard::api::PrometheusApi;
+use canary_e2e::dashboard::{picture, Dashboard, TimeRange};
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::Mesh;
@@ -188,5 +190,90 @@ fn every_dashboard_and_rule_query_returns_series_for_each_version() {
         .query("count_values(\"hash\", canary_config_hash)")
         .unwrap();
     assert_eq!(fleet.len(), 1, "{fleet:?}");
+
+    the_renderer_draws_the_dashboard_from_this_prometheus(&prometheus, want);
     load.stop();
+}
+
+/// The renderer (`canary-dashboard`) on this Prometheus: every panel drawn with its series (a
+/// legend per version, the configuration's hash in the table), and a query that returns
+/// nothing refused with the panel's name, or drawn as "No data" when allowed.
+fn the_renderer_draws_the_dashboard_from_this_prometheus(prometheus: &Prometheus, hash: f64) {
+    let path = monitoring().join("canary-dashboard.json");
+    let dashboard = Dashboard::read(&path).unwrap();
+    let api = PrometheusApi::new(&prometheus.url());
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let range = TimeRange {
+        start: end - 60.0,
+        end,
+        scrape_interval: 1.0,
+    };
+    let svg = picture(&dashboard, &api, &[], &range, false).unwrap_or_else(|err| panic!("{err}"));
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
+    let texts = svg_texts(&doc);
+    let raw: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for panel in raw["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap();
+        assert!(texts.contains(&title), "no panel {title:?} in {texts:?}");
+    }
+    for version in VERSIONS {
+        let legends = texts
+            .iter()
+            .filter(|t| t.split([' ', '/']).any(|word| word == version))
+            .count();
+        // Requests, share, 5xx, p50, p99 and at least one rule: six legends name each version.
+        assert!(legends >= 6, "{version}: {legends} legends in {texts:?}");
+    }
+    let hash = format!("{hash}");
+    assert!(texts.contains(&hash.as_str()), "no {hash} in {texts:?}");
+    // The series' marks (lines, or dots for a lone point) in the palette's colours, not the
+    // axes' grey: each of the three versions in each of the five time-series panels.
+    let axes = "#2C3035";
+    let marks = doc
+        .descendants()
+        .filter(|n| {
+            (n.has_tag_name("polyline") && n.attribute("stroke") != Some(axes))
+                || n.has_tag_name("circle")
+        })
+        .count();
+    assert!(marks >= 3 * 5, "{marks} series drawn");
+
+    // A panel whose query matches no series.
+    let mut broken = raw.clone();
+    broken["panels"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": 99, "type": "timeseries", "title": "Nothing here",
+            "gridPos": {"x": 0, "y": 40, "w": 24, "h": 8},
+            "targets": [{"refId": "Z", "expr": "canary_requests_total{no_such_label=\"x\"}"}]
+        }));
+    let broken = Dashboard::parse(&broken.to_string()).unwrap();
+    let err = picture(&broken, &api, &[], &range, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"Nothing here\"")
+            && err.contains("query Z")
+            && err.contains("no series")
+            && err.contains("no_such_label"),
+        "{err}"
+    );
+    let svg = picture(&broken, &api, &[], &range, true).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let texts = svg_texts(&doc);
+    assert!(texts.contains(&"Nothing here"), "{texts:?}");
+    assert!(texts.contains(&"No data"), "{texts:?}");
+}
+
+/// The texts an SVG draws.
+fn svg_texts<'a>(doc: &'a roxmltree::Document) -> Vec<&'a str> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(str::trim))
+        .collect()
 }
