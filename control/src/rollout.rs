@@ -321,7 +321,7 @@ impl Rollout {
                     return self.finish(out, end, &history);
                 }
             }
-            self.set_weight(target, weight)?;
+            self.set_weight(out, target, weight)?;
             current = weight;
             out.emit(Event::Step {
                 step: index + 1,
@@ -635,8 +635,10 @@ impl Rollout {
         }
     }
 
-    fn set_weight(&self, target: &Target, weight: f64) -> Result<()> {
-        target
+    /// Pushes the canary's weight; the push returns once the fleet runs it (when one is named),
+    /// and says so.
+    fn set_weight(&self, out: &Reporter, target: &Target, weight: f64) -> Result<()> {
+        let (_, applied) = target
             .push(false, |config| {
                 edit::set_weights(
                     config,
@@ -645,6 +647,9 @@ impl Rollout {
                 )
             })
             .with_context(|| format!("pushing weight {weight}%"))?;
+        if let Some(fleet) = applied.fleet() {
+            out.say(&format!("{weight}%: {}", fleet.line().trim_end()));
+        }
         Ok(())
     }
 

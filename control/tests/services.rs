@@ -18,9 +18,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, Mesh};
+use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
 use canary_e2e::prometheus::Prometheus;
-use canary_filter::metrics::config_hash;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -113,7 +112,7 @@ fn canary_weight(mesh: &Mesh) -> f64 {
 /// `proxies` proxies of `service`.
 fn wait_for_hashes(prometheus: &Prometheus, mesh: &Mesh, service: &str, proxies: usize) {
     let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
-    let want = f64::from(config_hash(value.as_bytes()));
+    let want = f64::from(config_hash_of(&value).unwrap());
     let query = format!("canary_config_hash{{canary_service=\"{service}\"}}");
     mesh.wait_for(Duration::from_secs(30), || {
         let series = prometheus.query(&query)?;
@@ -331,7 +330,7 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
         "the change stays written: the others run it"
     );
     let value = configuration_of(&std::fs::read_to_string(a.ecds_file()).unwrap()).unwrap();
-    let want = u64::from(config_hash(value.as_bytes()));
+    let want = u64::from(config_hash_of(&value).unwrap());
     for admin in &fronts[..2] {
         let gauge = "wasmcustom.canary_config_hash.canary_service.a";
         let published = canary_control::admin::Admin::new(&admin.to_string())
