@@ -659,7 +659,7 @@ impl Rollout {
     /// which pins still send testers to it.
     fn roll_back(&self, out: &Reporter, target: &Target) -> Result<()> {
         let canary = self.canary.clone();
-        let (update, _) = target
+        let (update, applied) = target
             .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
             .context("rolling back")?;
         let (_, changed) = edit::withdraw(&update.before, &self.canary)?;
@@ -682,6 +682,9 @@ impl Rollout {
                 splits.join(", ")
             }
         ));
+        if let Some(fleet) = applied.fleet() {
+            out.say(&format!("rollback: {}", fleet.line().trim_end()));
+        }
         let pins = edit::pins_to(&update.after, &self.canary);
         if !pins.is_empty() {
             out.say(&format!(

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use canary_e2e::audit::canary_errors;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
 use canary_e2e::prometheus::Prometheus;
@@ -87,21 +88,6 @@ fn rollout(
     })
 }
 
-/// The canary's 5xx and all its responses over every judged interval, from the audit log.
-fn canary_errors(audit: &Path) -> (u64, u64) {
-    let text = std::fs::read_to_string(audit).unwrap();
-    let mut errors = 0;
-    let mut answered = 0;
-    for line in text.lines() {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        if event["event"] == "verdict" {
-            errors += event["canary"]["errors_5xx"].as_u64().unwrap();
-            answered += event["canary"]["responses"].as_u64().unwrap();
-        }
-    }
-    (errors, answered)
-}
-
 fn canary_weight(mesh: &Mesh) -> f64 {
     let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&value).unwrap();
@@ -112,13 +98,9 @@ fn canary_weight(mesh: &Mesh) -> f64 {
 /// `proxies` proxies of `service`.
 fn wait_for_hashes(prometheus: &Prometheus, mesh: &Mesh, service: &str, proxies: usize) {
     let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
-    let want = f64::from(config_hash_of(&value).unwrap());
-    let query = format!("canary_config_hash{{canary_service=\"{service}\"}}");
-    mesh.wait_for(Duration::from_secs(30), || {
-        let series = prometheus.query(&query)?;
-        Ok(series.len() == proxies && series.iter().all(|(_, hash)| *hash == want))
-    })
-    .unwrap_or_else(|err| panic!("{err}: {:?}", prometheus.query(&query)));
+    prometheus
+        .wait_for_config_hash(service, &value, proxies, Duration::from_secs(30))
+        .unwrap_or_else(|err| panic!("{err}"));
 }
 
 /// The must-show: a rollout with the Prometheus source, scoped to one service while a second
@@ -179,7 +161,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
             promoted_shown.contains("series with canary_service="),
             "{promoted_shown}"
         );
-        let (errors, answered) = canary_errors(healthy_audit.path());
+        let (errors, answered) = canary_errors(healthy_audit.path()).unwrap();
         assert!(
             answered >= 60,
             "{round}: {answered} canary responses judged"
@@ -193,7 +175,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
         );
         assert_eq!(canary_weight(faulty), 0.0, "{round}");
         // About 20 % 5xx, judged on a few dozen responses: well above 5 % (stable has none).
-        let (errors, answered) = canary_errors(faulty_audit.path());
+        let (errors, answered) = canary_errors(faulty_audit.path()).unwrap();
         assert!(
             answered >= 30 && errors * 100 >= answered * 5,
             "{round}: the faulty canary's judged 5xx: {errors} of {answered}"
@@ -300,7 +282,9 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     // Prometheus's alone.
     a.stop_another_front(1);
     let stopped = fronts[2].to_string();
-    prometheus_sees_down(&prometheus, &stopped);
+    prometheus
+        .wait_until_down(&stopped, Duration::from_secs(20))
+        .unwrap_or_else(|err| panic!("{err}"));
     let set = canaryctl(&[
         "set",
         "--ecds",
@@ -337,18 +321,5 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
             .counter(gauge)
             .unwrap();
         assert_eq!(published, Some(want), "{admin}");
-    }
-}
-
-/// Waits until Prometheus's `up` says the target `instance` is down.
-fn prometheus_sees_down(prometheus: &Prometheus, instance: &str) {
-    let query = format!("up{{instance=\"{instance}\"}} == 0");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while prometheus.query(&query).unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Prometheus did not see {instance} down within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }

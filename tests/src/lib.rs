@@ -2,6 +2,7 @@
 //! `envoy/` files ([`mesh`]), one process each ([`envoy`]). The demo and the end-to-end tests
 //! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
 
+pub mod audit;
 pub mod envoy;
 pub mod h2c;
 pub mod kube;
