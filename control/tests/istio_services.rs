@@ -28,7 +28,8 @@ use canary_e2e::audit::canary_errors;
 use canary_e2e::kube::KubeApi;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
-use canary_e2e::prometheus::Prometheus;
+use canary_e2e::prometheus::{check_fleet_short, Prometheus};
+use canary_e2e::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 const NAMESPACE: &str = "default";
@@ -84,6 +85,14 @@ fn ctl(api: &KubeApi, args: &[&str]) -> Output {
     output
 }
 
+/// `canaryctl set` on service `a`'s WasmPlugin with `change`, confirmed through `prometheus`.
+fn set_a(api: &KubeApi, prometheus: &Prometheus, change: &[&str]) -> Output {
+    let url = prometheus.url();
+    let mut args = vec!["set", "--wasmplugin", PLUGIN, "--prometheus", &url];
+    args.extend_from_slice(change);
+    ctl(api, &args)
+}
+
 fn stored_weight(api: &KubeApi) -> f64 {
     api.plugin_config(NAMESPACE, NAME).unwrap()["weights"]["canary"]
         .as_f64()
@@ -122,22 +131,13 @@ fn an_istio_rollout_through_prometheus_follows_only_its_own_service() {
         if !a_is_healthy {
             // Swap the deployments: `a`'s canary to 0 % on the faulty release (through the
             // WasmPlugin, confirmed on its proxy), `b`'s canary to the healthy one.
-            let set_a = ctl(
+            let set = set_a(
                 &api,
-                &[
-                    "set",
-                    "--wasmplugin",
-                    PLUGIN,
-                    "--prometheus",
-                    &prometheus.url(),
-                    "--weight",
-                    "canary=0",
-                    "--cluster",
-                    "canary=app-v2-errors",
-                ],
+                &prometheus,
+                &["--weight", "canary=0", "--cluster", "canary=app-v2-errors"],
             );
-            assert_eq!(set_a.status.code(), Some(0), "{round}");
-            assert!(String::from_utf8_lossy(&set_a.stdout)
+            assert_eq!(set.status.code(), Some(0), "{round}");
+            assert!(String::from_utf8_lossy(&set.stdout)
                 .contains("1 of 1 proxies on the new configuration after"));
             let set_b = ctl(
                 &api,
@@ -162,16 +162,9 @@ fn an_istio_rollout_through_prometheus_follows_only_its_own_service() {
             &prometheus.url(),
             "--audit",
             &audit.path().display().to_string(),
-            "--steps",
-            "10,50,100",
-            "--interval",
-            "2s",
-            "--min-requests",
-            "30",
-            "--min-intervals",
-            "2",
         ]
         .iter()
+        .chain(SCOPED_ROLLOUT_PLAN.iter())
         .map(|arg| arg.to_string())
         .collect();
         let output = canaryctl_command(&api, &args).output().unwrap();
@@ -245,18 +238,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
         .wait_for_config_hash("b", &ecds_configuration(&b), 1, ready)
         .unwrap_or_else(|err| panic!("{err}"));
 
-    let set = ctl(
-        &api,
-        &[
-            "set",
-            "--wasmplugin",
-            PLUGIN,
-            "--prometheus",
-            &prometheus.url(),
-            "--weight",
-            "canary=40",
-        ],
-    );
+    let set = set_a(&api, &prometheus, &["--weight", "canary=40"]);
     assert_eq!(set.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&set.stdout);
     assert!(
@@ -310,19 +292,10 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     prometheus
         .wait_until_down(&stopped, Duration::from_secs(20))
         .unwrap_or_else(|err| panic!("{err}"));
-    let set = ctl(
+    let set = set_a(
         &api,
-        &[
-            "set",
-            "--wasmplugin",
-            PLUGIN,
-            "--prometheus",
-            &prometheus.url(),
-            "--weight",
-            "canary=60",
-            "--fleet-timeout",
-            "3s",
-        ],
+        &prometheus,
+        &["--weight", "canary=60", "--fleet-timeout", "3s"],
     );
     assert_eq!(set.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&set.stderr);
@@ -331,15 +304,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
         "{stderr}"
     );
     assert!(stderr.contains("did not all confirm it"), "{stderr}");
-    assert!(
-        stderr.contains("2 of 3 proxies on the new configuration"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("after 3s"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("envoy/{stopped} reports no")),
-        "{stderr}"
-    );
+    check_fleet_short(&stderr, 2, 3, "3s", &stopped).unwrap();
     assert_eq!(stored_weight(&api), 60.0, "the change stays stored");
     let want = u64::from(config_hash_of(&ecds_configuration(&a)).unwrap());
     for admin in &fronts[..2] {

@@ -20,7 +20,8 @@ use std::time::Duration;
 use canary_e2e::audit::canary_errors;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
-use canary_e2e::prometheus::Prometheus;
+use canary_e2e::prometheus::{check_fleet_short, Prometheus};
+use canary_e2e::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -64,16 +65,9 @@ fn rollout(
         prometheus,
         "--audit",
         &audit.display().to_string(),
-        "--steps",
-        "10,50,100",
-        "--interval",
-        "2s",
-        "--min-requests",
-        "30",
-        "--min-intervals",
-        "2",
     ]
     .iter()
+    .chain(SCOPED_ROLLOUT_PLAN.iter())
     .map(|arg| arg.to_string())
     .collect();
     std::thread::spawn(move || {
@@ -298,15 +292,7 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     ]);
     assert_eq!(set.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&set.stderr);
-    assert!(
-        stderr.contains("2 of 3 proxies on the new configuration"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("after 3s"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("envoy/{stopped} reports no")),
-        "{stderr}"
-    );
+    check_fleet_short(&stderr, 2, 3, "3s", &stopped).unwrap();
     assert!(stderr.contains("was written, but"), "{stderr}");
     assert_eq!(
         canary_weight(&a),

@@ -181,6 +181,28 @@ impl Prometheus {
     }
 }
 
+/// Checks canaryctl's message for a change that `running` of `total` proxies confirmed
+/// through Prometheus before `--fleet-timeout` (`timeout`, as given) passed, the proxy at
+/// `stopped` (its scrape target) named as the one behind.
+pub fn check_fleet_short(
+    stderr: &str,
+    running: usize,
+    total: usize,
+    timeout: &str,
+    stopped: &str,
+) -> Result<()> {
+    for expected in [
+        format!("{running} of {total} proxies on the new configuration"),
+        format!("after {timeout}"),
+        format!("envoy/{stopped} reports no"),
+    ] {
+        if !stderr.contains(&expected) {
+            return Err(format!("no {expected:?} in: {stderr}").into());
+        }
+    }
+    Ok(())
+}
+
 impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
