@@ -194,6 +194,32 @@ mod tests {
     }
 
     #[test]
+    fn the_wasmplugin_report_says_stored_and_how_much_of_the_fleet_runs_it() {
+        let target = Target::WasmPlugin {
+            plugin: WasmPlugin::new("default/canary-a", Default::default()).unwrap(),
+            fleet: Fleet::Prometheus(Prometheus::new("http://p:9090")),
+            fleet_timeout: Duration::from_secs(1),
+        };
+        let fleet = FleetReport {
+            running: 3,
+            total: 3,
+            through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
+            after: Duration::from_millis(1040),
+            behind: Vec::new(),
+        };
+        assert_eq!(
+            target.report(&Applied::Stored("7".into(), Some(fleet))),
+            "the API server stored it (resourceVersion 7); 3 of 3 proxies on the new \
+             configuration after 1.0 s (Prometheus http://p:9090, canary_service=\"a\")\n"
+        );
+        assert_eq!(
+            target.report(&Applied::Stored("8".into(), None)),
+            "the API server stored it (resourceVersion 8); istiod pushes it to the selected \
+             sidecars\n"
+        );
+    }
+
+    #[test]
     fn the_pusher_confirms_with_the_first_admin() {
         let target = TargetArgs {
             ecds: "e.yaml".into(),
