@@ -189,7 +189,7 @@ pub struct RolloutArgs {
     #[arg(long)]
     pub service: Option<String>,
     /// Envoy admin endpoint(s): the metrics source (summed) unless --prometheus, and the first
-    /// confirms each push.
+    /// confirms each push to the ECDS file.
     #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
     pub admin: Vec<String>,
     /// How long the fleet (every --admin, or every proxy of the service in --prometheus) has

@@ -47,6 +47,53 @@ pub enum Fleet {
     Prometheus(Prometheus),
 }
 
+impl Fleet {
+    /// Waits until every proxy of the fleet publishes `config`'s hash
+    /// ([`metrics::config_hash`], under `config`'s service), up to `timeout`. `None` without a
+    /// fleet; an error naming the proxies left behind when the timeout passes first.
+    pub fn wait(&self, config: &CanaryConfig, timeout: Duration) -> Result<Option<FleetReport>> {
+        if matches!(self, Fleet::None) {
+            return Ok(None);
+        }
+        let want =
+            u64::from(metrics::config_hash(config).context("the configuration's canonical form")?);
+        let service = config.service.as_deref();
+        let started = Instant::now();
+        loop {
+            let report = match self {
+                Fleet::None => return Ok(None),
+                Fleet::Admins(admins) => admins_running(admins, service, want, started),
+                Fleet::Prometheus(prometheus) => {
+                    prometheus_running(prometheus, service_label(service), want, started)
+                }
+            };
+            if report.behind.is_empty() && report.total > 0 {
+                return Ok(Some(report));
+            }
+            if started.elapsed() >= timeout {
+                let what = match &report.through {
+                    None => "Envoys run the new configuration".to_string(),
+                    Some(through) => format!("proxies on the new configuration ({through})"),
+                };
+                let behind = if report.behind.is_empty() {
+                    "Prometheus knows no proxy of the service: does it scrape the proxies' \
+                     /stats/prometheus?"
+                        .to_string()
+                } else {
+                    format!("not yet: {}", report.behind.join("; "))
+                };
+                bail!(
+                    "{} of {} {what} ({want:08x}) after {}; {behind}",
+                    report.running,
+                    report.total,
+                    humantime::format_duration(timeout),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 /// Which proxies of the fleet run a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetReport {
@@ -102,11 +149,22 @@ pub enum Applied {
     /// running it.
     Accepted(Duration, Option<FleetReport>),
     /// Stored by the Kubernetes API server at this resource version (the Istio target: istiod
-    /// delivers it to the sidecars; canaryctl does not confirm that).
-    Stored(String),
+    /// delivers it to the sidecars); with a fleet, every proxy of it reports running it.
+    Stored(String, Option<FleetReport>),
     /// Written without an admin endpoint to confirm with; every proxy of the fleet (through
     /// Prometheus) reports running it.
     FleetRuns(FleetReport),
+}
+
+impl Applied {
+    /// The fleet's confirmation, when a fleet was waited for.
+    pub fn fleet(&self) -> Option<&FleetReport> {
+        match self {
+            Applied::Accepted(_, fleet) | Applied::Stored(_, fleet) => fleet.as_ref(),
+            Applied::FleetRuns(fleet) => Some(fleet),
+            Applied::NotWritten | Applied::Unconfirmed => None,
+        }
+    }
 }
 
 impl Pusher {
@@ -181,10 +239,8 @@ impl Pusher {
         Ok((update, applied))
     }
 
-    /// Waits until every proxy of the fleet publishes the hash of the configuration in
-    /// `ecds_bytes` (`canary_config_hash` of the configuration's service), up to the fleet
-    /// timeout. `None` without a fleet; an error naming the proxies left behind when the timeout
-    /// passes first.
+    /// Waits until every proxy of the fleet runs the configuration written in `ecds_bytes`
+    /// ([`Fleet::wait`]), up to the fleet timeout.
     pub fn confirm_fleet(&self, ecds_bytes: &[u8]) -> Result<Option<FleetReport>> {
         if matches!(self.fleet, Fleet::None) {
             return Ok(None);
@@ -192,43 +248,9 @@ impl Pusher {
         let doc = crate::ecds::document_as(ecds_bytes, self.file.format()?)?;
         let value = crate::ecds::configuration_value(&doc)
             .context("the ECDS resource has no configuration value")?;
-        let want = u64::from(metrics::config_hash(value.as_bytes()));
-        let service = CanaryConfig::from_json(value.as_bytes())
-            .context("the written configuration")?
-            .service;
-        let started = Instant::now();
-        loop {
-            let report = match &self.fleet {
-                Fleet::None => return Ok(None),
-                Fleet::Admins(admins) => admins_running(admins, service.as_deref(), want, started),
-                Fleet::Prometheus(prometheus) => {
-                    prometheus_running(prometheus, service_label(service.as_deref()), want, started)
-                }
-            };
-            if report.behind.is_empty() && report.total > 0 {
-                return Ok(Some(report));
-            }
-            if started.elapsed() >= self.fleet_timeout {
-                let what = match &report.through {
-                    None => "Envoys run the new configuration".to_string(),
-                    Some(through) => format!("proxies on the new configuration ({through})"),
-                };
-                let behind = if report.behind.is_empty() {
-                    "Prometheus knows no proxy of the service: does it scrape the proxies' \
-                     /stats/prometheus?"
-                        .to_string()
-                } else {
-                    format!("not yet: {}", report.behind.join("; "))
-                };
-                bail!(
-                    "{} of {} {what} ({want:08x}) after {}; {behind}",
-                    report.running,
-                    report.total,
-                    humantime::format_duration(self.fleet_timeout),
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let config =
+            CanaryConfig::from_json(value.as_bytes()).context("the written configuration")?;
+        self.fleet.wait(&config, self.fleet_timeout)
     }
 
     /// Waits (up to 5 s) for Envoy to count the write as accepted, rejected (`update_rejected`:

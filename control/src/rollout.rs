@@ -321,7 +321,7 @@ impl Rollout {
                     return self.finish(out, end, &history);
                 }
             }
-            self.set_weight(target, weight)?;
+            self.set_weight(out, target, weight)?;
             current = weight;
             out.emit(Event::Step {
                 step: index + 1,
@@ -635,8 +635,10 @@ impl Rollout {
         }
     }
 
-    fn set_weight(&self, target: &Target, weight: f64) -> Result<()> {
-        target
+    /// Pushes the canary's weight; the push returns once the fleet runs it (when one is named),
+    /// and says so.
+    fn set_weight(&self, out: &Reporter, target: &Target, weight: f64) -> Result<()> {
+        let (_, applied) = target
             .push(false, |config| {
                 edit::set_weights(
                     config,
@@ -645,6 +647,9 @@ impl Rollout {
                 )
             })
             .with_context(|| format!("pushing weight {weight}%"))?;
+        if let Some(fleet) = applied.fleet() {
+            out.say(&format!("{weight}%: {}", fleet.line().trim_end()));
+        }
         Ok(())
     }
 
@@ -654,7 +659,7 @@ impl Rollout {
     /// which pins still send testers to it.
     fn roll_back(&self, out: &Reporter, target: &Target) -> Result<()> {
         let canary = self.canary.clone();
-        let (update, _) = target
+        let (update, applied) = target
             .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
             .context("rolling back")?;
         let (_, changed) = edit::withdraw(&update.before, &self.canary)?;
@@ -677,6 +682,9 @@ impl Rollout {
                 splits.join(", ")
             }
         ));
+        if let Some(fleet) = applied.fleet() {
+            out.say(&format!("rollback: {}", fleet.line().trim_end()));
+        }
         let pins = edit::pins_to(&update.after, &self.canary);
         if !pins.is_empty() {
             out.say(&format!(

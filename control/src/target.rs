@@ -3,28 +3,47 @@
 //! WasmPlugin reached through kubectl ([`WasmPlugin`]). The commands call these methods and
 //! do not ask which it is.
 
-use anyhow::Result;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
 use canary_filter::{CanaryConfig, RoutingPlan};
 
 use crate::admin::Admin;
 use crate::ecds::Update;
-use crate::push::{Applied, Pusher};
+use crate::push::{Applied, Fleet, FleetReport, Pusher};
 use crate::wasmplugin::WasmPlugin;
 
 /// Where the configuration lives.
 pub enum Target {
     /// Envoy's ECDS file, written by atomic rename, confirmed by the Envoys given.
     EcdsFile(Pusher),
-    /// An Istio WasmPlugin's `spec.pluginConfig`, replaced at the resource version read.
-    WasmPlugin(WasmPlugin),
+    /// An Istio WasmPlugin's `spec.pluginConfig`, replaced at the resource version read;
+    /// istiod delivers it, and the proxies of `fleet` must report running it within
+    /// `fleet_timeout` (through Prometheus: see [`crate::commands::write::target`]).
+    WasmPlugin {
+        /// The resource.
+        plugin: WasmPlugin,
+        /// The proxies that must report running a change.
+        fleet: Fleet,
+        /// How long they have.
+        fleet_timeout: Duration,
+    },
 }
 
 impl Target {
+    /// The proxies that must report running a change.
+    pub fn fleet(&self) -> &Fleet {
+        match self {
+            Target::EcdsFile(pusher) => &pusher.fleet,
+            Target::WasmPlugin { fleet, .. } => fleet,
+        }
+    }
+
     /// How the target is named in messages: the file's path, or `wasmplugin NAMESPACE/NAME`.
     pub fn describe(&self) -> String {
         match self {
             Target::EcdsFile(pusher) => pusher.file.path().display().to_string(),
-            Target::WasmPlugin(plugin) => plugin.describe(),
+            Target::WasmPlugin { plugin, .. } => plugin.describe(),
         }
     }
 
@@ -33,7 +52,7 @@ impl Target {
     pub fn flag(&self) -> String {
         match self {
             Target::EcdsFile(pusher) => format!("--ecds {}", pusher.file.path().display()),
-            Target::WasmPlugin(plugin) => {
+            Target::WasmPlugin { plugin, .. } => {
                 format!("--wasmplugin {}/{}", plugin.namespace, plugin.name)
             }
         }
@@ -46,7 +65,7 @@ impl Target {
                 let contents = pusher.file.read()?;
                 Ok((contents.config, contents.plan))
             }
-            Target::WasmPlugin(plugin) => {
+            Target::WasmPlugin { plugin, .. } => {
                 let contents = plugin.read()?;
                 Ok((contents.config, contents.plan))
             }
@@ -55,7 +74,9 @@ impl Target {
 
     /// Applies `change` (validated by the filter's code, previewable) unless `dry_run`, and
     /// says what became of it: for the file, Envoy's confirmation when an admin endpoint is
-    /// known; for the WasmPlugin, the resource version the API server stored.
+    /// known; for the WasmPlugin, the resource version the API server stored, then the fleet's
+    /// confirmation. Either way, a fleet that does not report the change in time is an error
+    /// saying that the change was written.
     pub fn push(
         &self,
         dry_run: bool,
@@ -63,9 +84,25 @@ impl Target {
     ) -> Result<(Update, Applied)> {
         match self {
             Target::EcdsFile(pusher) => pusher.push(dry_run, change),
-            Target::WasmPlugin(plugin) => {
+            Target::WasmPlugin {
+                plugin,
+                fleet,
+                fleet_timeout,
+            } => {
                 let (update, written) = plugin.update(dry_run, change)?;
-                let applied = written.map_or(Applied::NotWritten, Applied::Stored);
+                let applied = match written {
+                    None => Applied::NotWritten,
+                    Some(resource_version) => {
+                        let report = confirm_stored(
+                            plugin,
+                            fleet,
+                            *fleet_timeout,
+                            &update.after,
+                            &resource_version,
+                        )?;
+                        Applied::Stored(resource_version, report)
+                    }
+                };
                 Ok((update, applied))
             }
         }
@@ -75,9 +112,15 @@ impl Target {
     pub fn undo(&self) -> Result<(Update, Applied)> {
         match self {
             Target::EcdsFile(pusher) => pusher.undo(),
-            Target::WasmPlugin(plugin) => {
+            Target::WasmPlugin {
+                plugin,
+                fleet,
+                fleet_timeout,
+            } => {
                 let (update, written) = plugin.undo()?;
-                Ok((update, Applied::Stored(written)))
+                let report =
+                    confirm_stored(plugin, fleet, *fleet_timeout, &update.after, &written)?;
+                Ok((update, Applied::Stored(written, report)))
             }
         }
     }
@@ -88,7 +131,7 @@ impl Target {
             Applied::Accepted(after, fleet) => {
                 let base = match self {
                     Target::EcdsFile(pusher) => pusher.admin.as_ref().map_or("", Admin::base),
-                    Target::WasmPlugin(_) => "",
+                    Target::WasmPlugin { .. } => "",
                 };
                 let mut out = format!("Envoy at {base} accepted it ({} ms)\n", after.as_millis());
                 if let Some(fleet) = fleet {
@@ -101,11 +144,33 @@ impl Target {
                 "Envoy applies it within a second (pass --admin or set CANARY_ADMIN to confirm)\n"
                     .to_string()
             }
-            Applied::Stored(resource_version) => format!(
+            Applied::Stored(resource_version, None) => format!(
                 "the API server stored it (resourceVersion {resource_version}); istiod pushes it \
                  to the selected sidecars\n"
+            ),
+            Applied::Stored(resource_version, Some(fleet)) => format!(
+                "the API server stored it (resourceVersion {resource_version}); {}",
+                fleet.line()
             ),
             Applied::NotWritten => String::new(),
         }
     }
+}
+
+/// Waits until the fleet runs `config`, just stored in `plugin` at `resource_version`; an
+/// error says that it was stored but not confirmed.
+fn confirm_stored(
+    plugin: &WasmPlugin,
+    fleet: &Fleet,
+    timeout: Duration,
+    config: &CanaryConfig,
+    resource_version: &str,
+) -> Result<Option<FleetReport>> {
+    fleet.wait(config, timeout).with_context(|| {
+        format!(
+            "{}: the API server stored the change (resourceVersion {resource_version}), but the \
+             proxies did not all confirm it",
+            plugin.describe()
+        )
+    })
 }

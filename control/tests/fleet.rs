@@ -12,7 +12,7 @@
 use std::process::{Command, Output};
 
 use canary_e2e::mesh::Mesh;
-use canary_filter::metrics::{config_hash, CONFIG_HASH, ENVOY_PREFIX};
+use canary_filter::metrics::{CONFIG_HASH, ENVOY_PREFIX};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -42,7 +42,7 @@ fn published(mesh: &Mesh, admin: &str) -> Option<u64> {
 fn hash_of_the_file(mesh: &Mesh) -> u64 {
     let text = std::fs::read_to_string(mesh.ecds_file()).unwrap();
     let value = canary_e2e::mesh::configuration_of(&text).unwrap();
-    u64::from(config_hash(value.as_bytes()))
+    u64::from(canary_e2e::mesh::config_hash_of(&value).unwrap())
 }
 
 #[test]

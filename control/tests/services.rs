@@ -17,10 +17,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use canary_e2e::audit::canary_errors;
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, Mesh};
-use canary_e2e::prometheus::Prometheus;
-use canary_filter::metrics::config_hash;
+use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
+use canary_e2e::prometheus::{check_fleet_short, Prometheus};
+use canary_e2e::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -64,16 +65,9 @@ fn rollout(
         prometheus,
         "--audit",
         &audit.display().to_string(),
-        "--steps",
-        "10,50,100",
-        "--interval",
-        "2s",
-        "--min-requests",
-        "30",
-        "--min-intervals",
-        "2",
     ]
     .iter()
+    .chain(SCOPED_ROLLOUT_PLAN.iter())
     .map(|arg| arg.to_string())
     .collect();
     std::thread::spawn(move || {
@@ -88,21 +82,6 @@ fn rollout(
     })
 }
 
-/// The canary's 5xx and all its responses over every judged interval, from the audit log.
-fn canary_errors(audit: &Path) -> (u64, u64) {
-    let text = std::fs::read_to_string(audit).unwrap();
-    let mut errors = 0;
-    let mut answered = 0;
-    for line in text.lines() {
-        let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        if event["event"] == "verdict" {
-            errors += event["canary"]["errors_5xx"].as_u64().unwrap();
-            answered += event["canary"]["responses"].as_u64().unwrap();
-        }
-    }
-    (errors, answered)
-}
-
 fn canary_weight(mesh: &Mesh) -> f64 {
     let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
     let doc: serde_json::Value = serde_json::from_str(&value).unwrap();
@@ -113,13 +92,9 @@ fn canary_weight(mesh: &Mesh) -> f64 {
 /// `proxies` proxies of `service`.
 fn wait_for_hashes(prometheus: &Prometheus, mesh: &Mesh, service: &str, proxies: usize) {
     let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
-    let want = f64::from(config_hash(value.as_bytes()));
-    let query = format!("canary_config_hash{{canary_service=\"{service}\"}}");
-    mesh.wait_for(Duration::from_secs(30), || {
-        let series = prometheus.query(&query)?;
-        Ok(series.len() == proxies && series.iter().all(|(_, hash)| *hash == want))
-    })
-    .unwrap_or_else(|err| panic!("{err}: {:?}", prometheus.query(&query)));
+    prometheus
+        .wait_for_config_hash(service, &value, proxies, Duration::from_secs(30))
+        .unwrap_or_else(|err| panic!("{err}"));
 }
 
 /// The must-show: a rollout with the Prometheus source, scoped to one service while a second
@@ -180,7 +155,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
             promoted_shown.contains("series with canary_service="),
             "{promoted_shown}"
         );
-        let (errors, answered) = canary_errors(healthy_audit.path());
+        let (errors, answered) = canary_errors(healthy_audit.path()).unwrap();
         assert!(
             answered >= 60,
             "{round}: {answered} canary responses judged"
@@ -194,7 +169,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
         );
         assert_eq!(canary_weight(faulty), 0.0, "{round}");
         // About 20 % 5xx, judged on a few dozen responses: well above 5 % (stable has none).
-        let (errors, answered) = canary_errors(faulty_audit.path());
+        let (errors, answered) = canary_errors(faulty_audit.path()).unwrap();
         assert!(
             answered >= 30 && errors * 100 >= answered * 5,
             "{round}: the faulty canary's judged 5xx: {errors} of {answered}"
@@ -301,7 +276,9 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     // Prometheus's alone.
     a.stop_another_front(1);
     let stopped = fronts[2].to_string();
-    prometheus_sees_down(&prometheus, &stopped);
+    prometheus
+        .wait_until_down(&stopped, Duration::from_secs(20))
+        .unwrap_or_else(|err| panic!("{err}"));
     let set = canaryctl(&[
         "set",
         "--ecds",
@@ -315,15 +292,7 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     ]);
     assert_eq!(set.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&set.stderr);
-    assert!(
-        stderr.contains("2 of 3 proxies on the new configuration"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("after 3s"), "{stderr}");
-    assert!(
-        stderr.contains(&format!("envoy/{stopped} reports no")),
-        "{stderr}"
-    );
+    check_fleet_short(&stderr, 2, 3, "3s", &stopped).unwrap();
     assert!(stderr.contains("was written, but"), "{stderr}");
     assert_eq!(
         canary_weight(&a),
@@ -331,25 +300,12 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
         "the change stays written: the others run it"
     );
     let value = configuration_of(&std::fs::read_to_string(a.ecds_file()).unwrap()).unwrap();
-    let want = u64::from(config_hash(value.as_bytes()));
+    let want = u64::from(config_hash_of(&value).unwrap());
     for admin in &fronts[..2] {
         let gauge = "wasmcustom.canary_config_hash.canary_service.a";
         let published = canary_control::admin::Admin::new(&admin.to_string())
             .counter(gauge)
             .unwrap();
         assert_eq!(published, Some(want), "{admin}");
-    }
-}
-
-/// Waits until Prometheus's `up` says the target `instance` is down.
-fn prometheus_sees_down(prometheus: &Prometheus, instance: &str) {
-    let query = format!("up{{instance=\"{instance}\"}} == 0");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while prometheus.query(&query).unwrap().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "Prometheus did not see {instance} down within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -32,6 +32,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 use crate::header_pairs::{single_pair, HeaderMapRequest};
 use crate::metrics::{self, CODE_CLASSES};
 use crate::plan::RoutingPlan;
+use crate::CanaryConfig;
 
 /// How often counter increments summed in the module are handed to Envoy. Envoy's own stats
 /// flush (1 s in the shipped bootstrap, 5 s by default) and Prometheus scrapes are slower, so
@@ -142,8 +143,10 @@ impl RootContext for CanaryRoot {
             Ok(Some(bytes)) => bytes,
             _ => Vec::new(),
         };
-        let plan = match RoutingPlan::from_json(&bytes) {
-            Ok(plan) => plan,
+        let parsed = CanaryConfig::from_json(&bytes)
+            .and_then(|config| RoutingPlan::try_from(&config).map(|plan| (config, plan)));
+        let (config, plan) = match parsed {
+            Ok(parsed) => parsed,
             Err(err) => {
                 // One line naming the field; returning false makes Envoy refuse this config
                 // (and keep the previous one when it came by ECDS).
@@ -151,7 +154,9 @@ impl RootContext for CanaryRoot {
                 return false;
             }
         };
-        let config_hash = metrics::config_hash(&bytes);
+        // Of the parsed configuration, not of `bytes`: istiod rewrites a WasmPlugin's
+        // `pluginConfig` in its own JSON, which canaryctl cannot predict byte for byte.
+        let config_hash = metrics::config_hash(&config);
         let config_hash_name = metrics::config_hash_name(plan.service());
         let metrics = match define_metrics(&plan) {
             Ok(metrics) => metrics,
@@ -198,9 +203,13 @@ impl RootContext for CanaryRoot {
             only_header,
         }));
         // Which configuration this proxy runs, for `canaryctl` to confirm a change fleet-wide.
-        let published = hostcalls::define_metric(MetricType::Gauge, &config_hash_name)
-            .and_then(|id| hostcalls::record_metric(id, u64::from(config_hash)));
-        if published.is_err() {
+        let published = match config_hash {
+            Ok(config_hash) => hostcalls::define_metric(MetricType::Gauge, &config_hash_name)
+                .and_then(|id| hostcalls::record_metric(id, u64::from(config_hash)))
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !published {
             warn!("could not publish {config_hash_name}");
         }
         if hostcalls::set_tick_period(FLUSH_PERIOD).is_err() {

@@ -13,6 +13,8 @@
 //! `canary_service=""`). Service, version and rule names are restricted to `[A-Za-z0-9_-]` by
 //! the config check, so they never break a name apart.
 
+use crate::CanaryConfig;
+
 /// Counter of requests routed.
 pub const REQUESTS: &str = "canary_requests_total";
 /// Counter of responses by status class.
@@ -34,10 +36,22 @@ pub const RULE_LABEL: &str = "canary_rule";
 /// The label (and name segment) of a response's status class.
 pub const CODE_CLASS_LABEL: &str = "canary_code_class";
 
-/// The hash a filter publishes in [`CONFIG_HASH`] for the configuration bytes Envoy hands it
-/// (the `configuration` value, byte for byte): murmur3_x86_32 with seed 0.
-pub fn config_hash(configuration: &[u8]) -> u32 {
-    crate::bucket::murmur3_x86_32(configuration, 0)
+/// The hash a filter publishes in [`CONFIG_HASH`]: murmur3_x86_32 (seed 0) of
+/// [`canonical_form`] of the configuration as parsed, so that whoever wrote the document
+/// (canaryctl, a person, istiod re-serializing a WasmPlugin's `pluginConfig` with its own key
+/// order and number format) the same configuration gives the same hash, and canaryctl can
+/// compute the hash a proxy will publish from the configuration it wrote.
+pub fn config_hash(config: &CanaryConfig) -> Result<u32, serde_json::Error> {
+    Ok(crate::bucket::murmur3_x86_32(&canonical_form(config)?, 0))
+}
+
+/// The configuration written back as compact JSON by serde_json: a function of the parsed
+/// value only. Fields come in declaration order, maps are `BTreeMap`s (sorted), numbers are
+/// the parsed `f64`/`u32` written in shortest form (`10`, `10.0` and `1e1` all parse to the
+/// same `f64`), defaults are filled in when parsing (written or not, a default reads the same),
+/// and string escapes are decoded.
+pub fn canonical_form(config: &CanaryConfig) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(config)
 }
 
 /// Response status classes, indexed by `status / 100 - 1`.
@@ -185,14 +199,114 @@ mod tests {
 
     use super::*;
 
-    /// The published hash is MurmurHash3_x86_32 with seed 0 over the configuration's bytes:
-    /// "hello" hashes to 0x248bfa47 in the reference implementation's published test vectors
-    /// (the same value the `murmur3` crate gives), the empty input to 0.
+    fn hash_of(json: &str) -> u32 {
+        config_hash(&CanaryConfig::from_json(json.as_bytes()).unwrap()).unwrap()
+    }
+
+    /// As canaryctl writes a configuration (serde_json, pretty, declaration order).
+    const AS_CANARYCTL_WRITES: &str = r#"{
+  "service": "checkout",
+  "versions": [
+    {"name": "stable", "cluster": "app-v1"},
+    {"name": "canary", "cluster": "app-v2"}
+  ],
+  "default": "stable",
+  "weights": {"canary": 10.0},
+  "sticky": {"keys": [{"header": "x-user-id"}], "seed": 7, "when_missing": "random"},
+  "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}},
+             "version": "canary"}],
+  "route_header": "x-canary-cluster",
+  "version_header": "x-canary-version"
+}"#;
+
+    /// The same configuration as istiod hands it to Envoy after a round trip through a protobuf
+    /// `Struct`: keys sorted, every number a double written without a fraction when it has
+    /// none, no line breaks, a space after some commas; and the defaults left out.
+    const AS_ISTIOD_WRITES: &str = concat!(
+        r#"{"default":"stable", "rules":[{"name":"testers","version":"canary","#,
+        r#""when":{"header":{"equals":"always", "name":"x-canary"}}}],"service":"checkout","#,
+        r#""sticky":{"keys":[{"header":"x-user-id"}],"seed":7},"#,
+        r#""versions":[{"cluster":"app-v1","name":"stable"}, {"cluster":"app-v2","name":"canary"}],"#,
+        r#""weights":{"canary":10}}"#
+    );
+
+    /// The canonical form is serde_json's compact writing of the parsed value: the expected
+    /// bytes are written out here, not computed.
     #[test]
-    fn the_config_hash_is_murmur3_with_seed_0() {
-        assert_eq!(config_hash(b"hello"), 0x248b_fa47);
-        assert_eq!(config_hash(b""), 0);
-        assert_ne!(config_hash(b"{\"a\":1}"), config_hash(b"{\"a\":2}"));
+    fn the_canonical_form_is_the_parsed_configuration_as_compact_json() {
+        let config = CanaryConfig::from_json(AS_ISTIOD_WRITES.as_bytes()).unwrap();
+        let expected = concat!(
+            r#"{"service":"checkout","versions":[{"name":"stable","cluster":"app-v1"},"#,
+            r#"{"name":"canary","cluster":"app-v2"}],"default":"stable","weights":{"canary":10.0},"#,
+            r#""sticky":{"keys":[{"header":"x-user-id"}],"seed":7,"when_missing":"random"},"#,
+            r#""rules":[{"name":"testers","when":{"header":{"name":"x-canary","equals":"always"}},"#,
+            r#""version":"canary"}],"route_header":"x-canary-cluster","#,
+            r#""version_header":"x-canary-version"}"#
+        );
+        assert_eq!(
+            String::from_utf8(canonical_form(&config).unwrap()).unwrap(),
+            expected
+        );
+        // MurmurHash3_x86_32 with seed 0, as the `murmur3` crate computes it over those bytes.
+        let reference = murmur3::murmur3_32(&mut expected.as_bytes(), 0).unwrap();
+        assert_eq!(config_hash(&config).unwrap(), reference);
+    }
+
+    #[test]
+    fn the_same_configuration_written_differently_hashes_the_same() {
+        let want = hash_of(AS_CANARYCTL_WRITES);
+        assert_ne!(AS_CANARYCTL_WRITES, AS_ISTIOD_WRITES);
+        assert_eq!(
+            hash_of(AS_ISTIOD_WRITES),
+            want,
+            "istiod's key order and numbers"
+        );
+        // Other spellings of the same numbers and strings.
+        let spelled = AS_CANARYCTL_WRITES
+            .replace("10.0", "1e1")
+            .replace("\"testers\"", "\"\\u0074esters\"");
+        assert_ne!(spelled, AS_CANARYCTL_WRITES);
+        assert_eq!(hash_of(&spelled), want, "{spelled}");
+        // Explicit defaults (metrics all on, no response header) said out loud.
+        let explicit = AS_CANARYCTL_WRITES.replace(
+            "\"default\": \"stable\",",
+            r#""default": "stable", "response_version_header": false,
+                "metrics": {"requests": true, "responses": true, "latency": true},"#,
+        );
+        assert_ne!(explicit, AS_CANARYCTL_WRITES);
+        assert_eq!(hash_of(&explicit), want);
+    }
+
+    #[test]
+    fn a_different_configuration_hashes_differently() {
+        let want = hash_of(AS_CANARYCTL_WRITES);
+        for (from, to) in [
+            ("10.0", "10.5"),
+            ("10.0", "11"),
+            ("\"seed\": 7", "\"seed\": 8"),
+            ("\"checkout\"", "\"payments\""),
+            ("\"always\"", "\"yes\""),
+            ("\"random\"", "\"default\""),
+            ("app-v2", "app-v3"),
+        ] {
+            let changed = AS_CANARYCTL_WRITES.replacen(from, to, 1);
+            assert_ne!(changed, AS_CANARYCTL_WRITES, "{from}");
+            assert_ne!(hash_of(&changed), want, "{from} -> {to}");
+        }
+        // A metric turned off, and the versions' order (it decides the bucket ranges).
+        let no_latency = AS_CANARYCTL_WRITES.replace(
+            "\"default\": \"stable\",",
+            r#""default": "stable", "metrics": {"latency": false},"#,
+        );
+        assert_ne!(hash_of(&no_latency), want);
+        let swapped = AS_CANARYCTL_WRITES.replace(
+            r#"{"name": "stable", "cluster": "app-v1"},
+    {"name": "canary", "cluster": "app-v2"}"#,
+            r#"{"name": "canary", "cluster": "app-v2"},
+    {"name": "stable", "cluster": "app-v1"}"#,
+        );
+        assert_ne!(swapped, AS_CANARYCTL_WRITES);
+        assert_ne!(hash_of(&swapped), want);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! `envoy/` files ([`mesh`]), one process each ([`envoy`]). The demo and the end-to-end tests
 //! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
 
+pub mod audit;
 pub mod dashboard;
 pub mod envoy;
 pub mod h2c;
@@ -12,6 +13,20 @@ pub mod prometheus;
 pub mod trap;
 
 use std::time::Duration;
+
+/// The rollout plan of the tests that run one service's rollout beside another service
+/// (`control/tests/services.rs`, `control/tests/istio_services.rs`): three steps of 2 s, each
+/// judged on at least 30 responses a side over at least 2 intervals.
+pub const SCOPED_ROLLOUT_PLAN: [&str; 8] = [
+    "--steps",
+    "10,50,100",
+    "--interval",
+    "2s",
+    "--min-requests",
+    "30",
+    "--min-intervals",
+    "2",
+];
 
 /// Errors of the harness: messages for people.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;

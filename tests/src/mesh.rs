@@ -670,6 +670,14 @@ pub fn with_configuration(resource: &str, config: &str) -> Result<String> {
     Ok(serde_yaml_ng::to_string(&doc)?)
 }
 
+/// The `canary_config_hash` a filter publishes for the configuration document `config`, as
+/// canaryctl computes it to confirm a change: the hash of the parsed configuration, whoever
+/// wrote the document.
+pub fn config_hash_of(config: &str) -> Result<u32> {
+    let parsed = canary_filter::CanaryConfig::from_json(config.as_bytes())?;
+    Ok(canary_filter::metrics::config_hash(&parsed)?)
+}
+
 /// The filter configuration inside an ECDS resource.
 pub fn configuration_of(ecds: &str) -> Result<String> {
     let doc: serde_json::Value = serde_yaml_ng::from_str(ecds)?;

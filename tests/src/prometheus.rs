@@ -140,6 +140,72 @@ impl Prometheus {
             })
             .collect())
     }
+
+    /// Waits (up to `timeout`) until Prometheus has scraped, from exactly `proxies` proxies of
+    /// `service`, the `canary_config_hash` a filter publishes for the configuration document
+    /// `config`.
+    pub fn wait_for_config_hash(
+        &self,
+        service: &str,
+        config: &str,
+        proxies: usize,
+        timeout: Duration,
+    ) -> Result<()> {
+        let want = f64::from(crate::mesh::config_hash_of(config)?);
+        let query = format!("canary_config_hash{{canary_service=\"{service}\"}}");
+        self.wait_until(timeout, &query, |series| {
+            series.len() == proxies && series.iter().all(|(_, hash)| *hash == want)
+        })
+        .map_err(|err| format!("{err}: want {proxies} proxies at {want}").into())
+    }
+
+    /// Waits (up to `timeout`) until Prometheus's `up` says the target `instance` is down.
+    pub fn wait_until_down(&self, instance: &str, timeout: Duration) -> Result<()> {
+        let query = format!("up{{instance=\"{instance}\"}} == 0");
+        self.wait_until(timeout, &query, |series| !series.is_empty())
+    }
+
+    /// Polls `query` until `done` holds for its series; an error quoting the last answer.
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        query: &str,
+        done: impl Fn(&[(serde_json::Value, f64)]) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let series = self.query(query)?;
+            if done(&series) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("{query} after {timeout:?}: {series:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Checks canaryctl's message for a change that `running` of `total` proxies confirmed
+/// through Prometheus before `--fleet-timeout` (`timeout`, as given) passed, the proxy at
+/// `stopped` (its scrape target) named as the one behind.
+pub fn check_fleet_short(
+    stderr: &str,
+    running: usize,
+    total: usize,
+    timeout: &str,
+    stopped: &str,
+) -> Result<()> {
+    for expected in [
+        format!("{running} of {total} proxies on the new configuration"),
+        format!("after {timeout}"),
+        format!("envoy/{stopped} reports no"),
+    ] {
+        if !stderr.contains(&expected) {
+            return Err(format!("no {expected:?} in: {stderr}").into());
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Prometheus {

@@ -247,7 +247,7 @@ fn a_configured_service_labels_every_series_and_the_configuration_hash() {
         ("canary_code_class", "2xx"),
     ];
     assert_eq!(value(&all, "canary_responses_total", &responses), 5.0);
-    let hash = canary_filter::metrics::config_hash(config.as_bytes());
+    let hash = canary_e2e::mesh::config_hash_of(&config).unwrap();
     assert_eq!(
         value(
             &all,

@@ -19,9 +19,9 @@ use canary_e2e::dashboard::api::PrometheusApi;
 use canary_e2e::dashboard::{picture, Dashboard, TimeRange};
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
+use canary_e2e::mesh::config_hash_of;
 use canary_e2e::mesh::Mesh;
 use canary_e2e::prometheus::Prometheus;
-use canary_filter::metrics::config_hash;
 
 const CONFIG: &str = r#"{"service": "checkout", "versions": [{"name": "stable", "cluster": "app-v1"},
     {"name": "canary", "cluster": "app-v2-errors"}, {"name": "slow", "cluster": "app-v2-slow"}],
@@ -156,7 +156,7 @@ fn every_dashboard_and_rule_query_returns_series_for_each_version() {
     }
 
     // The configuration panel shows the hash of the configuration the front runs.
-    let want = f64::from(config_hash(CONFIG.as_bytes()));
+    let want = f64::from(config_hash_of(CONFIG).unwrap());
     let hashes = prometheus
         .query(&format!(
             "canary_config_hash{{canary_service=\"{SERVICE}\"}}"

@@ -12,7 +12,7 @@ use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
 use crate::cli::{PauseArgs, RolloutAction, RolloutArgs, RolloutCommand};
-use crate::commands::write::fleet;
+use crate::commands::write::{fleet, wasmplugin_target};
 use crate::commands::ExitStatus;
 use crate::edit;
 use crate::judge::JudgeSettings;
@@ -70,11 +70,14 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let prometheus = args.prometheus.clone();
     let target = match &args.target.wasmplugin {
-        // The admin endpoints and Prometheus are the metrics source only: istiod delivers
-        // each step.
-        Some(reference) => {
-            Target::WasmPlugin(WasmPlugin::new(reference, args.target.kubectl.kubectl())?)
-        }
+        // The admin endpoints are the metrics source only; each step is confirmed through
+        // Prometheus when given, as a write is (`canaryctl set --wasmplugin`).
+        Some(reference) => wasmplugin_target(
+            reference,
+            &args.target,
+            prometheus.as_deref(),
+            args.fleet_timeout,
+        )?,
         None => Target::EcdsFile(Pusher {
             file: args.target.file(),
             admin: admins.first().cloned(),
@@ -94,8 +97,8 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    if let (Target::EcdsFile(pusher), false) = (&target, rollout.dry_run) {
-        check_fleet(&pusher.fleet, &service)?;
+    if !rollout.dry_run {
+        check_fleet(target.fleet(), &service)?;
     }
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
 }
@@ -176,7 +179,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         Some(path) => path,
         None => match target {
             Target::EcdsFile(pusher) => default_audit(pusher.file.path()),
-            Target::WasmPlugin(plugin) => wasmplugin_audit(plugin),
+            Target::WasmPlugin { plugin, .. } => wasmplugin_audit(plugin),
         },
     };
     Ok(Rollout {
@@ -212,7 +215,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         pause_at: args.pause_at,
         pause_file: match target {
             Target::EcdsFile(pusher) => PauseFile::next_to(pusher.file.path()),
-            Target::WasmPlugin(plugin) => {
+            Target::WasmPlugin { plugin, .. } => {
                 wasmplugin_pause_file(&(plugin.namespace.clone(), plugin.name.clone()))
             }
         },

@@ -1,6 +1,8 @@
 //! What the commands that change the configuration share: the target their flags describe,
 //! the preview, the write and the report of what became of it.
 
+use std::time::Duration;
+
 use anyhow::{bail, Result};
 use canary_filter::CanaryConfig;
 
@@ -34,27 +36,45 @@ pub fn fleet(prometheus: Option<&str>, admins: Vec<Admin>) -> Fleet {
     }
 }
 
-/// The target the flags name: the WasmPlugin of `--wasmplugin`, else the ECDS file with the
-/// Envoys of `--admin` to confirm a write. `--admin` with a WasmPlugin is refused: istiod,
-/// not canaryctl, delivers its configuration, and canaryctl cannot confirm that (README, "The
-/// Istio target").
+/// The target the flags name: the WasmPlugin of `--wasmplugin` (with every proxy of the
+/// service in `--prometheus` to confirm a write), else the ECDS file with the Envoys of
+/// `--admin` to confirm a write. `--admin` with a WasmPlugin is refused: a sidecar's admin
+/// endpoint listens inside its pod, there is no list of them to name, and Prometheus already
+/// scrapes every one (README, "The Istio target").
 pub fn target(target: &TargetArgs, confirm: &Confirm) -> Result<Target> {
     match &target.wasmplugin {
         Some(reference) => {
             if !confirm.admin.is_empty() {
                 bail!(
                     "--admin (or CANARY_ADMIN) confirms a write to the ECDS file with Envoy's \
-                     counters; with --wasmplugin istiod delivers the change and canaryctl does \
-                     not confirm it: drop --admin"
+                     counters; with --wasmplugin istiod delivers the change: drop --admin, and \
+                     give --prometheus to wait until every proxy of the service runs it"
                 );
             }
-            Ok(Target::WasmPlugin(WasmPlugin::new(
+            wasmplugin_target(
                 reference,
-                target.kubectl.kubectl(),
-            )?))
+                target,
+                confirm.prometheus.as_deref(),
+                confirm.fleet_timeout,
+            )
         }
         None => Ok(Target::EcdsFile(pusher(target, confirm))),
     }
+}
+
+/// The WasmPlugin `reference`, confirmed through `prometheus` (every proxy of the
+/// configuration's service) when given.
+pub fn wasmplugin_target(
+    reference: &str,
+    target: &TargetArgs,
+    prometheus: Option<&str>,
+    fleet_timeout: Duration,
+) -> Result<Target> {
+    Ok(Target::WasmPlugin {
+        plugin: WasmPlugin::new(reference, target.kubectl.kubectl())?,
+        fleet: fleet(prometheus, Vec::new()),
+        fleet_timeout,
+    })
 }
 
 /// The line that says what became of the target named `what`.
@@ -95,8 +115,6 @@ pub fn apply(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::ecds::EcdsFile;
     use crate::push::{Applied, FleetReport};
@@ -172,6 +190,32 @@ mod tests {
             target.report(&Applied::FleetRuns(through_prometheus)),
             "3 of 3 proxies on the new configuration after 2.1 s \
              (Prometheus http://p:9090, canary_service=\"a\")\n"
+        );
+    }
+
+    #[test]
+    fn the_wasmplugin_report_says_stored_and_how_much_of_the_fleet_runs_it() {
+        let target = Target::WasmPlugin {
+            plugin: WasmPlugin::new("default/canary-a", Default::default()).unwrap(),
+            fleet: Fleet::Prometheus(Prometheus::new("http://p:9090")),
+            fleet_timeout: Duration::from_secs(1),
+        };
+        let fleet = FleetReport {
+            running: 3,
+            total: 3,
+            through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
+            after: Duration::from_millis(1040),
+            behind: Vec::new(),
+        };
+        assert_eq!(
+            target.report(&Applied::Stored("7".into(), Some(fleet))),
+            "the API server stored it (resourceVersion 7); 3 of 3 proxies on the new \
+             configuration after 1.0 s (Prometheus http://p:9090, canary_service=\"a\")\n"
+        );
+        assert_eq!(
+            target.report(&Applied::Stored("8".into(), None)),
+            "the API server stored it (resourceVersion 8); istiod pushes it to the selected \
+             sidecars\n"
         );
     }
 
