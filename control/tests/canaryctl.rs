@@ -180,9 +180,7 @@ fn twenty_updates_under_load_and_concurrent_runs_lose_nothing() {
         &mesh,
         &["explain", "-H", "x-user-id: someone", "--json"],
     ));
-    let config =
-        canary_e2e::mesh::configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap())
-            .unwrap();
+    let config = mesh.filter_configuration().unwrap();
     assert!(
         config.contains("\"seed\": 77") && config.contains("\"canary\": 33.0"),
         "{config}\n{out}"

@@ -16,25 +16,16 @@ use std::time::Duration;
 
 use canary_e2e::kube::KubeApi;
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, Mesh};
+use canary_e2e::mesh::{rollout_config, Mesh};
 use serde_json::Value;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 const PLUGIN: &str = "default/canary-filter";
 
-fn config(canary_cluster: &str) -> String {
-    format!(
-        r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "{canary_cluster}"}}],
-            "default": "stable", "weights": {{"canary": 0}},
-            "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 0}},
-            "rules": [{{"name": "testers", "when": {{"header": {{"name": "x-canary", "equals": "always"}}}}, "version": "canary"}}]}}"#
-    )
-}
-
 /// A real Envoy on the ECDS file, and the stand-in holding the same configuration in a
 /// WasmPlugin, writing each update into that file.
 fn setup(canary_cluster: &str) -> (Mesh, KubeApi) {
-    let config = config(canary_cluster);
+    let config = rollout_config(canary_cluster);
     let mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
     let api = KubeApi::start().unwrap_or_else(|err| panic!("{err}"));
     api.create_wasmplugin(
@@ -91,7 +82,7 @@ fn stored_weight(api: &KubeApi) -> f64 {
 
 /// The canary's weight in the ECDS file Envoy watches.
 fn ecds_weight(mesh: &Mesh) -> f64 {
-    let config = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
+    let config = mesh.filter_configuration().unwrap();
     let doc: Value = serde_json::from_str(&config).unwrap();
     doc["weights"]["canary"].as_f64().unwrap()
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use canary_e2e::audit::canary_errors;
 use canary_e2e::kube::KubeApi;
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
+use canary_e2e::mesh::{config_hash_of, Mesh};
 use canary_e2e::prometheus::{check_fleet_short, Prometheus};
 use canary_e2e::SCOPED_ROLLOUT_PLAN;
 
@@ -99,11 +99,6 @@ fn stored_weight(api: &KubeApi) -> f64 {
         .unwrap()
 }
 
-/// The configuration in `mesh`'s ECDS file, as istiod's part wrote it.
-fn ecds_configuration(mesh: &Mesh) -> String {
-    configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap()
-}
-
 /// The must-show: a rollout against the Istio target with the Prometheus source, scoped to
 /// service `a` while service `b`'s proxy reports contrary numbers. `b`'s canary takes 50 % of
 /// `b`'s traffic throughout. First `a`'s canary is healthy and `b`'s answers 503 to 20 % of
@@ -118,10 +113,10 @@ fn an_istio_rollout_through_prometheus_follows_only_its_own_service() {
         .unwrap_or_else(|err| panic!("{err}"));
     let ready = Duration::from_secs(30);
     prometheus
-        .wait_for_config_hash("a", &ecds_configuration(&a), 1, ready)
+        .wait_for_config_hash("a", &a.filter_configuration().unwrap(), 1, ready)
         .unwrap_or_else(|err| panic!("{err}"));
     prometheus
-        .wait_for_config_hash("b", &ecds_configuration(&b), 1, ready)
+        .wait_for_config_hash("b", &b.filter_configuration().unwrap(), 1, ready)
         .unwrap_or_else(|err| panic!("{err}"));
     let load_a = Load::start(a.listen(), 2, Duration::from_millis(2), None);
     let load_b = Load::start(b.listen(), 2, Duration::from_millis(2), None);
@@ -232,10 +227,10 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
             .unwrap_or_else(|err| panic!("{err}"));
     let ready = Duration::from_secs(30);
     prometheus
-        .wait_for_config_hash("a", &ecds_configuration(&a), 3, ready)
+        .wait_for_config_hash("a", &a.filter_configuration().unwrap(), 3, ready)
         .unwrap_or_else(|err| panic!("{err}"));
     prometheus
-        .wait_for_config_hash("b", &ecds_configuration(&b), 1, ready)
+        .wait_for_config_hash("b", &b.filter_configuration().unwrap(), 1, ready)
         .unwrap_or_else(|err| panic!("{err}"));
 
     let set = set_a(&api, &prometheus, &["--weight", "canary=40"]);
@@ -259,7 +254,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     let stored: canary_filter::CanaryConfig =
         serde_json::from_value(api.plugin_config(NAMESPACE, NAME).unwrap()).unwrap();
     let as_canaryctl_writes = serde_json::to_string_pretty(&stored).unwrap();
-    let delivered = ecds_configuration(&a);
+    let delivered = a.filter_configuration().unwrap();
     assert!(
         delivered.starts_with(r#"{"default":"stable", "#),
         "{delivered}"
@@ -306,7 +301,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     assert!(stderr.contains("did not all confirm it"), "{stderr}");
     check_fleet_short(&stderr, 2, 3, "3s", &stopped).unwrap();
     assert_eq!(stored_weight(&api), 60.0, "the change stays stored");
-    let want = u64::from(config_hash_of(&ecds_configuration(&a)).unwrap());
+    let want = u64::from(config_hash_of(&a.filter_configuration().unwrap()).unwrap());
     for admin in &fronts[..2] {
         let published = canary_control::admin::Admin::new(&admin.to_string())
             .counter("wasmcustom.canary_config_hash.canary_service.a")

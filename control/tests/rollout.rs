@@ -17,19 +17,10 @@ use canary_control::judge::{JudgeSettings, Judgement, StepAction};
 use canary_control::source::Source;
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, render_ecds, Mesh, ECDS_YAML};
+use canary_e2e::mesh::{render_ecds, rollout_config, Mesh, ECDS_YAML};
 use canary_e2e::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
-
-fn config(canary_cluster: &str) -> String {
-    format!(
-        r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "{canary_cluster}"}}],
-            "default": "stable", "weights": {{"canary": 0}},
-            "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 0}},
-            "rules": [{{"name": "testers", "when": {{"header": {{"name": "x-canary", "equals": "always"}}}}, "version": "canary"}}]}}"#
-    )
-}
 
 fn rollout(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Output {
     let output = Command::new(CANARYCTL)
@@ -53,12 +44,6 @@ fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn canary_weight(mesh: &Mesh) -> f64 {
-    let config = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&config).unwrap();
-    doc["weights"]["canary"].as_f64().unwrap()
-}
-
 fn verdicts(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
     lines.iter().filter(|l| l["event"] == "verdict").collect()
 }
@@ -66,7 +51,7 @@ fn verdicts(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
 /// Case 1: a healthy canary is promoted through every step to 100 %.
 #[test]
 fn a_healthy_canary_is_promoted() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
@@ -84,7 +69,7 @@ fn a_healthy_canary_is_promoted() {
     load.stop();
     assert_eq!(output.status.code(), Some(0), "exit code");
     assert!(String::from_utf8_lossy(&output.stdout).contains("PROMOTED: `canary` is at 100%"));
-    assert_eq!(canary_weight(&mesh), 100.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
     let lines = audit_lines(audit.path());
     let passes = verdicts(&lines)
         .iter()
@@ -101,7 +86,8 @@ fn a_healthy_canary_is_promoted() {
 /// the first step with enough data; the audit log names the failing check and its numbers.
 #[test]
 fn a_canary_with_20_percent_errors_is_rolled_back() {
-    let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh =
+        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
@@ -118,7 +104,7 @@ fn a_canary_with_20_percent_errors_is_rolled_back() {
     );
     load.stop();
     assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
-    assert_eq!(canary_weight(&mesh), 0.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
     let lines = audit_lines(audit.path());
     let verdicts = verdicts(&lines);
     let first_with_data = verdicts
@@ -159,7 +145,7 @@ fn a_canary_with_20_percent_errors_is_rolled_back() {
 /// Case 3: a canary 50 ms slower, its error rate fine, is rolled back by the latency check.
 #[test]
 fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
-    let mesh = Mesh::isolated(&config("app-v2-slow")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2-slow")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 4, Duration::from_millis(2), Some(50));
     let output = rollout(
@@ -191,13 +177,13 @@ fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
         latency["canary"].as_f64().unwrap() - latency["stable"].as_f64().unwrap() > 30.0,
         "{latency}"
     );
-    assert_eq!(canary_weight(&mesh), 0.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
 }
 
 /// Case 4: too little traffic holds the step; the rollout never promotes on no evidence.
 #[test]
 fn too_little_traffic_holds_the_step() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 1, Duration::from_millis(100), Some(50));
     let output = rollout(
@@ -217,7 +203,7 @@ fn too_little_traffic_holds_the_step() {
     load.stop();
     assert_eq!(output.status.code(), Some(1), "stopped undecided");
     assert_eq!(
-        canary_weight(&mesh),
+        mesh.weight_of("canary").unwrap(),
         10.0,
         "the weight stays at the first step"
     );
@@ -293,7 +279,8 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
 /// same verdict; and a whole rollout judged from Prometheus rolls a faulty canary back.
 #[test]
 fn the_prometheus_source_reaches_the_same_verdicts() {
-    let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh =
+        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
     let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
     // The configuration names no service: its series carry no `canary_service` label.
     let admin = Source::Admin {
@@ -403,7 +390,7 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
 /// Bad plans and sources get clear answers, and nothing is written.
 #[test]
 fn bad_plans_and_unreachable_sources() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let before = std::fs::read(mesh.ecds_file()).unwrap();
     let audit = tempfile::NamedTempFile::new().unwrap();
     for (args, message) in [
@@ -498,13 +485,13 @@ fn bad_plans_and_unreachable_sources() {
         "{stdout}"
     );
     assert!(stderr.contains("rolling back"), "{stderr}");
-    assert_eq!(canary_weight(&mesh), 0.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
 }
 
 /// Ctrl-C leaves a defined state: held at the current weight, or rolled back, as asked.
 #[test]
 fn ctrl_c_holds_or_rolls_back_as_asked() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     for (mode, code, weight) in [("hold", 1, 10.0), ("rollback", 3, 0.0)] {
         let audit = tempfile::NamedTempFile::new().unwrap();
         let child = Command::new(CANARYCTL)
@@ -523,15 +510,17 @@ fn ctrl_c_holds_or_rolls_back_as_asked() {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        mesh.wait_for(Duration::from_secs(10), || Ok(canary_weight(&mesh) == 10.0))
-            .unwrap();
+        mesh.wait_for(Duration::from_secs(10), || {
+            Ok(mesh.weight_of("canary").unwrap() == 10.0)
+        })
+        .unwrap();
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: signalling our own child by its PID.
         unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
         let output = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert_eq!(output.status.code(), Some(code), "{mode}: {stdout}");
-        assert_eq!(canary_weight(&mesh), weight, "{mode}");
+        assert_eq!(mesh.weight_of("canary").unwrap(), weight, "{mode}");
         assert!(stdout.contains("interrupted"), "{stdout}");
     }
 }
@@ -592,7 +581,7 @@ fn a_rollback_takes_the_canary_out_of_every_split() {
         stdout.contains("still pinned to `canary` by rule(s) `testers`"),
         "{stdout}"
     );
-    let after = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
+    let after = mesh.filter_configuration().unwrap();
     let doc: serde_json::Value = serde_json::from_str(&after).unwrap();
     assert_eq!(doc["weights"]["canary"], 0.0);
     assert_eq!(doc["rules"][1]["weights"]["canary"], 0.0);
@@ -729,7 +718,7 @@ fn a_dry_run_prints_the_plan_and_the_first_steps_preview_and_writes_nothing() {
 /// names the counts and the flags that would decide it: exit 1, the weight left in place.
 #[test]
 fn a_hold_names_the_counts_and_the_flags_to_change() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 2, Duration::from_millis(50), None);
     let output = rollout(
@@ -748,7 +737,11 @@ fn a_hold_names_the_counts_and_the_flags_to_change() {
     );
     load.stop();
     let stdout = stdout_of(&output, 1);
-    assert_eq!(canary_weight(&mesh), 50.0, "the weight stays at the step");
+    assert_eq!(
+        mesh.weight_of("canary").unwrap(),
+        50.0,
+        "the weight stays at the step"
+    );
     let lines = audit_lines(audit.path());
     let verdicts = verdicts(&lines);
     assert_eq!(verdicts.len(), 3, "{stdout}");
@@ -857,7 +850,7 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
     load.stop();
     let stdout = stdout_of(&output, 0);
     assert!(stdout.contains("PROMOTED: `canary` is at 100%"), "{stdout}");
-    assert_eq!(canary_weight(&mesh), 100.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
     // The first step's preview comes first: 20 % to 50 %, as set would say it.
     let preview = stdout
         .split_once("first step, `canary` at 50%:\n")
@@ -881,7 +874,7 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
 
 /// A stable config whose two versions run on the given clusters (for the judge's noise tests).
 fn config_on(stable_cluster: &str, canary_cluster: &str) -> String {
-    config(canary_cluster).replace(
+    rollout_config(canary_cluster).replace(
         r#""cluster": "app-v1""#,
         &format!(r#""cluster": "{stable_cluster}""#),
     )
@@ -909,7 +902,7 @@ fn a_canary_as_flaky_as_stable_is_promoted() {
     let output = rollout(&mesh, audit.path(), &QUICK_PLAN);
     load.stop();
     assert_eq!(output.status.code(), Some(0), "exit code 0: promoted");
-    assert_eq!(canary_weight(&mesh), 100.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
     let lines = audit_lines(audit.path());
     let verdicts = verdicts(&lines);
     // Both sides did answer 5xx during the rollout: the judge saw the noise and let it pass.
@@ -929,14 +922,14 @@ fn a_canary_as_flaky_as_stable_is_promoted() {
 /// beyond bucket bounds; the tail check alone is unit-tested in judge.rs).
 #[test]
 fn a_canary_with_a_slow_tail_is_rolled_back() {
-    let mesh = Mesh::isolated(&config("app-v2-tail")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2-tail")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     // Many clients: each delayed request holds its client for a second.
     let load = Load::start(mesh.listen(), 8, Duration::from_millis(1), None);
     let output = rollout(&mesh, audit.path(), &QUICK_PLAN);
     load.stop();
     assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
-    assert_eq!(canary_weight(&mesh), 0.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
     let lines = audit_lines(audit.path());
     let verdicts = verdicts(&lines);
     let failed = verdicts.iter().find(|v| v["outcome"] == "fail").unwrap();

@@ -20,24 +20,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use canary_e2e::load::Load;
-use canary_e2e::mesh::{configuration_of, Mesh};
+use canary_e2e::mesh::{rollout_config, Mesh};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
-
-fn config(canary_cluster: &str) -> String {
-    format!(
-        r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "{canary_cluster}"}}],
-            "default": "stable", "weights": {{"canary": 0}},
-            "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 0}},
-            "rules": [{{"name": "testers", "when": {{"header": {{"name": "x-canary", "equals": "always"}}}}, "version": "canary"}}]}}"#
-    )
-}
-
-fn canary_weight(mesh: &Mesh) -> f64 {
-    let config = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&config).unwrap();
-    doc["weights"]["canary"].as_f64().unwrap()
-}
 
 /// `canaryctl rollout` on the mesh, its audit log at `audit`.
 fn rollout_command(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Command {
@@ -169,7 +154,8 @@ fn closed_url() -> String {
 /// one that never answers delay nothing.
 #[test]
 fn the_json_event_stream_of_a_rolled_back_canary() {
-    let mesh = Mesh::isolated(&config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh =
+        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let recorder = HookServer::answering(204, "");
     let slow = HookServer::start(Box::new(|_| (200, "", Duration::from_secs(30))));
@@ -200,7 +186,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
     let wall = started.elapsed();
     load.stop();
     assert_eq!(output.status.code(), Some(3), "rolled back");
-    assert_eq!(canary_weight(&mesh), 0.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let events = json_lines(&stdout);
     let tags = tags(&events);
@@ -339,7 +325,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
 /// answers rolls the canary back after --gate-timeout. Slack-format notifications say so.
 #[test]
 fn gates_hold_approve_refuse_and_time_out() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let plan = [
         "--steps",
@@ -371,7 +357,7 @@ fn gates_hold_approve_refuse_and_time_out() {
     ]);
     let output = run(command);
     assert_eq!(output.status.code(), Some(0), "promoted");
-    assert_eq!(canary_weight(&mesh), 100.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
     let asked: Vec<(u64, f64, f64, u64)> = step_gate
         .received()
         .iter()
@@ -458,7 +444,7 @@ fn gates_hold_approve_refuse_and_time_out() {
     ]);
     let output = run(command);
     assert_eq!(output.status.code(), Some(1), "stopped");
-    assert_eq!(canary_weight(&mesh), 10.0, "the weight stays");
+    assert_eq!(mesh.weight_of("canary").unwrap(), 10.0, "the weight stays");
     let refusals: Vec<u64> = freeze
         .received()
         .iter()
@@ -516,7 +502,7 @@ fn gates_hold_approve_refuse_and_time_out() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(canary_weight(&mesh), 0.0);
+    assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
     assert_eq!(silent.received().len(), 1);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!(
@@ -630,7 +616,7 @@ fn pause_command(mesh: &Mesh, action: &str) -> Output {
 /// next rollout that reaches the weight.
 #[test]
 fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let state = mesh
         .ecds_file()
         .parent()
@@ -693,7 +679,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
             ),
             (Some("canary"), Some(10.0), true)
         );
-        assert_eq!(canary_weight(&mesh), 10.0);
+        assert_eq!(mesh.weight_of("canary").unwrap(), 10.0);
 
         let second = pause_command(&mesh, action);
         assert_eq!(second.status.code(), Some(0), "{action}");
@@ -711,7 +697,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
 
         let (exit, rest) = first.wait(Duration::from_secs(60));
         assert_eq!(exit, Some(code), "{action}: {rest:?}");
-        assert_eq!(canary_weight(&mesh), weight, "{action}");
+        assert_eq!(mesh.weight_of("canary").unwrap(), weight, "{action}");
         let events = json_lines(&rest.join("\n"));
         let tags = tags(&events);
         assert_eq!(tags.last().map(String::as_str), Some(end), "{tags:?}");
@@ -782,7 +768,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
 /// window's requests over its length. The text form names the time, the rule and the window.
 #[test]
 fn status_watch_shows_rates_of_one_rule() {
-    let mesh = Mesh::isolated(&config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
     let admin = mesh.front().admin().to_string();
     let watch = Running::spawn({
         let mut command = Command::new(CANARYCTL);

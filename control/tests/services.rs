@@ -82,16 +82,10 @@ fn rollout(
     })
 }
 
-fn canary_weight(mesh: &Mesh) -> f64 {
-    let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&value).unwrap();
-    doc["weights"]["canary"].as_f64().unwrap()
-}
-
 /// Waits until Prometheus has scraped the hash of `mesh`'s current configuration from
 /// `proxies` proxies of `service`.
 fn wait_for_hashes(prometheus: &Prometheus, mesh: &Mesh, service: &str, proxies: usize) {
-    let value = configuration_of(&std::fs::read_to_string(mesh.ecds_file()).unwrap()).unwrap();
+    let value = mesh.filter_configuration().unwrap();
     prometheus
         .wait_for_config_hash(service, &value, proxies, Duration::from_secs(30))
         .unwrap_or_else(|err| panic!("{err}"));
@@ -149,7 +143,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
             promoted_shown.contains("PROMOTED: `canary` is at 100%"),
             "{promoted_shown}"
         );
-        assert_eq!(canary_weight(healthy), 100.0, "{round}");
+        assert_eq!(healthy.weight_of("canary").unwrap(), 100.0, "{round}");
         // Every push waited for the service's one proxy through Prometheus.
         assert!(
             promoted_shown.contains("series with canary_service="),
@@ -167,7 +161,7 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
             Some(3),
             "{round}: {rolled_back_shown}"
         );
-        assert_eq!(canary_weight(faulty), 0.0, "{round}");
+        assert_eq!(faulty.weight_of("canary").unwrap(), 0.0, "{round}");
         // About 20 % 5xx, judged on a few dozen responses: well above 5 % (stable has none).
         let (errors, answered) = canary_errors(faulty_audit.path()).unwrap();
         assert!(
@@ -295,7 +289,7 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     check_fleet_short(&stderr, 2, 3, "3s", &stopped).unwrap();
     assert!(stderr.contains("was written, but"), "{stderr}");
     assert_eq!(
-        canary_weight(&a),
+        a.weight_of("canary").unwrap(),
         60.0,
         "the change stays written: the others run it"
     );

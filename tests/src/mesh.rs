@@ -345,6 +345,19 @@ impl Mesh {
         &self.ecds_file
     }
 
+    /// The filter configuration its ECDS file holds now (the JSON text).
+    pub fn filter_configuration(&self) -> Result<String> {
+        configuration_of(&std::fs::read_to_string(&self.ecds_file)?)
+    }
+
+    /// The top-level weight of `version` in the configuration its ECDS file holds now.
+    pub fn weight_of(&self, version: &str) -> Result<f64> {
+        let config: serde_json::Value = serde_json::from_str(&self.filter_configuration()?)?;
+        config["weights"][version].as_f64().ok_or_else(|| {
+            format!("the configuration has no top-level weight for {version}").into()
+        })
+    }
+
     fn ecds_counter(&self, counter: &str) -> Result<u64> {
         self.front.stat(&format!(
             "extension_config_discovery.http_filter.{FILTER_NAME}.{counter}"
@@ -676,6 +689,18 @@ pub fn with_configuration(resource: &str, config: &str) -> Result<String> {
 pub fn config_hash_of(config: &str) -> Result<u32> {
     let parsed = canary_filter::CanaryConfig::from_json(config.as_bytes())?;
     Ok(canary_filter::metrics::config_hash(&parsed)?)
+}
+
+/// The configuration the rollout tests start from: `stable` on `app-v1`, `canary` on
+/// `canary_cluster` at 0 %, sticky on `x-user-id` (seed 0), testers (`x-canary: always`) pinned
+/// to the canary.
+pub fn rollout_config(canary_cluster: &str) -> String {
+    format!(
+        r#"{{"versions": [{{"name": "stable", "cluster": "app-v1"}}, {{"name": "canary", "cluster": "{canary_cluster}"}}],
+            "default": "stable", "weights": {{"canary": 0}},
+            "sticky": {{"keys": [{{"header": "x-user-id"}}], "seed": 0}},
+            "rules": [{{"name": "testers", "when": {{"header": {{"name": "x-canary", "equals": "always"}}}}, "version": "canary"}}]}}"#
+    )
 }
 
 /// The filter configuration inside an ECDS resource.
