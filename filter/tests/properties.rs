@@ -25,7 +25,7 @@ use proptest::test_runner::TestCaseError;
 use support::{
     check, config_case, config_model, cookie_header, ensure, request_model, resolves,
     serialize_pairs, ActionModel, ConfigCase, ConfigModel, CookieHeader, Inputs, Json,
-    RequestModel, WeightsModel,
+    RequestModel, Style, WeightsModel,
 };
 
 /// The contract's example: rules on a header, a cookie and the region, two sticky keys.
@@ -471,6 +471,55 @@ fn same_input_same_answer() {
                         format!("{first:?}, then {other:?} ({what})")
                     })?;
                 }
+            }
+            Ok(())
+        },
+    );
+}
+
+/// 3b. `canary_config_hash` is a function of the parsed configuration: the same configuration
+///     written otherwise (every object's keys in the opposite order, pretty-printed, keys
+///     escaped) hashes the same, and one changed value (another service, another cluster)
+///     hashes otherwise. This is what lets canaryctl confirm a change through istiod, which
+///     writes the document anew.
+#[test]
+fn the_configuration_hash_is_the_parsed_configurations() {
+    let inputs = Inputs::default();
+    check(
+        "the_configuration_hash_is_the_parsed_configurations",
+        300,
+        config_model(6),
+        &inputs,
+        |model| {
+            let hash = |text: &str| {
+                let config = CanaryConfig::from_json(text.as_bytes())
+                    .map_err(|err| TestCaseError::fail(format!("refused: {err}\n{text}")))?;
+                canary_filter::metrics::config_hash(&config)
+                    .map_err(|err| TestCaseError::fail(format!("not hashed: {err}")))
+            };
+            let text = model.text();
+            let written_otherwise = model.to_json().keys_reversed().write(Style {
+                pretty: true,
+                escape_keys: true,
+            });
+            Inputs::add(&inputs.configurations, 4);
+            let original = hash(&text)?;
+            let same = hash(&written_otherwise)?;
+            ensure(same == original, || {
+                format!("{original:08x} for\n{text}\nbut {same:08x} for\n{written_otherwise}")
+            })?;
+            let mut other_service = model.clone();
+            other_service.service = Some("not-in-the-pool".to_string());
+            let mut other_cluster = model.clone();
+            other_cluster.versions[0].1 = "cluster-not-in-the-pool".to_string();
+            for (what, changed) in [("service", other_service), ("cluster", other_cluster)] {
+                let other = hash(&changed.text())?;
+                ensure(other != original, || {
+                    format!(
+                        "another {what}, the same hash {original:08x}: {}",
+                        changed.text()
+                    )
+                })?;
             }
             Ok(())
         },

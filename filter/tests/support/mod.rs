@@ -206,6 +206,22 @@ impl Json {
         }
     }
 
+    /// The same document with every object's keys in the opposite order: the same value to a
+    /// JSON reader.
+    pub fn keys_reversed(&self) -> Json {
+        match self {
+            Json::Arr(items) => Json::Arr(items.iter().map(Json::keys_reversed).collect()),
+            Json::Obj(entries) => Json::Obj(
+                entries
+                    .iter()
+                    .rev()
+                    .map(|(key, value)| (key.clone(), value.keys_reversed()))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
     /// Nodes in pre-order that `wanted` accepts.
     fn count(&self, wanted: &dyn Fn(&Json) -> bool) -> usize {
         let own = usize::from(wanted(self));
@@ -378,6 +394,7 @@ const RULE_NAMES: &[&str] = &[
     "testers", "opt-out", "eu-first", "r1", "r_2", "R3", "mobile", "internal",
 ];
 const VALUES: &[&str] = &["a", "b", "beta", "beta-1", "", "always", "never", "1"];
+const SERVICES: &[&str] = &["checkout", "a", "Svc_2-b"];
 const REGIONS: &[&str] = &["eu-west-1", "eu-central-1", "us-east-1", "ap", "EU-WEST-1"];
 
 /// A split: `(version index, weight in basis points)` in the order they are written.
@@ -436,6 +453,7 @@ pub struct ConfigModel {
     pub response_version_header: Option<bool>,
     /// `requests`, `responses`, `latency`: each given or left to its default.
     pub metrics: Option<[Option<bool>; 3]>,
+    pub service: Option<String>,
 }
 
 fn pick(pool: &'static [&'static str]) -> impl Strategy<Value = String> {
@@ -580,9 +598,10 @@ pub fn config_model(max_versions: usize) -> impl Strategy<Value = ConfigModel> {
                 prop::option::of(pick(CONFIG_HEADER_NAMES)),
                 rules,
                 outputs_model(),
+                prop::option::of(pick(SERVICES)),
             )
                 .prop_map(
-                    move |(clusters, weights, sticky, region_header, rules, outputs)| {
+                    move |(clusters, weights, sticky, region_header, rules, outputs, service)| {
                         let Outputs {
                             route_header,
                             version_header,
@@ -600,6 +619,7 @@ pub fn config_model(max_versions: usize) -> impl Strategy<Value = ConfigModel> {
                             version_header,
                             response_version_header,
                             metrics,
+                            service,
                         }
                     },
                 )
@@ -716,6 +736,9 @@ impl ConfigModel {
                 .filter_map(|(name, on)| on.map(|on| (name, Json::Bool(on))))
                 .collect();
             entries.push(("metrics", obj(fields)));
+        }
+        if let Some(service) = &self.service {
+            entries.push(("service", str(service)));
         }
         obj(entries)
     }
