@@ -34,6 +34,48 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// One series of a query: its labels and its `(unix seconds, value)` points, in time order
+/// (one for an instant query).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The labels (`__name__` included when the result keeps it).
+    pub labels: BTreeMap<String, String>,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The series of a result: a `vector`'s (each with its `value`) or a `matrix`'s (each with its
+/// `values`). Values arrive as strings (`"NaN"` and `"+Inf"` among them).
+fn series_of(data: &serde_json::Value, field: &str) -> Result<Vec<Series>> {
+    let point = |sample: &serde_json::Value| -> Result<(f64, f64)> {
+        let time = sample[0].as_f64();
+        let value = sample[1].as_str().and_then(|text| text.parse::<f64>().ok());
+        time.zip(value)
+            .ok_or_else(|| anyhow!("an unreadable sample: {sample}"))
+    };
+    data["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| {
+            let labels = item["metric"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(name, value)| Some((name.clone(), value.as_str()?.to_string())))
+                .collect();
+            let points = match &item[field] {
+                serde_json::Value::Array(values) if field == "values" => {
+                    values.iter().map(point).collect::<Result<_>>()?
+                }
+                sample @ serde_json::Value::Array(_) => vec![point(sample)?],
+                _ => Vec::new(),
+            };
+            Ok(Series { labels, points })
+        })
+        .collect()
+}
+
 impl Sample {
     fn label(&self, name: &str) -> Option<&str> {
         self.labels.get(name).map(String::as_str)
@@ -80,44 +122,97 @@ impl Prometheus {
         &self.base
     }
 
-    /// The samples an instant query returns; an unreachable server or a refused query is an
-    /// error.
+    /// The samples an instant query returns now; an unreachable server or a refused query is
+    /// an error.
     pub fn query(&self, promql: &str) -> Result<Vec<Sample>> {
-        let url = format!("{}/api/v1/query", self.base);
-        let mut reply = self
-            .agent
-            .get(&url)
-            .query("query", promql)
+        let data = self.api("/api/v1/query", &[("query", promql.to_string())])?;
+        series_of(&data, "value")?
+            .into_iter()
+            .map(|series| {
+                let value = series
+                    .points
+                    .first()
+                    .map(|&(_, value)| value)
+                    .ok_or_else(|| anyhow!("a sample without a value for {promql:?}"))?;
+                Ok(Sample {
+                    labels: series.labels,
+                    value,
+                })
+            })
+            .collect()
+    }
+
+    /// An instant query at `time` (unix seconds): each series with its one point.
+    pub fn query_at(&self, promql: &str, time: f64) -> Result<Vec<Series>> {
+        let data = self.api(
+            "/api/v1/query",
+            &[
+                ("query", promql.to_string()),
+                ("time", format!("{time:.3}")),
+            ],
+        )?;
+        series_of(&data, "value")
+    }
+
+    /// `promql` from `start` to `end` (unix seconds), a point every `step` seconds.
+    pub fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<Series>> {
+        let data = self.api(
+            "/api/v1/query_range",
+            &[
+                ("query", promql.to_string()),
+                ("start", format!("{start:.3}")),
+                ("end", format!("{end:.3}")),
+                ("step", format!("{step:.3}")),
+            ],
+        )?;
+        series_of(&data, "values")
+    }
+
+    /// The values of `label`, among the series `selector` matches when one is given.
+    pub fn label_values(&self, label: &str, selector: Option<&str>) -> Result<Vec<String>> {
+        let params: Vec<(&str, String)> = selector
+            .map(|selector| ("match[]", selector.to_string()))
+            .into_iter()
+            .collect();
+        let data = self.api(&format!("/api/v1/label/{label}/values"), &params)?;
+        Ok(data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|value| value.as_str().map(str::to_string))
+            .collect())
+    }
+
+    /// The `data` of a successful reply to a GET of `path`; Prometheus's own error otherwise.
+    fn api(&self, path: &str, params: &[(&str, String)]) -> Result<serde_json::Value> {
+        let mut request = self.agent.get(&format!("{}{path}", self.base));
+        for (name, value) in params {
+            request = request.query(*name, value);
+        }
+        let mut reply = request
             .call()
             .with_context(|| format!("Prometheus {} is unreachable", self.base))?;
         let status = reply.status();
         let body = reply.body_mut().read_to_string()?;
-        let doc: serde_json::Value = serde_json::from_str(&body)
+        let mut doc: serde_json::Value = serde_json::from_str(&body)
             .with_context(|| format!("Prometheus answered {status} with no JSON"))?;
         if doc["status"] != "success" {
+            let query = params
+                .iter()
+                .find(|(name, _)| *name == "query")
+                .map_or(path, |(_, query)| query.as_str());
             bail!(
-                "Prometheus refused {promql:?}: {}",
+                "Prometheus refused {query:?}: {}",
                 doc["error"].as_str().unwrap_or("no reason given")
             );
         }
-        doc["data"]["result"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|sample| {
-                let labels = sample["metric"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                    .collect();
-                let value = sample["value"][1]
-                    .as_str()
-                    .and_then(|text| text.parse::<f64>().ok())
-                    .ok_or_else(|| anyhow!("unreadable sample {sample} for {promql:?}"))?;
-                Ok(Sample { labels, value })
-            })
-            .collect()
+        Ok(doc["data"].take())
     }
 
     /// The filter's metrics of `service`, summed over the proxies, by version and rule: the

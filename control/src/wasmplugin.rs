@@ -171,16 +171,7 @@ impl WasmPlugin {
         let after = edit(&before.config)?;
         let after_plan =
             RoutingPlan::try_from(&after).context("the new configuration is invalid")?;
-        let update = Update {
-            resource_name: None,
-            before_bytes: config_bytes(&before.config)?,
-            after_bytes: config_bytes(&after)?,
-            before: before.config.clone(),
-            before_plan: before.plan.clone(),
-            after,
-            after_plan,
-            written: false,
-        };
+        let update = unwritten_update(&before, after, after_plan)?;
         Ok((before, update))
     }
 
@@ -219,16 +210,7 @@ impl WasmPlugin {
         };
         let (config, plan) = parse_plugin_config(&previous)
             .with_context(|| format!("the last entry of {HISTORY_ANNOTATION}"))?;
-        let update = Update {
-            resource_name: None,
-            before_bytes: config_bytes(&current.config)?,
-            after_bytes: config_bytes(&config)?,
-            before: current.config.clone(),
-            before_plan: current.plan.clone(),
-            after: config,
-            after_plan: plan,
-            written: false,
-        };
+        let update = unwritten_update(&current, config, plan)?;
         Ok((current, update, history))
     }
 
@@ -282,6 +264,24 @@ impl WasmPlugin {
             .unwrap_or("unknown")
             .to_string())
     }
+}
+
+/// The change from the plugin's configuration as read to `after`, not yet written.
+fn unwritten_update(
+    before: &WasmPluginContents,
+    after: CanaryConfig,
+    after_plan: RoutingPlan,
+) -> Result<Update> {
+    Ok(Update {
+        resource_name: None,
+        before_bytes: config_bytes(&before.config)?,
+        after_bytes: config_bytes(&after)?,
+        before: before.config.clone(),
+        before_plan: before.plan.clone(),
+        after,
+        after_plan,
+        written: false,
+    })
 }
 
 /// A configuration as the bytes an update compares: its JSON, as canaryctl writes it.

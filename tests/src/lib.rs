@@ -12,6 +12,7 @@ pub mod mesh;
 pub mod prometheus;
 pub mod trap;
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// The rollout plan of the tests that run one service's rollout beside another service
@@ -32,6 +33,16 @@ pub const SCOPED_ROLLOUT_PLAN: [&str; 8] = [
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Results of the harness.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// What the demo binaries wait on: it receives once Ctrl-C (or SIGTERM) arrives, and the main
+/// thread then stops what it started by PID.
+pub fn on_interrupt() -> Result<mpsc::Receiver<()>> {
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })?;
+    Ok(stop_rx)
+}
 
 /// An HTTP client that returns 4xx and 5xx as answers, not errors.
 pub fn http_agent(timeout: Duration) -> ureq::Agent {

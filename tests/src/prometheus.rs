@@ -116,28 +116,19 @@ impl Prometheus {
         format!("http://{}", self.address)
     }
 
+    /// A client of its HTTP API (canaryctl's).
+    pub fn api(&self) -> canary_control::prometheus::Prometheus {
+        canary_control::prometheus::Prometheus::new(&self.url())
+    }
+
     /// The series an instant query returns, as their label sets (with `__name__` when the
     /// series has one) and values; an error for a query Prometheus refuses.
     pub fn query(&self, expr: &str) -> Result<Vec<(serde_json::Value, f64)>> {
-        let mut reply = http_agent(Duration::from_secs(10))
-            .get(&format!("{}/api/v1/query", self.url()))
-            .query("query", expr)
-            .call()?;
-        let body: serde_json::Value = serde_json::from_str(&reply.body_mut().read_to_string()?)?;
-        if body["status"] != "success" {
-            return Err(format!("Prometheus refused {expr:?}: {body}").into());
-        }
-        Ok(body["data"]["result"]
-            .as_array()
+        Ok(self
+            .api()
+            .query(expr)?
             .into_iter()
-            .flatten()
-            .map(|series| {
-                let value = series["value"][1]
-                    .as_str()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(f64::NAN);
-                (series["metric"].clone(), value)
-            })
+            .map(|sample| (serde_json::json!(sample.labels), sample.value))
             .collect())
     }
 

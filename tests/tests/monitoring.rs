@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use canary_e2e::dashboard::api::PrometheusApi;
 use canary_e2e::dashboard::{picture, Dashboard, TimeRange};
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
@@ -201,7 +200,7 @@ fn every_dashboard_and_rule_query_returns_series_for_each_version() {
 fn the_renderer_draws_the_dashboard_from_this_prometheus(prometheus: &Prometheus, hash: f64) {
     let path = monitoring().join("canary-dashboard.json");
     let dashboard = Dashboard::read(&path).unwrap();
-    let api = PrometheusApi::new(&prometheus.url());
+    let api = prometheus.api();
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 
-use canary_e2e::dashboard::api::PrometheusApi;
 use canary_e2e::dashboard::{picture, Dashboard, TimeRange};
 use canary_e2e::envoy::repo_root;
 use canary_e2e::mesh::{configuration_of, Mesh, Push, ECDS_YAML};
@@ -102,7 +101,11 @@ fn run(cli: Cli) -> Result<()> {
                 end,
                 scrape_interval,
             };
-            draw(&common, &PrometheusApi::new(&prometheus), &range)
+            draw(
+                &common,
+                &canary_control::prometheus::Prometheus::new(&prometheus),
+                &range,
+            )
         }
         Command::Demo { seconds, common } => demo(seconds, &common),
     }
@@ -122,9 +125,19 @@ fn in_repo(path: &Path) -> PathBuf {
     }
 }
 
-fn draw(common: &Common, api: &PrometheusApi, range: &TimeRange) -> Result<()> {
+fn draw(
+    common: &Common,
+    prometheus: &canary_control::prometheus::Prometheus,
+    range: &TimeRange,
+) -> Result<()> {
     let dashboard = Dashboard::read(&in_repo(&common.dashboard))?;
-    let svg = picture(&dashboard, api, &common.vars, range, common.allow_empty)?;
+    let svg = picture(
+        &dashboard,
+        prometheus,
+        &common.vars,
+        range,
+        common.allow_empty,
+    )?;
     let out = in_repo(&common.out);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -195,7 +208,7 @@ fn demo(seconds: u64, common: &Common) -> Result<()> {
         end,
         scrape_interval: 1.0,
     };
-    let drawn = draw(common, &PrometheusApi::new(&prometheus.url()), &range);
+    let drawn = draw(common, &prometheus.api(), &range);
     let (sent, by_status) = traffic.stop();
     println!("sent {sent} requests: {by_status}");
     println!(

@@ -3,7 +3,6 @@
 //! `DEMO_EXIT=1` exits right after the table (for scripts).
 
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use canary_control::status::{read_versions, render_table};
@@ -11,7 +10,7 @@ use canary_e2e::envoy::EnvoyProcess;
 use canary_e2e::mesh::{
     Layout, Mesh, ECDS_YAML, FRONT_ADMIN_PORT, FRONT_PORT, UPSTREAMS_ADMIN_PORT,
 };
-use canary_e2e::Result;
+use canary_e2e::{on_interrupt, Result};
 
 fn main() -> ExitCode {
     match run() {
@@ -25,10 +24,7 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     // Ctrl-C (and SIGTERM) wake the main thread, which then stops both Envoys by their PIDs.
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })?;
+    let stop_rx = on_interrupt()?;
 
     println!(
         "starting the demo upstreams and the front Envoy (envoy/upstreams.yaml, envoy/front.yaml)"

@@ -5,12 +5,11 @@
 //! drives it through the real kubectl with the printed KUBECONFIG, until Ctrl-C.
 
 use std::process::ExitCode;
-use std::sync::mpsc;
 
 use canary_e2e::envoy::EnvoyProcess;
 use canary_e2e::kube::KubeApi;
-use canary_e2e::mesh::{configuration_of, Isolated, Layout, Mesh};
-use canary_e2e::Result;
+use canary_e2e::mesh::{Isolated, Layout, Mesh};
+use canary_e2e::{on_interrupt, Result};
 
 fn main() -> ExitCode {
     match run() {
@@ -24,13 +23,10 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     // Ctrl-C (and SIGTERM) wake the main thread, which then stops both Envoys by their PIDs.
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })?;
+    let stop_rx = on_interrupt()?;
     let mesh = Mesh::start(Layout::isolated(Isolated::default()), None)?;
     let api = KubeApi::start()?;
-    let shipped = configuration_of(&std::fs::read_to_string(mesh.ecds_file())?)?;
+    let shipped = mesh.filter_configuration()?;
     api.create_wasmplugin("default", "canary-filter", serde_json::from_str(&shipped)?);
     api.istiod_writes_to(mesh.ecds_file());
     let listen = mesh.listen();

@@ -1,15 +1,16 @@
 //! A picture of a Grafana dashboard without Grafana: the dashboard's JSON read generically
 //! (panels, `gridPos`, titles, targets' `expr` and `legendFormat`, unit, templating
-//! variables), every query run against a real Prometheus ([`api`]), and the grid drawn to SVG
+//! variables), every query run against a real Prometheus (canaryctl's client of its HTTP API,
+//! `canary_control::prometheus`), and the grid drawn to SVG
 //! ([`draw`]). Nothing here knows the canary filter's metric or label names: they come from the
 //! dashboard, so a renamed label changes the picture, not this code.
 
-pub mod api;
 pub mod draw;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use canary_control::prometheus::Prometheus;
 use serde_json::Value;
 
 use crate::Result;
@@ -529,7 +530,7 @@ pub fn legend(format: Option<&str>, labels: &BTreeMap<String, String>) -> String
 /// `allow_empty` (the panel then says "No data", as Grafana's does).
 pub fn fetch(
     dashboard: &Dashboard,
-    api: &api::PrometheusApi,
+    prometheus: &Prometheus,
     values: &BTreeMap<String, String>,
     range: &TimeRange,
     allow_empty: bool,
@@ -543,9 +544,9 @@ pub fn fetch(
                 format!("panel {:?}, query {}: {err}", panel.title, target.ref_id)
             })?;
             let series = if target.instant {
-                api.query(&expr, range.end)
+                prometheus.query_at(&expr, range.end)
             } else {
-                api.query_range(&expr, range.start, range.end, range.interval(points))
+                prometheus.query_range(&expr, range.start, range.end, range.interval(points))
             }
             .map_err(|err| {
                 format!(
@@ -576,19 +577,19 @@ pub fn fetch(
     Ok(panels)
 }
 
-/// The SVG of `dashboard` with the data of the Prometheus behind `api` over `range`, the
+/// The SVG of `dashboard` with the data of `prometheus` over `range`, the
 /// variables as `overrides` set them (else as the dashboard saved them).
 pub fn picture(
     dashboard: &Dashboard,
-    api: &api::PrometheusApi,
+    prometheus: &Prometheus,
     overrides: &[(String, String)],
     range: &TimeRange,
     allow_empty: bool,
 ) -> Result<String> {
     let values = variable_values(dashboard, overrides, &mut |label, selector| {
-        api.label_values(label, selector)
+        Ok(prometheus.label_values(label, selector)?)
     })?;
-    let data = fetch(dashboard, api, &values, range, allow_empty)?;
+    let data = fetch(dashboard, prometheus, &values, range, allow_empty)?;
     let shown: Vec<String> = dashboard
         .variables
         .iter()
