@@ -6,9 +6,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use canary_control::prometheus::Series;
+
 use super::{Dashboard, GridPos, Panel, TimeRange};
 use crate::Result;
-use canary_control::prometheus::Series;
 
 /// The picture's width in pixels; the 24 grid columns share it.
 pub const WIDTH: u32 = 1440;
