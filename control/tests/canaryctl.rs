@@ -13,6 +13,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use canary_e2e::canaryctl::succeeded;
 use canary_e2e::load::{Load, LoadReport};
 use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
@@ -46,17 +47,6 @@ fn ctl(mesh: &Mesh, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(output: &Output) -> String {
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "canaryctl failed ({}):\n{text}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    text
-}
-
 fn upstream(mesh: &Mesh, key: &str) -> String {
     let reply = mesh.get(&[("x-user-id", key)]).unwrap();
     assert_eq!(reply.status, 200);
@@ -80,7 +70,7 @@ fn set_undo_and_rollback_change_routing_within_a_second() {
         .clone();
     assert_eq!(upstream(&mesh, &mover), "app-v1");
 
-    let out = ok(&ctl(&mesh, &["set", "--weight", "canary=40"]));
+    let out = succeeded(&ctl(&mesh, &["set", "--weight", "canary=40"]));
     let written = Instant::now();
     assert!(out.contains("stable -> canary: 30.00%"), "{out}");
     assert!(out.contains("accepted"), "{out}");
@@ -101,7 +91,7 @@ fn set_undo_and_rollback_change_routing_within_a_second() {
         assert_eq!(upstream(&mesh, key), want, "{key}");
     }
 
-    let out = ok(&ctl(&mesh, &["undo"]));
+    let out = succeeded(&ctl(&mesh, &["undo"]));
     assert!(out.contains("canary -> stable: 30.00%"), "{out}");
     mesh.wait_for(Duration::from_secs(1), || {
         Ok(upstream(&mesh, &mover) == "app-v1")
@@ -116,7 +106,7 @@ fn set_undo_and_rollback_change_routing_within_a_second() {
         assert_eq!(upstream(&mesh, key), want, "{key}");
     }
 
-    ok(&ctl(&mesh, &["rollback"]));
+    succeeded(&ctl(&mesh, &["rollback"]));
     let canary_key = keys.iter().find(|k| on_canary(k, 10)).unwrap();
     mesh.wait_for(Duration::from_secs(1), || {
         Ok(upstream(&mesh, canary_key) == "app-v1")
@@ -145,7 +135,7 @@ fn twenty_updates_under_load_and_concurrent_runs_lose_nothing() {
     std::thread::sleep(Duration::from_millis(300));
     for step in 0..20 {
         let weight = format!("canary={}", (step * 5) % 100);
-        ok(&ctl(&mesh, &["set", "--weight", &weight]));
+        succeeded(&ctl(&mesh, &["set", "--weight", &weight]));
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -174,9 +164,9 @@ fn twenty_updates_under_load_and_concurrent_runs_lose_nothing() {
         &mesh.front().admin().to_string(),
         &["set", "--weight", "canary=33"],
     );
-    ok(&b);
-    ok(&a.join().unwrap());
-    let out = ok(&ctl(
+    succeeded(&b);
+    succeeded(&a.join().unwrap());
+    let out = succeeded(&ctl(
         &mesh,
         &["explain", "-H", "x-user-id: someone", "--json"],
     ));
@@ -235,7 +225,8 @@ fn explain_agrees_with_envoy_for_500_requests() {
             args.push(format!("{name}: {value}"));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let explanation: serde_json::Value = serde_json::from_str(&ok(&ctl(&mesh, &args))).unwrap();
+        let explanation: serde_json::Value =
+            serde_json::from_str(&succeeded(&ctl(&mesh, &args))).unwrap();
         let pairs: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -290,7 +281,7 @@ fn status_matches_a_known_traffic_mix() {
     }
     std::thread::sleep(Duration::from_millis(1_500));
     let json: serde_json::Value =
-        serde_json::from_str(&ok(&ctl(&mesh, &["status", "--json"]))).unwrap();
+        serde_json::from_str(&succeeded(&ctl(&mesh, &["status", "--json"]))).unwrap();
     let rows: BTreeMap<String, &serde_json::Value> = json
         .as_array()
         .unwrap()
@@ -306,7 +297,7 @@ fn status_matches_a_known_traffic_mix() {
     let share = rows["canary"]["share"].as_f64().unwrap();
     assert!((share - want["canary"] as f64 * 100.0 / 312.0).abs() < 1e-9);
     assert!(rows["stable"]["p50_ms"].as_f64().is_some());
-    let table = ok(&ctl(&mesh, &["status"]));
+    let table = succeeded(&ctl(&mesh, &["status"]));
     assert!(
         table
             .lines()
@@ -412,7 +403,7 @@ fn refused_inputs_leave_the_file_byte_identical() {
 fn a_cluster_change_previews_every_split_and_pin_that_reaches_the_new_cluster() {
     let mesh = mesh();
     let before = std::fs::read(mesh.ecds_file()).unwrap();
-    let dry_run = ok(&ctl(
+    let dry_run = succeeded(&ctl(
         &mesh,
         &["set", "--cluster", "canary=app-v3", "--dry-run"],
     ));
@@ -421,7 +412,7 @@ fn a_cluster_change_previews_every_split_and_pin_that_reaches_the_new_cluster() 
         before,
         "a dry run writes nothing"
     );
-    let written = ok(&ctl(&mesh, &["set", "--cluster", "canary=app-v3"]));
+    let written = succeeded(&ctl(&mesh, &["set", "--cluster", "canary=app-v3"]));
     for want in [
         "top-level split (rule label `weights`): same versions (canary 10.00%, stable 90.00%)\n\
          \x20 canary's 10.00% now sent to app-v3\n",
@@ -470,11 +461,11 @@ fn a_cluster_change_previews_every_split_and_pin_that_reaches_the_new_cluster() 
     assert!(top_moved > 10 && eu_moved > 100, "{top_moved} {eu_moved}");
 
     // A split share alone (no pin) reaches the new cluster too.
-    ok(&ctl(
+    succeeded(&ctl(
         &mesh,
         &["set", "--weight", "canary=0", "--unpin", "testers"],
     ));
-    let eu_only = ok(&ctl(
+    let eu_only = succeeded(&ctl(
         &mesh,
         &["set", "--cluster", "canary=app-v2", "--dry-run"],
     ));
@@ -485,11 +476,11 @@ fn a_cluster_change_previews_every_split_and_pin_that_reaches_the_new_cluster() 
         "{eu_only}"
     );
     // With no weight and no pin left, the preview says nothing reaches the new cluster.
-    ok(&ctl(
+    succeeded(&ctl(
         &mesh,
         &["set", "--weight", "canary=0", "--rule", "eu-first"],
     ));
-    let idle = ok(&ctl(
+    let idle = succeeded(&ctl(
         &mesh,
         &["set", "--cluster", "canary=app-v2", "--dry-run"],
     ));
@@ -507,7 +498,7 @@ fn a_cluster_change_previews_every_split_and_pin_that_reaches_the_new_cluster() 
         r#""when_missing": "default""#,
     );
     assert_eq!(mesh.push_config(&keyless_default).unwrap(), Push::Accepted);
-    let stable_moved = ok(&ctl(
+    let stable_moved = succeeded(&ctl(
         &mesh,
         &["set", "--cluster", "stable=app-v3", "--dry-run"],
     ));

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use canary_control::ecds::{self, EcdsFile, Format};
 use canary_control::edit;
+use canary_e2e::canaryctl::succeeded;
 use canary_filter::CanaryConfig;
 use tempfile::TempDir;
 
@@ -150,17 +151,6 @@ fn within_limit<T: Send + 'static>(what: &str, check: impl FnOnce() -> T + Send 
 
 fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn succeeded(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "canaryctl failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        stderr_of(output)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// Defect 1: the staged file used to be created private (0600, root's), so Envoy running as

@@ -17,6 +17,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use canary_control::ecds::EcdsFile;
+use canary_e2e::canaryctl::succeeded;
 use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
 
@@ -153,17 +154,6 @@ impl Drop for Running {
 
 fn run(command: Command) -> Output {
     Running::start(command).finish()
-}
-
-fn succeeded(output: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "canaryctl failed ({}):\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
 }
 
 /// Defect 2 with Envoy: canaryctl wrote YAML into a `.json` ECDS file, which Envoy rejected.

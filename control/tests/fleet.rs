@@ -11,6 +11,7 @@
 
 use std::process::{Command, Output};
 
+use canary_e2e::canaryctl::run;
 use canary_e2e::mesh::Mesh;
 use canary_filter::metrics::{CONFIG_HASH, ENVOY_PREFIX};
 
@@ -20,15 +21,10 @@ const CONFIG: &str = r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {
   "default": "stable", "weights": {"canary": 10}, "sticky": {"keys": [{"header": "x-user-id"}]}}"#;
 
 fn set(mesh: &Mesh, admins: &[String], extra: &[&str]) -> Output {
-    let output = Command::new(CANARYCTL)
+    run(Command::new(CANARYCTL)
         .args(["set", "--ecds", &mesh.ecds_file().display().to_string()])
         .args(["--admin", &admins.join(",")])
-        .args(extra)
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
+        .args(extra))
 }
 
 /// The hash an Envoy publishes, read from its admin endpoint.

@@ -11,9 +11,10 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
+use canary_e2e::canaryctl::{on_kube, run};
 use canary_e2e::kube::KubeApi;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{rollout_config, Mesh};
@@ -38,19 +39,8 @@ fn setup(canary_cluster: &str) -> (Mesh, KubeApi) {
 }
 
 fn ctl(api: &KubeApi, args: &[&str]) -> Output {
-    let output = Command::new(CANARYCTL)
-        .args(args)
-        .env("KUBECONFIG", api.kubeconfig())
-        .env("KUBECACHEDIR", api.cache_dir())
-        .env_remove("CANARY_ECDS")
-        .env_remove("CANARY_ADMIN")
-        .env_remove("CANARY_WASMPLUGIN")
-        .output()
-        .unwrap();
     println!("$ canaryctl {}", args.join(" "));
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
+    run(&mut on_kube(CANARYCTL, api, args))
 }
 
 fn rollout(mesh: &Mesh, api: &KubeApi, audit: &Path, steps: &str) -> Output {

@@ -21,10 +21,11 @@
 )]
 
 use std::net::SocketAddr;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use canary_e2e::audit::canary_errors;
+use canary_e2e::canaryctl::on_kube;
 use canary_e2e::kube::KubeApi;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{config_hash_of, Mesh};
@@ -57,18 +58,6 @@ fn service_a() -> (Mesh, KubeApi) {
     (mesh, api)
 }
 
-fn canaryctl_command(api: &KubeApi, args: &[String]) -> Command {
-    let mut command = Command::new(CANARYCTL);
-    command
-        .args(args)
-        .env("KUBECONFIG", api.kubeconfig())
-        .env("KUBECACHEDIR", api.cache_dir())
-        .env_remove("CANARY_ECDS")
-        .env_remove("CANARY_ADMIN")
-        .env_remove("CANARY_WASMPLUGIN");
-    command
-}
-
 fn shown(args: &[String], output: &Output) -> String {
     format!(
         "$ canaryctl {}\n{}{}",
@@ -80,7 +69,7 @@ fn shown(args: &[String], output: &Output) -> String {
 
 fn ctl(api: &KubeApi, args: &[&str]) -> Output {
     let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
-    let output = canaryctl_command(api, &args).output().unwrap();
+    let output = on_kube(CANARYCTL, api, &args).output().unwrap();
     println!("{}", shown(&args, &output));
     output
 }
@@ -162,7 +151,7 @@ fn an_istio_rollout_through_prometheus_follows_only_its_own_service() {
         .chain(SCOPED_ROLLOUT_PLAN.iter())
         .map(|arg| arg.to_string())
         .collect();
-        let output = canaryctl_command(&api, &args).output().unwrap();
+        let output = on_kube(CANARYCTL, &api, &args).output().unwrap();
         let shown = shown(&args, &output);
         println!("{round}:\n{shown}");
         assert_eq!(api.istiod_error(), None);

@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use canary_control::wasmplugin::HISTORY_ANNOTATION;
+use canary_e2e::canaryctl::on_kube;
 use canary_e2e::kube::{KubeApi, Verb};
 use serde_json::{json, Value};
 
@@ -40,15 +41,7 @@ fn api() -> KubeApi {
 /// canaryctl as a user runs it, with the stand-in as kubectl's cluster (KUBECONFIG) and none of
 /// canaryctl's own environment variables.
 fn command(api: &KubeApi, args: &[&str]) -> Command {
-    let mut command = Command::new(CANARYCTL);
-    command
-        .args(args)
-        .env("KUBECONFIG", api.kubeconfig())
-        .env("KUBECACHEDIR", api.cache_dir())
-        .env_remove("CANARY_ECDS")
-        .env_remove("CANARY_ADMIN")
-        .env_remove("CANARY_WASMPLUGIN");
-    command
+    on_kube(CANARYCTL, api, args)
 }
 
 fn ctl(api: &KubeApi, args: &[&str]) -> Output {

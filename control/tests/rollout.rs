@@ -15,6 +15,7 @@ use std::time::Duration;
 use canary_control::admin::Admin;
 use canary_control::judge::{JudgeSettings, Judgement, StepAction};
 use canary_control::source::Source;
+use canary_e2e::canaryctl::run;
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{render_ecds, rollout_config, Mesh, ECDS_YAML};
@@ -23,17 +24,12 @@ use canary_e2e::prometheus::Prometheus;
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
 fn rollout(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Output {
-    let output = Command::new(CANARYCTL)
+    run(Command::new(CANARYCTL)
         .arg("rollout")
         .args(["--ecds", &mesh.ecds_file().display().to_string()])
         .args(["--admin", &mesh.front().admin().to_string()])
         .args(["--audit", &audit.display().to_string()])
-        .args(extra)
-        .output()
-        .unwrap();
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
+        .args(extra))
 }
 
 fn audit_lines(path: &Path) -> Vec<serde_json::Value> {

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use canary_e2e::canaryctl::run;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{rollout_config, Mesh};
 
@@ -34,13 +35,6 @@ fn rollout_command(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Command {
         .args(["--audit", &audit.display().to_string()])
         .args(extra);
     command
-}
-
-fn run(mut command: Command) -> Output {
-    let output = command.output().unwrap();
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
 }
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
@@ -162,7 +156,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
     let down = closed_url();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let started = Instant::now();
-    let output = run(rollout_command(
+    let output = run(&mut rollout_command(
         &mesh,
         audit.path(),
         &[
@@ -355,7 +349,7 @@ fn gates_hold_approve_refuse_and_time_out() {
         "--gate-promote",
         &promote_gate.url("/promote"),
     ]);
-    let output = run(command);
+    let output = run(&mut command);
     assert_eq!(output.status.code(), Some(0), "promoted");
     assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
     let asked: Vec<(u64, f64, f64, u64)> = step_gate
@@ -415,17 +409,7 @@ fn gates_hold_approve_refuse_and_time_out() {
     );
 
     // A promotion gate that keeps refusing: stopped at the last judged weight.
-    let set = Command::new(CANARYCTL)
-        .args([
-            "set",
-            "--weight",
-            "canary=0",
-            "--ecds",
-            &mesh.ecds_file().display().to_string(),
-        ])
-        .output()
-        .unwrap();
-    assert!(set.status.success());
+    set_canary_to_zero(&mesh);
     let freeze = HookServer::answering(409, "change freeze");
     let slack = HookServer::answering(200, "ok");
     let audit = tempfile::NamedTempFile::new().unwrap();
@@ -442,7 +426,7 @@ fn gates_hold_approve_refuse_and_time_out() {
         "--notify-format",
         "slack",
     ]);
-    let output = run(command);
+    let output = run(&mut command);
     assert_eq!(output.status.code(), Some(1), "stopped");
     assert_eq!(mesh.weight_of("canary").unwrap(), 10.0, "the weight stays");
     let refusals: Vec<u64> = freeze
@@ -494,7 +478,7 @@ fn gates_hold_approve_refuse_and_time_out() {
     let mut command = rollout_command(&mesh, audit.path(), &plan);
     command.args(["--gate-step", &silent.url("/step"), "--gate-timeout", "1s"]);
     let started = Instant::now();
-    let output = run(command);
+    let output = run(&mut command);
     load.stop();
     assert_eq!(output.status.code(), Some(3), "rolled back");
     assert!(
@@ -594,19 +578,28 @@ impl Drop for Running {
     }
 }
 
-fn pause_command(mesh: &Mesh, action: &str) -> Output {
-    let output = Command::new(CANARYCTL)
+/// `canaryctl set --weight canary=0` on the mesh, which succeeds.
+fn set_canary_to_zero(mesh: &Mesh) {
+    let set = Command::new(CANARYCTL)
         .args([
-            "rollout",
-            action,
+            "set",
+            "--weight",
+            "canary=0",
             "--ecds",
             &mesh.ecds_file().display().to_string(),
         ])
         .output()
         .unwrap();
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
+    assert!(set.status.success());
+}
+
+fn pause_command(mesh: &Mesh, action: &str) -> Output {
+    run(Command::new(CANARYCTL).args([
+        "rollout",
+        action,
+        "--ecds",
+        &mesh.ecds_file().display().to_string(),
+    ]))
 }
 
 /// The manual gate with two processes: a rollout paused at --pause-at 10 waits (its state in
@@ -717,17 +710,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
         }
         assert!(!state.exists(), "the pause state is removed once answered");
         if action == "resume" {
-            let set = Command::new(CANARYCTL)
-                .args([
-                    "set",
-                    "--weight",
-                    "canary=0",
-                    "--ecds",
-                    &mesh.ecds_file().display().to_string(),
-                ])
-                .output()
-                .unwrap();
-            assert!(set.status.success());
+            set_canary_to_zero(&mesh);
         }
     }
 
@@ -752,7 +735,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
         )
     );
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let output = run(rollout_command(&mesh, audit.path(), &plan));
+    let output = run(&mut rollout_command(&mesh, audit.path(), &plan));
     assert_eq!(output.status.code(), Some(0), "promoted without waiting");
     let tags = tags(&json_lines(&String::from_utf8_lossy(&output.stdout)));
     let paused = tags.iter().position(|t| t == "paused").unwrap();

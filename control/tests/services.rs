@@ -18,6 +18,7 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use canary_e2e::audit::canary_errors;
+use canary_e2e::canaryctl::run;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
 use canary_e2e::prometheus::{check_fleet_short, Prometheus};
@@ -37,11 +38,8 @@ fn config(service: &str, canary_cluster: &str) -> String {
 }
 
 fn canaryctl(args: &[&str]) -> Output {
-    let output = Command::new(CANARYCTL).args(args).output().unwrap();
     println!("$ canaryctl {}", args.join(" "));
-    println!("{}", String::from_utf8_lossy(&output.stdout));
-    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-    output
+    run(Command::new(CANARYCTL).args(args))
 }
 
 fn ecds(mesh: &Mesh) -> String {

@@ -931,6 +931,20 @@ fn hostile_values_are_routed_by_the_contract() {
     }
 }
 
+/// Each configuration of `table` is refused with a message that starts with its text.
+fn refused_with_messages(table: Vec<(String, &str)>) {
+    for (json, want) in table {
+        let message = RoutingPlan::from_json(json.as_bytes())
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with(want),
+            "{message:?} should start with {want:?}\n{json}"
+        );
+    }
+}
+
 /// Shape errors found by serde (wrong type, unknown or missing field, bad enum value, broken
 /// syntax) name the exact path, also in pretty-printed (multi-line) documents and after
 /// escaped quotes and non-ASCII text.
@@ -1050,16 +1064,7 @@ fn shape_errors_name_the_exact_path() {
             "wieghts: unknown field `wieghts`",
         ),
     ];
-    for (json, want) in table {
-        let message = RoutingPlan::from_json(json.as_bytes())
-            .err()
-            .map(|err| err.to_string())
-            .unwrap_or_default();
-        assert!(
-            message.starts_with(want),
-            "{message:?} should start with {want:?}\n{json}"
-        );
-    }
+    refused_with_messages(table);
 }
 
 /// A key given twice is refused wherever it is, at the path of the second one: the weights
@@ -1124,16 +1129,7 @@ fn duplicate_keys_name_the_repeated_key() {
             "rules[0].when.header.equals: duplicate field `equals`",
         ),
     ];
-    for (json, want) in table {
-        let message = RoutingPlan::from_json(json.as_bytes())
-            .err()
-            .map(|err| err.to_string())
-            .unwrap_or_default();
-        assert!(
-            message.starts_with(want),
-            "{message:?} should start with {want:?}\n{json}"
-        );
-    }
+    refused_with_messages(table);
 }
 
 /// A sticky key source is one of `{"header": ...}` and `{"cookie": ...}`: anything else is
@@ -1172,16 +1168,7 @@ fn sticky_key_sources_name_the_exact_field() {
             "sticky.keys[0].cookie: invalid type: integer `7`",
         ),
     ];
-    for (json, want) in table {
-        let message = RoutingPlan::from_json(json.as_bytes())
-            .err()
-            .map(|err| err.to_string())
-            .unwrap_or_default();
-        assert!(
-            message.starts_with(want),
-            "{message:?} should start with {want:?}\n{json}"
-        );
-    }
+    refused_with_messages(table);
     // The written shape is unchanged: what canaryctl writes, the filter reads.
     let plan = plan_min(r#""sticky": {"keys": [{"header": "X-User-Id"}, {"cookie": "uid"}]}"#);
     assert_eq!(plan.header_names(), ["x-user-id", "cookie"]);

@@ -321,26 +321,32 @@ fn cookie_strings_never_panic_and_the_first_pair_wins() {
 ///    outcome of that version whose label names what decided.
 #[test]
 fn the_chosen_version_is_declared() {
+    check_requests("the_chosen_version_is_declared", 16, |plan, request| {
+        check_decision(plan, &request.decide_as_filter(plan))
+    });
+}
+
+/// Checks `property` on 300 generated configurations (up to `max_versions` versions), each
+/// compiled, with 1 to 7 generated requests given to `check_request`.
+fn check_requests(
+    property: &str,
+    max_versions: usize,
+    check_request: impl Fn(&RoutingPlan, &RequestModel) -> Result<(), TestCaseError>,
+) {
     let inputs = Inputs::default();
     let strategy = (
-        config_model(16),
+        config_model(max_versions),
         prop::collection::vec(request_model(), 1..8),
     );
-    check(
-        "the_chosen_version_is_declared",
-        300,
-        strategy,
-        &inputs,
-        |(model, requests)| {
-            let plan = compile(model.text().as_bytes())?;
-            Inputs::add(&inputs.configurations, 1);
-            for request in &requests {
-                Inputs::add(&inputs.requests, 1);
-                check_decision(&plan, &request.decide_as_filter(&plan))?;
-            }
-            Ok(())
-        },
-    );
+    check(property, 300, strategy, &inputs, |(model, requests)| {
+        let plan = compile(model.text().as_bytes())?;
+        Inputs::add(&inputs.configurations, 1);
+        for request in &requests {
+            Inputs::add(&inputs.requests, 1);
+            check_request(&plan, request)?;
+        }
+        Ok(())
+    });
 }
 
 /// 2. The decision is the one the configuration describes, worked out from the generated
@@ -645,46 +651,33 @@ fn refused_configurations_name_an_existing_field() {
 /// does (the control crate's property compares the whole explanation).
 #[test]
 fn a_described_request_decides_as_the_filter_does() {
-    let inputs = Inputs::default();
-    let strategy = (
-        config_model(6),
-        prop::collection::vec(request_model(), 1..8),
-    );
-    check(
+    check_requests(
         "a_described_request_decides_as_the_filter_does",
-        300,
-        strategy,
-        &inputs,
-        |(model, requests)| {
-            let plan = compile(model.text().as_bytes())?;
-            Inputs::add(&inputs.configurations, 1);
-            for request in &requests {
-                Inputs::add(&inputs.requests, 1);
-                let mut description = RequestDescription {
-                    proxy_region: request.proxy_region.clone(),
-                    ..Default::default()
-                };
-                for (name, value) in &request.headers {
-                    description = description.header(name, value.clone());
-                }
-                // The description's draw is the one the filter's request makes first.
-                description.random = {
-                    let state = std::cell::Cell::new(request.random_state);
-                    let mut view = canary_filter::header_pairs::HeaderMapRequest::new(
-                        &plan,
-                        Vec::<u8>::new,
-                        None,
-                        &state,
-                    );
-                    canary_filter::RequestView::random(&mut view)
-                };
-                let described = plan.decide(&mut description.view(&plan));
-                let filter = request.decide_as_filter(&plan);
-                ensure(described == filter, || {
-                    format!("described {described:?}, filter {filter:?}\n{request:?}")
-                })?;
+        6,
+        |plan, request| {
+            let mut description = RequestDescription {
+                proxy_region: request.proxy_region.clone(),
+                ..Default::default()
+            };
+            for (name, value) in &request.headers {
+                description = description.header(name, value.clone());
             }
-            Ok(())
+            // The description's draw is the one the filter's request makes first.
+            description.random = {
+                let state = std::cell::Cell::new(request.random_state);
+                let mut view = canary_filter::header_pairs::HeaderMapRequest::new(
+                    plan,
+                    Vec::<u8>::new,
+                    None,
+                    &state,
+                );
+                canary_filter::RequestView::random(&mut view)
+            };
+            let described = plan.decide(&mut description.view(plan));
+            let filter = request.decide_as_filter(plan);
+            ensure(described == filter, || {
+                format!("described {described:?}, filter {filter:?}\n{request:?}")
+            })
         },
     );
 }

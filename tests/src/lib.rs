@@ -3,6 +3,7 @@
 //! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
 
 pub mod audit;
+pub mod canaryctl;
 pub mod dashboard;
 pub mod envoy;
 pub mod h2c;
