@@ -28,6 +28,12 @@ pub struct CanaryConfig {
     /// before the field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The service hosts this filter routes, matched against the request's `:authority` (see
+    /// [`crate::hosts`]); a request for any other host is left alone. Left out: every request
+    /// is routed (a front proxy for one service). Needed in a sidecar, which runs the filter
+    /// on every outbound call of its workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
     /// The versions of the upstream service, 2 to 16. The order matters: non-default versions
     /// take consecutive bucket ranges in this order.
     pub versions: Vec<VersionSpec>,

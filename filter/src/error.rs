@@ -48,6 +48,9 @@ pub enum ConfigError {
     /// A header or cookie condition with both or none of its tests.
     #[error("{field}: give exactly one of `equals`, `prefix`, `present: true`")]
     MatchKind { field: String },
+    /// A `hosts` entry that is not a host name.
+    #[error("{field}: {value:?} is not a host name (DNS labels of letters, digits and '-', no port, no wildcard)")]
+    BadHost { field: String, value: String },
     /// A header name that is not an HTTP token.
     #[error("{field}: {value:?} is not a valid header name")]
     BadHeaderName { field: String, value: String },
@@ -83,6 +86,7 @@ impl ConfigError {
             | ConfigError::EmptyWhen { field }
             | ConfigError::MatchKind { field }
             | ConfigError::BadHeaderName { field, .. }
+            | ConfigError::BadHost { field, .. }
             | ConfigError::SameHeader { field, .. } => field,
             ConfigError::VersionCount { .. } => "versions",
             ConfigError::NoRoutingHeader => "route_header",

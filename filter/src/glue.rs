@@ -1,6 +1,7 @@
 //! The proxy-wasm glue: thin on purpose. The root context compiles the plugin configuration
-//! once per `on_configure` and defines the metrics it asks for then; each HTTP context fetches
-//! the request headers (one host call, only if the plan reads any), asks
+//! once per `on_configure` and defines the metrics it asks for then; each HTTP context reads
+//! `:authority` first when the configuration lists `hosts` (and leaves a request for another
+//! host alone), fetches the request headers (one host call, only if the plan reads any), asks
 //! [`RoutingPlan::decide`], writes the routing headers the configuration names, bumps counters
 //! in its own memory and, on the response, does only the work the configuration asks for
 //! (`:status` for response classes, the clock and a histogram sample for latency, the response
@@ -301,6 +302,14 @@ impl HttpContext for CanaryStream {
             return Action::Continue;
         };
         let plan = &active.plan;
+        // First, and alone: a request for a host the configuration does not route (a sidecar
+        // runs the filter on every outbound call) costs this one header read and nothing else.
+        if plan.is_scoped() {
+            let authority = header_value(MapType::HttpRequestHeaders, ":authority");
+            if !plan.routes_authority(authority.as_deref()) {
+                return Action::Continue;
+            }
+        }
         let only_header = active.only_header.as_deref();
         let mut request = HeaderMapRequest::new(
             plan,
@@ -408,26 +417,34 @@ extern "C" {
 }
 
 /// The first value of header `name` in `map`, as a one-pair header map ([`single_pair`]), or
-/// an empty buffer (no headers) if the request has none. The raw ABI call, because the SDK's
-/// `get_map_value_bytes` returns `None` for a header that is present with an empty value
-/// (the host hands back no buffer then), which a `present` condition must tell from absent.
+/// an empty buffer (no headers) if the request has none.
 fn one_header_pairs(map: MapType, name: &str) -> Vec<u8> {
+    match header_value(map, name) {
+        Some(value) => single_pair(name.as_bytes(), &value),
+        None => Vec::new(),
+    }
+}
+
+/// The first value of header `name` in `map`, `None` if the host could not give one. The raw
+/// ABI call, because the SDK's `get_map_value_bytes` returns `None` for a header that is
+/// present with an empty value (the host hands back no buffer then), which a `present`
+/// condition must tell from absent.
+fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: as in `header_map_pairs`: the host reads `name` from the pointer and size given,
     // and a non-null buffer it returns was allocated for exactly `size` bytes by the SDK's
     // `proxy_on_memory_allocate`, ours to own and free.
-    let value = unsafe {
+    unsafe {
         if proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) != 0 {
-            return Vec::new();
+            return None;
         }
         if data.is_null() {
-            Vec::new()
+            Some(Vec::new())
         } else {
-            Vec::from_raw_parts(data, size, size)
+            Some(Vec::from_raw_parts(data, size, size))
         }
-    };
-    single_pair(name.as_bytes(), &value)
+    }
 }
 
 /// The header map `map` serialized by the host, or an empty buffer if it cannot be read (which

@@ -7,6 +7,7 @@
 //! - [`cookie`]: reading one cookie out of a `cookie` header;
 //! - [`header_pairs`]: reading one header out of a header map serialized by the host, and the
 //!   request the filter decides on ([`header_pairs::HeaderMapRequest`]), all but its host call;
+//! - [`hosts`]: which requests a configuration routes, by their `:authority`;
 //! - [`decision`]: the per-request decision over a [`RequestView`];
 //! - [`metrics`]: the names of the per-version metrics.
 //!
@@ -18,6 +19,7 @@ pub mod cookie;
 pub mod decision;
 pub mod error;
 pub mod header_pairs;
+pub mod hosts;
 pub mod metrics;
 pub mod plan;
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::bucket::{BasisPoints, Split, BUCKETS};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
+use crate::hosts::HostScope;
 use crate::ConfigError;
 
 /// Most versions a config may declare.
@@ -23,6 +24,8 @@ pub type HeaderSlot = usize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoutingPlan {
     pub(crate) service: Option<String>,
+    /// The hosts routed (`None`: every request).
+    pub(crate) hosts: Option<HostScope>,
     pub(crate) versions: Vec<Version>,
     pub(crate) default_version: usize,
     pub(crate) split: Split,
@@ -233,6 +236,11 @@ impl Compiler {
         if let Some(service) = &config.service {
             check_name("service", service)?;
         }
+        let hosts = config
+            .hosts
+            .as_deref()
+            .map(HostScope::compile)
+            .transpose()?;
         let versions = check_versions(config)?;
         let default_version = versions
             .iter()
@@ -350,6 +358,7 @@ impl Compiler {
 
         Ok(RoutingPlan {
             service: config.service.clone(),
+            hosts,
             versions,
             default_version,
             split,

@@ -164,6 +164,61 @@ fn features_are_options_with_their_defaults() {
     );
 }
 
+/// `hosts` scopes the filter to calls to those services, in every form a client writes the
+/// host; without it every request is routed. Written back only when given, so a configuration
+/// without it keeps its canonical form (and `canary_config_hash`).
+#[test]
+fn hosts_scope_the_filter_by_destination() {
+    let every = plan_min("");
+    assert!(!every.is_scoped());
+    assert!(every.routes_authority(Some(b"anything:80")));
+    assert!(every.routes_authority(None));
+
+    let scoped = plan_min(r#""hosts": ["checkout.default.svc.cluster.local", "api.example.com"]"#);
+    assert!(scoped.is_scoped());
+    for authority in [
+        "checkout",
+        "checkout:80",
+        "checkout.default",
+        "checkout.default.svc",
+        "checkout.default.svc.cluster.local",
+        "checkout.default.svc.cluster.local:80",
+        "CHECKOUT:8080",
+        "api.example.com",
+        "api.example.com:443",
+    ] {
+        assert!(
+            scoped.routes_authority(Some(authority.as_bytes())),
+            "{authority}"
+        );
+    }
+    for authority in [
+        "payments",
+        "search:80",
+        "checkout.shop",
+        "api",
+        "example.com",
+        "checkout.default.svc.cluster",
+        "",
+    ] {
+        assert!(
+            !scoped.routes_authority(Some(authority.as_bytes())),
+            "{authority}"
+        );
+    }
+    assert!(
+        !scoped.routes_authority(None),
+        "no :authority is no listed host"
+    );
+
+    let config = CanaryConfig::from_json(min_json("").as_bytes()).unwrap();
+    assert!(!serde_json::to_string(&config).unwrap().contains("hosts"));
+    let config = CanaryConfig::from_json(min_json(r#""hosts": ["Search"]"#).as_bytes()).unwrap();
+    assert!(serde_json::to_string(&config)
+        .unwrap()
+        .contains(r#""hosts":["Search"]"#));
+}
+
 /// Each bad config is refused, and the message starts with the field it is about.
 #[test]
 fn invalid_configs_are_refused_naming_the_field() {
@@ -417,6 +472,25 @@ fn invalid_configs_are_refused_naming_the_field() {
             "service:",
         ),
         (min_json(r#""service": 7"#), "service: invalid type"),
+        // The hosts a sidecar's filter routes: DNS names, each once, at least one.
+        (min_json(r#""hosts": []"#), "hosts: must not be empty"),
+        (
+            min_json(r#""hosts": ["checkout", ""]"#),
+            "hosts[1]: must not be empty",
+        ),
+        (
+            min_json(r#""hosts": ["checkout", "payments:80"]"#),
+            "hosts[1]: \"payments:80\" is not a host name",
+        ),
+        (min_json(r#""hosts": ["*.example.com"]"#), "hosts[0]: "),
+        (min_json(r#""hosts": ["a..b"]"#), "hosts[0]: "),
+        (min_json(r#""hosts": ["shop_checkout"]"#), "hosts[0]: "),
+        (
+            min_json(r#""hosts": ["checkout", "search", "Checkout"]"#),
+            "hosts[2]: \"Checkout\" is used twice",
+        ),
+        (min_json(r#""hosts": "checkout""#), "hosts: invalid type"),
+        (min_json(r#""hosts": ["a", 7]"#), "hosts[1]: invalid type"),
     ];
     for (json, field) in table {
         match RoutingPlan::from_json(json.as_bytes()) {

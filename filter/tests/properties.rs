@@ -483,6 +483,74 @@ fn same_input_same_answer() {
     );
 }
 
+/// 2b. A configuration with `hosts` routes a request only when its `:authority` (port cut,
+///     case ignored) is one of them, or a short form (`NAME`, `NAME.NAMESPACE`,
+///     `NAME.NAMESPACE.svc`) of one written `NAME.NAMESPACE.svc.DOMAIN`; without `hosts`, every
+///     request. Worked out from the generated configuration, not the plan.
+#[test]
+fn only_requests_for_the_hosts_are_routed() {
+    let inputs = Inputs::default();
+    let strategy = (
+        config_model(4),
+        prop::collection::vec(request_model(), 1..8),
+    );
+    check(
+        "only_requests_for_the_hosts_are_routed",
+        300,
+        strategy,
+        &inputs,
+        |(model, requests)| {
+            let plan = compile(model.text().as_bytes())?;
+            Inputs::add(&inputs.configurations, 1);
+            for request in &requests {
+                Inputs::add(&inputs.requests, 1);
+                let authority = request
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(":authority"))
+                    .map(|(_, value)| value.as_slice());
+                let want = match &model.hosts {
+                    None => true,
+                    Some(hosts) => authority.is_some_and(|a| listed(hosts, a)),
+                };
+                let got = request.routed_by_filter(&plan);
+                ensure(got == want, || {
+                    format!(
+                        "routed {got}, the configuration says {want}: {:?}, {:?}",
+                        model.hosts, request.headers
+                    )
+                })?;
+            }
+            Ok(())
+        },
+    );
+}
+
+/// Whether `authority` names one of `hosts`, by the configuration reference's words.
+fn listed(hosts: &[String], authority: &[u8]) -> bool {
+    let authority = String::from_utf8_lossy(authority).to_ascii_lowercase();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port))
+            if (host.starts_with('[') || !host.contains(':'))
+                && port.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            host
+        }
+        _ => authority.as_str(),
+    };
+    hosts.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        let labels: Vec<&str> = entry.split('.').collect();
+        let mut names = vec![entry.clone()];
+        if labels.len() >= 4 && labels[2] == "svc" {
+            for count in 1..=3 {
+                names.push(labels[..count].join("."));
+            }
+        }
+        names.iter().any(|name| name == host)
+    })
+}
+
 /// 3b. `canary_config_hash` is a function of the parsed configuration: the same configuration
 ///     written otherwise (every object's keys in the opposite order, pretty-printed, keys
 ///     escaped) hashes the same, and one changed value (another service, another cluster)
@@ -518,7 +586,13 @@ fn the_configuration_hash_is_the_parsed_configurations() {
             other_service.service = Some("not-in-the-pool".to_string());
             let mut other_cluster = model.clone();
             other_cluster.versions[0].1 = "cluster-not-in-the-pool".to_string();
-            for (what, changed) in [("service", other_service), ("cluster", other_cluster)] {
+            let mut other_hosts = model.clone();
+            other_hosts.hosts = Some(vec!["not-in-the-pool.example".to_string()]);
+            for (what, changed) in [
+                ("service", other_service),
+                ("cluster", other_cluster),
+                ("hosts", other_hosts),
+            ] {
                 let other = hash(&changed.text())?;
                 ensure(other != original, || {
                     format!(

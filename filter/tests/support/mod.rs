@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::fmt::Write as _;
 
-use canary_filter::header_pairs::HeaderMapRequest;
+use canary_filter::header_pairs::{find_header, HeaderMapRequest};
 use canary_filter::{Decision, RoutingPlan};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -396,6 +396,38 @@ const RULE_NAMES: &[&str] = &[
 const VALUES: &[&str] = &["a", "b", "beta", "beta-1", "", "always", "never", "1"];
 const SERVICES: &[&str] = &["checkout", "a", "Svc_2-b"];
 const REGIONS: &[&str] = &["eu-west-1", "eu-central-1", "us-east-1", "ap", "EU-WEST-1"];
+/// `hosts` entries: Kubernetes service names (which also match their short forms), other
+/// names as listed, in any case; no two equal but for case (a configuration may not repeat one).
+const HOSTS: &[&str] = &[
+    "checkout.shop.svc.cluster.local",
+    "Payments.shop.svc.cluster.local",
+    "API.example.com",
+    "search",
+    "10.0.0.7",
+];
+/// Authorities a request carries: every form of the hosts above, with and without ports, in
+/// any case, and others.
+const AUTHORITIES: &[&str] = &[
+    "checkout",
+    "checkout:80",
+    "checkout.shop",
+    "Checkout.Shop:8080",
+    "checkout.shop.svc",
+    "checkout.shop.svc.cluster.local",
+    "checkout.shop.svc.cluster.local:80",
+    "checkout.other",
+    "checkout.shop.svc.cluster.local.",
+    "payments",
+    "payments.shop.svc.cluster.local:80",
+    "api.example.com",
+    "api.example.com:443",
+    "api",
+    "search",
+    "search.shop:80",
+    "10.0.0.7:8080",
+    "[::1]:80",
+    "",
+];
 
 /// A split: `(version index, weight in basis points)` in the order they are written.
 pub type WeightsModel = Vec<(usize, u32)>;
@@ -454,6 +486,7 @@ pub struct ConfigModel {
     /// `requests`, `responses`, `latency`: each given or left to its default.
     pub metrics: Option<[Option<bool>; 3]>,
     pub service: Option<String>,
+    pub hosts: Option<Vec<String>>,
 }
 
 fn pick(pool: &'static [&'static str]) -> impl Strategy<Value = String> {
@@ -599,9 +632,19 @@ pub fn config_model(max_versions: usize) -> impl Strategy<Value = ConfigModel> {
                 rules,
                 outputs_model(),
                 prop::option::of(pick(SERVICES)),
+                prop::option::of(prop::sample::subsequence(HOSTS, 1..=3)),
             )
                 .prop_map(
-                    move |(clusters, weights, sticky, region_header, rules, outputs, service)| {
+                    move |(
+                        clusters,
+                        weights,
+                        sticky,
+                        region_header,
+                        rules,
+                        outputs,
+                        service,
+                        hosts,
+                    )| {
                         let Outputs {
                             route_header,
                             version_header,
@@ -620,6 +663,8 @@ pub fn config_model(max_versions: usize) -> impl Strategy<Value = ConfigModel> {
                             response_version_header,
                             metrics,
                             service,
+                            hosts: hosts
+                                .map(|hosts| hosts.into_iter().map(str::to_string).collect()),
                         }
                     },
                 )
@@ -739,6 +784,9 @@ impl ConfigModel {
         }
         if let Some(service) = &self.service {
             entries.push(("service", str(service)));
+        }
+        if let Some(hosts) = &self.hosts {
+            entries.push(("hosts", Json::Arr(hosts.iter().map(|h| str(h)).collect())));
         }
         obj(entries)
     }
@@ -1158,13 +1206,20 @@ pub fn request_model() -> impl Strategy<Value = RequestModel> {
     ];
     (
         prop::collection::vec((name, header_value()), 0..8),
+        prop::option::weighted(0.8, pick(AUTHORITIES)),
         prop::option::of(pick(REGIONS)),
         any::<u64>().prop_map(|state| state | 1),
     )
-        .prop_map(|(headers, proxy_region, random_state)| RequestModel {
-            headers,
-            proxy_region,
-            random_state,
+        .prop_map(|(mut headers, authority, proxy_region, random_state)| {
+            // First, as Envoy puts the pseudo-headers before the others.
+            if let Some(authority) = authority {
+                headers.insert(0, (":authority".to_string(), authority.into_bytes()));
+            }
+            RequestModel {
+                headers,
+                proxy_region,
+                random_state,
+            }
         })
 }
 
@@ -1202,6 +1257,13 @@ impl RequestModel {
     pub fn decide_as_filter(&self, plan: &RoutingPlan) -> Decision {
         let buffer = self.envoy_header_map();
         self.decide_on_buffer(plan, &buffer)
+    }
+
+    /// Whether the filter routes this request at all: what the glue asks first, with the
+    /// request's `:authority` as Envoy hands it over.
+    pub fn routed_by_filter(&self, plan: &RoutingPlan) -> bool {
+        let buffer = self.envoy_header_map();
+        plan.routes_authority(find_header(&buffer, b":authority"))
     }
 
     pub fn decide_on_buffer(&self, plan: &RoutingPlan, buffer: &[u8]) -> Decision {
