@@ -451,7 +451,8 @@ pub struct IstioArgs {
     /// Priority within the phase.
     #[arg(long)]
     pub priority: Option<i64>,
-    /// The service host routed (VirtualService and DestinationRule).
+    /// The service host routed (VirtualService and DestinationRule), and the plugin's `hosts`:
+    /// it routes calls to this service only.
     #[arg(long)]
     pub host: String,
     /// Pod label that tells versions apart.

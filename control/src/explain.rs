@@ -14,6 +14,9 @@ use serde::Serialize;
 /// The answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
+    /// Whether the filter routes the request at all: not when the configuration lists `hosts`
+    /// and the request is for another host (then nothing else is set).
+    pub routed: bool,
     /// The version, or `None` when a random bucket decides per request.
     pub version: Option<String>,
     /// Its cluster (the route header's value).
@@ -61,6 +64,31 @@ pub fn explain(
     plan: &RoutingPlan,
     request: &RequestDescription,
 ) -> Explanation {
+    // Envoy holds a request's host (HTTP/1's `Host`) as `:authority`, which the filter reads.
+    let authority = header_value(request, ":authority");
+    if !plan.routes_authority(authority.as_deref().map(str::as_bytes)) {
+        let hosts = config.hosts.as_deref().unwrap_or_default().join(", ");
+        return Explanation {
+            routed: false,
+            version: None,
+            cluster: None,
+            rule: String::new(),
+            reason: match authority {
+                Some(host) => format!(
+                    "the request is for {host:?}, not one of the hosts the filter routes ({hosts}): \
+                     left alone (no header written, not counted)"
+                ),
+                None => format!(
+                    "the request has no :authority, so it is not for one of the hosts the filter \
+                     routes ({hosts}): left alone (no header written, not counted)"
+                ),
+            },
+            key_source: None,
+            key: None,
+            bucket: None,
+            chances: None,
+        };
+    }
     let decision = plan.decide(&mut request.view(plan));
     let name = |index: usize| plan.versions().get(index).map(|v| v.name.clone());
     let cluster = |index: usize| plan.versions().get(index).map(|v| v.cluster.clone());
@@ -70,6 +98,7 @@ pub fn explain(
         .get(decision.outcome)
         .map_or(String::new(), |o| o.label.clone());
     let mut explanation = Explanation {
+        routed: true,
         version: name(decision.version),
         cluster: cluster(decision.version),
         rule: label,
@@ -149,6 +178,11 @@ fn cookie_value(request: &RequestDescription, name: &str) -> Option<String> {
 /// The explanation as people read it.
 pub fn render(explanation: &Explanation) -> String {
     let mut out = String::new();
+    if !explanation.routed {
+        let _ = writeln!(out, "version:  none (not routed by this filter)");
+        let _ = writeln!(out, "why:      {}", explanation.reason);
+        return out;
+    }
     match (&explanation.version, &explanation.cluster) {
         (Some(version), Some(cluster)) => {
             let _ = writeln!(out, "version:  {version} (cluster {cluster})");

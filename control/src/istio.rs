@@ -53,20 +53,62 @@ pub struct IstioOptions {
 
 /// The filter configuration as Istio routes: on the version header (the `VirtualService`
 /// matches it), never on the cluster header (Istio's clusters are its own), so the filter
-/// writes the one and not the other. A configuration made for Envoy (cluster header only) gets
-/// the default version header.
-pub fn plugin_config(config: &CanaryConfig) -> CanaryConfig {
+/// writes the one and not the other; and only calls to the service host (`hosts`), since a
+/// sidecar runs every plugin on every outbound call of its workload. The version header is the
+/// service's own ([`service_version_header`]) unless the configuration names one: two plugins
+/// in one sidecar then never write, and two VirtualServices never read, the same header.
+pub fn plugin_config(config: &CanaryConfig, options: &IstioOptions) -> Result<CanaryConfig> {
     let mut istio = config.clone();
-    if istio.version_header.is_empty() {
-        istio.version_header = canary_filter::config::DEFAULT_VERSION_HEADER.to_string();
+    if istio.version_header.is_empty()
+        || istio.version_header == canary_filter::config::DEFAULT_VERSION_HEADER
+    {
+        istio.version_header = service_version_header(&options.host);
     }
     istio.route_header = String::new();
-    istio
+    let fqdn = service_fqdn(&options.host, &options.namespace);
+    match &istio.hosts {
+        None => istio.hosts = Some(vec![fqdn]),
+        Some(hosts) => {
+            let plan = RoutingPlan::try_from(&istio)
+                .map_err(|err| anyhow::anyhow!("the filter configuration is invalid: {err}"))?;
+            if !plan.routes_authority(Some(options.host.as_bytes())) {
+                bail!(
+                    "the configuration's hosts {hosts:?} do not include --host {:?}, the service \
+                     the VirtualService routes",
+                    options.host
+                );
+            }
+        }
+    }
+    Ok(istio)
+}
+
+/// The version header a service's plugin writes and its VirtualService matches when the
+/// configuration names none: `x-canary-version-<NAME>` for the host `NAME[.NAMESPACE…]`.
+pub fn service_version_header(host: &str) -> String {
+    let name = host.split('.').next().unwrap_or(host);
+    format!(
+        "{}-{}",
+        canary_filter::config::DEFAULT_VERSION_HEADER,
+        name.to_ascii_lowercase()
+    )
+}
+
+/// The Kubernetes service name of `host` as Istio writes it, `NAME.NAMESPACE.svc.cluster.local`:
+/// a short host (`checkout`) is in `namespace`, as the VirtualService in that namespace reads
+/// it, and `NAME.NAMESPACE` gets the cluster's domain; a longer name is kept as given.
+pub fn service_fqdn(host: &str, namespace: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    match host.matches('.').count() {
+        0 => format!("{host}.{namespace}.svc.cluster.local"),
+        1 => format!("{host}.svc.cluster.local"),
+        _ => host,
+    }
 }
 
 /// The five resources, as JSON documents separated by `---`.
 pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
-    let config = &plugin_config(config);
+    let config = &plugin_config(config, options)?;
     let plan = RoutingPlan::try_from(config)
         .map_err(|err| anyhow::anyhow!("the filter configuration is invalid: {err}"))?;
     let Some(version_header) = plan.version_header() else {
@@ -165,7 +207,7 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         .map(|v| {
             json!({
                 "name": v.name,
-                "match": [{"headers": {version_header: {"exact": v.name}}}],
+                "match": [header_match(version_header, &v.name, options)],
                 "route": [{"destination": {"host": options.host, "subset": v.name}}],
             })
         })
@@ -269,6 +311,25 @@ pub fn pod_annotations_note(options: &IstioOptions) -> Result<String> {
         namespace = options.namespace,
         patch = serde_json::to_string(&patch)?,
     ))
+}
+
+/// A VirtualService match on the version header, for the plugin's own callers only: the
+/// selected workloads (`sourceLabels`) of the plugin's namespace (`sourceNamespace`). istiod
+/// leaves a route whose source does not match out of every other proxy's configuration, so a
+/// caller without the plugin (another workload, another namespace, a gateway) has no route on
+/// the header at all: whatever it sends, its call takes the last route, the default version.
+/// The plugin's callers have the EnvoyFilter, which removes a header their application sent.
+fn header_match(version_header: &str, version: &str, options: &IstioOptions) -> Value {
+    let labels: serde_json::Map<String, Value> = options
+        .selector
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    json!({
+        "headers": {version_header: {"exact": version}},
+        "sourceLabels": labels,
+        "sourceNamespace": options.namespace,
+    })
 }
 
 /// Envoy's name of the HTTP connection manager, which the EnvoyFilter patches.

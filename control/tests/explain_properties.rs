@@ -98,6 +98,17 @@ fn explain_says_what_the_filter_does() {
                     headers: held,
                     ..request.clone()
                 };
+                // A request for a host the configuration does not route: the filter leaves it
+                // alone, and explain says so.
+                if !envoy.routed_by_filter(&plan) {
+                    ensure(!explanation.routed && explanation.version.is_none(), || {
+                        format!("{args:?}: the filter leaves it alone, explain {explanation:?}")
+                    })?;
+                    continue;
+                }
+                ensure(explanation.routed, || {
+                    format!("{args:?}: the filter routes it, explain {explanation:?}")
+                })?;
                 let decision = envoy.decide_as_filter(&plan);
                 let version = &plan.versions()[decision.version];
                 let label = &plan.outcomes()[decision.outcome].label;

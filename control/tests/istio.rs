@@ -106,7 +106,7 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
         .iter()
         .map(|m| m["remove"].as_str().unwrap())
         .collect();
-    assert_eq!(removed, ["x-canary-version"]);
+    assert_eq!(removed, ["x-canary-version-checkout"]);
 
     let rule = &docs[2];
     assert_eq!(rule["kind"], "DestinationRule");
@@ -127,9 +127,16 @@ fn the_resources_fit_together_and_the_plugin_config_is_valid() {
     assert_eq!(service["kind"], "VirtualService");
     let routes = service["spec"]["http"].as_array().unwrap();
     assert_eq!(
-        routes[0]["match"][0]["headers"]["x-canary-version"]["exact"],
+        routes[0]["match"][0]["headers"]["x-canary-version-checkout"]["exact"],
         "canary"
     );
+    // Only the plugin's own callers are routed on the header: everyone else's sidecar has no
+    // such route (istiod leaves it out), so a header they send picks nothing.
+    assert_eq!(
+        routes[0]["match"][0]["sourceLabels"],
+        serde_json::json!({"app": "frontend"})
+    );
+    assert_eq!(routes[0]["match"][0]["sourceNamespace"], "shop");
     assert_eq!(routes[0]["route"][0]["destination"]["subset"], "canary");
     // The last route has no match and goes to the default version.
     assert!(routes.last().unwrap().get("match").is_none());
@@ -147,10 +154,10 @@ fn the_plugin_writes_the_header_istio_routes_on() {
     assert_eq!(envoy.version_header, "");
     let docs = documents(&render(&envoy, &options()).unwrap());
     let plugin_config = &docs[0]["spec"]["pluginConfig"];
-    assert_eq!(plugin_config["version_header"], "x-canary-version");
+    assert_eq!(plugin_config["version_header"], "x-canary-version-checkout");
     assert_eq!(plugin_config["route_header"], "");
     assert_eq!(
-        docs[3]["spec"]["http"][0]["match"][0]["headers"]["x-canary-version"]["exact"],
+        docs[3]["spec"]["http"][0]["match"][0]["headers"]["x-canary-version-checkout"]["exact"],
         "canary"
     );
     // A configuration naming its own version header keeps it.
@@ -167,15 +174,81 @@ fn the_plugin_writes_the_header_istio_routes_on() {
     );
 }
 
-/// `config` as the plugin for Istio must read: version header written (the default one when the
-/// configuration has none), cluster header not.
+/// `config` as the plugin for Istio must read: version header written (checkout's own when the
+/// configuration names none), cluster header not, only calls to checkout routed.
 fn as_istio_routes(config: &CanaryConfig) -> CanaryConfig {
     let mut want = config.clone();
     want.route_header = String::new();
-    if want.version_header.is_empty() {
-        want.version_header = "x-canary-version".into();
+    if want.version_header.is_empty() || want.version_header == "x-canary-version" {
+        want.version_header = "x-canary-version-checkout".into();
     }
+    want.hosts = Some(vec!["checkout.shop.svc.cluster.local".into()]);
     want
+}
+
+/// Two services called by one workload: each plugin routes only calls to its own host, and
+/// writes a header only its own VirtualService reads.
+#[test]
+fn each_service_gets_its_own_hosts_and_header() {
+    let mut payments = options();
+    payments.name = "payments-canary".into();
+    payments.host = "payments".into();
+    let mut rendered = Vec::new();
+    for options in [options(), payments] {
+        let docs = documents(&render(&shipped_config(), &options).unwrap());
+        let config = serde_json::to_vec(&docs[0]["spec"]["pluginConfig"]).unwrap();
+        let plan = RoutingPlan::from_json(&config).unwrap();
+        let header = plan.version_header().unwrap().to_string();
+        let matched: Vec<&String> = docs[3]["spec"]["http"][0]["match"][0]["headers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(matched, [&header]);
+        rendered.push((options.host.clone(), plan, header));
+    }
+    let [(checkout, checkout_plan, checkout_header), (payments, payments_plan, payments_header)] =
+        &rendered[..]
+    else {
+        panic!("two renderings");
+    };
+    assert_ne!(checkout_header, payments_header);
+    for (plan, own, other) in [
+        (checkout_plan, checkout, payments),
+        (payments_plan, payments, checkout),
+    ] {
+        for suffix in [
+            "",
+            ":80",
+            ".shop",
+            ".shop.svc.cluster.local",
+            ".shop.svc.cluster.local:80",
+        ] {
+            let own = format!("{own}{suffix}");
+            let other = format!("{other}{suffix}");
+            assert!(plan.routes_authority(Some(own.as_bytes())), "{own}");
+            assert!(!plan.routes_authority(Some(other.as_bytes())), "{other}");
+        }
+        assert!(!plan.routes_authority(Some(b"search")));
+    }
+}
+
+/// Hosts the configuration lists are kept when they include `--host`, and refused otherwise.
+#[test]
+fn configured_hosts_must_include_the_routed_host() {
+    let mut config = shipped_config();
+    config.hosts = Some(vec![
+        "checkout.shop.svc.cluster.local".into(),
+        "checkout.example.com".into(),
+    ]);
+    let docs = documents(&render(&config, &options()).unwrap());
+    assert_eq!(
+        docs[0]["spec"]["pluginConfig"]["hosts"],
+        serde_json::json!(["checkout.shop.svc.cluster.local", "checkout.example.com"])
+    );
+    config.hosts = Some(vec!["payments.shop.svc.cluster.local".into()]);
+    let err = render(&config, &options()).unwrap_err().to_string();
+    assert!(err.contains("do not include --host \"checkout\""), "{err}");
 }
 
 #[test]

@@ -52,8 +52,13 @@ pub fn summary(path: &Path) -> Result<String> {
 
 /// The line printed for a valid configuration found at `what`.
 pub fn summary_line(what: &str, config: &CanaryConfig, plan: &RoutingPlan) -> String {
+    // Which calls it routes, when not every call: a sidecar runs it on all of them.
+    let hosts = match &config.hosts {
+        Some(hosts) => format!(", only for hosts {}", hosts.join(", ")),
+        None => String::new(),
+    };
     format!(
-        "{what}: valid ({} versions, default `{}`, {} rules)",
+        "{what}: valid ({} versions, default `{}`, {} rules{hosts})",
         plan.versions().len(),
         config.default,
         config.rules.len()
@@ -79,6 +84,21 @@ mod tests {
             format!(
                 "{}: valid (2 versions, default `stable`, 0 rules)",
                 file.path().display()
+            )
+        );
+        let mut scoped = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
+        scoped
+            .write_all(
+                br#"{"versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}],
+                    "default": "stable", "hosts": ["checkout.shop.svc.cluster.local", "checkout.example.com"]}"#,
+            )
+            .unwrap();
+        assert_eq!(
+            summary(scoped.path()).unwrap(),
+            format!(
+                "{}: valid (2 versions, default `stable`, 0 rules, only for hosts \
+                 checkout.shop.svc.cluster.local, checkout.example.com)",
+                scoped.path().display()
             )
         );
         let mut bad = tempfile::Builder::new().suffix(".json").tempfile().unwrap();
