@@ -11,6 +11,7 @@ pub mod kube;
 pub mod load;
 pub mod mesh;
 pub mod prometheus;
+pub mod sidecar;
 pub mod trap;
 
 use std::sync::mpsc;
