@@ -173,7 +173,7 @@ bench-host-calls: envoy wrk wasm
 # the second step), beside native routing (b), the floor (e), Lua (f), the lean configuration
 # (g) and the price of one header read (the probe reading x-user-id ten times).
 COST_CONFIGS  := $(CURDIR)/filter/benches/configs
-COST_STEPS    := 1-cluster-header 3-version-header 4-response-header 5-response-classes 6-latency 7-rules
+COST_STEPS    := 1-cluster-header 3-version-header 4-response-header 5-response-classes 6-latency 7-rules 8-other-host
 bench-cost: envoy wrk wasm
 	cargo build --release --target wasm32-wasip1 -p canary-floor -p canary-probe
 	BENCH_SETUPS=b,e,f,g,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \

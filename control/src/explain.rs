@@ -209,3 +209,50 @@ pub fn render(explanation: &Explanation) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scoped configuration explains a request for another host as left alone, and one for
+    /// its own host (any form) as routed.
+    #[test]
+    fn a_request_for_another_host_is_left_alone() {
+        let text = br#"{"versions": [{"name": "stable", "cluster": "a"}, {"name": "canary", "cluster": "b"}],
+                        "default": "stable", "weights": {"canary": 100},
+                        "sticky": {"keys": [{"header": "x-user-id"}]},
+                        "hosts": ["checkout.shop.svc.cluster.local"]}"#;
+        let config = CanaryConfig::from_json(text).unwrap();
+        let plan = RoutingPlan::try_from(&config).unwrap();
+        let ask = |headers: &[&str]| {
+            let headers: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
+            explain(&config, &plan, &describe_request(&headers, &[]).unwrap())
+        };
+
+        let other = ask(&[":authority: payments.shop:80"]);
+        assert!(!other.routed);
+        assert_eq!((other.version.as_deref(), other.rule.as_str()), (None, ""));
+        assert_eq!(
+            render(&other),
+            "version:  none (not routed by this filter)\n\
+             why:      the request is for \"payments.shop:80\", not one of the hosts the filter \
+             routes (checkout.shop.svc.cluster.local): left alone (no header written, not \
+             counted)\n"
+        );
+        let none = ask(&[]);
+        assert!(
+            !none.routed && none.reason.contains("no :authority"),
+            "{none:?}"
+        );
+
+        for authority in [
+            "checkout",
+            "checkout.shop:80",
+            "Checkout.shop.svc.cluster.local",
+        ] {
+            let own = ask(&[&format!(":authority: {authority}"), "x-user-id: u1"]);
+            assert!(own.routed, "{authority}");
+            assert_eq!(own.version.as_deref(), Some("canary"), "{authority}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use canary_e2e::envoy::{envoy_binary, repo_root, ENVOY_FLAGS};
 use canary_e2e::mesh::{configuration_of, ECDS_YAML, FRONT_YAML, UPSTREAMS_YAML};
-use canary_filter::RoutingPlan;
+use canary_filter::{CanaryConfig, RoutingPlan};
 
 #[test]
 fn envoy_validates_the_shipped_bootstraps() {
@@ -169,7 +169,22 @@ fn the_benchmark_configurations_are_valid_and_add_one_feature_each() {
     ];
     for (name, want) in steps {
         assert_eq!(features(name), want, "{name}");
+        assert!(!plan(name).is_scoped(), "{name} routes every host");
     }
+    // The last row: the full contract, scoped to a service the benchmark's requests (for
+    // 127.0.0.1) are not for, so each is left alone after one `:authority` read.
+    let other_host = plan("cost-8-other-host.json");
+    assert_eq!(features("cost-8-other-host.json"), steps[6].1);
+    assert!(other_host.is_scoped());
+    assert!(!other_host.routes_authority(Some(b"127.0.0.1:10000")));
+    let mut unscoped =
+        CanaryConfig::from_json(&fs::read(dir.join("cost-8-other-host.json")).unwrap()).unwrap();
+    unscoped.hosts = None;
+    assert_eq!(
+        unscoped,
+        CanaryConfig::from_json(&fs::read(dir.join("cost-7-rules.json")).unwrap()).unwrap(),
+        "cost-8 is cost-7 and hosts"
+    );
 }
 
 #[test]
