@@ -37,34 +37,47 @@ impl HostScope {
                 field: "hosts".to_string(),
             });
         }
-        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut names: Vec<Vec<u8>> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
-            let field = format!("hosts[{i}]");
-            if entry.is_empty() {
-                return Err(ConfigError::Empty { field });
+            let field = || format!("hosts[{i}]");
+            let lower = entry.to_ascii_lowercase().into_bytes();
+            if lower.is_empty() {
+                return Err(ConfigError::Empty { field: field() });
             }
-            let lower = entry.to_ascii_lowercase();
             if !is_host_name(&lower) {
                 return Err(ConfigError::BadHost {
-                    field,
+                    field: field(),
                     value: entry.clone(),
                 });
             }
+            // Quadratic, once per configuration: cheaper in the .wasm than a set type.
             if entries
                 .iter()
                 .take(i)
                 .any(|earlier| earlier.eq_ignore_ascii_case(entry))
             {
                 return Err(ConfigError::Duplicate {
-                    field,
+                    field: field(),
                     value: entry.clone(),
                 });
             }
-            for name in forms(&lower) {
-                if !names.iter().any(|have| have == name.as_bytes()) {
-                    names.push(name.as_bytes().to_vec());
+            // `NAME.NAMESPACE.svc.DOMAIN` also matches the names that end at its first three
+            // dots: `NAME`, `NAME.NAMESPACE`, `NAME.NAMESPACE.svc`.
+            let mut dots = lower
+                .iter()
+                .enumerate()
+                .filter(|(_, byte)| **byte == b'.')
+                .map(|(at, _)| at);
+            if let (Some(first), Some(second), Some(third)) =
+                (dots.next(), dots.next(), dots.next())
+            {
+                if lower.get(second + 1..third) == Some(b"svc".as_slice()) {
+                    for end in [first, second, third] {
+                        names.extend(lower.get(..end).map(<[u8]>::to_vec));
+                    }
                 }
             }
+            names.push(lower);
         }
         Ok(HostScope { names })
     }
@@ -78,36 +91,18 @@ impl HostScope {
     }
 }
 
-/// The names an entry matches: itself, and for `NAME.NAMESPACE.svc.DOMAIN` also `NAME`,
-/// `NAME.NAMESPACE` and `NAME.NAMESPACE.svc`.
-fn forms(entry: &str) -> Vec<&str> {
-    let mut forms = vec![entry];
-    let mut labels = entry.match_indices('.').map(|(at, _)| at);
-    if let (Some(first), Some(second), Some(third)) = (labels.next(), labels.next(), labels.next())
-    {
-        if entry.get(second + 1..third) == Some("svc") {
-            forms.extend(
-                [third, second, first]
-                    .iter()
-                    .filter_map(|&end| entry.get(..end)),
-            );
-        }
-    }
-    forms
-}
-
 /// A DNS name in lower case: labels of letters, digits and `-` (not at either end of a label),
 /// 1 to 63 bytes each, 253 in all.
-fn is_host_name(name: &str) -> bool {
+fn is_host_name(name: &[u8]) -> bool {
     name.len() <= MAX_HOST
-        && name.split('.').all(|label| {
+        && name.split(|byte| *byte == b'.').all(|label| {
             !label.is_empty()
                 && label.len() <= MAX_LABEL
-                && !label.starts_with('-')
-                && !label.ends_with('-')
+                && label.first() != Some(&b'-')
+                && label.last() != Some(&b'-')
                 && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         })
 }
 
