@@ -1,10 +1,11 @@
 //! The Istio target: the resources a user applies. A `WasmPlugin` (extensions.istio.io
 //! v1alpha1) carrying the filter configuration as `pluginConfig`, an `EnvoyFilter` that removes
 //! client-sent routing headers in the same sidecars before any route is picked, `DestinationRule`
-//! subsets per version, a `VirtualService` that routes on the filter's version header
-//! (Istio's clusters are its own, so the route header is not what routes there), and a
-//! `ConfigMap` holding the bootstrap override that gives the sidecars the filter's stats tags;
-//! with it, the pod annotations the sidecars need ([`pod_annotations`]).
+//! subsets per version, a `VirtualService` that routes on the filter's version header for the
+//! plugin's callers only (Istio's clusters are its own, so the route header is not what routes
+//! there), and a `ConfigMap` holding the bootstrap override that gives the sidecars the
+//! filter's stats tags; with it, the pod annotations the sidecars need ([`pod_annotations`]).
+//! The plugin routes only calls to its service (`hosts`), with a header of that service's own.
 //!
 //! Istio's sidecar bootstrap creates only the stats its `stats_matcher` includes, and always
 //! includes the prefix `wasm` (so the filter's `wasmcustom.canary_…` stats; `proxyStatsMatcher`
