@@ -25,8 +25,8 @@ pub enum Target {
         plugin: WasmPlugin,
         /// The proxies that must report running a change.
         fleet: Fleet,
-        /// How long they have.
-        fleet_timeout: Duration,
+        /// How long they have (`None`: [`Fleet::wait`]'s default).
+        fleet_timeout: Option<Duration>,
     },
 }
 
@@ -162,7 +162,7 @@ impl Target {
 fn confirm_stored(
     plugin: &WasmPlugin,
     fleet: &Fleet,
-    timeout: Duration,
+    timeout: Option<Duration>,
     config: &CanaryConfig,
     resource_version: &str,
 ) -> Result<Option<FleetReport>> {

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::jsonpb::istiod_json;
 use crate::mesh::with_configuration;
 use crate::Result;
 
@@ -567,7 +568,7 @@ fn update(shared: &Shared, key: &(String, String), body: &str) -> (u16, Value) {
 }
 
 /// Writes `plugin_config` as the filter's configuration into the ECDS file, by rename, in
-/// the JSON istiod would hand Envoy ([`istiod_json`]).
+/// the JSON istiod would hand Envoy ([`istiod_json`]: its legacy jsonpb).
 fn istiod_push(ecds_file: &Path, plugin_config: &Value) -> Result<()> {
     let current = fs::read_to_string(ecds_file)?;
     let yaml = with_configuration(&current, &istiod_json(plugin_config))?;
@@ -584,54 +585,4 @@ fn istiod_push(ecds_file: &Path, plugin_config: &Value) -> Result<()> {
     std::io::Write::write_all(&mut staged, text.as_bytes())?;
     staged.persist(ecds_file)?;
     Ok(())
-}
-
-/// `value` as istiod writes a WasmPlugin's `pluginConfig` for Envoy: istiod holds it as a
-/// protobuf `Struct` and writes it with Go's protojson. Imitated here: keys in sorted order,
-/// every number a double (a `Struct` has no integers) written in Go's shortest form (`10.0`
-/// becomes `10`, exponents below 1e-6 and from 1e21), no line breaks, and a space after each
-/// comma (protojson adds one after some commas, at random per build, so that nobody relies on
-/// its bytes). What canaryctl stores (serde_json, declaration order, `10.0`) therefore never
-/// reaches the filter byte for byte.
-pub fn istiod_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let fields: Vec<String> = entries
-                .into_iter()
-                .map(|(key, value)| format!("{}:{}", Value::from(key.as_str()), istiod_json(value)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(istiod_json).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Number(number) => {
-            let double = number.as_f64().unwrap_or(f64::NAN);
-            let magnitude = double.abs();
-            if magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
-                format!("{double:e}")
-            } else {
-                format!("{double}")
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn istiods_json_sorts_keys_and_writes_numbers_as_go_does() {
-        let stored = json!({"weights": {"canary": 10.0, "b": 0.25}, "default": "stable",
-                            "sticky": {"seed": 7}, "tiny": 1e-7, "huge": 1e21});
-        assert_eq!(
-            istiod_json(&stored),
-            r#"{"default":"stable", "huge":1e21, "sticky":{"seed":7}, "tiny":1e-7, "weights":{"b":0.25, "canary":10}}"#
-        );
-    }
 }
