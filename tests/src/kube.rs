@@ -6,8 +6,10 @@
 //! (`/api`, `/apis`, the group version's resource list), GET of a WasmPlugin, and PUT (what
 //! `kubectl replace` sends) with the API server's optimistic concurrency: a PUT carrying a
 //! `metadata.resourceVersion` other than the stored one is refused with 409 Conflict and a
-//! `Status`, an accepted one bumps the version. 404 and 403 answers are `Status` objects as the
-//! API server writes them. Tests can make it refuse verbs (403), change the resource behind a
+//! `Status`, an accepted one bumps the version. A PUT the real API server with Istio installed
+//! would refuse is refused as it would be (`istio_schema`: the object's metadata, the CRD's
+//! structural schema and `x-kubernetes-validations` rules, 422; istiod's validating webhook,
+//! 400). 404 and 403 answers are `Status` objects as the API server writes them. Tests can make it refuse verbs (403), change the resource behind a
 //! reader's back (after its next GET), and hold GETs until several readers have read (so that
 //! two writers race for certain).
 //!
@@ -25,6 +27,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::istio_schema::check_wasmplugin;
 use crate::jsonpb::istiod_json;
 use crate::mesh::with_configuration;
 use crate::Result;
@@ -76,6 +79,8 @@ struct State {
     updates: u64,
     /// PUTs refused with 409.
     conflicts: u64,
+    /// PUTs refused by Istio's schema or istiod's webhook (422, 400).
+    refusals: u64,
     /// The ECDS file istiod's part writes into.
     ecds_file: Option<PathBuf>,
     /// Why the last write of the ECDS file failed, if it did.
@@ -246,6 +251,11 @@ impl KubeApi {
     /// Updates refused with 409 Conflict so far.
     pub fn conflicts(&self) -> u64 {
         self.shared.lock().conflicts
+    }
+
+    /// Updates refused by Istio's CRD schema (422) or istiod's webhook (400) so far.
+    pub fn refusals(&self) -> u64 {
+        self.shared.lock().refusals
     }
 
     /// Every request so far, as "METHOD path".
@@ -553,6 +563,18 @@ fn update(shared: &Shared, key: &(String, String), body: &str) -> (u16, Value) {
              modified; please apply your changes to the latest version and try again"
         );
         return (409, status(409, "Conflict", &message, name));
+    }
+    // What a real API server with Istio's CRD and webhook checks before storing it.
+    match check_wasmplugin(&object) {
+        Ok(None) => {}
+        Ok(Some((code, refusal))) => {
+            state.refusals += 1;
+            return (code, refusal);
+        }
+        Err(err) => {
+            let message = format!("the stand-in could not check the object: {err}");
+            return (500, status(500, "InternalError", &message, name));
+        }
     }
     state.revision += 1;
     object["metadata"]["resourceVersion"] = json!(state.revision.to_string());

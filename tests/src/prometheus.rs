@@ -33,6 +33,16 @@ impl Prometheus {
     /// Starts Prometheus scraping every one of `targets` (Envoy admin addresses) every second,
     /// in one job (`envoy`; each target is its own `instance`), evaluating `rules` if given.
     pub fn start_scraping(targets: &[SocketAddr], rules: Option<&Path>) -> Result<Prometheus> {
+        Prometheus::start_scraping_every(targets, rules, Duration::from_secs(1))
+    }
+
+    /// As [`Prometheus::start_scraping`], scraping (and evaluating) every `interval` (whole
+    /// seconds): 15 s is what Istio's sample Prometheus does.
+    pub fn start_scraping_every(
+        targets: &[SocketAddr],
+        rules: Option<&Path>,
+        interval: Duration,
+    ) -> Result<Prometheus> {
         let binary = which("prometheus").ok_or(
             "prometheus not found on PATH: run `make prometheus` (it installs Debian's prometheus package)",
         )?;
@@ -52,8 +62,9 @@ impl Prometheus {
         fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n\
-                 - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: [{targets}]\n"
+                "global:\n  scrape_interval: {seconds}s\n  evaluation_interval: {seconds}s\n{rule_files}scrape_configs:\n\
+                 - job_name: envoy\n  metrics_path: /stats/prometheus\n  static_configs:\n  - targets: [{targets}]\n",
+                seconds = interval.as_secs().max(1),
             ),
         )?;
         // A free port: bound, read, released (Prometheus has no port-0 mode that reports back).
@@ -148,6 +159,43 @@ impl Prometheus {
             series.len() == proxies && series.iter().all(|(_, hash)| *hash == want)
         })
         .map_err(|err| format!("{err}: want {proxies} proxies at {want}").into())
+    }
+
+    /// When Prometheus last scraped the target `instance` (its `lastScrape`, as the targets API
+    /// writes it), if it has.
+    pub fn last_scrape(&self, instance: &str) -> Result<Option<String>> {
+        let agent = http_agent(Duration::from_secs(5));
+        let body = agent
+            .get(&format!("{}/api/v1/targets?state=active", self.url()))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        let doc: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(doc["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|target| target["labels"]["instance"] == instance)
+            .and_then(|target| target["lastScrape"].as_str())
+            .filter(|time| !time.starts_with("0001-"))
+            .map(str::to_string))
+    }
+
+    /// Waits (up to `timeout`) until Prometheus scrapes the target `instance` again: the moment
+    /// right after a scrape, when a change is seen only at the next one.
+    pub fn wait_for_next_scrape(&self, instance: &str, timeout: Duration) -> Result<()> {
+        let before = self.last_scrape(instance)?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.last_scrape(instance)?;
+            if now.is_some() && now != before {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("no new scrape of {instance} within {timeout:?}").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits (up to `timeout`) until Prometheus's `up` says the target `instance` is down.
