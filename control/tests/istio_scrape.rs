@@ -6,9 +6,9 @@
 //! `--fleet-timeout`.
 //!
 //! A change written right after a scrape is seen only at the next one, about 15 s later: the
-//! old fixed 10 s default gave up before that (a `--fleet-timeout 10s` shows it, exit 1, the
-//! change stored), and the wait derived from the scrape interval Prometheus reports (twice it
-//! plus 10 s for istiod's push: 40 s) confirms it, saying the wait and how long it took.
+//! old fixed 10 s default gave up before that; the wait derived from the scrape interval
+//! Prometheus reports (twice it plus 10 s for istiod's push: 40 s) confirms it, saying the wait
+//! and how long it took.
 
 #![allow(
     clippy::unwrap_used,
@@ -73,30 +73,10 @@ fn a_change_is_confirmed_through_a_prometheus_scraping_every_15_seconds() {
             Duration::from_secs(40),
         )
         .unwrap_or_else(|err| panic!("{err}"));
-    let instance = proxy.to_string();
 
-    // Right after a scrape (the one that brought the hash in), the old fixed default: the proxy
-    // runs the change within a second, but Prometheus sees it only at the next scrape, after
-    // the 10 s are over.
-    let short = set(
-        &api,
-        &prometheus,
-        &["--weight", "canary=10", "--fleet-timeout", "10s"],
-    );
-    assert_eq!(short.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&short.stderr);
-    assert!(
-        stderr.contains("the API server stored the change")
-            && stderr.contains("0 of 1 proxies on the new configuration")
-            && stderr.contains("after 10s"),
-        "{stderr}"
-    );
-    assert_eq!(api.istiod_error(), None);
-
-    // Right after a scrape again, with the derived wait: confirmed at the next scrape.
-    prometheus
-        .wait_for_next_scrape(&instance, Duration::from_secs(20))
-        .unwrap_or_else(|err| panic!("{err}"));
+    // Right after a scrape (the one that brought the hash in): the proxy runs the change within
+    // a second, but Prometheus sees it only at the next scrape, about 15 s later, past the old
+    // fixed 10 s default; the derived wait is 40 s.
     let derived = set(&api, &prometheus, &["--weight", "canary=20"]);
     let stdout = String::from_utf8_lossy(&derived.stdout);
     assert_eq!(derived.status.code(), Some(0), "{stdout}");
@@ -110,4 +90,5 @@ fn a_change_is_confirmed_through_a_prometheus_scraping_every_15_seconds() {
     let after = confirmed_after(&stdout);
     println!("confirmed after {after} s at a 15 s scrape interval (written right after a scrape)");
     assert!(after < 40.0, "{after}");
+    assert_eq!(api.istiod_error(), None);
 }

@@ -14,9 +14,11 @@
 //!    `pkg/config/validation/validation.go`, `ValidateWasmPlugin`): 400, with the webhook's
 //!    message ([`istiod_webhook`]).
 //!
+//! Also the keys of the CRD's list-maps (`x-kubernetes-list-type: map`) are unique, 422.
+//!
 //! Not checked: unknown fields outside `pluginConfig` (the API server's strict field
-//! validation; the package's schema does not list the known fields), list-map key uniqueness
-//! (`x-kubernetes-list-type: map`), and the field managers of server-side apply.
+//! validation; the package's schema does not list the known fields), and the field managers of
+//! server-side apply.
 
 use std::io::Write;
 use std::path::Path;
@@ -56,6 +58,7 @@ pub fn check_wasmplugin(object: &Value) -> Result<Option<(u16, Value)>> {
     let name = object["metadata"]["name"].as_str().unwrap_or_default();
     let mut causes = metadata(object);
     causes.extend(structural(object)?);
+    causes.extend(list_map_keys(&object["spec"]));
     causes.extend(cel_rules(&object["spec"]));
     if !causes.is_empty() {
         return Ok(Some((422, invalid_status(name, &causes))));
@@ -249,6 +252,41 @@ fn schema_cause(object: &Value, error: &Value) -> Cause {
             Cause::invalid(field, &shown(&value), &detail)
         }
     }
+}
+
+/// The CRD's `x-kubernetes-list-type: map` lists, whose items must differ in their keys:
+/// `spec.match[].ports` by `number`, `spec.vmConfig.env` by `name`.
+fn list_map_keys(spec: &Value) -> Vec<Cause> {
+    let mut lists: Vec<(String, &Value, &str)> = vec![(
+        "spec.vmConfig.env".to_string(),
+        &spec["vmConfig"]["env"],
+        "name",
+    )];
+    for (i, selector) in spec["match"].as_array().into_iter().flatten().enumerate() {
+        lists.push((
+            format!("spec.match[{i}].ports"),
+            &selector["ports"],
+            "number",
+        ));
+    }
+    let mut causes = Vec::new();
+    for (path, list, key) in lists {
+        let mut seen: Vec<&Value> = Vec::new();
+        for (i, item) in list.as_array().into_iter().flatten().enumerate() {
+            let value = &item[key];
+            if seen.contains(&value) {
+                causes.push(Cause {
+                    reason: "FieldValueDuplicate",
+                    field: format!("{path}[{i}]"),
+                    message: format!(
+                        "Duplicate value: map[string]interface {{}}{{\"{key}\":{value}}}"
+                    ),
+                });
+            }
+            seen.push(value);
+        }
+    }
+    causes
 }
 
 /// The WasmPlugin CRD's `x-kubernetes-validations` rules, each as its CEL rule reads (quoted

@@ -192,6 +192,21 @@ impl KubeApi {
             .insert((namespace.to_string(), name.to_string()), object);
     }
 
+    /// Sets the annotation `key` of the stored WasmPlugin `namespace/name` to `value` with a
+    /// new resource version, as another writer would (no check: the object was stored before).
+    pub fn annotate(&self, namespace: &str, name: &str, key: &str, value: &str) {
+        let mut state = self.shared.lock();
+        state.revision += 1;
+        let revision = state.revision;
+        if let Some(object) = state
+            .objects
+            .get_mut(&(namespace.to_string(), name.to_string()))
+        {
+            object["metadata"]["annotations"][key] = json!(value);
+            object["metadata"]["resourceVersion"] = json!(revision.to_string());
+        }
+    }
+
     /// The stored WasmPlugin, as GET returns it.
     pub fn wasmplugin(&self, namespace: &str, name: &str) -> Option<Value> {
         self.shared

@@ -161,43 +161,6 @@ impl Prometheus {
         .map_err(|err| format!("{err}: want {proxies} proxies at {want}").into())
     }
 
-    /// When Prometheus last scraped the target `instance` (its `lastScrape`, as the targets API
-    /// writes it), if it has.
-    pub fn last_scrape(&self, instance: &str) -> Result<Option<String>> {
-        let agent = http_agent(Duration::from_secs(5));
-        let body = agent
-            .get(&format!("{}/api/v1/targets?state=active", self.url()))
-            .call()?
-            .body_mut()
-            .read_to_string()?;
-        let doc: serde_json::Value = serde_json::from_str(&body)?;
-        Ok(doc["data"]["activeTargets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|target| target["labels"]["instance"] == instance)
-            .and_then(|target| target["lastScrape"].as_str())
-            .filter(|time| !time.starts_with("0001-"))
-            .map(str::to_string))
-    }
-
-    /// Waits (up to `timeout`) until Prometheus scrapes the target `instance` again: the moment
-    /// right after a scrape, when a change is seen only at the next one.
-    pub fn wait_for_next_scrape(&self, instance: &str, timeout: Duration) -> Result<()> {
-        let before = self.last_scrape(instance)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let now = self.last_scrape(instance)?;
-            if now.is_some() && now != before {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(format!("no new scrape of {instance} within {timeout:?}").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// Waits (up to `timeout`) until Prometheus's `up` says the target `instance` is down.
     pub fn wait_until_down(&self, instance: &str, timeout: Duration) -> Result<()> {
         let query = format!("up{{instance=\"{instance}\"}} == 0");
