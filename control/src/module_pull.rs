@@ -94,9 +94,78 @@ pub fn warnings(url: &str, sha256: Option<&str>, policy: PullPolicy) -> Vec<Stri
     warnings
 }
 
+/// Why a write of a WasmPlugin with this `spec` makes its sidecars fetch the module again, if it
+/// does: no checksum, and pull policy `Always` (given, or Istio's default for an `oci://` image
+/// tagged `:latest`; a URL without a scheme is an `oci://` one to istiod).
+pub fn refetches_on_write(spec: &serde_json::Value) -> Option<String> {
+    let url = spec["url"].as_str().unwrap_or_default();
+    let sha256 = spec["sha256"].as_str().filter(|sha| !sha.is_empty());
+    let oci = url.starts_with("oci://") || !url.contains("://");
+    // A file:// module is read from the sidecar's own disk: nothing is fetched.
+    if sha256.is_some() || url.starts_with("file://") || (oci && url.contains("@sha256:")) {
+        return None;
+    }
+    let why = match spec["imagePullPolicy"].as_str() {
+        Some("Always") => "imagePullPolicy Always".to_string(),
+        Some("IfNotPresent") => return None,
+        _ if oci && url.ends_with(":latest") => {
+            "no imagePullPolicy (for an image tagged :latest, Istio's default is Always)"
+                .to_string()
+        }
+        _ => return None,
+    };
+    Some(format!(
+        "the WasmPlugin pulls {url} with {why}, and no sha256: every write of it (each step of \
+         this rollout) makes every selected sidecar fetch the module again, and with \
+         failStrategy FAIL_OPEN a failed fetch replaces the filter with allow-all, the canary \
+         silently getting no traffic. Set spec.imagePullPolicy to IfNotPresent or spec.sha256 \
+         (canaryctl istio renders both)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_refetches_only_without_a_checksum_under_always() {
+        use serde_json::json;
+        let sha = "0".repeat(64);
+        let latest = "oci://r.example/c:latest";
+        for (spec, refetches) in [
+            (json!({"url": latest}), true),
+            (json!({"url": "r.example/c:latest"}), true),
+            (
+                json!({"url": latest, "imagePullPolicy": "UNSPECIFIED_POLICY"}),
+                true,
+            ),
+            (
+                json!({"url": latest, "imagePullPolicy": "IfNotPresent"}),
+                false,
+            ),
+            (json!({"url": latest, "sha256": sha}), false),
+            (json!({"url": "oci://r.example/c:1.0"}), false),
+            (
+                json!({"url": "oci://r.example/c:1.0", "imagePullPolicy": "Always"}),
+                true,
+            ),
+            (
+                json!({"url": format!("oci://r.example/c@sha256:{sha}"), "imagePullPolicy": "Always"}),
+                false,
+            ),
+            (
+                json!({"url": "https://r.example/c.wasm", "imagePullPolicy": "Always"}),
+                true,
+            ),
+            (json!({"url": "https://r.example/c:latest"}), false),
+            (
+                json!({"url": "file:///opt/c.wasm", "imagePullPolicy": "Always"}),
+                false,
+            ),
+        ] {
+            assert_eq!(refetches_on_write(&spec).is_some(), refetches, "{spec}");
+        }
+    }
 
     #[test]
     fn the_rendered_policy_is_if_not_present_unless_given() {

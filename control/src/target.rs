@@ -58,6 +58,23 @@ impl Target {
         }
     }
 
+    /// What the user should know before writing the target repeatedly (a rollout): for a
+    /// WasmPlugin whose sidecars fetch the module again on every write, why
+    /// ([`crate::module_pull::refetches_on_write`]).
+    pub fn write_warnings(&self) -> Result<Vec<String>> {
+        match self {
+            Target::EcdsFile(_) => Ok(Vec::new()),
+            Target::WasmPlugin { plugin, .. } => {
+                let contents = plugin.read()?;
+                Ok(
+                    crate::module_pull::refetches_on_write(&contents.object["spec"])
+                        .into_iter()
+                        .collect(),
+                )
+            }
+        }
+    }
+
     /// The configuration as it is now, compiled.
     pub fn read(&self) -> Result<(CanaryConfig, RoutingPlan)> {
         match self {

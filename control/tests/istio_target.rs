@@ -665,3 +665,46 @@ fn objects_istios_crd_refuses_are_refused_with_the_api_servers_causes() {
     assert!(output.status.success());
     assert_eq!((api.updates(), api.refusals()), (1, 1));
 }
+
+/// A rollout through a WasmPlugin whose sidecars fetch the module again on every write (an
+/// image tagged `:latest`, no sha256, no pull policy: Istio's `Always`) is warned about before
+/// it starts; with `imagePullPolicy: IfNotPresent` it is not.
+#[test]
+fn a_rollout_warns_when_each_step_would_fetch_the_module_again() {
+    let api = api();
+    let mut object = api.wasmplugin("default", "canary-filter").unwrap();
+    object["spec"]["url"] = json!("oci://registry.example.com/canary-filter:latest");
+    assert!(kubectl_replace(&api, &object).status.success());
+    let dry_run = [
+        "rollout",
+        "--wasmplugin",
+        PLUGIN,
+        "--canary",
+        "canary",
+        "--admin",
+        "127.0.0.1:1",
+        "--dry-run",
+    ];
+    let output = ctl(&api, &dry_run);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: the WasmPlugin pulls oci://registry.example.com/canary-filter:latest with \
+             no imagePullPolicy (for an image tagged :latest, Istio's default is Always), and no \
+             sha256: every write of it (each step of this rollout) makes every selected sidecar \
+             fetch the module again"
+        ),
+        "{stderr}"
+    );
+    let mut object = api.wasmplugin("default", "canary-filter").unwrap();
+    object["spec"]["imagePullPolicy"] = json!("IfNotPresent");
+    assert!(kubectl_replace(&api, &object).status.success());
+    let output = ctl(&api, &dry_run);
+    assert!(output.status.success());
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("warning:"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -86,6 +86,9 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
         }),
     };
     let (config, _) = target.read()?;
+    for warning in target.write_warnings()? {
+        eprintln!("warning: {warning}");
+    }
     let service = service(
         args.service.as_deref(),
         config.service.as_deref(),
