@@ -58,19 +58,22 @@ impl Target {
         }
     }
 
-    /// What the user should know before writing the target repeatedly (a rollout): for a
+    /// The configuration as it is now, compiled ([`Target::read`], in the same one read), and
+    /// what the user should know before writing the target again and again (a rollout): for a
     /// WasmPlugin whose sidecars fetch the module again on every write, why
     /// ([`crate::module_pull::refetches_on_write`]).
-    pub fn write_warnings(&self) -> Result<Vec<String>> {
+    pub fn read_with_write_warnings(&self) -> Result<(CanaryConfig, RoutingPlan, Vec<String>)> {
         match self {
-            Target::EcdsFile(_) => Ok(Vec::new()),
+            Target::EcdsFile(_) => {
+                let (config, plan) = self.read()?;
+                Ok((config, plan, Vec::new()))
+            }
             Target::WasmPlugin { plugin, .. } => {
                 let contents = plugin.read()?;
-                Ok(
-                    crate::module_pull::refetches_on_write(&contents.object["spec"])
-                        .into_iter()
-                        .collect(),
-                )
+                let warnings = crate::module_pull::refetches_on_write(&contents.object["spec"])
+                    .into_iter()
+                    .collect();
+                Ok((contents.config, contents.plan, warnings))
             }
         }
     }

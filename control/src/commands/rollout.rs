@@ -85,8 +85,8 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
             fleet_timeout: args.fleet_timeout,
         }),
     };
-    let (config, _) = target.read()?;
-    for warning in target.write_warnings()? {
+    let (config, _, warnings) = target.read_with_write_warnings()?;
+    for warning in warnings {
         eprintln!("warning: {warning}");
     }
     let service = service(
