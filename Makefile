@@ -67,7 +67,8 @@ wasm-opt:
 
 # The OpenAPI schemas of Istio's CRDs as npm's @kubernetes-models/istio packages them (generated
 # from Istio's published CRDs), and of Kubernetes' own kinds as npm's kubernetes-models packages
-# them (the ConfigMap), for the test that validates every resource `canaryctl istio` renders.
+# them (the ConfigMap), for the test that validates every resource `canaryctl istio` renders,
+# and for the stand-in API server, which checks each write of a WasmPlugin against the schema.
 # Node and npm are Debian's.
 ISTIO_MODELS  := .node/node_modules/@kubernetes-models/istio/package.json
 KUBE_MODELS   := .node/node_modules/kubernetes-models/package.json
@@ -189,7 +190,7 @@ demo: envoy wasm
 
 # The Istio target without a cluster: a real Envoy and the stand-in API server holding the
 # WasmPlugin (it writes each update into Envoy's ECDS file, as istiod would push it).
-istio-demo: envoy kubectl wasm
+istio-demo: envoy kubectl wasm istio-schemas
 	cargo build --release -p canary-e2e --bin canary-istio-demo
 	cargo build --release -p canary-control
 	target/release/canary-istio-demo

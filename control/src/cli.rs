@@ -193,9 +193,10 @@ pub struct RolloutArgs {
     #[arg(long, env = "CANARY_ADMIN", value_delimiter = ',')]
     pub admin: Vec<String>,
     /// How long the fleet (every --admin, or every proxy of the service in --prometheus) has
-    /// to report running each push.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub fleet_timeout: Duration,
+    /// to report running each push [default: 10 s; with --prometheus, twice the scrape
+    /// interval Prometheus reports for the service's proxies + 10 s for istiod's push].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub fleet_timeout: Option<Duration>,
     /// Audit log, JSON lines [default: .canaryctl/rollout-audit.jsonl next to the ECDS file].
     #[arg(long)]
     pub audit: Option<PathBuf>,
@@ -300,9 +301,10 @@ pub struct Confirm {
     #[arg(long)]
     pub prometheus: Option<String>,
     /// How long the fleet (every --admin, or every proxy of the service in --prometheus) has
-    /// to report running the change.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub fleet_timeout: Duration,
+    /// to report running the change [default: 10 s; with --prometheus, twice the scrape
+    /// interval Prometheus reports for the service's proxies + 10 s for istiod's push].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub fleet_timeout: Option<Duration>,
 }
 
 #[derive(Args, Clone)]
@@ -461,6 +463,20 @@ pub struct IstioArgs {
     /// VERSION=VALUE where the pod label value differs from the version's name (repeatable).
     #[arg(long = "label-value", value_parser = parse_pair)]
     pub label_values: Vec<(String, String)>,
+    /// The Istio release of the mesh, X.Y or X.Y.Z: the API versions it serves are rendered
+    /// (networking.istio.io/v1 from 1.22, v1beta1 before); refused before 1.20.5, and for
+    /// 1.21.0 (their proxies lack the early header mutation the EnvoyFilter needs).
+    #[arg(long, value_name = "X.Y[.Z]", default_value = crate::istio_version::DEFAULT_ISTIO_VERSION)]
+    pub istio_version: crate::istio_version::IstioVersion,
+    /// The WasmPlugin's imagePullPolicy, IfNotPresent or Always [default: IfNotPresent, so no
+    /// write of the WasmPlugin, a rollout step included, makes the sidecars fetch the module
+    /// again].
+    #[arg(long, value_name = "POLICY")]
+    pub pull_policy: Option<crate::module_pull::PullPolicy>,
+    /// The Secret (in the WasmPlugin's namespace) with the registry's credentials
+    /// (imagePullSecret).
+    #[arg(long, value_name = "SECRET")]
+    pub pull_secret: Option<String>,
     /// Pipe the resources to `kubectl apply -f -`.
     #[arg(long)]
     pub apply: bool,

@@ -26,6 +26,9 @@ use anyhow::{bail, Result};
 use canary_filter::{CanaryConfig, RoutingPlan};
 use serde_json::{json, Value};
 
+use crate::istio_version::IstioVersion;
+use crate::module_pull::{self, PullPolicy};
+
 /// What the rendering needs beyond the filter configuration.
 #[derive(Debug, Clone)]
 pub struct IstioOptions {
@@ -50,6 +53,14 @@ pub struct IstioOptions {
     pub version_label: String,
     /// Per-version label values that differ from the version's name: `(version, value)`.
     pub label_values: Vec<(String, String)>,
+    /// The Istio release the resources are for (API versions; refused where it lacks what
+    /// the resources need).
+    pub istio_version: IstioVersion,
+    /// `imagePullPolicy` as given (`None`: [`module_pull::rendered_policy`]'s default).
+    pub pull_policy: Option<PullPolicy>,
+    /// `imagePullSecret`: the Secret in the WasmPlugin's namespace holding the registry's
+    /// credentials.
+    pub pull_secret: Option<String>,
 }
 
 /// The filter configuration as Istio routes: on the version header (the `VirtualService`
@@ -126,6 +137,21 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
             options.url
         );
     }
+    options
+        .istio_version
+        .has_early_header_mutation()
+        .map_err(anyhow::Error::msg)?;
+    // What Istio's CRD schema and istiod's validation would refuse at `kubectl apply`, said here.
+    if let Some(sha) = &options.sha256 {
+        if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            bail!("--sha256 must be the module's sha256 as 64 lower-case hex digits, got {sha:?}");
+        }
+    }
+    if let Some(secret) = &options.pull_secret {
+        if secret.is_empty() || secret.len() > 253 {
+            bail!("--pull-secret must name a Secret (1 to 253 characters), got {secret:?}");
+        }
+    }
     for (version, _) in &options.label_values {
         if plan.version_index(version).is_none() {
             bail!("--label-value names {version:?}, which is not a version of the configuration");
@@ -154,6 +180,12 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
     }
     if let Some(priority) = options.priority {
         spec["priority"] = json!(priority);
+    }
+    // No write of the WasmPlugin (a rollout step) may make the sidecars fetch the module again
+    // (see `module_pull`).
+    spec["imagePullPolicy"] = json!(module_pull::rendered_policy(options.pull_policy).to_string());
+    if let Some(secret) = &options.pull_secret {
+        spec["imagePullSecret"] = json!(secret);
     }
     let plugin = json!({
         "apiVersion": "extensions.istio.io/v1alpha1",
@@ -188,7 +220,7 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         json!({"name": name, "labels": {options.version_label.clone(): value}})
     };
     let destination_rule = json!({
-        "apiVersion": "networking.istio.io/v1",
+        "apiVersion": options.istio_version.networking_api(),
         "kind": "DestinationRule",
         "metadata": {"name": options.host, "namespace": options.namespace},
         "spec": {
@@ -220,7 +252,7 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
         "route": [{"destination": {"host": options.host, "subset": default}}],
     }));
     let virtual_service = json!({
-        "apiVersion": "networking.istio.io/v1",
+        "apiVersion": options.istio_version.networking_api(),
         "kind": "VirtualService",
         "metadata": {"name": options.host, "namespace": options.namespace},
         "spec": {"hosts": [options.host], "http": routes},
@@ -237,6 +269,16 @@ pub fn render(config: &CanaryConfig, options: &IstioOptions) -> Result<String> {
     .map(|doc| Ok(serde_json::to_string_pretty(doc)? + "\n"))
     .collect();
     Ok(docs?.join("---\n"))
+}
+
+/// What the user should know about the module's delivery ([`module_pull::warnings`]), each a
+/// line for stderr.
+pub fn warnings(options: &IstioOptions) -> Vec<String> {
+    module_pull::warnings(
+        &options.url,
+        options.sha256.as_deref(),
+        module_pull::rendered_policy(options.pull_policy),
+    )
 }
 
 /// The ConfigMap key Istio's injector mounts as the sidecar's bootstrap override

@@ -35,6 +35,9 @@ pub enum KubectlError {
     NotFound(String),
     /// 409: the object changed since it was read.
     Conflict(String),
+    /// The API server refused the object: its validation (422 Invalid: the CRD's schema and
+    /// rules, the metadata's limits) or an admission webhook (istiod's); nothing was stored.
+    Refused(String),
     /// Anything else kubectl reported.
     Failed(String),
 }
@@ -55,6 +58,10 @@ impl fmt::Display for KubectlError {
             KubectlError::Forbidden(said) => write!(f, "no permission (403 Forbidden): {said}"),
             KubectlError::NotFound(said) => write!(f, "no such resource (404 Not Found): {said}"),
             KubectlError::Conflict(said) => write!(f, "conflict (409): {said}"),
+            KubectlError::Refused(said) => write!(
+                f,
+                "the API server refused the object, nothing was stored: {said}"
+            ),
             KubectlError::Failed(said) => write!(f, "kubectl failed: {said}"),
         }
     }
@@ -111,6 +118,12 @@ pub fn classify(stderr: &str) -> KubectlError {
     let said = message(stderr);
     if stderr.contains("(Conflict)") {
         KubectlError::Conflict(said)
+    } else if stderr.contains("(Invalid)")
+        || stderr.contains(" is invalid: ")
+        || stderr.contains("denied the request")
+    {
+        // The API server lists each refused field on a line of its own: all of them.
+        KubectlError::Refused(all_lines(stderr))
     } else if stderr.contains("(Forbidden)") {
         KubectlError::Forbidden(said)
     } else if stderr.contains("(NotFound)")
@@ -135,15 +148,27 @@ pub fn classify(stderr: &str) -> KubectlError {
     }
 }
 
+/// kubectl's message when it spans lines (one per refused field): its lines that are not its
+/// own log lines, joined.
+fn all_lines(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !is_log(line))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One of kubectl's own log lines (`E1126 15:22:50.46 ...`).
+fn is_log(line: &str) -> bool {
+    let mut chars = line.chars();
+    matches!(chars.next(), Some('I' | 'W' | 'E' | 'F')) && chars.take(4).all(|c| c.is_ascii_digit())
+}
+
 /// kubectl's message: its last line that is not one of its log lines (`E1126 15:22:50.46 ...`),
 /// else its last line.
 fn message(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let is_log = |line: &str| {
-        let mut chars = line.chars();
-        matches!(chars.next(), Some('I' | 'W' | 'E' | 'F'))
-            && chars.take(4).all(|c| c.is_ascii_digit())
-    };
     lines
         .iter()
         .rev()
@@ -181,6 +206,14 @@ mod tests {
                     .to_string()
             )
         );
+        assert!(matches!(
+            classify("The WasmPlugin \"x\" is invalid: metadata.annotations: Too long: may not be more than 262144 bytes\n"),
+            KubectlError::Refused(_)
+        ));
+        assert!(matches!(
+            classify("Error from server: error when replacing \"STDIN\": admission webhook \"validation.istio.io\" denied the request: configuration is invalid: sha256 field must be 64 characters long\n"),
+            KubectlError::Refused(_)
+        ));
         assert!(matches!(
             classify("error: something else\n"),
             KubectlError::Failed(_)

@@ -311,6 +311,100 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// How often Prometheus scrapes the proxies of `service`: the longest `scrapeInterval` of
+    /// its active targets (`/api/v1/targets`) that reported the service's `canary_config_hash`
+    /// within [`FLEET_LOOKBACK`], or of all its active targets when none has yet. An error when
+    /// it has no active target.
+    pub fn scrape_interval(&self, service: &str) -> Result<Duration> {
+        let scope = service_matcher(service);
+        let reporting: Vec<(String, String)> = self
+            .query(&format!(
+                "count by (job, instance) (last_over_time({CONFIG_HASH}{{{scope}}}[{FLEET_LOOKBACK}]))"
+            ))?
+            .iter()
+            .map(|sample| {
+                (
+                    sample.label("job").unwrap_or_default().to_string(),
+                    sample.label("instance").unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        let data = self.api("/api/v1/targets", &[("state", "active".to_string())])?;
+        let targets: Vec<(String, String, Duration)> = data["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|target| {
+                let interval = parse_duration(target["scrapeInterval"].as_str()?).ok()?;
+                Some((
+                    target["labels"]["job"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    target["labels"]["instance"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    interval,
+                ))
+            })
+            .collect();
+        let of_service = targets
+            .iter()
+            .filter(|(job, instance, _)| reporting.contains(&(job.clone(), instance.clone())))
+            .map(|(_, _, interval)| *interval)
+            .max();
+        of_service
+            .or_else(|| targets.iter().map(|(_, _, interval)| *interval).max())
+            .ok_or_else(|| {
+                anyhow!(
+                    "Prometheus {} has no active scrape target with a scrape interval",
+                    self.base
+                )
+            })
+    }
+}
+
+/// A Prometheus duration (`15s`, `1m30s`, `500ms`, `1h`; units y w d h m s ms).
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    if rest.is_empty() {
+        bail!("an empty duration");
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        let number: u64 = number
+            .parse()
+            .map_err(|_| anyhow!("{text:?} is not a Prometheus duration"))?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
+        let (unit, after) = after.split_at(unit_len);
+        let seconds = match unit {
+            "ms" => {
+                total += Duration::from_millis(number);
+                rest = after;
+                continue;
+            }
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "w" => 604_800,
+            "y" => 31_536_000,
+            _ => bail!("{text:?} is not a Prometheus duration"),
+        };
+        total += Duration::from_secs(number.saturating_mul(seconds));
+        rest = after;
+    }
+    Ok(total)
+}
+
 /// What one proxy of a service reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyHash {
@@ -345,6 +439,26 @@ mod tests {
         assert_eq!(service_matcher("checkout"), r#"canary_service="checkout""#);
         assert_eq!(service_matcher(""), r#"canary_service="""#);
         assert_eq!(service_matcher(r#"a"b"#), r#"canary_service="a\"b""#);
+    }
+
+    #[test]
+    fn prometheus_durations_parse() {
+        for (text, millis) in [
+            ("15s", 15_000),
+            ("1m30s", 90_000),
+            ("500ms", 500),
+            ("1h", 3_600_000),
+            ("1m", 60_000),
+        ] {
+            assert_eq!(
+                parse_duration(text).unwrap(),
+                Duration::from_millis(millis),
+                "{text}"
+            );
+        }
+        for bad in ["", "15", "s", "1.5s", "15 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

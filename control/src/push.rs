@@ -16,6 +16,7 @@ use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
 use crate::ecds::{EcdsFile, Locked, Update};
+use crate::fleet_wait;
 use crate::prometheus::{describe_service, Prometheus};
 use crate::stats::service_label;
 
@@ -31,8 +32,9 @@ pub struct Pusher {
     /// The proxies that must end up running the change (the filter's `canary_config_hash`
     /// gauge).
     pub fleet: Fleet,
-    /// How long the fleet has to report the new configuration.
-    pub fleet_timeout: Duration,
+    /// How long the fleet has to report the new configuration (`None`: [`Fleet::wait`]'s
+    /// default).
+    pub fleet_timeout: Option<Duration>,
 }
 
 /// The proxies that must report running a change.
@@ -48,25 +50,57 @@ pub enum Fleet {
 }
 
 impl Fleet {
+    /// How long to wait when no timeout is given, and how that was derived: through
+    /// Prometheus, from the scrape interval of the service's proxies ([`fleet_wait::derived`]);
+    /// else (or when Prometheus does not say) [`fleet_wait::DEFAULT_FLEET_TIMEOUT`].
+    pub fn default_wait(&self, service: Option<&str>) -> (Duration, Option<String>) {
+        let Fleet::Prometheus(prometheus) = self else {
+            return (fleet_wait::DEFAULT_FLEET_TIMEOUT, None);
+        };
+        match prometheus.scrape_interval(service_label(service)) {
+            Ok(scrape) => (
+                fleet_wait::derived(scrape),
+                Some(fleet_wait::describe(scrape)),
+            ),
+            Err(err) => (
+                fleet_wait::DEFAULT_FLEET_TIMEOUT,
+                Some(format!(
+                    "up to {}: no scrape interval to derive it from ({err:#})",
+                    fleet_wait::seconds(fleet_wait::DEFAULT_FLEET_TIMEOUT)
+                )),
+            ),
+        }
+    }
+
     /// Waits until every proxy of the fleet publishes `config`'s hash
-    /// ([`metrics::config_hash`], under `config`'s service), up to `timeout`. `None` without a
-    /// fleet; an error naming the proxies left behind when the timeout passes first.
-    pub fn wait(&self, config: &CanaryConfig, timeout: Duration) -> Result<Option<FleetReport>> {
+    /// ([`metrics::config_hash`], under `config`'s service), up to `timeout` (when `None`,
+    /// [`Fleet::default_wait`]'s). `None` without a fleet; an error naming the proxies left
+    /// behind when the timeout passes first.
+    pub fn wait(
+        &self,
+        config: &CanaryConfig,
+        timeout: Option<Duration>,
+    ) -> Result<Option<FleetReport>> {
         if matches!(self, Fleet::None) {
             return Ok(None);
         }
         let want =
             u64::from(metrics::config_hash(config).context("the configuration's canonical form")?);
         let service = config.service.as_deref();
+        let (timeout, derived) = match timeout {
+            Some(given) => (given, None),
+            None => self.default_wait(service),
+        };
         let started = Instant::now();
         loop {
-            let report = match self {
+            let mut report = match self {
                 Fleet::None => return Ok(None),
                 Fleet::Admins(admins) => admins_running(admins, service, want, started),
                 Fleet::Prometheus(prometheus) => {
                     prometheus_running(prometheus, service_label(service), want, started)
                 }
             };
+            report.waits.clone_from(&derived);
             if report.behind.is_empty() && report.total > 0 {
                 return Ok(Some(report));
             }
@@ -82,8 +116,12 @@ impl Fleet {
                 } else {
                     format!("not yet: {}", report.behind.join("; "))
                 };
+                let derived = derived
+                    .as_ref()
+                    .map(|how| format!(" (the wait: {how}; --fleet-timeout sets another)"))
+                    .unwrap_or_default();
                 bail!(
-                    "{} of {} {what} ({want:08x}) after {}; {behind}",
+                    "{} of {} {what} ({want:08x}) after {}{derived}; {behind}",
                     report.running,
                     report.total,
                     humantime::format_duration(timeout),
@@ -107,6 +145,9 @@ pub struct FleetReport {
     pub after: Duration,
     /// The ones that did not, each with what it reported.
     pub behind: Vec<String>,
+    /// How long it could wait, and why, when that was derived rather than given
+    /// ([`Fleet::default_wait`]).
+    pub waits: Option<String>,
 }
 
 impl FleetReport {
@@ -120,10 +161,14 @@ impl FleetReport {
                 self.after.as_millis()
             ),
             Some(through) => format!(
-                "{} of {} proxies on the new configuration after {:.1} s ({through})\n",
+                "{} of {} proxies on the new configuration after {:.1} s ({through}{})\n",
                 self.running,
                 self.total,
-                self.after.as_secs_f64()
+                self.after.as_secs_f64(),
+                self.waits
+                    .as_ref()
+                    .map(|how| format!("; waits {how}"))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -353,6 +398,7 @@ fn admins_running(
         through: None,
         after: started.elapsed(),
         behind,
+        waits: None,
     }
 }
 
@@ -378,6 +424,7 @@ fn prometheus_running(
                 through: Some(through),
                 after: started.elapsed(),
                 behind: vec![format!("{err:#}")],
+                waits: None,
             }
         }
     };
@@ -398,5 +445,6 @@ fn prometheus_running(
         through: Some(through),
         after: started.elapsed(),
         behind,
+        waits: None,
     }
 }

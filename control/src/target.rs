@@ -25,8 +25,8 @@ pub enum Target {
         plugin: WasmPlugin,
         /// The proxies that must report running a change.
         fleet: Fleet,
-        /// How long they have.
-        fleet_timeout: Duration,
+        /// How long they have (`None`: [`Fleet::wait`]'s default).
+        fleet_timeout: Option<Duration>,
     },
 }
 
@@ -54,6 +54,26 @@ impl Target {
             Target::EcdsFile(pusher) => format!("--ecds {}", pusher.file.path().display()),
             Target::WasmPlugin { plugin, .. } => {
                 format!("--wasmplugin {}/{}", plugin.namespace, plugin.name)
+            }
+        }
+    }
+
+    /// The configuration as it is now, compiled ([`Target::read`], in the same one read), and
+    /// what the user should know before writing the target again and again (a rollout): for a
+    /// WasmPlugin whose sidecars fetch the module again on every write, why
+    /// ([`crate::module_pull::refetches_on_write`]).
+    pub fn read_with_write_warnings(&self) -> Result<(CanaryConfig, RoutingPlan, Vec<String>)> {
+        match self {
+            Target::EcdsFile(_) => {
+                let (config, plan) = self.read()?;
+                Ok((config, plan, Vec::new()))
+            }
+            Target::WasmPlugin { plugin, .. } => {
+                let contents = plugin.read()?;
+                let warnings = crate::module_pull::refetches_on_write(&contents.object["spec"])
+                    .into_iter()
+                    .collect();
+                Ok((contents.config, contents.plan, warnings))
             }
         }
     }
@@ -162,7 +182,7 @@ impl Target {
 fn confirm_stored(
     plugin: &WasmPlugin,
     fleet: &Fleet,
-    timeout: Duration,
+    timeout: Option<Duration>,
     config: &CanaryConfig,
     resource_version: &str,
 ) -> Result<Option<FleetReport>> {

@@ -13,6 +13,8 @@ const models = {
   "networking.istio.io/v1alpha3/EnvoyFilter": new URL("networking.istio.io/v1alpha3/EnvoyFilter.js", istio),
   "networking.istio.io/v1/DestinationRule": new URL("networking.istio.io/v1/DestinationRule.js", istio),
   "networking.istio.io/v1/VirtualService": new URL("networking.istio.io/v1/VirtualService.js", istio),
+  "networking.istio.io/v1beta1/DestinationRule": new URL("networking.istio.io/v1beta1/DestinationRule.js", istio),
+  "networking.istio.io/v1beta1/VirtualService": new URL("networking.istio.io/v1beta1/VirtualService.js", istio),
   "v1/ConfigMap": new URL("v1/ConfigMap.js", kubernetes),
 };
 

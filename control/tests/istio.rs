@@ -48,6 +48,9 @@ fn options() -> IstioOptions {
             ("stable".into(), "v1".into()),
             ("canary".into(), "v2".into()),
         ],
+        istio_version: "1.22".parse().unwrap(),
+        pull_policy: None,
+        pull_secret: None,
     }
 }
 
@@ -267,6 +270,166 @@ fn bad_istio_inputs_are_refused() {
         .contains("beta"));
 }
 
+/// The DestinationRule and VirtualService in the API version the release serves
+/// (`networking.istio.io/v1` from 1.22, `v1beta1` before); releases whose proxy lacks the early
+/// header mutation the EnvoyFilter needs are refused, naming the first release that has it.
+#[test]
+fn the_api_versions_follow_the_istio_release() {
+    let api_versions = |release: &str| -> Vec<String> {
+        let mut options = options();
+        options.istio_version = release.parse().unwrap();
+        documents(&render(&shipped_config(), &options).unwrap())
+            .iter()
+            .map(|doc| {
+                format!(
+                    "{} {}",
+                    doc["apiVersion"].as_str().unwrap(),
+                    doc["kind"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let served = |networking: &str| {
+        vec![
+            "extensions.istio.io/v1alpha1 WasmPlugin".to_string(),
+            "networking.istio.io/v1alpha3 EnvoyFilter".to_string(),
+            format!("networking.istio.io/{networking} DestinationRule"),
+            format!("networking.istio.io/{networking} VirtualService"),
+            "v1 ConfigMap".to_string(),
+        ]
+    };
+    for (release, networking) in [
+        ("1.20.5", "v1beta1"),
+        ("1.21.1", "v1beta1"),
+        ("1.22", "v1"),
+        ("1.22.0", "v1"),
+        ("1.28.2", "v1"),
+    ] {
+        assert_eq!(api_versions(release), served(networking), "{release}");
+    }
+    for (release, first) in [
+        ("1.20.4", "1.20.5"),
+        ("1.21.0", "1.21.1"),
+        ("1.19.10", "1.20.5"),
+    ] {
+        let mut options = options();
+        options.istio_version = release.parse().unwrap();
+        let err = render(&shipped_config(), &options).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("Istio {release} is not supported"))
+                && err.contains("early header mutation")
+                && err.contains(&format!("{first} or later")),
+            "{release}: {err}"
+        );
+    }
+    // Through the command line: the default is 1.22, an old release exits 1 with the reason.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let run = |extra: &[&str]| {
+        Command::new(CANARYCTL)
+            .args([
+                "istio",
+                "--selector",
+                "app=frontend",
+                "--url",
+                "oci://r.example/c:1.0.0",
+            ])
+            .args(["--sha256", &"ab".repeat(32), "--host", "checkout"])
+            .args(extra)
+            .current_dir(&root)
+            .output()
+            .unwrap()
+    };
+    let output = run(&[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let docs = documents(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(docs[3]["apiVersion"], "networking.istio.io/v1");
+    let output = run(&["--istio-version", "1.21.1"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let docs = documents(&String::from_utf8_lossy(&output.stdout));
+    assert_eq!(docs[2]["apiVersion"], "networking.istio.io/v1beta1");
+    let output = run(&["--istio-version", "1.21.0"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Istio 1.21.0 is not supported"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing rendered");
+    let output = run(&["--istio-version", "1.21"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--istio-version 1.21.1 or later"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The module's pull settings: `IfNotPresent` unless `--pull-policy` says otherwise (no write
+/// of the WasmPlugin, a rollout step included, makes the sidecars fetch it again), the pull
+/// secret when given; a warning for a mutable tag without `--sha256`, and another for `Always`
+/// without it (each write then fetches again).
+#[test]
+fn the_module_is_pulled_once_and_mutable_tags_are_warned_about() {
+    let plugin = |options: &IstioOptions| {
+        documents(&render(&shipped_config(), options).unwrap())[0]["spec"].clone()
+    };
+    let spec = plugin(&options());
+    assert_eq!(spec["imagePullPolicy"], "IfNotPresent");
+    assert!(spec.get("imagePullSecret").is_none());
+    let mut with_secret = options();
+    with_secret.pull_policy = Some("Always".parse().unwrap());
+    with_secret.pull_secret = Some("registry-credentials".into());
+    let spec = plugin(&with_secret);
+    assert_eq!(spec["imagePullPolicy"], "Always");
+    assert_eq!(spec["imagePullSecret"], "registry-credentials");
+
+    let mut bad_sha = options();
+    bad_sha.sha256 = Some("ABC".into());
+    let err = render(&shipped_config(), &bad_sha).unwrap_err().to_string();
+    assert!(
+        err.contains("--sha256 must be") && err.contains("64 lower-case hex"),
+        "{err}"
+    );
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let stderr = |extra: &[&str]| {
+        let output = Command::new(CANARYCTL)
+            .args(["istio", "--selector", "app=frontend", "--host", "checkout"])
+            .args(extra)
+            .current_dir(&root)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let warnings = |text: &str| text.lines().filter(|l| l.starts_with("warning: ")).count();
+    let latest = ["--url", "oci://r.example/canary-filter:latest"];
+    let said = stderr(&latest);
+    assert_eq!(warnings(&said), 1, "{said}");
+    assert!(
+        said.contains("warning: the image tag of oci://r.example/canary-filter:latest is mutable"),
+        "{said}"
+    );
+    let said = stderr(&[&latest[..], &["--pull-policy", "Always"]].concat());
+    assert_eq!(warnings(&said), 2, "{said}");
+    assert!(
+        said.contains("each rollout step") && said.contains("allow-all"),
+        "{said}"
+    );
+    let sha = "ab".repeat(32);
+    let said = stderr(&[&latest[..], &["--pull-policy", "Always", "--sha256", &sha]].concat());
+    assert_eq!(warnings(&said), 0, "{said}");
+}
+
 #[test]
 fn the_cli_prints_the_resources_and_says_when_kubectl_is_missing() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -399,12 +562,17 @@ fn the_resources_pass_istios_schemas() {
     let mut minimal = options();
     minimal.sha256 = None;
     minimal.priority = None;
+    let mut older = options();
+    older.istio_version = "1.21.1".parse().unwrap();
+    older.pull_policy = Some("Always".parse().unwrap());
+    older.pull_secret = Some("registry-credentials".into());
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for (name, config, options) in [
         ("shipped", shipped_config(), options()),
         ("ambiguous", config, with_yes),
         ("minimal", shipped_config(), minimal),
+        ("v1beta1", shipped_config(), older),
     ] {
         let path = dir.path().join(format!("{name}.json"));
         std::fs::write(&path, render(&config, &options).unwrap()).unwrap();

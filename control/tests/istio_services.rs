@@ -245,7 +245,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     let as_canaryctl_writes = serde_json::to_string_pretty(&stored).unwrap();
     let delivered = a.filter_configuration().unwrap();
     assert!(
-        delivered.starts_with(r#"{"default":"stable", "#),
+        delivered.starts_with(r#"{"default":"stable","#),
         "{delivered}"
     );
     assert!(

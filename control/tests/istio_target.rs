@@ -552,3 +552,159 @@ fn kubectl_flags_pass_through_and_conflicts_are_refused() {
     assert!(api.requests().iter().all(|r| !r.starts_with("PUT")));
     assert!(Path::new(&kubeconfig).exists());
 }
+
+/// A configuration of about 27 KiB: the testers' rule and a pin for each of 260 users.
+fn big_plugin_config() -> Value {
+    let mut config = plugin_config();
+    let rules = config["rules"].as_array_mut().unwrap();
+    for user in 0..260 {
+        rules.push(json!({"name": format!("pin-user-{user:04}"),
+                          "when": {"header": {"name": "x-user-id", "equals": format!("user-{user:04}")}},
+                          "version": "stable"}));
+    }
+    config
+}
+
+/// canaryctl keeps the last 10 configurations in an annotation; with a configuration of about
+/// 27 KiB, the tenth write takes the object's annotations past the API server's 256 KiB, and
+/// the real API server refuses it (422, `metadata.annotations: Too long`). The stand-in refuses
+/// it as the real one does, canaryctl says the API server refused the object and nothing was
+/// stored, and nothing was.
+#[test]
+fn a_write_past_the_annotations_limit_is_refused_as_the_api_server_refuses_it() {
+    let api = KubeApi::start().unwrap_or_else(|err| panic!("{err}"));
+    let config = big_plugin_config();
+    let size = serde_json::to_string(&config).unwrap().len();
+    assert!((26_300..29_000).contains(&size), "{size} bytes");
+    api.create_wasmplugin("default", "canary-filter", config.clone());
+    // Nine earlier writes of it, as canaryctl keeps them (about 243 KiB: the stored object is
+    // within the limit).
+    let nine = serde_json::to_string(&vec![config; 9]).unwrap();
+    assert!(nine.len() < 256 * 1024);
+    api.annotate("default", "canary-filter", HISTORY_ANNOTATION, &nine);
+    let version_before = resource_version(&api);
+
+    let stderr = fails(
+        &ctl(
+            &api,
+            &["set", "--wasmplugin", PLUGIN, "--weight", "canary=5"],
+        ),
+        "cannot write wasmplugin default/canary-filter: the API server refused the object, \
+         nothing was stored",
+    );
+    assert!(
+        stderr.contains("metadata.annotations: Too long: may not be more than 262144 bytes"),
+        "{stderr}"
+    );
+    assert_eq!((api.updates(), api.refusals()), (0, 1));
+    assert_eq!(resource_version(&api), version_before);
+    assert_eq!(weight(&stored(&api)), 0.0);
+    assert_eq!(history(&api).len(), 9);
+}
+
+/// `kubectl replace` as a user runs it, with the stand-in as its cluster.
+fn kubectl_replace(api: &KubeApi, object: &Value) -> Output {
+    let mut child = Command::new("kubectl")
+        .args(["replace", "-f", "-"])
+        .env("KUBECONFIG", api.kubeconfig())
+        .env("KUBECACHEDIR", api.cache_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(object.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+/// Objects the real API server with Istio's CRD refuses are refused by the stand-in, each
+/// broken field named as the API server names it, and the real kubectl prints them: the CRD's
+/// structural schema (a sha256 that is not 64 hex digits, a port past 65535, a pull policy
+/// that does not exist) and its CEL rules (a URL scheme Istio does not fetch from, a wildcard
+/// in the selector, both a selector and targetRefs). A valid change still goes through.
+#[test]
+fn objects_istios_crd_refuses_are_refused_with_the_api_servers_causes() {
+    let api = api();
+    let mut object = api.wasmplugin("default", "canary-filter").unwrap();
+    let spec = &mut object["spec"];
+    spec["sha256"] = json!("ABC");
+    spec["url"] = json!("ftp://registry.example.com/canary-filter.wasm");
+    spec["selector"] = json!({"matchLabels": {"app": "front*"}});
+    spec["targetRefs"] = json!([{"kind": "Service", "name": "checkout"}]);
+    spec["match"] = json!([{"mode": "CLIENT", "ports": [{"number": 70000}]}]);
+    spec["imagePullPolicy"] = json!("Never");
+    let output = kubectl_replace(&api, &object);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for cause in [
+        r#"The WasmPlugin "canary-filter" is invalid"#,
+        r#"spec.sha256: Invalid value: "ABC": spec.sha256 in body should match '(^$|^[a-f0-9]{64}$)'"#,
+        "spec.match[0].ports[0].number: Invalid value: 70000: spec.match[0].ports[0].number in body should be less than or equal to 65535",
+        r#"spec.imagePullPolicy: Unsupported value: "Never": supported values: "UNSPECIFIED_POLICY", "IfNotPresent", "Always""#,
+        r#"spec.url: Invalid value: "string": url must have schema one of [http, https, file, oci]"#,
+        r#"spec.selector.matchLabels[app]: Invalid value: "string": wildcard not allowed in label value match"#,
+        r#"spec: Invalid value: "object": only one of targetRefs or selector can be set"#,
+    ] {
+        assert!(stderr.contains(cause), "{cause:?} not in: {stderr}");
+    }
+    assert_eq!((api.updates(), api.refusals()), (0, 1));
+
+    // The same object with valid values is stored.
+    let mut object = api.wasmplugin("default", "canary-filter").unwrap();
+    object["spec"]["sha256"] = json!("ab".repeat(32));
+    object["spec"]["imagePullPolicy"] = json!("IfNotPresent");
+    let output = kubectl_replace(&api, &object);
+    assert!(output.status.success());
+    assert_eq!((api.updates(), api.refusals()), (1, 1));
+}
+
+/// A rollout through a WasmPlugin whose sidecars fetch the module again on every write (an
+/// image tagged `:latest`, no sha256, no pull policy: Istio's `Always`) is warned about before
+/// it starts; with `imagePullPolicy: IfNotPresent` it is not.
+#[test]
+fn a_rollout_warns_when_each_step_would_fetch_the_module_again() {
+    let api = api();
+    let mut object = api.wasmplugin("default", "canary-filter").unwrap();
+    object["spec"]["url"] = json!("oci://registry.example.com/canary-filter:latest");
+    assert!(kubectl_replace(&api, &object).status.success());
+    let dry_run = [
+        "rollout",
+        "--wasmplugin",
+        PLUGIN,
+        "--canary",
+        "canary",
+        "--admin",
+        "127.0.0.1:1",
+        "--dry-run",
+    ];
+    let output = ctl(&api, &dry_run);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: the WasmPlugin pulls oci://registry.example.com/canary-filter:latest with \
+             no imagePullPolicy (for an image tagged :latest, Istio's default is Always), and no \
+             sha256: every write of it (each step of this rollout) makes every selected sidecar \
+             fetch the module again"
+        ),
+        "{stderr}"
+    );
+    let mut object = api.wasmplugin("default", "canary-filter").unwrap();
+    object["spec"]["imagePullPolicy"] = json!("IfNotPresent");
+    assert!(kubectl_replace(&api, &object).status.success());
+    let output = ctl(&api, &dry_run);
+    assert!(output.status.success());
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("warning:"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -6,8 +6,10 @@
 //! (`/api`, `/apis`, the group version's resource list), GET of a WasmPlugin, and PUT (what
 //! `kubectl replace` sends) with the API server's optimistic concurrency: a PUT carrying a
 //! `metadata.resourceVersion` other than the stored one is refused with 409 Conflict and a
-//! `Status`, an accepted one bumps the version. 404 and 403 answers are `Status` objects as the
-//! API server writes them. Tests can make it refuse verbs (403), change the resource behind a
+//! `Status`, an accepted one bumps the version. A PUT the real API server with Istio installed
+//! would refuse is refused as it would be (`istio_schema`: the object's metadata, the CRD's
+//! structural schema and `x-kubernetes-validations` rules, 422; istiod's validating webhook,
+//! 400). 404 and 403 answers are `Status` objects as the API server writes them. Tests can make it refuse verbs (403), change the resource behind a
 //! reader's back (after its next GET), and hold GETs until several readers have read (so that
 //! two writers race for certain).
 //!
@@ -25,6 +27,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tiny_http::{Header, Method, Request, Response, Server};
 
+use crate::istio_schema::check_wasmplugin;
+use crate::jsonpb::istiod_json;
 use crate::mesh::with_configuration;
 use crate::Result;
 
@@ -75,6 +79,8 @@ struct State {
     updates: u64,
     /// PUTs refused with 409.
     conflicts: u64,
+    /// PUTs refused by Istio's schema or istiod's webhook (422, 400).
+    refusals: u64,
     /// The ECDS file istiod's part writes into.
     ecds_file: Option<PathBuf>,
     /// Why the last write of the ECDS file failed, if it did.
@@ -186,6 +192,21 @@ impl KubeApi {
             .insert((namespace.to_string(), name.to_string()), object);
     }
 
+    /// Sets the annotation `key` of the stored WasmPlugin `namespace/name` to `value` with a
+    /// new resource version, as another writer would (no check: the object was stored before).
+    pub fn annotate(&self, namespace: &str, name: &str, key: &str, value: &str) {
+        let mut state = self.shared.lock();
+        state.revision += 1;
+        let revision = state.revision;
+        if let Some(object) = state
+            .objects
+            .get_mut(&(namespace.to_string(), name.to_string()))
+        {
+            object["metadata"]["annotations"][key] = json!(value);
+            object["metadata"]["resourceVersion"] = json!(revision.to_string());
+        }
+    }
+
     /// The stored WasmPlugin, as GET returns it.
     pub fn wasmplugin(&self, namespace: &str, name: &str) -> Option<Value> {
         self.shared
@@ -245,6 +266,11 @@ impl KubeApi {
     /// Updates refused with 409 Conflict so far.
     pub fn conflicts(&self) -> u64 {
         self.shared.lock().conflicts
+    }
+
+    /// Updates refused by Istio's CRD schema (422) or istiod's webhook (400) so far.
+    pub fn refusals(&self) -> u64 {
+        self.shared.lock().refusals
     }
 
     /// Every request so far, as "METHOD path".
@@ -553,6 +579,18 @@ fn update(shared: &Shared, key: &(String, String), body: &str) -> (u16, Value) {
         );
         return (409, status(409, "Conflict", &message, name));
     }
+    // What a real API server with Istio's CRD and webhook checks before storing it.
+    match check_wasmplugin(&object) {
+        Ok(None) => {}
+        Ok(Some((code, refusal))) => {
+            state.refusals += 1;
+            return (code, refusal);
+        }
+        Err(err) => {
+            let message = format!("the stand-in could not check the object: {err}");
+            return (500, status(500, "InternalError", &message, name));
+        }
+    }
     state.revision += 1;
     object["metadata"]["resourceVersion"] = json!(state.revision.to_string());
     object["metadata"]["generation"] = json!(generation + 1);
@@ -567,7 +605,7 @@ fn update(shared: &Shared, key: &(String, String), body: &str) -> (u16, Value) {
 }
 
 /// Writes `plugin_config` as the filter's configuration into the ECDS file, by rename, in
-/// the JSON istiod would hand Envoy ([`istiod_json`]).
+/// the JSON istiod would hand Envoy ([`istiod_json`]: its legacy jsonpb).
 fn istiod_push(ecds_file: &Path, plugin_config: &Value) -> Result<()> {
     let current = fs::read_to_string(ecds_file)?;
     let yaml = with_configuration(&current, &istiod_json(plugin_config))?;
@@ -584,54 +622,4 @@ fn istiod_push(ecds_file: &Path, plugin_config: &Value) -> Result<()> {
     std::io::Write::write_all(&mut staged, text.as_bytes())?;
     staged.persist(ecds_file)?;
     Ok(())
-}
-
-/// `value` as istiod writes a WasmPlugin's `pluginConfig` for Envoy: istiod holds it as a
-/// protobuf `Struct` and writes it with Go's protojson. Imitated here: keys in sorted order,
-/// every number a double (a `Struct` has no integers) written in Go's shortest form (`10.0`
-/// becomes `10`, exponents below 1e-6 and from 1e21), no line breaks, and a space after each
-/// comma (protojson adds one after some commas, at random per build, so that nobody relies on
-/// its bytes). What canaryctl stores (serde_json, declaration order, `10.0`) therefore never
-/// reaches the filter byte for byte.
-pub fn istiod_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let fields: Vec<String> = entries
-                .into_iter()
-                .map(|(key, value)| format!("{}:{}", Value::from(key.as_str()), istiod_json(value)))
-                .collect();
-            format!("{{{}}}", fields.join(", "))
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(istiod_json).collect();
-            format!("[{}]", items.join(", "))
-        }
-        Value::Number(number) => {
-            let double = number.as_f64().unwrap_or(f64::NAN);
-            let magnitude = double.abs();
-            if magnitude != 0.0 && !(1e-6..1e21).contains(&magnitude) {
-                format!("{double:e}")
-            } else {
-                format!("{double}")
-            }
-        }
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn istiods_json_sorts_keys_and_writes_numbers_as_go_does() {
-        let stored = json!({"weights": {"canary": 10.0, "b": 0.25}, "default": "stable",
-                            "sticky": {"seed": 7}, "tiny": 1e-7, "huge": 1e21});
-        assert_eq!(
-            istiod_json(&stored),
-            r#"{"default":"stable", "huge":1e21, "sticky":{"seed":7}, "tiny":1e-7, "weights":{"b":0.25, "canary":10}}"#
-        );
-    }
 }

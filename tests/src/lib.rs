@@ -7,6 +7,8 @@ pub mod canaryctl;
 pub mod dashboard;
 pub mod envoy;
 pub mod h2c;
+pub mod istio_schema;
+pub mod jsonpb;
 pub mod kube;
 pub mod load;
 pub mod mesh;

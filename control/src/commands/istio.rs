@@ -17,6 +17,9 @@ pub fn exec(args: IstioArgs) -> Result<()> {
     let apply = args.apply;
     let options = options(args);
     let yaml = istio::render(&config, &options)?;
+    for warning in istio::warnings(&options) {
+        eprintln!("warning: {warning}");
+    }
     eprint!("{}", istio::pod_annotations_note(&options)?);
     if !apply {
         print!("{yaml}");
@@ -38,6 +41,9 @@ pub fn options(args: IstioArgs) -> IstioOptions {
         host: args.host,
         version_label: args.version_label,
         label_values: args.label_values,
+        istio_version: args.istio_version,
+        pull_policy: args.pull_policy,
+        pull_secret: args.pull_secret,
     }
 }
 

@@ -85,7 +85,10 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
             fleet_timeout: args.fleet_timeout,
         }),
     };
-    let (config, _) = target.read()?;
+    let (config, _, warnings) = target.read_with_write_warnings()?;
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
     let service = service(
         args.service.as_deref(),
         config.service.as_deref(),

@@ -68,7 +68,7 @@ pub fn wasmplugin_target(
     reference: &str,
     target: &TargetArgs,
     prometheus: Option<&str>,
-    fleet_timeout: Duration,
+    fleet_timeout: Option<Duration>,
 ) -> Result<Target> {
     Ok(Target::WasmPlugin {
         plugin: WasmPlugin::new(reference, target.kubectl.kubectl())?,
@@ -162,7 +162,7 @@ mod tests {
             file: EcdsFile::new("e.yaml"),
             admin: Some(admin.clone()),
             fleet: Fleet::Admins(vec![admin.clone(), admin]),
-            fleet_timeout: Duration::from_secs(1),
+            fleet_timeout: Some(Duration::from_secs(1)),
         });
         let fleet = FleetReport {
             running: 2,
@@ -170,6 +170,7 @@ mod tests {
             through: None,
             after: Duration::from_millis(40),
             behind: Vec::new(),
+            waits: None,
         };
         assert_eq!(
             target.report(&Applied::Accepted(Duration::from_millis(12), Some(fleet))),
@@ -185,6 +186,7 @@ mod tests {
             through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
             after: Duration::from_millis(2140),
             behind: Vec::new(),
+            waits: None,
         };
         assert_eq!(
             target.report(&Applied::FleetRuns(through_prometheus)),
@@ -198,7 +200,7 @@ mod tests {
         let target = Target::WasmPlugin {
             plugin: WasmPlugin::new("default/canary-a", Default::default()).unwrap(),
             fleet: Fleet::Prometheus(Prometheus::new("http://p:9090")),
-            fleet_timeout: Duration::from_secs(1),
+            fleet_timeout: Some(Duration::from_secs(1)),
         };
         let fleet = FleetReport {
             running: 3,
@@ -206,11 +208,15 @@ mod tests {
             through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
             after: Duration::from_millis(1040),
             behind: Vec::new(),
+            waits: Some(
+                "up to 40 s: twice the 15 s scrape interval + 10 s for istiod's push".into(),
+            ),
         };
         assert_eq!(
             target.report(&Applied::Stored("7".into(), Some(fleet))),
             "the API server stored it (resourceVersion 7); 3 of 3 proxies on the new \
-             configuration after 1.0 s (Prometheus http://p:9090, canary_service=\"a\")\n"
+             configuration after 1.0 s (Prometheus http://p:9090, canary_service=\"a\"; waits up \
+             to 40 s: twice the 15 s scrape interval + 10 s for istiod's push)\n"
         );
         assert_eq!(
             target.report(&Applied::Stored("8".into(), None)),
@@ -231,7 +237,7 @@ mod tests {
         let mut confirm = Confirm {
             admin: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
             prometheus: None,
-            fleet_timeout: Duration::from_secs(3),
+            fleet_timeout: Some(Duration::from_secs(3)),
         };
         let pusher_of_admins = pusher(&target, &confirm);
         let Fleet::Admins(admins) = &pusher_of_admins.fleet else {
@@ -242,7 +248,7 @@ mod tests {
             pusher_of_admins.admin.as_ref().map(Admin::base),
             Some(admins[0].base())
         );
-        assert_eq!(pusher_of_admins.fleet_timeout, Duration::from_secs(3));
+        assert_eq!(pusher_of_admins.fleet_timeout, Some(Duration::from_secs(3)));
         // With Prometheus, the first admin still confirms; the fleet is Prometheus's.
         confirm.prometheus = Some("http://127.0.0.1:9090".into());
         let through_prometheus = pusher(&target, &confirm);
