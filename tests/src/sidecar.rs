@@ -17,7 +17,7 @@
 //! - each WasmPlugin that selects the workload (same namespace, `matchLabels` a subset of the
 //!   pod's labels, `match` mode CLIENT or none) as a Wasm HTTP filter before the router, in
 //!   order of priority (higher first), then name; its `pluginConfig` as istiod writes it
-//!   ([`crate::kube::istiod_json`]), `failStrategy: FAIL_OPEN` as `failure_policy`;
+//!   ([`crate::jsonpb::istiod_json`]), `failStrategy: FAIL_OPEN` as `failure_policy`;
 //! - each EnvoyFilter that selects the workload (its namespace, its `workloadSelector`, or the
 //!   root namespace without one) and patches `NETWORK_FILTER` in `SIDECAR_OUTBOUND`: its MERGE
 //!   patch merged into the connection manager as protobuf merges (messages field by field,
@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use tempfile::TempDir;
 
 use crate::envoy::EnvoyProcess;
-use crate::kube::istiod_json;
+use crate::jsonpb::istiod_json;
 use crate::mesh::wasm_path;
 use crate::{Reply, Result};
 
