@@ -303,6 +303,9 @@ pub fn bootstrap_override() -> Value {
             "histogram_bucket_settings": [{
                 "match": {"prefix": format!("{}{}", canary_filter::metrics::ENVOY_PREFIX, canary_filter::metrics::DURATION)},
                 "buckets": crate::sim::BOUNDS,
+            }, {
+                "match": {"prefix": format!("{}{}", canary_filter::metrics::ENVOY_PREFIX, canary_filter::metrics::FEATURE_DURATION)},
+                "buckets": crate::sim::BOUNDS,
             }],
         },
     })

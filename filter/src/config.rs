@@ -67,6 +67,18 @@ pub struct CanaryConfig {
     /// Which per-request metrics the filter keeps; each costs host calls per request.
     #[serde(default, skip_serializing_if = "MetricsSpec::is_all")]
     pub metrics: MetricsSpec,
+    /// Named features, each on for a sticky percentage of users (see [`crate::features`]).
+    /// Left out: no feature, and the filter does no feature work at all.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "unique_features"
+    )]
+    pub features: BTreeMap<String, FeatureSpec>,
+    /// Request header that tells the upstream which features a request has
+    /// (`new-checkout,dark-mode`, by name). Left out: [`DEFAULT_FEATURES_HEADER`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features_header: Option<String>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -264,6 +276,14 @@ pub struct RuleSpec {
         deserialize_with = "unique_rule_weights"
     )]
     pub weights: Option<BTreeMap<String, f64>>,
+    /// Pin features on (`true`) or off (`false`) for matching requests. A rule that gives only
+    /// `features` leaves the version to the rules after it and the split.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_feature_pins"
+    )]
+    pub features: Option<BTreeMap<String, bool>>,
 }
 
 /// The conditions of a rule. At least one must be given.
@@ -338,6 +358,7 @@ objects_only!(
     RuleSpec,
     WhenSpec,
     MatchSpec,
+    FeatureSpec,
 );
 
 /// A struct read from the entries of a JSON object.
@@ -404,6 +425,60 @@ fn unique_rule_weights<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<BTreeMap<String, f64>>, D::Error> {
     Option::<UniqueWeights>::deserialize(deserializer).map(|weights| weights.map(|w| w.0))
+}
+
+/// Features request header written when the config names none.
+pub const DEFAULT_FEATURES_HEADER: &str = "x-canary-features";
+
+/// One feature of the configuration's `features`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct FeatureSpec {
+    /// Percent of sticky keys that have the feature (0 to 100, resolution 0.01).
+    pub percent: f64,
+}
+
+/// A map keyed by names that refuses a name given twice, as [`UniqueWeights`] does.
+struct UniqueMap<V>(BTreeMap<String, V>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(UniqueMapVisitor(std::marker::PhantomData))
+    }
+}
+
+struct UniqueMapVisitor<V>(std::marker::PhantomData<V>);
+
+impl<'de, V: Deserialize<'de>> Visitor<'de> for UniqueMapVisitor<V> {
+    type Value = UniqueMap<V>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a map from feature names")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut entries = BTreeMap::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if entries.contains_key(&name) {
+                return Err(de::Error::custom(format_args!("duplicate key {name:?}")));
+            }
+            let value = map.next_value()?;
+            entries.insert(name, value);
+        }
+        Ok(UniqueMap(entries))
+    }
+}
+
+fn unique_features<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, FeatureSpec>, D::Error> {
+    UniqueMap::deserialize(deserializer).map(|features| features.0)
+}
+
+fn unique_feature_pins<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<BTreeMap<String, bool>>, D::Error> {
+    Option::<UniqueMap<bool>>::deserialize(deserializer).map(|pins| pins.map(|p| p.0))
 }
 
 impl CanaryConfig {

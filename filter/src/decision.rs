@@ -50,6 +50,9 @@ impl RoutingPlan {
     /// Picks the version for one request.
     pub fn decide<R: RequestView>(&self, request: &mut R) -> Decision {
         for (index, rule) in self.rules.iter().enumerate() {
+            if matches!(rule.action, Action::Features) {
+                continue;
+            }
             if !rule
                 .conditions
                 .iter()
@@ -64,6 +67,7 @@ impl RoutingPlan {
                     reason: Reason::Pinned { rule: index },
                 },
                 Action::Split(split) => self.place(split, Some(index), request),
+                Action::Features => continue,
             };
         }
         self.place(&self.split, None, request)
@@ -115,7 +119,7 @@ impl RoutingPlan {
         }
     }
 
-    fn holds<R: RequestView>(&self, condition: &Condition, request: &mut R) -> bool {
+    pub(crate) fn holds<R: RequestView>(&self, condition: &Condition, request: &mut R) -> bool {
         match condition {
             Condition::Header(slot, test) => test.accepts(request.header(*slot)),
             Condition::Cookie(name, test) => test.accepts(self.cookie(request, name)),
@@ -126,7 +130,11 @@ impl RoutingPlan {
         }
     }
 
-    fn cookie<'r, R: RequestView>(&self, request: &'r mut R, name: &[u8]) -> Option<&'r [u8]> {
+    pub(crate) fn cookie<'r, R: RequestView>(
+        &self,
+        request: &'r mut R,
+        name: &[u8],
+    ) -> Option<&'r [u8]> {
         let header = request.header(self.cookie_header?)?;
         find_cookie(header, name)
     }

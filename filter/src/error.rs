@@ -39,8 +39,9 @@ pub enum ConfigError {
     /// Weights that add up to more than 100.
     #[error("{field}: weights add up to {sum}%, more than 100")]
     WeightSum { field: String, sum: f64 },
-    /// A rule with both or neither of `version` and `weights`.
-    #[error("{field}: give exactly one of `version` and `weights`")]
+    /// A rule with both or neither of `version` and `weights` (neither is allowed when the
+    /// rule pins `features`).
+    #[error("{field}: give exactly one of `version` and `weights` (or only `features`)")]
     RuleAction { field: String },
     /// A `when` without any condition.
     #[error("{field}: give at least one of `header`, `cookie`, `region`")]
@@ -58,6 +59,12 @@ pub enum ConfigError {
     /// document gives (the other may be its default).
     #[error("{field}: route_header and version_header must differ, both name {value:?}")]
     SameHeader { field: String, value: String },
+    /// A reference to a feature that `features` does not declare.
+    #[error("{field}: no feature is named {value:?}")]
+    UnknownFeature { field: String, value: String },
+    /// More features than the filter tracks per request.
+    #[error("features: at most 32 features, got {count}")]
+    FeatureCount { count: usize },
     /// Neither routing header is written.
     #[error("route_header: route_header and version_header are both empty: Envoy routes on one of them, so write at least one")]
     NoRoutingHeader,
@@ -87,7 +94,9 @@ impl ConfigError {
             | ConfigError::MatchKind { field }
             | ConfigError::BadHeaderName { field, .. }
             | ConfigError::BadHost { field, .. }
-            | ConfigError::SameHeader { field, .. } => field,
+            | ConfigError::SameHeader { field, .. }
+            | ConfigError::UnknownFeature { field, .. } => field,
+            ConfigError::FeatureCount { .. } => "features",
             ConfigError::VersionCount { .. } => "versions",
             ConfigError::NoRoutingHeader => "route_header",
             ConfigError::ResponseHeaderWithoutVersionHeader => "response_version_header",

@@ -90,11 +90,14 @@ struct ActiveConfig {
     /// The plan's header name when it reads exactly one (a sticky key header and no rules, say):
     /// that header is then fetched alone, which costs less than fetching the whole map.
     only_header: Option<String>,
+    /// Per feature, its metrics when off then on (index `2 * feature + on`); empty without
+    /// features.
+    feature_metrics: Vec<SeriesMetrics>,
 }
 
 impl ActiveConfig {
     fn flush(&self) {
-        for outcome in &self.metrics {
+        for outcome in self.metrics.iter().chain(&self.feature_metrics) {
             if let Some(requests) = &outcome.requests {
                 requests.flush();
             }
@@ -159,7 +162,9 @@ impl RootContext for CanaryRoot {
         // `pluginConfig` in its own JSON, which canaryctl cannot predict byte for byte.
         let config_hash = metrics::config_hash(&config);
         let config_hash_name = metrics::config_hash_name(plan.service());
-        let metrics = match define_metrics(&plan) {
+        let metrics = match define_metrics(&plan)
+            .and_then(|metrics| Ok((metrics, define_feature_metrics(&plan)?)))
+        {
             Ok(metrics) => metrics,
             Err(name) => {
                 error!("configuration refused: could not define metric {name}");
@@ -197,9 +202,11 @@ impl RootContext for CanaryRoot {
             [name] => Some(name.clone()),
             _ => None,
         };
+        let (metrics, feature_metrics) = metrics;
         self.active = Some(Rc::new(ActiveConfig {
             plan,
             metrics,
+            feature_metrics,
             proxy_region,
             only_header,
         }));
@@ -224,6 +231,7 @@ impl RootContext for CanaryRoot {
             active: self.active.clone(),
             random: Rc::clone(&self.random),
             chosen: None,
+            features_on: None,
         }))
     }
 
@@ -278,6 +286,53 @@ fn define_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
         .collect()
 }
 
+/// The metrics of each feature, off then on, as [`ActiveConfig::feature_metrics`] holds them.
+fn define_feature_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
+    let Some(features) = plan.features() else {
+        return Ok(Vec::new());
+    };
+    let define =
+        |kind: MetricType, name: String| hostcalls::define_metric(kind, &name).map_err(|_| name);
+    let wanted = plan.metrics();
+    let service = plan.service();
+    let mut all = Vec::with_capacity(features.list().len() * 2);
+    for feature in features.list() {
+        for state in crate::features::STATES {
+            let name = feature.name.as_str();
+            let responses = if wanted.responses {
+                let mut ids = [0; CODE_CLASSES.len()];
+                for (id, class) in ids.iter_mut().zip(CODE_CLASSES) {
+                    *id = define(
+                        MetricType::Counter,
+                        metrics::feature_responses_name(service, name, state, class),
+                    )?;
+                }
+                Some(ids.map(Counter::new))
+            } else {
+                None
+            };
+            let requests = if wanted.requests {
+                let metric = metrics::feature_name(metrics::FEATURE_REQUESTS, service, name, state);
+                Some(Counter::new(define(MetricType::Counter, metric)?))
+            } else {
+                None
+            };
+            let duration = if wanted.latency {
+                let metric = metrics::feature_name(metrics::FEATURE_DURATION, service, name, state);
+                Some(define(MetricType::Histogram, metric)?)
+            } else {
+                None
+            };
+            all.push(SeriesMetrics {
+                requests,
+                responses,
+                duration,
+            });
+        }
+    }
+    Ok(all)
+}
+
 /// One HTTP request.
 struct CanaryStream {
     active: Option<Rc<ActiveConfig>>,
@@ -286,6 +341,9 @@ struct CanaryStream {
     /// something to do (response classes, latency or the response header); `start` only when
     /// latency is measured.
     chosen: Option<(usize, usize, Option<SystemTime>)>,
+    /// The request's features (bit `i` for feature `i` on) when the configuration has
+    /// features and its response has metrics to count.
+    features_on: Option<u32>,
 }
 
 impl Context for CanaryStream {}
@@ -299,6 +357,7 @@ impl HttpContext for CanaryStream {
             // Envoy's fallback route sends the request to the default version.
             remove_header(crate::config::DEFAULT_ROUTE_HEADER);
             remove_header(crate::config::DEFAULT_VERSION_HEADER);
+            remove_header(crate::config::DEFAULT_FEATURES_HEADER);
             return Action::Continue;
         };
         let plan = &active.plan;
@@ -326,6 +385,10 @@ impl HttpContext for CanaryStream {
             // not, the request takes the fallback route, never the client's.
             plan.route_header().into_iter().for_each(remove_header);
             plan.version_header().into_iter().for_each(remove_header);
+            plan.features()
+                .map(|f| f.header())
+                .into_iter()
+                .for_each(remove_header);
             return Action::Continue;
         };
         // Replaces any client-sent value: a client never picks the cluster or the version.
@@ -335,6 +398,24 @@ impl HttpContext for CanaryStream {
         if let Some(name) = plan.version_header() {
             set_header(MapType::HttpRequestHeaders, name, &version.name);
         }
+        let features_on = plan.features().map(|features| {
+            let on = plan.decide_features(&mut request, |_, _, _| {});
+            // Replaces any client-sent value; none on: the client's copy is removed.
+            let value = features.header_value(on);
+            if value.is_empty() {
+                remove_header(features.header());
+            } else {
+                set_header(MapType::HttpRequestHeaders, features.header(), &value);
+            }
+            for index in 0..features.list().len() {
+                let series = 2 * index + usize::from(on & (1 << index) != 0);
+                let requests = active.feature_metrics.get(series);
+                if let Some(requests) = requests.and_then(|m| m.requests.as_ref()) {
+                    requests.bump();
+                }
+            }
+            on
+        });
         let metrics = active.metrics.get(decision.outcome);
         if let Some(requests) = metrics.and_then(|m| m.requests.as_ref()) {
             requests.bump();
@@ -347,6 +428,10 @@ impl HttpContext for CanaryStream {
             let start =
                 latency.then(|| hostcalls::get_current_time().unwrap_or(SystemTime::UNIX_EPOCH));
             self.chosen = Some((decision.outcome, decision.version, start));
+            // The feature metrics are kept when the version metrics are (one `metrics` switch).
+            if latency || responses {
+                self.features_on = features_on;
+            }
         }
         Action::Continue
     }
@@ -357,21 +442,37 @@ impl HttpContext for CanaryStream {
             return Action::Continue;
         };
         if let Some(metrics) = active.metrics.get(outcome) {
-            if let Some(responses) = &metrics.responses {
+            // Read once, for the version's series and the features' alike.
+            let class = metrics.responses.as_ref().and_then(|_| {
                 let status =
                     hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
                         .ok()
                         .flatten();
-                let class = status.as_deref().and_then(metrics::code_class_index);
-                if let Some(counter) = class.and_then(|class| responses.get(class)) {
+                status.as_deref().and_then(metrics::code_class_index)
+            });
+            let millis = match (metrics.duration, start) {
+                (Some(_), Some(start)) => {
+                    let now = hostcalls::get_current_time().unwrap_or(start);
+                    let elapsed = now.duration_since(start).unwrap_or(Duration::ZERO);
+                    Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+                }
+                _ => None,
+            };
+            let features = active.plan.features().map_or(0, |f| f.list().len());
+            let feature_series = self.features_on.into_iter().flat_map(|on| {
+                (0..features).filter_map(move |index| {
+                    let state = usize::from(on & (1 << index) != 0);
+                    active.feature_metrics.get(2 * index + state)
+                })
+            });
+            for metrics in std::iter::once(metrics).chain(feature_series) {
+                let responses = metrics.responses.as_ref();
+                if let Some(counter) = class.and_then(|class| responses?.get(class)) {
                     counter.bump();
                 }
-            }
-            if let (Some(duration), Some(start)) = (metrics.duration, start) {
-                let now = hostcalls::get_current_time().unwrap_or(start);
-                let elapsed = now.duration_since(start).unwrap_or(Duration::ZERO);
-                let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-                let _ = hostcalls::record_metric(duration, millis);
+                if let (Some(duration), Some(millis)) = (metrics.duration, millis) {
+                    let _ = hostcalls::record_metric(duration, millis);
+                }
             }
         }
         if active.plan.response_version_header() {

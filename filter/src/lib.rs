@@ -9,6 +9,7 @@
 //!   request the filter decides on ([`header_pairs::HeaderMapRequest`]), all but its host call;
 //! - [`hosts`]: which requests a configuration routes, by their `:authority`;
 //! - [`decision`]: the per-request decision over a [`RequestView`];
+//! - [`features`]: feature flags, each on for a sticky share of users;
 //! - [`metrics`]: the names of the per-version metrics.
 //!
 //! The proxy-wasm glue (`glue`) is compiled only for `wasm32-wasip1`, where a host exists.
@@ -18,6 +19,7 @@ pub mod config;
 pub mod cookie;
 pub mod decision;
 pub mod error;
+pub mod features;
 pub mod header_pairs;
 pub mod hosts;
 pub mod metrics;

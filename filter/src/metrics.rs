@@ -99,12 +99,14 @@ pub fn duration_name(service: Option<&str>, version: &str, rule: &str) -> String
 /// names: `(tag_name, regex)`, each regex's first group the segment removed from the name, its
 /// second the label's value (Envoy's regex tag extraction). `envoy/front.yaml` carries these
 /// (a test compares them), and `canaryctl istio` renders them for Istio's sidecars.
-pub fn stats_tags() -> [(&'static str, String); 4] {
+pub fn stats_tags() -> [(&'static str, String); 6] {
     let metric = r"^wasmcustom\.canary_[a-z_]+";
     let segment = |label: &str| format!(r"\.{label}\.([\w-]+)");
     let service = format!(r"(?:\.{SERVICE_LABEL}\.[\w-]+)?");
     let version = format!(r"\.{VERSION_LABEL}\.[\w-]+");
     let rule = format!(r"\.{RULE_LABEL}\.[\w-]+");
+    let feature = format!(r"\.{FEATURE_LABEL}\.[\w-]+");
+    let state = format!(r"\.{FEATURE_STATE_LABEL}\.[\w-]+");
     [
         (
             SERVICE_LABEL,
@@ -120,12 +122,110 @@ pub fn stats_tags() -> [(&'static str, String); 4] {
         ),
         (
             CODE_CLASS_LABEL,
+            // After a version and a rule, or after a feature and its state.
             format!(
-                "{metric}{service}{version}{rule}({})",
+                "{metric}{service}(?:{version}{rule}|{feature}{state})({})",
                 segment(CODE_CLASS_LABEL)
             ),
         ),
+        (
+            FEATURE_LABEL,
+            format!("{metric}{service}({})", segment(FEATURE_LABEL)),
+        ),
+        (
+            FEATURE_STATE_LABEL,
+            format!(
+                "{metric}{service}{feature}({})",
+                segment(FEATURE_STATE_LABEL)
+            ),
+        ),
     ]
+}
+
+/// Counter of requests by feature and state.
+pub const FEATURE_REQUESTS: &str = "canary_feature_requests_total";
+/// Counter of responses by feature, state and status class.
+pub const FEATURE_RESPONSES: &str = "canary_feature_responses_total";
+/// Histogram of the request duration by feature and state, in milliseconds.
+pub const FEATURE_DURATION: &str = "canary_feature_request_duration_ms";
+/// The label (and name segment) of a feature.
+pub const FEATURE_LABEL: &str = "canary_feature";
+/// The label (and name segment) of a feature's state for the request: `on` or `off`
+/// ([`crate::features::STATES`]).
+pub const FEATURE_STATE_LABEL: &str = "canary_feature_state";
+
+/// `<metric>[.canary_service.<s>].canary_feature.<feature>.canary_feature_state.<state>`, for
+/// [`FEATURE_REQUESTS`] and [`FEATURE_DURATION`].
+pub fn feature_name(metric: &str, service: Option<&str>, feature: &str, state: &str) -> String {
+    format!(
+        "{}.{FEATURE_LABEL}.{feature}.{FEATURE_STATE_LABEL}.{state}",
+        with_service(metric, service)
+    )
+}
+
+/// [`FEATURE_RESPONSES`]'s name: [`feature_name`]`.canary_code_class.<class>`.
+pub fn feature_responses_name(
+    service: Option<&str>,
+    feature: &str,
+    state: &str,
+    class: &str,
+) -> String {
+    format!(
+        "{}.{CODE_CLASS_LABEL}.{class}",
+        feature_name(FEATURE_RESPONSES, service, feature, state)
+    )
+}
+
+/// One of the feature metrics, taken apart from its raw Envoy name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureMetricName<'a> {
+    /// [`FEATURE_REQUESTS`], [`FEATURE_RESPONSES`] or [`FEATURE_DURATION`].
+    pub metric: &'a str,
+    /// The service label, if the name has one.
+    pub service: Option<&'a str>,
+    /// The feature.
+    pub feature: &'a str,
+    /// `on` or `off`.
+    pub state: &'a str,
+    /// The code class label (responses only).
+    pub code_class: Option<&'a str>,
+}
+
+/// Takes a feature metric's raw name apart (with or without the `wasmcustom.` prefix); `None`
+/// for any other metric.
+pub fn parse_feature_name(name: &str) -> Option<FeatureMetricName<'_>> {
+    let name = name.strip_prefix(ENVOY_PREFIX).unwrap_or(name);
+    let mut parts = name.split('.').peekable();
+    let metric = parts.next()?;
+    if ![FEATURE_REQUESTS, FEATURE_RESPONSES, FEATURE_DURATION].contains(&metric) {
+        return None;
+    }
+    let service = if parts.peek() == Some(&SERVICE_LABEL) {
+        parts.next();
+        Some(parts.next()?)
+    } else {
+        None
+    };
+    let (Some(FEATURE_LABEL), Some(feature), Some(FEATURE_STATE_LABEL), Some(state)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let code_class = match (metric == FEATURE_RESPONSES, parts.next(), parts.next()) {
+        (true, Some(CODE_CLASS_LABEL), Some(class)) => Some(class),
+        (false, None, None) => None,
+        _ => return None,
+    };
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(FeatureMetricName {
+        metric,
+        service,
+        feature,
+        state,
+        code_class,
+    })
 }
 
 /// Index into [`CODE_CLASSES`] of an HTTP status given as its ASCII digits (`b"503"`);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::bucket::{BasisPoints, Split, BUCKETS};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
+use crate::features::Features;
 use crate::hosts::HostScope;
 use crate::ConfigError;
 
@@ -41,6 +42,8 @@ pub struct RoutingPlan {
     pub(crate) outcomes: Vec<MetricSeries>,
     /// The outcome of requests defaulted for lack of a key (`when_missing: default`).
     pub(crate) missing_key_outcome: usize,
+    /// The features (`None`: none configured, no feature work per request).
+    pub(crate) features: Option<Features>,
 }
 
 /// A version of the service.
@@ -101,6 +104,8 @@ pub(crate) enum Action {
     /// Pin to `(version, outcome)`.
     Pin(usize, usize),
     Split(Split),
+    /// Pins features only; the version is left to the later rules and the split.
+    Features,
 }
 
 impl RoutingPlan {
@@ -177,7 +182,7 @@ impl RoutingPlan {
             None => &self.split,
             Some(index) => match &self.rules.get(index)?.action {
                 Action::Split(split) => split,
-                Action::Pin(..) => return None,
+                Action::Pin(..) | Action::Features => return None,
             },
         };
         Some(
@@ -191,7 +196,7 @@ impl RoutingPlan {
     pub fn pinned_version(&self, rule: usize) -> Option<usize> {
         match self.rules.get(rule)?.action {
             Action::Pin(version, _) => Some(version),
-            Action::Split(_) => None,
+            Action::Split(_) | Action::Features => None,
         }
     }
 
@@ -356,6 +361,13 @@ impl Compiler {
             None => None,
         };
 
+        let taken: Vec<&str> = route_header
+            .iter()
+            .chain(version_header.iter())
+            .map(String::as_str)
+            .collect();
+        let features = Features::compile(config, &taken)?;
+
         Ok(RoutingPlan {
             service: config.service.clone(),
             hosts,
@@ -373,6 +385,7 @@ impl Compiler {
             cookie_header,
             outcomes: self.outcomes,
             missing_key_outcome,
+            features,
         })
     }
 
@@ -434,6 +447,7 @@ impl Compiler {
                 default_version,
                 &spec.name,
             )?),
+            (None, None) if spec.features.is_some() => Action::Features,
             _ => {
                 return Err(ConfigError::RuleAction {
                     field: field.to_string(),
@@ -561,7 +575,7 @@ fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
 
 /// Service, version and rule names become Envoy stat name segments and Prometheus label values, and the
 /// version name travels in a header: keep them to a safe alphabet.
-fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -579,7 +593,11 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
 
 /// Header names are case-insensitive: compile them to lower case, as Envoy presents them.
 /// Pseudo-headers (`:authority`, `:path`) may be read, never written.
-fn header_name(field: &str, name: &str, may_be_pseudo: bool) -> Result<String, ConfigError> {
+pub(crate) fn header_name(
+    field: &str,
+    name: &str,
+    may_be_pseudo: bool,
+) -> Result<String, ConfigError> {
     let body = match name.strip_prefix(':') {
         Some(rest) if may_be_pseudo => rest,
         _ => name,
@@ -631,7 +649,7 @@ fn value_test(field: &str, spec: &MatchSpec) -> Result<ValueTest, ConfigError> {
 }
 
 /// A percent with a resolution of 0.01, as a whole number of buckets.
-fn basis_points(field: &str, percent: f64) -> Result<BasisPoints, ConfigError> {
+pub(crate) fn basis_points(field: &str, percent: f64) -> Result<BasisPoints, ConfigError> {
     if !percent.is_finite() || !(0.0..=100.0).contains(&percent) {
         return Err(ConfigError::WeightRange {
             field: field.to_string(),
