@@ -129,6 +129,7 @@ pub fn pin(
                     when,
                     version: Some(version.to_string()),
                     weights: None,
+                    features: None,
                 },
             );
         }
