@@ -150,6 +150,10 @@ pub struct RolloutArgs {
     /// Ramp this rule's split instead of the top-level weights.
     #[arg(long)]
     pub rule: Option<String>,
+    /// Ramp this feature's percent instead of a version's weight, judging the requests with
+    /// the feature on against those with it off.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["canary", "rule"])]
+    pub feature: Option<String>,
     /// Responses each of canary and stable needs at a step before the step can pass.
     #[arg(long, default_value_t = 100)]
     pub min_requests: u64,
@@ -347,6 +351,9 @@ pub struct SetArgs {
     /// VERSION=CLUSTER: point a version at another Envoy cluster (a new deployment).
     #[arg(long, value_name = "VERSION=CLUSTER", value_parser = parse_pair)]
     pub cluster: Vec<(String, String)>,
+    /// NAME=PERCENT: turn a feature on for this percent of users (declared if new; repeatable).
+    #[arg(long = "feature", value_name = "NAME=PERCENT", value_parser = parse_weight)]
+    pub features: Vec<(String, f64)>,
     #[command(flatten)]
     pub write: WriteArgs,
 }

@@ -33,6 +33,12 @@ pub struct Explanation {
     pub bucket: Option<u32>,
     /// For a random bucket: each version's chance, in percent.
     pub chances: Option<BTreeMap<String, f64>>,
+    /// The features the request gets, and why (left out without features).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<crate::flags::FeatureExplanation>,
+    /// The header that tells the upstream the request's features.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features_header: Option<String>,
 }
 
 /// The request `canaryctl explain` is asked about, as Envoy would hold it: each `-H "name:
@@ -87,6 +93,8 @@ pub fn explain(
             key: None,
             bucket: None,
             chances: None,
+            features: Vec::new(),
+            features_header: None,
         };
     }
     let decision = plan.decide(&mut request.view(plan));
@@ -107,6 +115,8 @@ pub fn explain(
         key: None,
         bucket: None,
         chances: None,
+        features: crate::flags::explain_features(config, plan, request),
+        features_header: plan.features().map(|f| f.header().to_string()),
     };
     match decision.reason {
         Reason::Pinned { rule } => {
@@ -206,6 +216,12 @@ pub fn render(explanation: &Explanation) -> String {
             out,
             "bucket:   {bucket} (murmur3_x86_32(key, seed) % 10000)"
         );
+    }
+    if let Some(header) = &explanation.features_header {
+        out.push_str(&crate::flags::render_features(
+            &explanation.features,
+            header,
+        ));
     }
     out
 }

@@ -11,6 +11,7 @@ pub mod edit;
 pub mod events;
 pub mod evidence;
 pub mod explain;
+pub mod flags;
 pub mod fleet_wait;
 pub mod hooks;
 pub mod istio;

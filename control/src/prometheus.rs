@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use canary_filter::metrics::{
-    self, CODE_CLASS_LABEL, CONFIG_HASH, RULE_LABEL, SERVICE_LABEL, VERSION_LABEL,
-};
+use canary_filter::metrics::{CODE_CLASS_LABEL, CONFIG_HASH, SERVICE_LABEL};
 
 use crate::stats::{FilterStats, SeriesKey};
 
@@ -219,18 +217,28 @@ impl Prometheus {
     /// same shape as one admin endpoint's (`crate::stats`), so the rollout and `status` read
     /// both alike. An error when Prometheus has none of the service's series.
     pub fn filter_stats(&self, service: &str) -> Result<FilterStats> {
+        self.family_stats(service, &crate::stats::VERSIONS)
+    }
+
+    /// [`Prometheus::filter_stats`] for one family of series (the per-feature ones too).
+    pub fn family_stats(
+        &self,
+        service: &str,
+        family: &crate::stats::Family,
+    ) -> Result<FilterStats> {
         let scope = service_matcher(service);
+        let (version_label, rule_label) = (family.version_label, family.rule_label);
         let key = |sample: &Sample| {
             Some(SeriesKey {
                 service: service.to_string(),
-                version: sample.label(VERSION_LABEL)?.to_string(),
-                rule: sample.label(RULE_LABEL)?.to_string(),
+                version: sample.label(version_label)?.to_string(),
+                rule: sample.label(rule_label)?.to_string(),
             })
         };
         let mut stats = FilterStats::new();
         let requests = format!(
-            "sum by ({VERSION_LABEL}, {RULE_LABEL}) ({}{{{scope}}})",
-            metrics::REQUESTS
+            "sum by ({version_label}, {rule_label}) ({}{{{scope}}})",
+            family.requests
         );
         for sample in self.query(&requests)? {
             if let Some(key) = key(&sample) {
@@ -238,8 +246,8 @@ impl Prometheus {
             }
         }
         let responses = format!(
-            "sum by ({VERSION_LABEL}, {RULE_LABEL}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
-            metrics::RESPONSES
+            "sum by ({version_label}, {rule_label}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
+            family.responses
         );
         for sample in self.query(&responses)? {
             if let (Some(key), Some(class)) = (key(&sample), sample.label(CODE_CLASS_LABEL)) {
@@ -252,8 +260,8 @@ impl Prometheus {
             }
         }
         let buckets = format!(
-            "sum by ({VERSION_LABEL}, {RULE_LABEL}, le) ({}_bucket{{{scope}}})",
-            metrics::DURATION
+            "sum by ({version_label}, {rule_label}, le) ({}_bucket{{{scope}}})",
+            family.duration
         );
         for sample in self.query(&buckets)? {
             // `+Inf` parses as infinity: the requests past the last bound, kept.

@@ -24,6 +24,8 @@ use crate::source::{MetricsReading, Source};
 use crate::target::Target;
 use crate::{edit, movement};
 
+mod feature;
+
 /// What Ctrl-C does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnInterrupt {
@@ -68,6 +70,9 @@ pub struct Rollout {
     pub canary: String,
     /// The split being ramped: `None` for the top-level weights, else a rule's name.
     pub rule: Option<String>,
+    /// Set: `canary` names a feature whose percent is ramped, judged on against off
+    /// (`rollout/feature.rs`).
+    pub feature: bool,
     /// The judge's thresholds.
     pub judge: JudgeSettings,
     /// Consecutive intervals without enough data before the rollout stops (weight held).
@@ -208,6 +213,9 @@ impl Rollout {
     }
 
     fn label(&self) -> &str {
+        if self.feature {
+            return &self.canary;
+        }
         self.rule
             .as_deref()
             .unwrap_or(canary_filter::plan::LABEL_WEIGHTS)
@@ -247,16 +255,10 @@ impl Rollout {
         // Who moves at the first step, computed as `canaryctl set --dry-run` computes it; this
         // also refuses, before any push, what the first push would refuse.
         let (first_step, _) = target
-            .push(true, |config| {
-                edit::set_weights(
-                    config,
-                    &[(self.canary.clone(), first)],
-                    self.rule.as_deref(),
-                )
-            })
+            .push(true, |config| self.ramp(config, first))
             .with_context(|| format!("the first step, {first}%"))?;
-        let stable = first_step.before.default.clone();
-        let mut current = weight_in(&first_step.before, &self.canary, self.rule.as_deref());
+        let stable = self.stable_of(&first_step.before);
+        let mut current = self.weight_of(&first_step.before);
         out.say(&format!(
             "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
             self.canary,
@@ -639,13 +641,7 @@ impl Rollout {
     /// and says so.
     fn set_weight(&self, out: &Reporter, target: &Target, weight: f64) -> Result<()> {
         let (_, applied) = target
-            .push(false, |config| {
-                edit::set_weights(
-                    config,
-                    &[(self.canary.clone(), weight)],
-                    self.rule.as_deref(),
-                )
-            })
+            .push(false, |config| self.ramp(config, weight))
             .with_context(|| format!("pushing weight {weight}%"))?;
         if let Some(fleet) = applied.fleet() {
             out.say(&format!("{weight}%: {}", fleet.line().trim_end()));
@@ -658,6 +654,9 @@ impl Rollout {
     /// own split would otherwise keep sending its users there). Says which splits changed and
     /// which pins still send testers to it.
     fn roll_back(&self, out: &Reporter, target: &Target) -> Result<()> {
+        if self.feature {
+            return self.roll_back_feature(out, target);
+        }
         let canary = self.canary.clone();
         let (update, applied) = target
             .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
@@ -745,7 +744,7 @@ impl Rollout {
     ) -> Result<Read> {
         let mut failures = 0;
         loop {
-            match source.read(self.label()) {
+            match self.read(source) {
                 Ok(reading) => return Ok(Read::Metrics(reading)),
                 Err(err) => {
                     failures += 1;
@@ -845,7 +844,7 @@ impl Rollout {
                 && left > Duration::from_millis(200)
             {
                 last_read = Some(Instant::now());
-                message = match source.read(self.label()) {
+                message = match self.read(source) {
                     Ok(now) => format!(
                         "{} | {}",
                         progress::side(&self.canary, &delta(&now, baseline, &self.canary)),

@@ -60,10 +60,50 @@ pub fn read(admin: &Admin) -> Result<FilterStats> {
     parse_prometheus(&admin.get(PROMETHEUS_QUERY)?)
 }
 
+/// One family of the filter's series: its three metrics, and the two labels that say which
+/// series (read into [`SeriesKey::version`] and [`SeriesKey::rule`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Family {
+    /// The requests counter.
+    pub requests: &'static str,
+    /// The responses counter (by code class).
+    pub responses: &'static str,
+    /// The latency histogram.
+    pub duration: &'static str,
+    /// The label read as the series' version.
+    pub version_label: &'static str,
+    /// The label read as the series' rule.
+    pub rule_label: &'static str,
+}
+
+/// The per-version series: by version and rule.
+pub const VERSIONS: Family = Family {
+    requests: metrics::REQUESTS,
+    responses: metrics::RESPONSES,
+    duration: metrics::DURATION,
+    version_label: VERSION_LABEL,
+    rule_label: RULE_LABEL,
+};
+
+/// The per-feature series, read with the state (`on`, `off`) as the version and the feature as
+/// the rule: a feature's reading then compares `on` with `off` as a rule's compares versions.
+pub const FEATURES: Family = Family {
+    requests: metrics::FEATURE_REQUESTS,
+    responses: metrics::FEATURE_RESPONSES,
+    duration: metrics::FEATURE_DURATION,
+    version_label: metrics::FEATURE_STATE_LABEL,
+    rule_label: metrics::FEATURE_LABEL,
+};
+
 /// Parses Envoy's `/stats/prometheus` text: the filter's request and response counters and its
 /// latency buckets, `+Inf` included; every other line is skipped.
 pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
-    let buckets = format!("{}_bucket", metrics::DURATION);
+    parse_family(text, &VERSIONS)
+}
+
+/// [`parse_prometheus`] for one family of series.
+pub fn parse_family(text: &str, family: &Family) -> Result<FilterStats> {
+    let buckets = format!("{}_bucket", family.duration);
     let mut stats = FilterStats::new();
     for line in text.lines() {
         let line = line.trim();
@@ -73,7 +113,7 @@ pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
         let Some((name, rest)) = line.split_once('{') else {
             continue;
         };
-        if name != metrics::REQUESTS && name != metrics::RESPONSES && name != buckets {
+        if name != family.requests && name != family.responses && name != buckets {
             continue;
         }
         let (labels, value) = rest
@@ -85,7 +125,8 @@ pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
                 (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
             })
         };
-        let (Some(version), Some(rule)) = (label(VERSION_LABEL), label(RULE_LABEL)) else {
+        let (Some(version), Some(rule)) = (label(family.version_label), label(family.rule_label))
+        else {
             continue;
         };
         let key = SeriesKey {
@@ -101,9 +142,9 @@ pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
         // Counters are whole numbers, written as such or as floats.
         let value = value.round() as u64;
         let series = stats.entry(key).or_default();
-        if name == metrics::REQUESTS {
+        if name == family.requests {
             series.requests += value;
-        } else if name == metrics::RESPONSES {
+        } else if name == family.responses {
             let class = label(CODE_CLASS_LABEL).unwrap_or_default();
             *series.responses.entry(class).or_default() += value;
         } else {

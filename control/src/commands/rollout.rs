@@ -174,9 +174,11 @@ pub fn source(prometheus: Option<&str>, admins: &[Admin], service: &str) -> Resu
 /// so that an unreadable one stops the rollout before anything else; it names the canary when
 /// `--canary` does not).
 pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result<Rollout> {
-    let canary = match args.canary {
-        Some(canary) => canary,
-        None => edit::the_canary(config, "rolled out", " with --canary")?,
+    // A feature rollout names its feature as the canary (its "on" side).
+    let canary = match (args.feature.clone(), args.canary) {
+        (Some(feature), _) => feature,
+        (None, Some(canary)) => canary,
+        (None, None) => edit::the_canary(config, "rolled out", " with --canary")?,
     };
     let audit = match args.audit {
         Some(path) => path,
@@ -191,6 +193,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         settle: args.settle,
         canary,
         rule: args.rule,
+        feature: args.feature.is_some(),
         judge: JudgeSettings {
             min_requests: args.min_requests,
             min_intervals: args.min_intervals,

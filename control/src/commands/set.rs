@@ -16,15 +16,16 @@ pub fn exec(args: SetArgs) -> Result<()> {
         && args.unpin.is_none()
         && args.default_version.is_none()
         && args.cluster.is_empty()
+        && args.features.is_empty()
     {
-        bail!("nothing to change: give --weight, --seed, --pin, --unpin, --default or --cluster");
+        bail!("nothing to change: give --weight, --seed, --pin, --unpin, --default, --cluster or --feature");
     }
     write::apply(&args.write, |config| change(&args, config))?;
     Ok(())
 }
 
 /// The configuration after the changes `args` ask for, in the order: weights, seed, pin,
-/// unpin, default, clusters.
+/// unpin, default, clusters, features.
 pub fn change(args: &SetArgs, config: &CanaryConfig) -> Result<CanaryConfig> {
     let mut next = config.clone();
     if !args.weights.is_empty() {
@@ -49,6 +50,9 @@ pub fn change(args: &SetArgs, config: &CanaryConfig) -> Result<CanaryConfig> {
     }
     for (version, cluster) in &args.cluster {
         next = edit::set_cluster(&next, version, cluster)?;
+    }
+    for (feature, percent) in &args.features {
+        next = crate::flags::set_feature(&next, feature, *percent)?;
     }
     Ok(next)
 }

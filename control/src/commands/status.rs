@@ -153,6 +153,10 @@ pub fn exec(args: StatusArgs) -> Result<()> {
             source.describe()
         );
         print!("{}", status::render_table(&versions));
+        let features = crate::flags::render_table(&crate::flags::status_stats(&source)?);
+        if !features.is_empty() {
+            print!("\n{features}");
+        }
     }
     std::io::stdout().flush()?;
     let Some(every) = every else {

@@ -1,0 +1,113 @@
+//! A rollout of a feature (`rollout --feature NAME`): each step writes `features.NAME.percent`,
+//! and the judge reads the requests with the feature on as the canary and those with it off as
+//! stable, from the per-feature series. Everything else (steps, evidence, gates, pauses, the
+//! audit log) is the version rollout's own.
+
+use anyhow::{bail, Context, Result};
+use canary_filter::CanaryConfig;
+
+use super::{weight_in, Reporter, Rollout};
+use crate::flags::{self, OFF};
+use crate::source::{MetricsReading, Source};
+use crate::target::Target;
+use crate::{edit, prometheus::describe_service};
+
+impl Rollout {
+    /// The configuration with the canary (a version, or the feature) at `weight` percent.
+    pub(super) fn ramp(&self, config: &CanaryConfig, weight: f64) -> Result<CanaryConfig> {
+        if self.feature {
+            if self.canary == OFF {
+                bail!("--feature {OFF}: a feature named `{OFF}` cannot be judged against its own off side");
+            }
+            flags::set_feature(config, &self.canary, weight)
+        } else {
+            edit::set_weights(
+                config,
+                &[(self.canary.clone(), weight)],
+                self.rule.as_deref(),
+            )
+        }
+    }
+
+    /// What the canary is judged against: the default version, or the feature's off side.
+    pub(super) fn stable_of(&self, config: &CanaryConfig) -> String {
+        if self.feature {
+            OFF.to_string()
+        } else {
+            config.default.clone()
+        }
+    }
+
+    /// The canary's weight (or the feature's percent) in `config`.
+    pub(super) fn weight_of(&self, config: &CanaryConfig) -> f64 {
+        if self.feature {
+            flags::percent_of(config, &self.canary)
+        } else {
+            weight_in(config, &self.canary, self.rule.as_deref())
+        }
+    }
+
+    /// The cumulative counts the judge compares: per version of the cohort, or the feature's
+    /// on side (under the feature's name) and off side.
+    pub(super) fn read(&self, source: &Source) -> Result<MetricsReading> {
+        if !self.feature {
+            return source.read(self.label());
+        }
+        let reading = match source {
+            Source::Admin { admins, service } => {
+                let mut total = MetricsReading::new();
+                for admin in admins {
+                    let stats = flags::read_admin(admin, service)
+                        .with_context(|| format!("reading {}", admin.base()))?;
+                    for (side, counts) in
+                        flags::reading(&stats, service, &self.canary, &self.canary)
+                    {
+                        total.entry(side).or_default().add(&counts)?;
+                    }
+                }
+                total
+            }
+            Source::Prometheus {
+                prometheus,
+                service,
+            } => {
+                let stats = flags::read_prometheus(prometheus, service)?;
+                flags::reading(&stats, service, &self.canary, &self.canary)
+            }
+        };
+        if reading.is_empty() {
+            let (Source::Admin { service, .. } | Source::Prometheus { service, .. }) = source;
+            bail!(
+                "{} shows no responses of feature {:?} of the service with {}",
+                source.describe(),
+                self.canary,
+                describe_service(service)
+            );
+        }
+        Ok(reading)
+    }
+
+    /// Turns the feature off for every user in one push; says which rules still pin it on.
+    pub(super) fn roll_back_feature(&self, out: &Reporter, target: &Target) -> Result<()> {
+        let (update, applied) = target
+            .push(false, |config| {
+                flags::set_feature(config, &self.canary, 0.0)
+            })
+            .context("rolling back")?;
+        out.say(&format!("rollback: feature `{}` set to 0%", self.canary));
+        if let Some(fleet) = applied.fleet() {
+            out.say(&format!("rollback: {}", fleet.line().trim_end()));
+        }
+        let pins = flags::pins_on(&update.after, &self.canary);
+        if !pins.is_empty() {
+            out.say(&format!(
+                "rollback: still pinned on by rule(s) {} (testers keep it)",
+                pins.iter()
+                    .map(|pin| format!("`{pin}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
