@@ -164,6 +164,7 @@ fn set_explain_and_status_know_features() {
             .args(["status", "--admin", &mesh.front().admin().to_string()])
             .output()?;
         let table = String::from_utf8_lossy(&status.stdout);
+        println!("{table}");
         Ok(table.contains(&format!("dark-mode        on    {on:>9}"))
             && table.contains(&format!("dark-mode        off   {:>9}", 60 - on)))
     })
