@@ -130,7 +130,7 @@ fn a_feature_that_breaks_the_upstream_is_rolled_back() {
 #[test]
 fn set_explain_and_status_know_features() {
     let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    succeeded(&run(&mut canaryctl(
+    succeeded(&run(canaryctl(
         &mesh,
         &["set", "--feature", "dark-mode=30"],
     )
