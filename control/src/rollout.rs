@@ -949,7 +949,14 @@ impl Rollout {
             index + 1,
             self.steps.len(),
             progress::side(&self.canary, canary),
-            progress::side("stable", stable),
+            progress::side(
+                if self.feature {
+                    crate::flags::OFF
+                } else {
+                    "stable"
+                },
+                stable
+            ),
             if checks.is_empty() {
                 "-".to_string()
             } else {

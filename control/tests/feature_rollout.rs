@@ -176,3 +176,43 @@ fn set_explain_and_status_know_features() {
         panic!("{err}: {}", String::from_utf8_lossy(&status.stdout))
     });
 }
+
+/// The same rollback with the counts read from a real Prometheus scraping the proxy: the
+/// per-feature series reach the judge through PromQL as through the admin endpoint.
+#[test]
+fn a_broken_feature_is_rolled_back_from_prometheus() {
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let prometheus = canary_e2e::prometheus::Prometheus::start(mesh.front().admin())
+        .unwrap_or_else(|err| panic!("{err}"));
+    // The rollout confirms each push through Prometheus: wait until it knows the proxy.
+    mesh.wait_for(Duration::from_secs(10), || {
+        Ok(!prometheus.query("canary_config_hash")?.is_empty())
+    })
+    .unwrap();
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
+    let output = run(canaryctl(&mesh, &["rollout", "--feature", "broken-search"])
+        .args(["--admin", &mesh.front().admin().to_string()])
+        .args(["--prometheus", &prometheus.url()])
+        .args(["--audit", &audit.path().display().to_string()])
+        .args([
+            "--steps",
+            "20,50,100",
+            "--interval",
+            "2s",
+            "--min-requests",
+            "30",
+        ]));
+    load.stop();
+    assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
+    assert_eq!(percent_of(&mesh, "broken-search"), Some(0.0));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("reading Prometheus"), "{stdout}");
+    let verdicts = verdicts(audit.path());
+    let failed = verdicts.iter().find(|v| v["outcome"] == "fail").unwrap();
+    assert!(
+        failed["canary"]["errors_5xx"].as_u64().unwrap() >= 30,
+        "{failed}"
+    );
+    assert_eq!(failed["stable"]["errors_5xx"].as_u64(), Some(0), "{failed}");
+}
