@@ -264,7 +264,7 @@ pub fn render_table(stats: &FilterStats) -> String {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
 
     use super::*;
 
@@ -289,6 +289,35 @@ mod tests {
             .to_string()
             .starts_with("features.dark-mode.percent:"));
         assert_eq!(pins_on(&next, "dark-mode"), vec!["testers".to_string()]);
+    }
+
+    #[test]
+    fn the_command_line_takes_features() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| crate::cli::Cli::try_parse_from(args).map(|cli| cli.command);
+        let Ok(crate::cli::Cmd::Set(set)) = parse(&[
+            "canaryctl",
+            "set",
+            "--feature",
+            "a=10",
+            "--feature",
+            "b=2.5",
+        ]) else {
+            panic!("set --feature refused");
+        };
+        assert_eq!(
+            set.features,
+            vec![("a".to_string(), 10.0), ("b".to_string(), 2.5)]
+        );
+        let Ok(crate::cli::Cmd::Rollout(rollout)) =
+            parse(&["canaryctl", "rollout", "--feature", "new-checkout"])
+        else {
+            panic!("rollout --feature refused");
+        };
+        assert_eq!(rollout.run.feature.as_deref(), Some("new-checkout"));
+        // A feature rollout judges on against off: no version to name.
+        assert!(parse(&["canaryctl", "rollout", "--feature", "a", "--canary", "b"]).is_err());
+        assert!(parse(&["canaryctl", "rollout", "--feature", "a", "--rule", "r"]).is_err());
     }
 
     #[test]
