@@ -201,38 +201,44 @@ impl RoutingPlan {
         if pinned == all {
             return on;
         }
-        let key = self
-            .sticky_key(request)
-            .map(|(index, key)| (index, key.to_vec()));
         let missing_default = self
             .sticky
             .as_ref()
             .is_some_and(|sticky| sticky.when_missing == WhenMissing::Default);
-        for (index, feature) in features.list.iter().enumerate() {
-            let bit = 1 << index;
-            if pinned & bit != 0 {
-                continue;
-            }
-            let (bucket, key_index) = match &key {
-                Some((key_index, key)) => (bucket_of(key, feature.seed), Some(*key_index)),
-                None if missing_default => {
-                    each(index, false, FeatureReason::MissingKey);
-                    continue;
-                }
-                None => (request.random() % BUCKETS, None),
+        let unpinned = features
+            .list
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| pinned & (1 << index) == 0);
+        // `None`: no key, and `when_missing: default`.
+        let mut decide = |index: usize, feature: &Feature, drawn: Option<(u32, Option<usize>)>| {
+            let Some((bucket, key)) = drawn else {
+                each(index, false, FeatureReason::MissingKey);
+                return;
             };
             let state = bucket < feature.end;
             if state {
-                on |= bit;
+                on |= 1 << index;
             }
-            each(
-                index,
-                state,
-                FeatureReason::Bucket {
-                    bucket,
-                    key: key_index,
-                },
-            );
+            each(index, state, FeatureReason::Bucket { bucket, key });
+        };
+        // The key is borrowed from the request, not copied: one allocation less per request.
+        match self.sticky_key(request) {
+            Some((key_index, key)) => {
+                for (index, feature) in unpinned {
+                    decide(
+                        index,
+                        feature,
+                        Some((bucket_of(key, feature.seed), Some(key_index))),
+                    );
+                }
+            }
+            None => {
+                for (index, feature) in unpinned {
+                    let drawn = (!missing_default).then(|| (request.random() % BUCKETS, None));
+                    decide(index, feature, drawn);
+                }
+            }
         }
         on
     }
