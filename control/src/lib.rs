@@ -17,6 +17,7 @@ pub mod judge;
 pub mod kubectl;
 pub mod movement;
 pub mod pause;
+pub mod per_proxy;
 pub mod progress;
 pub mod prometheus;
 pub mod push;
