@@ -327,6 +327,11 @@ impl Rollout {
                     return self.finish(out, end, &history);
                 }
             }
+            // A signal that came during the gates (or before the first step) pushes nothing.
+            if interrupted.load(Ordering::SeqCst) {
+                let end = self.interrupted(out, target, current)?;
+                return self.finish(out, end, &history);
+            }
             self.set_weight(out, target, weight)?;
             current = weight;
             out.emit(Event::Step {

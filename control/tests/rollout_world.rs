@@ -106,6 +106,65 @@ impl Drop for Running {
     }
 }
 
+/// An HTTP server on 127.0.0.1 that records each request's path and body and answers with
+/// `answer(path, its own address)`; stopped on drop.
+struct Recorder {
+    address: std::net::SocketAddr,
+    received: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Reply = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+impl Recorder {
+    fn start(answer: impl Fn(&str, std::net::SocketAddr) -> Reply + Send + 'static) -> Recorder {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let address = server.server_addr().to_ip().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (received, stop) = (Arc::clone(&received), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50))
+                    else {
+                        continue;
+                    };
+                    let path = request.url().to_string();
+                    let mut body = String::new();
+                    let _ = request.as_reader().read_to_string(&mut body);
+                    received.lock().unwrap().push((path.clone(), body));
+                    let _ = request.respond(answer(&path, address));
+                }
+            })
+        };
+        Recorder {
+            address,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    fn received(&self) -> Vec<(String, String)> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn rollout(mesh: &Mesh, admins: &[String], audit: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(CANARYCTL);
     command
@@ -329,34 +388,20 @@ fn every_termination_signal_takes_the_on_interrupt_path() {
 #[test]
 fn a_gate_that_redirects_refuses() {
     let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
-    let address = server.server_addr().to_ip().unwrap();
-    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let serving = {
-        let (asked, stop) = (Arc::clone(&asked), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(50)) else {
-                    continue;
-                };
-                let path = request.url().to_string();
-                asked.lock().unwrap().push(path.clone());
-                let reply = if path == "/login" {
-                    tiny_http::Response::from_string("<html><form>Sign in</form></html>")
-                        .with_status_code(200)
-                } else {
-                    let location = format!("http://{address}/login");
-                    tiny_http::Response::from_string("")
-                        .with_status_code(302)
-                        .with_header(tiny_http::Header::from_bytes("Location", location).unwrap())
-                };
-                let _ = request.respond(reply);
-            }
-        })
-    };
+    let server = Recorder::start(|path, address| {
+        if path == "/login" {
+            tiny_http::Response::from_string("<html><form>Sign in</form></html>")
+                .with_status_code(200)
+        } else {
+            let location = format!("http://{address}/login");
+            tiny_http::Response::from_string("")
+                .with_status_code(302)
+                .with_header(tiny_http::Header::from_bytes("Location", location).unwrap())
+        }
+    });
+    let address = server.address;
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let gate = format!("http://{address}/gate");
+    let gate = server.url("/gate");
     let output = run(&mut rollout(
         &mesh,
         &[mesh.front().admin().to_string()],
@@ -378,16 +423,15 @@ fn a_gate_that_redirects_refuses() {
             "stop",
         ],
     ));
-    stop.store(true, Ordering::SeqCst);
-    serving.join().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert_eq!(mesh.weight_of("canary").unwrap(), 0.0, "{stdout}");
-    assert_eq!(
-        *asked.lock().unwrap(),
-        ["/gate"],
-        "the login page is not asked"
-    );
+    let asked: Vec<String> = server
+        .received()
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    assert_eq!(asked, ["/gate"], "the login page is not asked");
     let events = audit_events(audit.path());
     assert_eq!(
         tags(&events),
@@ -420,12 +464,16 @@ fn an_unconfirmed_rollback_is_recorded() {
     let second_admin = mesh.start_another_front().unwrap();
     let admins = vec![mesh.front().admin().to_string(), second_admin.to_string()];
     let audit = tempfile::NamedTempFile::new().unwrap();
+    let hook = Recorder::start(|_, _| tiny_http::Response::from_string("ok"));
+    let notify = hook.url("/notify");
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
     let mut rolling = Running::spawn(&mut rollout(
         &mesh,
         &admins,
         audit.path(),
         &[
+            "--notify",
+            &notify,
             "--steps",
             "25,100",
             "--interval",
@@ -465,4 +513,9 @@ fn an_unconfirmed_rollback_is_recorded() {
             .contains("accepted it"),
         "{last}"
     );
+    // The notification hook got the same event.
+    let notified: serde_json::Value =
+        serde_json::from_str(&hook.received().last().unwrap().1).unwrap();
+    assert_eq!(notified["event"], "rolled_back");
+    assert_eq!(notified["summary"], last["summary"]);
 }
