@@ -137,7 +137,8 @@ pub enum Event {
     },
     /// `canaryctl rollout resume` was given: the rollout goes on.
     Resumed { step: usize, weight: f64 },
-    /// Ctrl-C.
+    /// A termination signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP; `action` is what
+    /// `--on-interrupt` did.
     Interrupted { weight: f64, action: String },
     /// Every step passed.
     Promoted { weight: f64, summary: String },
