@@ -1,8 +1,7 @@
 //! An interval's counts from two reads of a fleet, proxy by proxy: each proxy's counters are
 //! subtracted on their own, then the differences are summed. Summing first and subtracting
-//! afterwards mixes proxies up: when one proxy restarts (or its wasm module is replaced, which
-//! resets the filter's counters without a restart) the sum drops, and a sum cannot tell whose
-//! counts went; taking the whole sum as the interval then counts every other proxy's lifetime
+//! afterwards mixes proxies up: when one proxy restarts (or anything else resets its filter's
+//! counters) the sum drops, and a sum cannot tell whose counts went; taking the whole sum as the interval then counts every other proxy's lifetime
 //! totals (a healthy canary rolled back for 503s of an earlier deployment, or a bad one hidden).
 //!
 //! Per proxy, between two reads (pure; the sources only read):
@@ -170,8 +169,8 @@ fn went_down(then: &Counts, now: Option<&Counts>) -> bool {
     responses || buckets
 }
 
-/// Whether both have latency buckets, at different bounds (the filter's histogram changed:
-/// another module).
+/// Whether both have latency buckets, at different bounds (the filter's histogram changed: a
+/// module with other buckets).
 fn other_bounds(then: &Counts, now: &Counts) -> bool {
     !then.latency.is_empty()
         && !now.latency.is_empty()
@@ -304,7 +303,7 @@ mod tests {
     }
 
     /// Only a bucket going down (the filter's histogram restarted, responses not yet counted
-    /// again) is a restart too; buckets at other bounds (another module) as well.
+    /// again) is a restart too; buckets at other bounds (a module with other buckets) as well.
     #[test]
     fn latency_buckets_restart_like_counters() {
         let mut then = counts(100, 0);
