@@ -177,7 +177,9 @@ pub struct RolloutArgs {
     /// Failed reads of the source in a row before rolling back.
     #[arg(long, default_value_t = 3)]
     pub max_failed_reads: u32,
-    /// What Ctrl-C does: hold the current weight, or roll back.
+    /// What Ctrl-C (SIGINT), SIGTERM or SIGHUP does: hold the current weight, or roll back;
+    /// either way the rollout records an `interrupted` event and its summary, and exits 1
+    /// (held) or 3 (rolled back).
     #[arg(long, value_enum, default_value = "hold")]
     pub on_interrupt: OnInterrupt,
     /// Read metrics from Prometheus (http://host:port) instead of the admin endpoints; each

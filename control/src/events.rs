@@ -84,6 +84,9 @@ pub enum Event {
         canary: CountsSummary,
         stable: CountsSummary,
         settings: JudgeSettings,
+        /// The proxies that restarted, joined or left in the interval (`127.0.0.1:9901
+        /// restarted`): each counts only what it counted in the interval.
+        fleet: Vec<String>,
     },
     /// The step holds after an interval without a verdict.
     Hold {
@@ -134,12 +137,20 @@ pub enum Event {
     },
     /// `canaryctl rollout resume` was given: the rollout goes on.
     Resumed { step: usize, weight: f64 },
-    /// Ctrl-C.
+    /// A termination signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP; `action` is what
+    /// `--on-interrupt` did.
     Interrupted { weight: f64, action: String },
     /// Every step passed.
     Promoted { weight: f64, summary: String },
-    /// The canary was taken to 0 % everywhere.
-    RolledBack { reason: String, summary: String },
+    /// The canary was taken to 0 % everywhere: written, and `confirmed` when every proxy of
+    /// the fleet runs it; otherwise `not_confirmed` says what was not (the rollout then exits
+    /// 1 with that error).
+    RolledBack {
+        reason: String,
+        summary: String,
+        confirmed: bool,
+        not_confirmed: Option<String>,
+    },
     /// The rollout ended with the weight left where it was.
     Stopped {
         weight: f64,

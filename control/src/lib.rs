@@ -20,6 +20,7 @@ pub mod kubectl;
 pub mod module_pull;
 pub mod movement;
 pub mod pause;
+pub mod per_proxy;
 pub mod progress;
 pub mod prometheus;
 pub mod push;

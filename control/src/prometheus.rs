@@ -219,6 +219,22 @@ impl Prometheus {
     /// same shape as one admin endpoint's (`crate::stats`), so the rollout and `status` read
     /// both alike. An error when Prometheus has none of the service's series.
     pub fn filter_stats(&self, service: &str) -> Result<FilterStats> {
+        let stats = self.grouped_stats(service, "")?.into_values().next();
+        Ok(stats.unwrap_or_default())
+    }
+
+    /// The filter's metrics of `service` per proxy (by scrape target, `job/instance`, as
+    /// [`Prometheus::config_hashes`] names them), each by version and rule: only the proxies
+    /// Prometheus has a current sample of (a stopped proxy's series go stale at its first
+    /// failed scrape). An error when Prometheus has none of the service's series.
+    pub fn filter_stats_by_proxy(&self, service: &str) -> Result<BTreeMap<String, FilterStats>> {
+        self.grouped_stats(service, "job, instance, ")
+    }
+
+    /// The filter's metrics of `service` summed by version, rule and the labels `by` (each
+    /// followed by `, `; `""` sums over every proxy), keyed by the proxy those labels name
+    /// (`""` without them).
+    fn grouped_stats(&self, service: &str, by: &str) -> Result<BTreeMap<String, FilterStats>> {
         let scope = service_matcher(service);
         let key = |sample: &Sample| {
             Some(SeriesKey {
@@ -227,22 +243,31 @@ impl Prometheus {
                 rule: sample.label(RULE_LABEL)?.to_string(),
             })
         };
-        let mut stats = FilterStats::new();
+        let proxy = |sample: &Sample| {
+            if by.is_empty() {
+                String::new()
+            } else {
+                proxy_name(sample)
+            }
+        };
+        let mut fleet: BTreeMap<String, FilterStats> = BTreeMap::new();
         let requests = format!(
-            "sum by ({VERSION_LABEL}, {RULE_LABEL}) ({}{{{scope}}})",
+            "sum by ({by}{VERSION_LABEL}, {RULE_LABEL}) ({}{{{scope}}})",
             metrics::REQUESTS
         );
         for sample in self.query(&requests)? {
             if let Some(key) = key(&sample) {
+                let stats = fleet.entry(proxy(&sample)).or_default();
                 stats.entry(key).or_default().requests += sample.count();
             }
         }
         let responses = format!(
-            "sum by ({VERSION_LABEL}, {RULE_LABEL}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
+            "sum by ({by}{VERSION_LABEL}, {RULE_LABEL}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
             metrics::RESPONSES
         );
         for sample in self.query(&responses)? {
             if let (Some(key), Some(class)) = (key(&sample), sample.label(CODE_CLASS_LABEL)) {
+                let stats = fleet.entry(proxy(&sample)).or_default();
                 *stats
                     .entry(key)
                     .or_default()
@@ -252,13 +277,14 @@ impl Prometheus {
             }
         }
         let buckets = format!(
-            "sum by ({VERSION_LABEL}, {RULE_LABEL}, le) ({}_bucket{{{scope}}})",
+            "sum by ({by}{VERSION_LABEL}, {RULE_LABEL}, le) ({}_bucket{{{scope}}})",
             metrics::DURATION
         );
         for sample in self.query(&buckets)? {
             // `+Inf` parses as infinity: the requests past the last bound, kept.
             let bound = sample.label("le").and_then(|le| le.parse::<f64>().ok());
             if let (Some(key), Some(bound)) = (key(&sample), bound.filter(|b| !b.is_nan())) {
+                let stats = fleet.entry(proxy(&sample)).or_default();
                 stats
                     .entry(key)
                     .or_default()
@@ -266,7 +292,7 @@ impl Prometheus {
                     .push((bound, sample.count()));
             }
         }
-        if stats.is_empty() {
+        if fleet.values().all(FilterStats::is_empty) {
             bail!(
                 "Prometheus {} has no canary metrics of the service with {}: is it scraping the \
                  proxies' /stats/prometheus, and is the service right?",
@@ -274,10 +300,10 @@ impl Prometheus {
                 describe_service(service)
             );
         }
-        for series in stats.values_mut() {
+        for series in fleet.values_mut().flat_map(|stats| stats.values_mut()) {
             series.latency.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
-        Ok(stats)
+        Ok(fleet)
     }
 
     /// Which configuration each proxy of `service` runs: every proxy whose

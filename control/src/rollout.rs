@@ -19,12 +19,13 @@ use crate::events::{CountsSummary, Event, GateKind, Record};
 use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
 use crate::pause::{PauseFile, Request};
+use crate::per_proxy::{self, FleetReading, Interval};
 use crate::progress::{self, Progress};
-use crate::source::{MetricsReading, Source};
+use crate::source::Source;
 use crate::target::Target;
 use crate::{edit, movement};
 
-/// What Ctrl-C does.
+/// What a termination signal (Ctrl-C's SIGINT, SIGTERM, SIGHUP) does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnInterrupt {
     /// Leave the canary at its current weight.
@@ -74,7 +75,7 @@ pub struct Rollout {
     pub max_holds: u32,
     /// Consecutive failed reads of the source before rolling back.
     pub max_failed_reads: u32,
-    /// What Ctrl-C does.
+    /// What a termination signal does.
     pub on_interrupt: OnInterrupt,
     /// The audit log (JSON lines, appended).
     pub audit: PathBuf,
@@ -135,16 +136,20 @@ struct Reporter {
     json: bool,
     audit: Option<Audit>,
     notifier: Notifier,
+    /// Why the rollback, written, was not confirmed (when it was not).
+    unconfirmed: Option<anyhow::Error>,
 }
 
 impl Reporter {
-    /// A line for people: standard output, or standard error under `--json`.
+    /// A line for people: standard output, or standard error under `--json`. A write that
+    /// fails (the terminal closed: SIGHUP) is dropped: the rollout still ends as asked and
+    /// records it in the audit log and the hooks.
     fn say(&self, line: &str) {
-        if self.json {
-            eprintln!("{line}");
+        let _ = if self.json {
+            writeln!(std::io::stderr(), "{line}")
         } else {
-            println!("{line}");
-        }
+            writeln!(std::io::stdout(), "{line}")
+        };
     }
 
     /// Records the event: audit log, `--json`, notification hooks.
@@ -162,9 +167,9 @@ impl Reporter {
             audit.write(&line)?;
         }
         if self.json {
+            // As `say`: a closed standard output does not stop the rollout's ending.
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")?;
-            out.flush()?;
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         }
         self.notifier.send(&record, &event.text(&self.canary));
         Ok(())
@@ -230,6 +235,7 @@ impl Rollout {
                 self.hooks.notify_format,
                 self.hooks.notify_timeout,
             ),
+            unconfirmed: None,
         };
         let end = self.run_with(&mut out, target, source, interrupted);
         out.notifier.finish();
@@ -321,6 +327,11 @@ impl Rollout {
                     return self.finish(out, end, &history);
                 }
             }
+            // A signal that came during the gates (or before the first step) pushes nothing.
+            if interrupted.load(Ordering::SeqCst) {
+                let end = self.interrupted(out, target, current)?;
+                return self.finish(out, end, &history);
+            }
             self.set_weight(out, target, weight)?;
             current = weight;
             out.emit(Event::Step {
@@ -348,12 +359,13 @@ impl Rollout {
             };
             if index == 0 {
                 // Stable's counts before the rollout predict stable (never the evidence).
-                if let Some(before) = baseline.get(&stable) {
+                if let Some(before) = per_proxy::total(&baseline)?.get(&stable) {
                     judgement.seed(before).context("reading stable's counts")?;
                 }
             }
-            // The step's own start: a hold reports what the whole step has gathered so far.
-            let step_start = baseline.clone();
+            // What the whole step has gathered so far (the intervals' counts added): a hold
+            // reports it.
+            let (mut step_canary, mut step_stable) = (Counts::default(), Counts::default());
             let mut holds = 0;
             loop {
                 if !self.wait(index, weight, source, &baseline, &stable, interrupted) {
@@ -367,16 +379,25 @@ impl Rollout {
                         return self.finish(out, end, &history);
                     }
                 };
-                let canary = delta(&now, &baseline, &self.canary);
-                let stable_counts = delta(&now, &baseline, &stable);
+                // Subtracted proxy by proxy: a proxy that restarted, joined or left counts
+                // only what it counted in the interval.
+                let interval = per_proxy::interval(&baseline, &now)?;
+                let canary = interval.of(&self.canary);
+                let stable_counts = interval.of(&stable);
                 let verdict = judgement
                     .observe(index, &canary, &stable_counts)
                     .context("judging the interval")?;
-                let step_canary = delta(&now, &step_start, &self.canary);
-                let step_stable = delta(&now, &step_start, &stable);
+                step_canary.add(&canary)?;
+                step_stable.add(&stable_counts)?;
                 // Each interval is judged on its own counts; the judgement keeps the evidence.
                 baseline = now;
-                out.say(&self.line(index, weight, &canary, &stable_counts, &verdict));
+                out.say(&self.line(
+                    index,
+                    weight,
+                    (&canary, &stable_counts),
+                    &interval,
+                    &verdict,
+                ));
                 out.emit(Event::Verdict {
                     step: index + 1,
                     weight,
@@ -386,6 +407,7 @@ impl Rollout {
                     canary: CountsSummary::from(&canary),
                     stable: CountsSummary::from(&stable_counts),
                     settings: self.judge.clone(),
+                    fleet: interval.changes.iter().map(ToString::to_string).collect(),
                 })?;
                 match verdict.outcome {
                     StepAction::Pass => {
@@ -657,11 +679,13 @@ impl Rollout {
     /// weight goes to 0 in the judged split and in every other split that names it (a rule's
     /// own split would otherwise keep sending its users there). Says which splits changed and
     /// which pins still send testers to it.
-    fn roll_back(&self, out: &Reporter, target: &Target) -> Result<()> {
+    fn roll_back(&self, out: &mut Reporter, target: &Target) -> Result<()> {
         let canary = self.canary.clone();
-        let (update, applied) = target
-            .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
-            .context("rolling back")?;
+        let (update, applied) =
+            match target.push(false, move |config| Ok(edit::withdraw(config, &canary)?.0)) {
+                Ok(pushed) => pushed,
+                Err(err) => return self.unconfirmed_rollback(out, target, err),
+            };
         let (_, changed) = edit::withdraw(&update.before, &self.canary)?;
         let splits: Vec<String> = changed
             .iter()
@@ -697,6 +721,32 @@ impl Rollout {
                     .join(", ")
             ));
         }
+        Ok(())
+    }
+
+    /// A rollback push that failed: when the target holds the canary at 0 % everywhere (read
+    /// back), the rollback was written and only its confirmation failed (a proxy of the fleet
+    /// down, Prometheus lost): the rollout still ends rolled back, recorded as not confirmed
+    /// ([`Rollout::finish`]). Otherwise nothing was rolled back: the error.
+    fn unconfirmed_rollback(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        err: anyhow::Error,
+    ) -> Result<()> {
+        let written = target
+            .read()
+            .and_then(|(config, _)| edit::withdraw(&config, &self.canary))
+            .is_ok_and(|(_, left)| left.is_empty());
+        if !written {
+            return Err(err.context("rolling back"));
+        }
+        out.say(&format!(
+            "rollback: `{}` is at 0% in {}, not confirmed: {err:#}",
+            self.canary,
+            target.describe()
+        ));
+        out.unconfirmed = Some(err);
         Ok(())
     }
 
@@ -745,7 +795,7 @@ impl Rollout {
     ) -> Result<Read> {
         let mut failures = 0;
         loop {
-            match source.read(self.label()) {
+            match source.read_fleet(self.label()) {
                 Ok(reading) => return Ok(Read::Metrics(reading)),
                 Err(err) => {
                     failures += 1;
@@ -822,7 +872,7 @@ impl Rollout {
         index: usize,
         weight: f64,
         source: &Source,
-        baseline: &MetricsReading,
+        baseline: &FleetReading,
         stable: &str,
         interrupted: &Arc<AtomicBool>,
     ) -> bool {
@@ -845,11 +895,14 @@ impl Rollout {
                 && left > Duration::from_millis(200)
             {
                 last_read = Some(Instant::now());
-                message = match source.read(self.label()) {
-                    Ok(now) => format!(
+                message = match source
+                    .read_fleet(self.label())
+                    .and_then(|now| per_proxy::interval(baseline, &now))
+                {
+                    Ok(counted) => format!(
                         "{} | {}",
-                        progress::side(&self.canary, &delta(&now, baseline, &self.canary)),
-                        progress::side(stable, &delta(&now, baseline, stable)),
+                        progress::side(&self.canary, &counted.of(&self.canary)),
+                        progress::side(stable, &counted.of(stable)),
                     ),
                     Err(err) => format!("metrics unavailable: {err:#}"),
                 };
@@ -921,12 +974,14 @@ impl Rollout {
         )
     }
 
+    /// The step line: each side's interval counts, the checks, the fleet's changes when a
+    /// proxy restarted, joined or left in the interval, and the decision.
     fn line(
         &self,
         index: usize,
         weight: f64,
-        canary: &Counts,
-        stable: &Counts,
+        (canary, stable): (&Counts, &Counts),
+        interval: &Interval,
         verdict: &Verdict,
     ) -> String {
         let filled = (weight / 10.0).round() as usize;
@@ -946,7 +1001,7 @@ impl Rollout {
             StepAction::Fail => format!("FAIL: {}", verdict.reason),
         };
         format!(
-            "step {}/{} {bar} {weight:>6.2}% | {} | {} | {} => {decision}",
+            "step {}/{} {bar} {weight:>6.2}% | {} | {} | {}{} => {decision}",
             index + 1,
             self.steps.len(),
             progress::side(&self.canary, canary),
@@ -956,6 +1011,9 @@ impl Rollout {
             } else {
                 checks.join(", ")
             },
+            interval
+                .fleet_line()
+                .map_or(String::new(), |fleet| format!(" | fleet: {fleet}")),
         )
     }
 
@@ -972,11 +1030,21 @@ impl Rollout {
                 )
             }
             End::RolledBack(reason) => {
-                let text = format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary);
+                let not_confirmed = out.unconfirmed.as_ref().map(|err| format!("{err:#}"));
+                let text = match &not_confirmed {
+                    None => format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary),
+                    Some(why) => format!(
+                        "ROLLED BACK, NOT CONFIRMED: `{}` is at 0% ({reason}); not confirmed: \
+                         {why}",
+                        self.canary
+                    ),
+                };
                 (
                     Event::RolledBack {
                         reason: reason.clone(),
                         summary: text.clone(),
+                        confirmed: not_confirmed.is_none(),
+                        not_confirmed,
                     },
                     text,
                 )
@@ -1001,7 +1069,11 @@ impl Rollout {
             out.say(&format!("  {line}"));
         }
         out.say(&text);
-        Ok(end)
+        match out.unconfirmed.take() {
+            // Recorded; the exit status says that not all of it was confirmed.
+            Some(err) => Err(err.context("rolling back: written, but not confirmed")),
+            None => Ok(end),
+        }
     }
 }
 
@@ -1024,19 +1096,11 @@ fn weight_in(
 
 /// What a read of the source gave.
 enum Read {
-    /// The cumulative counts per version.
-    Metrics(MetricsReading),
+    /// The cumulative counts per proxy and version.
+    Metrics(FleetReading),
     /// Too many failures in a row.
     Failed(String),
     Interrupted,
-}
-
-fn delta(now: &MetricsReading, before: &MetricsReading, version: &str) -> Counts {
-    let current = now.get(version).cloned().unwrap_or_default();
-    match before.get(version) {
-        Some(earlier) => current.since(earlier),
-        None => current,
-    }
 }
 
 /// The audit log: the rollout's events, one JSON object per line, appended.

@@ -318,6 +318,41 @@ impl Mesh {
         }
     }
 
+    /// The `index`-th front started by [`Mesh::start_another_front`] (from 0), unless stopped.
+    pub fn another_front(&self, index: usize) -> Option<&EnvoyProcess> {
+        self.more_fronts.get(index).and_then(Option::as_ref)
+    }
+
+    /// Kills the `index`-th front started by [`Mesh::start_another_front`] by its PID (a
+    /// SIGKILL: its counters die with it) and starts it again on the same bootstrap and ECDS
+    /// file, its admin endpoint on the same port (so the same address names it), its listener
+    /// on a new one; waits until it is ready.
+    pub fn restart_another_front(&mut self, index: usize) -> Result<()> {
+        let (yaml, dir) = self
+            .front_start
+            .clone()
+            .ok_or("only an isolated mesh can restart a front")?;
+        let slot = self
+            .more_fronts
+            .get_mut(index)
+            .ok_or("no such front to restart")?;
+        let port = slot
+            .as_ref()
+            .ok_or("that front was stopped")?
+            .admin()
+            .port();
+        *slot = None;
+        // Merged into the bootstrap: the admin address the kernel chose the first time.
+        let admin = format!(
+            "admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}"
+        );
+        let name = format!("front-{}", index + 2);
+        let front =
+            EnvoyProcess::start_with(&name, &yaml, &dir, &dir, &["--config-yaml".into(), admin])?;
+        *slot = Some(front);
+        Ok(())
+    }
+
     /// The upstreams Envoy, unless it was stopped.
     pub fn upstreams(&self) -> Option<&EnvoyProcess> {
         self.upstreams.as_ref()

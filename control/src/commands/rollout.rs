@@ -99,6 +99,7 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
+    // SIGINT, SIGTERM and SIGHUP alike (ctrlc's `termination` feature): --on-interrupt.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     if !rollout.dry_run {
         check_fleet(target.fleet(), &service)?;
