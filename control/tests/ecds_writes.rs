@@ -386,8 +386,8 @@ fn temporaries(dir: &Path) -> Vec<String> {
 
 /// Issue 23, defect 5: `set` killed 0–39 ms after its start left a history entry for a change
 /// it never made (`undo` then "restored" the current file) and `.canaryctl-*.tmp` files in
-/// the watched directory. Here `set` runs 15 times with a new weight each and is killed at
-/// 0 to 70 ms (SIGKILL, by its PID); after each, whether its change reached the file is read
+/// the watched directory. Here `set` runs 19 times with a new weight each and is killed at
+/// 0 to 36 ms (SIGKILL, by its PID); after each, whether its change reached the file is read
 /// from the file itself. Then one `set` that finishes: no temporary is left in the watched
 /// directory, and `undo` walks back exactly through the weights the file held before each
 /// change that stuck, and then has nothing left.
@@ -399,7 +399,8 @@ fn killed_sets_leave_a_history_that_matches_the_file_and_no_temporaries() {
     // Before each change that stuck, the weight the file held: what `undo` must walk back to.
     let mut expected: Vec<f64> = Vec::new();
     let mut current = file_weight(&ecds);
-    for run_index in 0..15u32 {
+    // At most 19 changes and the last `set`: the 20 entries the history keeps.
+    for run_index in 0..19u32 {
         let weight = f64::from(11 + run_index);
         let running = Running::start(command(
             &mesh,
@@ -407,7 +408,7 @@ fn killed_sets_leave_a_history_that_matches_the_file_and_no_temporaries() {
             &["set", "--weight", &format!("canary={weight}")],
         ));
         // The point of the test is the moment of the kill: a sleep is what sets it.
-        std::thread::sleep(Duration::from_millis(u64::from(run_index) * 5));
+        std::thread::sleep(Duration::from_millis(u64::from(run_index) * 2));
         drop(running);
         let now = file_weight(&ecds);
         if now != current {

@@ -1019,11 +1019,23 @@ fn two_paused_rollouts_each_wait_for_their_own_answer() {
     let first_pid = first.child.as_ref().unwrap().id();
     let third_pid = third.child.as_ref().unwrap().id();
 
-    let again = run(&mut rollout_command(
-        &mesh,
-        tempfile::NamedTempFile::new().unwrap().path(),
-        &plan("canary"),
-    ));
+    // Bounded: a second rollout that is not refused would pause at 10 % and wait.
+    let audit_again = tempfile::NamedTempFile::new().unwrap();
+    let mut again = rollout_command(&mesh, audit_again.path(), &plan("canary"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while again.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = again.kill();
+            let _ = again.wait();
+            panic!("a second rollout of `canary` was not refused: still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let again = again.wait_with_output().unwrap();
     assert_eq!(again.status.code(), Some(1));
     let refused = String::from_utf8_lossy(&again.stderr);
     assert!(
