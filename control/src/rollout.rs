@@ -499,18 +499,18 @@ impl Rollout {
         } else {
             format!("going on with step {} ({weight}%)", index + 1)
         };
-        self.overridden(out, target, index + 1, weight, owned, overridden, &doing)
+        self.overridden(out, target, (index + 1, weight), owned, overridden, &doing)
             .map(Some)
     }
 
     /// The end when the target no longer holds what the rollout last wrote: says what changed
-    /// and who changed it, records the `overridden` event, and stops without writing.
+    /// and who changed it, records the `overridden` event (at step `step`, of weight `weight`),
+    /// and stops without writing.
     fn overridden(
         &self,
         out: &mut Reporter,
         target: &Target,
-        step: usize,
-        weight: f64,
+        (step, weight): (usize, f64),
         owned: &Owned,
         overridden: Overridden,
         doing: &str,
@@ -746,7 +746,7 @@ impl Rollout {
                     Some(overridden) => {
                         let overridden = overridden.clone();
                         let doing = format!("pushing {weight}%");
-                        self.overridden(out, target, index + 1, weight, owned, overridden, &doing)
+                        self.overridden(out, target, (index + 1, weight), owned, overridden, &doing)
                             .map(Some)
                     }
                     None => Err(err.context(format!("pushing weight {weight}%"))),
