@@ -1101,3 +1101,84 @@ fn two_paused_rollouts_each_wait_for_their_own_answer() {
         "the abort took `canary` out and left canary3's promotion"
     );
 }
+
+/// Issue 23, defect 3, as reported: the colleague's rollback lands after step 1 passed and
+/// before step 2's push (here the step gate before step 2 runs `canaryctl rollback`, then
+/// approves). Before, step 2 wrote 50 % over the rollback and the rollout ended PROMOTED, exit
+/// 0. Now the push finds the configuration changed: nothing is written, `overridden` names the
+/// rollback, exit 1, the canary stays at 0 %.
+#[test]
+fn a_rollback_between_two_steps_is_not_written_over() {
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let ecds = mesh.ecds_file().display().to_string();
+    let admin = mesh.front().admin().to_string();
+    let rollback_said = Arc::new(Mutex::new(String::new()));
+    let gate = {
+        let (ecds, admin, said) = (ecds.clone(), admin.clone(), Arc::clone(&rollback_said));
+        HookServer::start(Box::new(move |n| {
+            if n == 1 {
+                let output = Command::new(CANARYCTL)
+                    .args(["rollback", "--ecds", &ecds, "--admin", &admin])
+                    .output()
+                    .unwrap();
+                *said.lock().unwrap() = String::from_utf8_lossy(&output.stdout).into_owned();
+            }
+            (200, "ok", Duration::ZERO)
+        }))
+    };
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let output = run(&mut rollout_command(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+            "--min-intervals",
+            "2",
+            "--gate-step",
+            &gate.url("/step"),
+        ],
+    ));
+    load.stop();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stopped, not promoted:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("not pushing 50%: {ecds} was changed by pid "))
+            && stdout.contains("(canaryctl rollback --ecds")
+            && stdout.contains("nothing written, `canary` left at 0%"),
+        "{stdout}"
+    );
+    assert_eq!(
+        mesh.weight_of("canary").unwrap(),
+        0.0,
+        "the rollback stands"
+    );
+    assert!(
+        rollback_said
+            .lock()
+            .unwrap()
+            .contains("a rollout of `canary` is running on"),
+        "{}",
+        rollback_said.lock().unwrap()
+    );
+    let events = audit_events(audit.path());
+    let overridden = events.iter().find(|e| e["event"] == "overridden").unwrap();
+    assert_eq!(
+        (
+            overridden["step"].as_u64(),
+            overridden["weight"].as_f64(),
+            overridden["expected_weight"].as_f64(),
+            overridden["found_weight"].as_f64()
+        ),
+        (Some(2), Some(50.0), Some(10.0), Some(0.0))
+    );
+}
