@@ -130,6 +130,10 @@ pub struct PauseArgs {
     /// of the directory the rollout was started in).
     #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME", conflicts_with = "ecds")]
     pub wasmplugin: Option<String>,
+    /// The canary of the paused rollout to answer (needed when rollouts of several canaries
+    /// are paused on the target).
+    #[arg(long)]
+    pub canary: Option<String>,
 }
 
 #[derive(Args)]

@@ -140,6 +140,21 @@ pub enum Event {
     /// A termination signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP; `action` is what
     /// `--on-interrupt` did.
     Interrupted { weight: f64, action: String },
+    /// The target no longer held what the rollout last wrote (seen after an interval, before a
+    /// push or before the promotion): someone else changed it. Nothing is written; the rollout
+    /// stops (`stopped` follows).
+    Overridden {
+        /// The step it was at or about to push (or promote), and that step's weight.
+        step: usize,
+        weight: f64,
+        /// The canary's weight the rollout last wrote, and the one the target holds now.
+        expected_weight: f64,
+        found_weight: f64,
+        /// What differs, `field: was → is`.
+        changes: Vec<String>,
+        /// Who changed it, as far as canaryctl recorded.
+        by: String,
+    },
     /// Every step passed.
     Promoted { weight: f64, summary: String },
     /// The canary was taken to 0 % everywhere: written, and `confirmed` when every proxy of
@@ -230,6 +245,15 @@ impl Event {
             Event::Interrupted { weight, action } => {
                 format!("`{canary}` interrupted at {weight}%: {action}")
             }
+            Event::Overridden {
+                weight,
+                changes,
+                by,
+                ..
+            } => format!(
+                "`{canary}`: stopped at the step of {weight}%, the configuration was {by}: {}",
+                changes.join("; ")
+            ),
             Event::Promoted { summary, .. }
             | Event::RolledBack { summary, .. }
             | Event::Stopped { summary, .. } => summary.clone(),

@@ -18,6 +18,7 @@ use serde::Serialize;
 use crate::events::{CountsSummary, Event, GateKind, Record};
 use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
+use crate::ownership::{self, Overridden, Owned};
 use crate::pause::{PauseFile, Request};
 use crate::per_proxy::{self, FleetReading, Interval};
 use crate::progress::{self, Progress};
@@ -262,6 +263,8 @@ impl Rollout {
             })
             .with_context(|| format!("the first step, {first}%"))?;
         let stable = first_step.before.default.clone();
+        // What the rollout last wrote (so far: what it found); each push checks it is still there.
+        let mut owned = Owned::new(&self.canary, &first_step.before);
         let mut current = weight_in(&first_step.before, &self.canary, self.rule.as_deref());
         out.say(&format!(
             "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
@@ -332,7 +335,9 @@ impl Rollout {
                 let end = self.interrupted(out, target, current)?;
                 return self.finish(out, end, &history);
             }
-            self.set_weight(out, target, weight)?;
+            if let Some(end) = self.set_weight(out, target, index, weight, &mut owned)? {
+                return self.finish(out, end, &history);
+            }
             current = weight;
             out.emit(Event::Step {
                 step: index + 1,
@@ -379,6 +384,10 @@ impl Rollout {
                         return self.finish(out, end, &history);
                     }
                 };
+                // Counts of a split someone else changed judge nothing the rollout did.
+                if let Some(end) = self.still_owned(out, target, index, weight, &owned, false)? {
+                    return self.finish(out, end, &history);
+                }
                 // Subtracted proxy by proxy: a proxy that restarted, joined or left counts
                 // only what it counted in the interval.
                 let interval = per_proxy::interval(&baseline, &now)?;
@@ -481,7 +490,82 @@ impl Rollout {
                 return self.finish(out, end, &history);
             }
         }
+        if let Some(end) =
+            self.still_owned(out, target, self.steps.len() - 1, last, &owned, true)?
+        {
+            return self.finish(out, end, &history);
+        }
         self.finish(out, End::Promoted(last), &history)
+    }
+
+    /// `None` when the target still holds what the rollout last wrote; else the end
+    /// ([`Rollout::overridden`]). Asked after each interval of step `index` and before the
+    /// promotion.
+    fn still_owned(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        index: usize,
+        weight: f64,
+        owned: &Owned,
+        promotion: bool,
+    ) -> Result<Option<End>> {
+        let (now, _) = target
+            .read()
+            .context("reading the configuration the rollout last wrote")?;
+        let Err(overridden) = owned.check(&now) else {
+            return Ok(None);
+        };
+        let doing = if promotion {
+            format!("promoting `{}` at {weight}%", self.canary)
+        } else {
+            format!("going on with step {} ({weight}%)", index + 1)
+        };
+        self.overridden(out, target, (index + 1, weight), owned, overridden, &doing)
+            .map(Some)
+    }
+
+    /// The end when the target no longer holds what the rollout last wrote: says what changed
+    /// and who changed it, records the `overridden` event (at step `step`, of weight `weight`),
+    /// and stops without writing.
+    fn overridden(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        (step, weight): (usize, f64),
+        owned: &Owned,
+        overridden: Overridden,
+        doing: &str,
+    ) -> Result<End> {
+        let rule = self.rule.as_deref();
+        let expected = weight_in(owned.last(), &self.canary, rule);
+        let now = target.read().ok().map(|(config, _)| config);
+        let found = now
+            .as_ref()
+            .map_or(expected, |now| weight_in(now, &self.canary, rule));
+        let by = now.as_ref().map_or_else(
+            || "changed".to_string(),
+            |now| ownership::who_changed(target, now),
+        );
+        let changes = overridden.changes.join("; ");
+        out.say(&format!(
+            "not {doing}: {} was {by} since the rollout last wrote it ({changes}); nothing \
+             written, `{}` left at {found}%",
+            target.describe(),
+            self.canary
+        ));
+        out.emit(Event::Overridden {
+            step,
+            weight,
+            expected_weight: expected,
+            found_weight: found,
+            changes: overridden.changes,
+            by: by.clone(),
+        })?;
+        Ok(End::Stopped(
+            found,
+            format!("the configuration was {by} ({changes}): not {doing}"),
+        ))
     }
 
     /// Asks a gate hook until it approves; a refusal holds for one interval and asks again,
@@ -600,7 +684,7 @@ impl Rollout {
             weight,
             state_file: file.clone(),
         })?;
-        let flag = target.flag();
+        let flag = format!("{} --canary {}", target.flag(), self.canary);
         out.say(&format!(
             "paused at {weight}% (--pause-at): `canaryctl rollout resume {flag}` goes on, \
              `canaryctl rollout abort {flag}` rolls back (state in {file})"
@@ -657,22 +741,45 @@ impl Rollout {
         }
     }
 
-    /// Pushes the canary's weight; the push returns once the fleet runs it (when one is named),
-    /// and says so.
-    fn set_weight(&self, out: &Reporter, target: &Target, weight: f64) -> Result<()> {
-        let (_, applied) = target
-            .push(false, |config| {
-                edit::set_weights(
-                    config,
-                    &[(self.canary.clone(), weight)],
-                    self.rule.as_deref(),
-                )
-            })
-            .with_context(|| format!("pushing weight {weight}%"))?;
+    /// Pushes the canary's weight, if the target still holds what the rollout last wrote
+    /// (checked on the configuration the write replaces, under the ECDS file's lock or at the
+    /// WasmPlugin's resource version); else ends the rollout without writing. The push returns
+    /// once the fleet runs it (when one is named), and says so.
+    fn set_weight(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        index: usize,
+        weight: f64,
+        owned: &mut Owned,
+    ) -> Result<Option<End>> {
+        let pushed = target.push(false, |config| {
+            owned.check(config)?;
+            edit::set_weights(
+                config,
+                &[(self.canary.clone(), weight)],
+                self.rule.as_deref(),
+            )
+        });
+        let (update, applied) = match pushed {
+            Ok(pushed) => pushed,
+            Err(err) => {
+                return match err.downcast_ref::<Overridden>() {
+                    Some(overridden) => {
+                        let overridden = overridden.clone();
+                        let doing = format!("pushing {weight}%");
+                        self.overridden(out, target, (index + 1, weight), owned, overridden, &doing)
+                            .map(Some)
+                    }
+                    None => Err(err.context(format!("pushing weight {weight}%"))),
+                };
+            }
+        };
+        owned.wrote(&update.after);
         if let Some(fleet) = applied.fleet() {
             out.say(&format!("{weight}%: {}", fleet.line().trim_end()));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Takes every user off the canary in one push, as `canaryctl rollback` does for it: its

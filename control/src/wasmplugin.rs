@@ -26,6 +26,11 @@ pub const RESOURCE: &str = "wasmplugins.extensions.istio.io";
 /// The annotation that holds the previous `pluginConfig`s for `undo`.
 pub const HISTORY_ANNOTATION: &str = "canaryctl.canary-mesh.io/history";
 
+/// The annotation that names the last canaryctl write (`{"by": "pid … (command line, since
+/// …)", "config_hash": N}`, the hash of the configuration it wrote): a rollout that finds the
+/// configuration changed under it says who changed it, when canaryctl did.
+pub const LAST_WRITE_ANNOTATION: &str = "canaryctl.canary-mesh.io/last-write";
+
 /// How many previous configurations the history keeps (annotations share 256 KiB per object;
 /// a configuration is a few hundred bytes to a few KiB).
 pub const HISTORY_LEN: usize = 10;
@@ -233,6 +238,12 @@ impl WasmPlugin {
         history: &[Value],
     ) -> Result<String> {
         let mut object = read.object.clone();
+        let (written_config, _) = parse_plugin_config(&plugin_config)?;
+        let last_write = json!({
+            "by": crate::ecds::holder_description(),
+            "config_hash": canary_filter::metrics::config_hash(&written_config)?,
+        })
+        .to_string();
         object["spec"]["pluginConfig"] = plugin_config;
         let kept = history.len().saturating_sub(HISTORY_LEN);
         let history = history.get(kept..).unwrap_or_default();
@@ -245,6 +256,7 @@ impl WasmPlugin {
             *annotations = json!({});
         }
         annotations[HISTORY_ANNOTATION] = Value::String(serde_json::to_string(history)?);
+        annotations[LAST_WRITE_ANNOTATION] = Value::String(last_write);
         // The version read is the one replaced (it is in the object already; said again so
         // that no future edit of the object above can drop it).
         object["metadata"]["resourceVersion"] = Value::String(read.resource_version.clone());

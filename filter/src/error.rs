@@ -9,8 +9,9 @@ pub enum ConfigError {
     /// Not JSON, a wrong type, a missing or an unknown field, a key given twice.
     #[error("{field}: {reason}")]
     Json { field: String, reason: String },
-    /// Fewer than 2 or more than 16 versions.
-    #[error("versions: need 2 to 16 versions, got {count}")]
+    /// No version, or more than 16. One is allowed: after a promotion the old default is
+    /// retired and the filter routes everyone to the one left until the next canary is added.
+    #[error("versions: need 1 to 16 versions, got {count}")]
     VersionCount { count: usize },
     /// A version or rule name that cannot be a metrics label.
     #[error("{field}: {value:?} is not a valid name (1 to 64 letters, digits, '_' or '-')")]

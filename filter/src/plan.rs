@@ -521,7 +521,7 @@ impl Compiler {
 
 fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
     let count = config.versions.len();
-    if !(2..=MAX_VERSIONS).contains(&count) {
+    if !(1..=MAX_VERSIONS).contains(&count) {
         return Err(ConfigError::VersionCount { count });
     }
     let mut versions = Vec::with_capacity(count);

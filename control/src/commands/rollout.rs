@@ -16,10 +16,11 @@ use crate::commands::write::{fleet, wasmplugin_target};
 use crate::commands::ExitStatus;
 use crate::edit;
 use crate::judge::JudgeSettings;
-use crate::pause::{self, PauseFile, Request};
+use crate::pause::{self, PauseFile, PauseState, Request};
 use crate::prometheus::{describe_service, Prometheus, FLEET_LOOKBACK};
 use crate::push::{Fleet, Pusher};
 use crate::rollout::{End, Hooks, Rollout};
+use crate::runs::RolloutPlace;
 use crate::source::Source;
 use crate::stats::service_label;
 use crate::target::Target;
@@ -35,11 +36,20 @@ pub fn exec(command: RolloutCommand) -> Result<ExitStatus> {
     }
 }
 
-/// `rollout resume` / `rollout abort`: writes the request where the paused rollout looks.
+/// `rollout resume` / `rollout abort`: writes the request where the paused rollout looks: the
+/// rollout of `--canary`, else the one rollout waiting on the target (several waiting need
+/// `--canary`).
 fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
-    let file = match &args.wasmplugin {
-        Some(reference) => wasmplugin_pause_file(&parse_reference(reference)?),
-        None => PauseFile::next_to(&args.ecds),
+    let place = match &args.wasmplugin {
+        Some(reference) => {
+            let (namespace, name) = parse_reference(reference)?;
+            RolloutPlace::for_wasmplugin(&namespace, &name)
+        }
+        None => RolloutPlace::next_to(&args.ecds),
+    };
+    let file = match &args.canary {
+        Some(canary) => place.pause_file(canary),
+        None => the_paused(&place)?,
     };
     let state = file.request(request)?;
     let what = match request {
@@ -64,6 +74,45 @@ fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
         );
     }
     Ok(ExitStatus::Success)
+}
+
+/// The pause state of the one rollout waiting in `place`; refused, naming them, when several
+/// wait, and when none does.
+fn the_paused(place: &RolloutPlace) -> Result<PauseFile> {
+    let mut waiting: Vec<(PauseFile, PauseState)> = place
+        .paused()?
+        .into_iter()
+        .filter(|(_, state)| state.request.is_none())
+        .collect();
+    match waiting.len() {
+        0 => bail!(
+            "nothing is paused: no rollout waits in {}",
+            place.dir().display()
+        ),
+        1 => Ok(waiting.remove(0).0),
+        _ => bail!(
+            "{} rollouts are paused: {}; name the one to answer with --canary",
+            waiting.len(),
+            waiting
+                .iter()
+                .map(|(_, state)| format!(
+                    "`{}` at {}% (pid {})",
+                    state.canary, state.weight, state.pid
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Where the rollouts of `target` keep their locks and pause states.
+pub fn place_of(target: &Target) -> RolloutPlace {
+    match target {
+        Target::EcdsFile(pusher) => RolloutPlace::next_to(pusher.file.path()),
+        Target::WasmPlugin { plugin, .. } => {
+            RolloutPlace::for_wasmplugin(&plugin.namespace, &plugin.name)
+        }
+    }
 }
 
 fn run(args: RolloutArgs) -> Result<ExitStatus> {
@@ -101,9 +150,14 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
     let flag = Arc::clone(&interrupted);
     // SIGINT, SIGTERM and SIGHUP alike (ctrlc's `termination` feature): --on-interrupt.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    if !rollout.dry_run {
+    // Held until the rollout ends: a second rollout of the same canary is refused, and `set`
+    // or `rollback` say that this one runs.
+    let _running = if rollout.dry_run {
+        None
+    } else {
         check_fleet(target.fleet(), &service)?;
-    }
+        Some(place_of(&target).acquire(&rollout.canary, &target.describe())?)
+    };
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
 }
 
@@ -190,7 +244,6 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         steps: args.steps,
         interval: args.interval,
         settle: args.settle,
-        canary,
         rule: args.rule,
         judge: JudgeSettings {
             min_requests: args.min_requests,
@@ -217,12 +270,8 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
             on_gate_failure: args.on_gate_failure,
         },
         pause_at: args.pause_at,
-        pause_file: match target {
-            Target::EcdsFile(pusher) => PauseFile::next_to(pusher.file.path()),
-            Target::WasmPlugin { plugin, .. } => {
-                wasmplugin_pause_file(&(plugin.namespace.clone(), plugin.name.clone()))
-            }
-        },
+        pause_file: place_of(target).pause_file(&canary),
+        canary,
     })
 }
 
@@ -243,14 +292,6 @@ pub fn wasmplugin_audit(plugin: &WasmPlugin) -> PathBuf {
     ))
 }
 
-/// The pause state of a rollout through a WasmPlugin:
-/// `.canaryctl/rollout-pause.NAMESPACE.NAME.json` in the current directory, beside its audit log.
-pub fn wasmplugin_pause_file((namespace, name): &(String, String)) -> PauseFile {
-    PauseFile::at(
-        PathBuf::from(".canaryctl").join(format!("rollout-pause.{namespace}.{name}.json")),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,10 +306,10 @@ mod tests {
 
     #[test]
     fn a_wasmplugin_rollout_pauses_in_the_current_directory() {
-        let file = wasmplugin_pause_file(&parse_reference("shop/canary-filter").unwrap());
+        let place = RolloutPlace::for_wasmplugin("shop", "canary-filter");
         assert_eq!(
-            file.path(),
-            Path::new(".canaryctl/rollout-pause.shop.canary-filter.json")
+            place.pause_file("canary").path(),
+            Path::new(".canaryctl/rollout-pause.shop.canary-filter.canary.json")
         );
     }
 

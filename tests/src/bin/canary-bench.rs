@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use canary_e2e::envoy::{repo_root, EnvoyProcess};
 use canary_e2e::mesh::{
-    render_ecds, render_front, render_upstreams, wasm_path, Isolated, ECDS_YAML, FRONT_YAML,
-    UPSTREAMS, UPSTREAMS_YAML,
+    render_ecds, render_front, render_upstreams, wasm_path, write_routes, Isolated, ECDS_YAML,
+    FRONT_YAML, UPSTREAMS, UPSTREAMS_YAML,
 };
 use canary_e2e::{http_agent, Result};
 use canary_filter::bucket::bucket_of;
@@ -283,6 +283,11 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
+/// A route configuration in the bootstrap with `routes`, in place of the shipped front's RDS.
+fn inline_routes(routes: Value) -> Value {
+    json!({"name": "canary", "virtual_hosts": [{"name": "app", "domains": ["*"], "routes": routes}]})
+}
+
 /// The shipped front bootstrap, changed for `setup`.
 fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
     let root = repo_root();
@@ -304,24 +309,28 @@ fn front_config(setup: Setup, dir: &Path, ports: &[u16]) -> Result<String> {
     match setup {
         Setup::Baseline => {
             // Nothing routes on a client header here: no header to remove before routing.
-            hcm.as_object_mut()
-                .map(|hcm| hcm.remove("early_header_mutation_extensions"));
+            hcm.as_object_mut().map(|hcm| {
+                hcm.remove("rds");
+                hcm.remove("early_header_mutation_extensions")
+            });
             hcm["http_filters"] = json!([router]);
-            hcm["route_config"]["virtual_hosts"][0]["routes"] =
-                json!([{"match": {"prefix": "/"}, "route": {"cluster": "app-v1"}}]);
+            hcm["route_config"] =
+                inline_routes(json!([{"match": {"prefix": "/"}, "route": {"cluster": "app-v1"}}]));
         }
         Setup::Native => {
-            hcm.as_object_mut()
-                .map(|hcm| hcm.remove("early_header_mutation_extensions"));
+            hcm.as_object_mut().map(|hcm| {
+                hcm.remove("rds");
+                hcm.remove("early_header_mutation_extensions")
+            });
             hcm["http_filters"] = json!([router]);
-            hcm["route_config"]["virtual_hosts"][0]["routes"] = json!([{
+            hcm["route_config"] = inline_routes(json!([{
                 "match": {"prefix": "/"},
                 "route": {
                     "weighted_clusters": {"use_hash_policy": true, "clusters": [
                         {"name": "app-v1", "weight": 90}, {"name": "app-v2", "weight": 10}]},
                     "hash_policy": [{"header": {"header_name": "x-user-id"}}],
                 },
-            }]);
+            }]));
         }
         Setup::Filter
         | Setup::FiftyRules
@@ -356,6 +365,7 @@ fn write_ecds(dir: &Path, setup: Setup, wasm: &Path, floor: &Path) -> Result<()>
     let staging = ecds_dir.join(".staging.yaml");
     fs::write(&staging, render_ecds(&template, &config, module)?)?;
     fs::rename(&staging, ecds_dir.join("canary-filter.yaml"))?;
+    write_routes(&ecds_dir)?;
     Ok(())
 }
 
