@@ -268,7 +268,11 @@ pub struct JudgeSettings {
     /// Chance, over the whole rollout, of failing a canary that is no worse than stable by
     /// more than the margins.
     pub alpha: f64,
-    /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
+    /// The canary's 5xx rate may be this many times stable's (plus `error_margin`): 1.5
+    /// allows half again stable's rate.
+    pub error_ratio: f64,
+    /// Allowed excess of the canary's 5xx rate over `error_ratio` × stable's, percentage
+    /// points: the floor that matters when stable's rate is near zero.
     pub error_margin: f64,
     /// Ceiling of the canary's 5xx rate, percent: fails only when the canary is also worse
     /// than stable. 100 turns it off.
@@ -284,7 +288,8 @@ impl Default for JudgeSettings {
             min_requests: 100,
             min_intervals: 3,
             alpha: 0.01,
-            error_margin: 1.0,
+            error_ratio: 1.5,
+            error_margin: 0.1,
             max_error_rate: 5.0,
             latency_margin_ms: 10.0,
         }
@@ -304,6 +309,12 @@ impl JudgeSettings {
             bail!(
                 "--alpha must be a number above 0 and below 1 (the chance of rolling back a good canary), not {}",
                 self.alpha
+            );
+        }
+        if !(self.error_ratio >= 1.0 && self.error_ratio.is_finite()) {
+            bail!(
+                "--error-ratio must be a finite number, 1 or more (the canary's 5xx rate may be this many times stable's), not {}",
+                self.error_ratio
             );
         }
         if !(self.error_margin >= 0.0 && self.error_margin < 100.0) {
@@ -336,11 +347,36 @@ impl JudgeSettings {
         }
     }
 
-    /// The e-value at which a check fails: `checks / alpha`.
-    pub fn threshold(&self) -> f64 {
-        self.checks() as f64 / self.alpha
+    /// The share of `alpha` each check spends: most on the 5xx comparison and the latency
+    /// shift, the regressions canaries mostly have; less on the tail, least on the ceiling
+    /// (which only matters when stable is near the ceiling already). Renormalised without the
+    /// ceiling.
+    pub fn alpha_share(&self, check: &str) -> f64 {
+        let weight = |name: &str| match name {
+            "errors" => ALPHA_WEIGHTS[0],
+            "ceiling" => ALPHA_WEIGHTS[1],
+            "latency" => ALPHA_WEIGHTS[2],
+            "latency_tail" => ALPHA_WEIGHTS[3],
+            _ => 0.0,
+        };
+        let total: f64 = if self.checks() == 4 {
+            ALPHA_WEIGHTS.iter().sum()
+        } else {
+            ALPHA_WEIGHTS.iter().sum::<f64>() - ALPHA_WEIGHTS[1]
+        };
+        weight(check) / total
+    }
+
+    /// The e-value at which `check` fails: 1 / (its share of `alpha`). The shares sum to
+    /// `alpha`, so by a union bound the checks together fail a canary within every margin
+    /// with a chance of at most `alpha`.
+    pub fn threshold(&self, check: &str) -> f64 {
+        1.0 / (self.alpha * self.alpha_share(check))
     }
 }
+
+/// The shares of `alpha` of `errors`, `ceiling`, `latency` and `latency_tail`.
+pub const ALPHA_WEIGHTS: [f64; 4] = [0.4, 0.1, 0.3, 0.2];
 
 /// What to do after an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -438,9 +474,6 @@ pub struct Judgement {
     settings: JudgeSettings,
     errors: Sequential,
     ceiling: Sequential,
-    ceiling_vs_stable: Sequential,
-    /// The largest, over time, of the smaller of the two ceiling e-values at the same time.
-    ceiling_peak_log: f64,
     latency: Sequential,
     tail: Sequential,
     /// Stable's counts before the current interval: the predictions and latency bounds.
@@ -463,16 +496,21 @@ impl Judgement {
         settings.check()?;
         let margin = settings.error_margin / 100.0;
         Ok(Judgement {
-            errors: Sequential::new(Bound { ratio: 1.0, margin }),
-            ceiling: Sequential::new(Bound {
-                ratio: 0.0,
-                margin: settings.max_error_rate / 100.0,
+            errors: Sequential::new(Bound {
+                ratio: settings.error_ratio,
+                margin,
             }),
-            ceiling_vs_stable: Sequential::new(Bound {
-                ratio: 1.0,
-                margin: 0.0,
-            }),
-            ceiling_peak_log: 0.0,
+            // Under the ceiling, or no worse than stable: a union, judged interval by interval.
+            ceiling: Sequential::either(vec![
+                Bound {
+                    ratio: 0.0,
+                    margin: settings.max_error_rate / 100.0,
+                },
+                Bound {
+                    ratio: 1.0,
+                    margin: 0.0,
+                },
+            ]),
             latency: Sequential::new(Bound {
                 ratio: 1.0,
                 margin: 0.0,
@@ -569,9 +607,6 @@ impl Judgement {
             };
             self.errors.update(tally, guess);
             self.ceiling.update(tally, guess);
-            self.ceiling_vs_stable.update(tally, guess);
-            let both = self.ceiling.log_e().min(self.ceiling_vs_stable.log_e());
-            self.ceiling_peak_log = self.ceiling_peak_log.max(both);
         }
         if latency_ready {
             self.latency_pair = self.choose_latency_pair();
@@ -721,24 +756,36 @@ impl Judgement {
     fn check(
         &self,
         name: &str,
-        evidence: (f64, f64),
+        evidence: &Sequential,
         numbers: (f64, f64, f64),
         what: String,
     ) -> Check {
-        let threshold = self.settings.threshold();
-        let (e, peak) = evidence;
+        let threshold = self.settings.threshold(name);
+        let (e, peak) = (evidence.e_value(), evidence.peak());
+        let (effect_c, effect_s) = evidence.last_effect();
+        let what = if effect_c > 1.05 || effect_s > 1.05 {
+            let (rho_c, rho_s) = evidence.burstiness();
+            format!(
+                "{what}; bursty (intra-interval correlation canary {rho_c:.1e}, stable {rho_s:.1e}): \
+                 an interval's requests count as 1/{} (canary), 1/{} (stable)",
+                short(effect_c),
+                short(effect_s)
+            )
+        } else {
+            what
+        };
         let (canary, stable, margin) = numbers;
         let passed = peak < threshold;
         let detail = if passed {
             format!("{what}: e={} < {}", short(e), short(threshold))
         } else {
             format!(
-                "{what}: e={} ≥ {} (anytime p={:.1e}, alpha {} over {} checks)",
+                "{what}: e={} ≥ {} (anytime p={:.1e}, {:.0} % of alpha {})",
                 short(peak),
                 short(threshold),
                 1.0 / peak,
+                100.0 * self.settings.alpha_share(name),
                 self.settings.alpha,
-                self.settings.checks()
             )
         };
         Check {
@@ -762,26 +809,21 @@ impl Judgement {
         );
         let mut checks = vec![self.check(
             "errors",
-            (self.errors.e_value(), self.errors.peak()),
+            &self.errors,
             (rc, rs, s.error_margin),
             format!(
-                "canary 5xx {rc:.2}% vs stable {rs:.2}% over the rollout, allowed +{} pp",
-                s.error_margin
+                "canary 5xx {rc:.2}% vs stable {rs:.2}% over the rollout, allowed {}× stable + {} pp",
+                s.error_ratio, s.error_margin
             ),
         )];
         if s.checks() == 4 {
-            // Evidence against both halves of "under the ceiling or no worse than stable", at
-            // the same time: the smaller e-value is an e-value for either half.
-            let now = self.ceiling.log_e().min(self.ceiling_vs_stable.log_e());
             checks.push(self.check(
                 "ceiling",
-                (now.min(700.0).exp(), self.ceiling_peak_log.min(700.0).exp()),
+                &self.ceiling,
                 (rc, rs, s.max_error_rate),
                 format!(
-                    "canary 5xx {rc:.2}% vs the ceiling {}% and stable {rs:.2}% (e={} over the ceiling, {} over stable)",
+                    "canary 5xx {rc:.2}% vs the ceiling {}% and stable {rs:.2}%",
                     s.max_error_rate,
-                    short(self.ceiling.e_value()),
-                    short(self.ceiling_vs_stable.e_value())
                 ),
             ));
         }
@@ -813,7 +855,7 @@ impl Judgement {
         let (_, _, text) = share_text(self.latency_pair);
         checks.push(self.check(
             "latency",
-            (self.latency.e_value(), self.latency.peak()),
+            &self.latency,
             (mc, ms, s.latency_margin_ms),
             format!(
                 "canary p50 {mc:.1} ms vs stable {ms:.1} ms, allowed +{} ms; {text}",
@@ -823,7 +865,7 @@ impl Judgement {
         let (c, st, text) = share_text(self.tail_pair);
         checks.push(self.check(
             "latency_tail",
-            (self.tail.e_value(), self.tail.peak()),
+            &self.tail,
             (c, st, s.latency_margin_ms),
             format!("beyond stable's p99 bucket: {text}"),
         ));
@@ -1037,8 +1079,12 @@ mod tests {
         assert_eq!(verdict.outcome, StepAction::Fail, "{verdict:?}");
         let errors = check(&verdict, "errors");
         assert!(!errors.passed);
-        assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 / 4.0);
-        assert_eq!(errors.threshold, 400.0, "4 checks share alpha 0.01");
+        assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 * 0.4);
+        assert!(
+            (errors.threshold - 250.0).abs() < 1e-9,
+            "errors has 40 % of alpha 0.01: {}",
+            errors.threshold
+        );
         assert!((errors.canary - 50.0).abs() < 1e-9 && (errors.stable - 1.0).abs() < 1e-9);
     }
 
@@ -1133,6 +1179,34 @@ mod tests {
         // 4.5 % against stable's 1 %: worse than stable but under the ceiling.
         let under = run(45, 10);
         assert!(check(&under, "ceiling").passed, "{under:?}");
+    }
+
+    /// The ceiling's null is "under the ceiling, or no worse than stable" in every interval; a
+    /// canary that alternates between the two halves meets it throughout. Intervals of stable
+    /// and canary both at 10 % (above the 5 % ceiling, no worse than stable) alternate with
+    /// intervals of stable at 0 % and the canary at 4 % (worse than stable, under the ceiling).
+    /// The earlier construction ran one product per half, each growing in the intervals where
+    /// its own half is false, and failed such a canary once the smaller of the two crossed.
+    #[test]
+    fn the_ceiling_holds_a_canary_that_alternates_between_its_two_halves() {
+        let wide = JudgeSettings {
+            error_margin: 50.0,
+            ..settings()
+        };
+        let mut judgement = Judgement::new(wide).unwrap();
+        judgement.seed(&counts(100, [2000, 0, 0, 0])).unwrap();
+        for interval in 0..60 {
+            let (canary, stable) = if interval % 2 == 0 {
+                (counts(100, [1000, 0, 0, 0]), counts(100, [1000, 0, 0, 0]))
+            } else {
+                (counts(40, [1000, 0, 0, 0]), counts(0, [1000, 0, 0, 0]))
+            };
+            let verdict = judgement.observe(interval, &canary, &stable).unwrap();
+            assert!(
+                check(&verdict, "ceiling").passed,
+                "interval {interval}: {verdict:?}"
+            );
+        }
     }
 
     /// 600 of 1,000 canary requests past the last bound: before the fix they dropped out of the

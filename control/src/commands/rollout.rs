@@ -192,6 +192,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
             min_requests: args.min_requests,
             min_intervals: args.min_intervals,
             alpha: args.alpha,
+            error_ratio: args.error_ratio,
             error_margin: args.error_margin,
             max_error_rate: args.max_error_rate,
             latency_margin_ms: args.latency_margin_ms,
