@@ -176,6 +176,12 @@ pub struct RolloutArgs {
     /// slower than stable plus this).
     #[arg(long, default_value_t = 10.0)]
     pub latency_margin_ms: f64,
+    /// The smallest 5xx regression the rollout must be able to catch before it promotes, as a
+    /// multiple of the allowed rate (--error-ratio × stable + --error-margin): the last step
+    /// before 100 % holds until the canary has served enough requests to catch it in about 90 %
+    /// of rollouts (the hold says how many). 0 turns it off.
+    #[arg(long, default_value_t = 1.8)]
+    pub detect: f64,
     /// Intervals without enough data at one step before stopping (the weight stays).
     #[arg(long, default_value_t = 20)]
     pub max_holds: u32,

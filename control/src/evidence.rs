@@ -32,8 +32,10 @@ use serde::Serialize;
 
 use crate::dispersion::{self, design_effect, Spread};
 
-/// The intra-interval correlation assumed for a side before it has two intervals to estimate it
-/// from: the most the judge's guarantee covers (see [`crate::dispersion`]).
+/// The most intra-interval correlation the judge's guarantee covers (see
+/// [`crate::dispersion`]): assumed for a side before it has intervals to estimate it from, and
+/// the cap of the estimates (intervals of a few requests cannot rule out large correlations,
+/// and read at a later step's larger intervals such a limit would discount everything).
 pub const BURST_PRIOR: f64 = 0.01;
 
 /// The confidence of the upper limit on the canary's own correlation. Lower than stable's: the
@@ -244,7 +246,7 @@ impl Sequential {
             if spread.intervals() < needs {
                 BURST_PRIOR
             } else {
-                spread.upper(confidence).unwrap_or(0.0)
+                spread.upper(confidence).unwrap_or(0.0).min(BURST_PRIOR)
             }
         };
         let stable = own(&self.stable_spread, dispersion::CONFIDENCE, 2);

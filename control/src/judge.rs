@@ -279,6 +279,11 @@ pub struct JudgeSettings {
     pub max_error_rate: f64,
     /// Allowed excess of the canary's latency over stable's, ms.
     pub latency_margin_ms: f64,
+    /// The smallest 5xx regression the rollout must be able to catch before its last judged
+    /// step passes, as a multiple of the allowed rate (`error_ratio` × stable's +
+    /// `error_margin`): that step holds until the canary has served enough requests to catch
+    /// it in about 90 % of rollouts. 0 turns it off.
+    pub detect: f64,
 }
 
 impl Default for JudgeSettings {
@@ -292,6 +297,7 @@ impl Default for JudgeSettings {
             error_margin: 0.1,
             max_error_rate: 5.0,
             latency_margin_ms: 10.0,
+            detect: 1.8,
         }
     }
 }
@@ -335,7 +341,48 @@ impl JudgeSettings {
                 self.latency_margin_ms
             );
         }
+        if !(self.detect == 0.0 || (self.detect > 1.0 && self.detect.is_finite())) {
+            bail!(
+                "--detect must be 0 (off) or a finite multiple of the allowed 5xx rate above 1, not {}",
+                self.detect
+            );
+        }
         Ok(())
+    }
+
+    /// The canary responses over the rollout that catch, in about 90 % of rollouts (measured by
+    /// the simulation; the normal approximation below aims at 95 % to cover what it leaves
+    /// out: the discount of bursty intervals, the sequential reading), a canary
+    /// whose 5xx rate is `detect` × the allowed rate, at stable's rate `stable` (a share) and a
+    /// split of `canary_per_stable` canary responses per stable response; `None` when it does
+    /// not apply (off, or no room below 100 %).
+    ///
+    /// The errors check's log e-value grows by about `μ = KL(a_d ‖ a_0)` per canary request
+    /// (`a_d` the regression, `a_0` the bound), with variance `σ²` per request; it must reach
+    /// `ln(threshold) + ln(experts)` (the mixture's cost). With `s = √n`, the 5 % quantile
+    /// `μ·s² − 1.645·σ·s` reaches that at the positive root of the quadratic. Each interval's
+    /// e-value also carries stable's counts of that interval, whose noise, `ratio²` times
+    /// stable's variance at `canary_per_stable` canary requests per stable one, inflates `n`.
+    pub fn detect_requests(&self, stable: f64, canary_per_stable: f64) -> Option<u64> {
+        if self.detect == 0.0 {
+            return None;
+        }
+        let b = stable.clamp(1e-6, 1.0 - 1e-6);
+        let bound = self.error_ratio * b + self.error_margin / 100.0;
+        let target = self.detect * bound;
+        if !(bound > 0.0 && target < 1.0) {
+            return None;
+        }
+        let mu = kl(target, bound);
+        let step = (target / bound).ln() - ((1.0 - target) / (1.0 - bound)).ln();
+        let sigma = (target * (1.0 - target)).sqrt() * step;
+        let need = self.threshold("errors").ln() + (crate::evidence::EXPERTS.len() as f64).ln();
+        let z = 1.6449;
+        let root = (z * sigma + (z * z * sigma * sigma + 4.0 * mu * need).sqrt()) / (2.0 * mu);
+        let inflation = 1.0
+            + self.error_ratio.powi(2) * b * (1.0 - b) / (target * (1.0 - target))
+                * canary_per_stable.max(0.0);
+        Some((root * root * inflation).ceil() as u64)
     }
 
     /// The number of checks that share `alpha`.
@@ -374,6 +421,11 @@ impl JudgeSettings {
         1.0 / (self.alpha * self.alpha_share(check))
     }
 }
+
+/// The most intervals the last judged step holds for `--detect`: past them it passes on what it
+/// has (and says how much traffic the regression would have taken), rather than run into
+/// `--max-holds` (20 by default) and stop undecided.
+pub const DETECT_MAX_INTERVALS: u32 = 19;
 
 /// The shares of `alpha` of `errors`, `ceiling`, `latency` and `latency_tail`.
 pub const ALPHA_WEIGHTS: [f64; 4] = [0.4, 0.1, 0.3, 0.2];
@@ -487,6 +539,8 @@ pub struct Judgement {
     latency_pair: Option<Pair>,
     tail_pair: Option<Pair>,
     step: Option<Step>,
+    /// The last judged step of the plan (the one before 100 %), where `detect` applies.
+    final_step: Option<usize>,
 }
 
 impl Judgement {
@@ -529,7 +583,15 @@ impl Judgement {
             latency_pair: None,
             tail_pair: None,
             step: None,
+            final_step: None,
         })
+    }
+
+    /// Names the plan's last judged step (0-based, the one before 100 %): it holds until the
+    /// canary has served the responses `--detect` asks for (see
+    /// [`JudgeSettings::detect_requests`]).
+    pub fn set_final_step(&mut self, index: usize) {
+        self.final_step = Some(index);
     }
 
     /// The settings.
@@ -680,6 +742,34 @@ impl Judgement {
         }
         if step_data.judged == 0 {
             short.push("no earlier stable data to compare with yet".to_string());
+        }
+        if self.final_step == Some(step) && errors_ready {
+            let stable_rate = smoothed(self.reference_errors, self.reference_responses);
+            let split = step_data.canary as f64 / step_data.stable.max(1) as f64;
+            let (effect, _) = self.errors.last_effect();
+            if let Some(needed) = self.settings.detect_requests(stable_rate, split) {
+                let needed = (needed as f64 * effect).ceil() as u64;
+                let have = self.canary_total.0;
+                if have < needed && step_data.intervals < DETECT_MAX_INTERVALS {
+                    let s = &self.settings;
+                    let allowed = 100.0 * (s.error_ratio * stable_rate) + s.error_margin;
+                    let per_interval = step_data.canary as f64 / f64::from(step_data.intervals);
+                    let more = if per_interval > 0.0 {
+                        format!(
+                            ", about {} more interval(s) at this step's traffic",
+                            ((needed - have) as f64 / per_interval).ceil()
+                        )
+                    } else {
+                        String::new()
+                    };
+                    short.push(format!(
+                        "canary {have} of {needed} responses over the rollout to catch 5xx at \
+                         {:.2}% ({}× the allowed {allowed:.2}%, --detect){more}",
+                        s.detect * allowed,
+                        s.detect
+                    ));
+                }
+            }
         }
         if step_data.intervals < self.settings.min_intervals {
             short.push(format!(
@@ -1000,6 +1090,34 @@ mod tests {
             ),
             (
                 JudgeSettings {
+                    error_ratio: 0.5,
+                    ..base.clone()
+                },
+                "--error-ratio",
+            ),
+            (
+                JudgeSettings {
+                    error_ratio: f64::NAN,
+                    ..base.clone()
+                },
+                "--error-ratio",
+            ),
+            (
+                JudgeSettings {
+                    detect: 0.5,
+                    ..base.clone()
+                },
+                "--detect",
+            ),
+            (
+                JudgeSettings {
+                    detect: f64::INFINITY,
+                    ..base.clone()
+                },
+                "--detect",
+            ),
+            (
+                JudgeSettings {
                     max_error_rate: f64::NAN,
                     ..base.clone()
                 },
@@ -1062,6 +1180,58 @@ mod tests {
         ] {
             Judgement::new(settings).unwrap();
         }
+    }
+
+    /// The traffic `--detect` asks for, against the arithmetic done by hand (with Python's
+    /// `math` only): stable at 1 %, the bound 1.5 × 1 % + 0.1 pp = 1.6 %, the regression
+    /// 1.8 × 1.6 % = 2.88 %. KL(2.88 % ‖ 1.6 %) = 0.0042118713, the log-likelihood step
+    /// ln(2.88/1.6) − ln(0.9712/0.984) = 0.6008801, σ = √(0.0288·0.9712)·0.6008801 =
+    /// 0.1004936; the level ln(250) + ln(9) = 7.7186855; the root (1.6449σ + √((1.6449σ)² +
+    /// 4·KL·7.7186855)) / (2·KL) = 66.715562, squared 4450.97. At an even split stable's noise
+    /// adds 1.5²·0.0099/(0.0288·0.9712) = 0.796373: 7995.6 responses.
+    #[test]
+    fn detect_sizes_the_traffic_from_the_regression() {
+        let s = JudgeSettings::default();
+        assert_eq!(s.detect_requests(0.01, 0.0), Some(4451));
+        assert_eq!(s.detect_requests(0.01, 1.0), Some(7996));
+        // A smaller regression takes more traffic; off is off.
+        assert!(
+            JudgeSettings {
+                detect: 1.4,
+                ..s.clone()
+            }
+            .detect_requests(0.01, 1.0)
+            .unwrap()
+                > 7996
+        );
+        assert_eq!(
+            JudgeSettings {
+                detect: 0.0,
+                ..s.clone()
+            }
+            .detect_requests(0.01, 1.0),
+            None
+        );
+    }
+
+    /// The last judged step holds for `--detect` and says how much traffic it takes; other
+    /// steps do not.
+    #[test]
+    fn the_last_step_holds_until_the_regression_would_show() {
+        let mut judgement = Judgement::new(settings()).unwrap();
+        judgement.set_final_step(1);
+        judgement.seed(&counts(10, [1000, 0, 0, 0])).unwrap();
+        let canary = counts(1, [100, 0, 0, 0]);
+        let stable = counts(10, [1000, 0, 0, 0]);
+        let first = judgement.observe(0, &canary, &stable).unwrap();
+        assert_eq!(first.outcome, StepAction::Pass, "{first:?}");
+        let last = judgement.observe(1, &canary, &stable).unwrap();
+        assert_eq!(last.outcome, StepAction::Hold, "{last:?}");
+        assert!(
+            last.reason.contains("--detect") && last.reason.contains("more interval"),
+            "{}",
+            last.reason
+        );
     }
 
     /// Before the fix, a NaN margin passed a canary with 50 % 5xx.

@@ -196,6 +196,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
             error_margin: args.error_margin,
             max_error_rate: args.max_error_rate,
             latency_margin_ms: args.latency_margin_ms,
+            detect: args.detect,
         },
         max_holds: args.max_holds,
         max_failed_reads: args.max_failed_reads,
