@@ -203,6 +203,8 @@ pub struct Sequential {
     stable_spread: Spread,
     /// The design effects the last interval was read with, (canary, stable).
     last_effect: (f64, f64),
+    /// The intra-interval correlations they came from.
+    last_burstiness: (f64, f64),
     /// Read every count as binomial (no burst correction).
     binomial: bool,
 }
@@ -224,6 +226,7 @@ impl Sequential {
             canary_spread: Spread::default(),
             stable_spread: Spread::default(),
             last_effect: (1.0, 1.0),
+            last_burstiness: (0.0, 0.0),
             binomial: false,
         }
     }
@@ -285,6 +288,7 @@ impl Sequential {
         self.canary_spread.add(tally.canary, tally.canary_n);
         self.stable_spread.add(tally.stable, tally.stable_n);
         self.last_effect = effect;
+        self.last_burstiness = (rho_c, rho_s);
         self.intervals += 1;
         self.peak_log = self.peak_log.max(self.log_e());
     }
@@ -292,6 +296,11 @@ impl Sequential {
     /// The design effects the last interval was read with, `(canary, stable)`.
     pub fn last_effect(&self) -> (f64, f64) {
         self.last_effect
+    }
+
+    /// The intra-interval correlations the last interval was read with, `(canary, stable)`.
+    pub fn last_burstiness(&self) -> (f64, f64) {
+        self.last_burstiness
     }
 
     /// The log of the e-value now: the mean of the experts' wealth.

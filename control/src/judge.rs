@@ -422,9 +422,9 @@ impl JudgeSettings {
     }
 }
 
-/// The most intervals the last judged step holds for `--detect`: past them it passes on what it
-/// has (and says how much traffic the regression would have taken), rather than run into
-/// `--max-holds` (20 by default) and stop undecided.
+/// The most intervals the last judged step lasts for `--detect`: when its traffic cannot gather
+/// the responses by then, the step does not hold for them (it would only run into
+/// `--max-holds`, 20 by default, and stop undecided) and passes on the evidence it has.
 pub const DETECT_MAX_INTERVALS: u32 = 19;
 
 /// The shares of `alpha` of `errors`, `ceiling`, `latency` and `latency_tail`.
@@ -750,18 +750,20 @@ impl Judgement {
             if let Some(needed) = self.settings.detect_requests(stable_rate, split) {
                 let needed = (needed as f64 * effect).ceil() as u64;
                 let have = self.canary_total.0;
-                if have < needed && step_data.intervals < DETECT_MAX_INTERVALS {
+                let per_interval = step_data.canary as f64 / f64::from(step_data.intervals);
+                let more = if per_interval > 0.0 {
+                    (needed.saturating_sub(have) as f64 / per_interval).ceil()
+                } else {
+                    f64::INFINITY
+                };
+                // Within reach of this step's traffic: hold for it. Out of reach, holding would
+                // only run into --max-holds; the step passes on the evidence it has.
+                let reachable =
+                    f64::from(step_data.intervals) + more <= f64::from(DETECT_MAX_INTERVALS);
+                if have < needed && reachable {
                     let s = &self.settings;
                     let allowed = 100.0 * (s.error_ratio * stable_rate) + s.error_margin;
-                    let per_interval = step_data.canary as f64 / f64::from(step_data.intervals);
-                    let more = if per_interval > 0.0 {
-                        format!(
-                            ", about {} more interval(s) at this step's traffic",
-                            ((needed - have) as f64 / per_interval).ceil()
-                        )
-                    } else {
-                        String::new()
-                    };
+                    let more = format!(", about {more} more interval(s) at this step's traffic");
                     short.push(format!(
                         "canary {have} of {needed} responses over the rollout to catch 5xx at \
                          {:.2}% ({}× the allowed {allowed:.2}%, --detect){more}",
@@ -854,7 +856,7 @@ impl Judgement {
         let (e, peak) = (evidence.e_value(), evidence.peak());
         let (effect_c, effect_s) = evidence.last_effect();
         let what = if effect_c > 1.05 || effect_s > 1.05 {
-            let (rho_c, rho_s) = evidence.burstiness();
+            let (rho_c, rho_s) = evidence.last_burstiness();
             format!(
                 "{what}; bursty (intra-interval correlation canary {rho_c:.1e}, stable {rho_s:.1e}): \
                  an interval's requests count as 1/{} (canary), 1/{} (stable)",
@@ -1215,23 +1217,34 @@ mod tests {
     }
 
     /// The last judged step holds for `--detect` and says how much traffic it takes; other
-    /// steps do not.
+    /// steps do not; and where its traffic cannot gather that in time it does not hold.
     #[test]
     fn the_last_step_holds_until_the_regression_would_show() {
-        let mut judgement = Judgement::new(settings()).unwrap();
-        judgement.set_final_step(1);
-        judgement.seed(&counts(10, [1000, 0, 0, 0])).unwrap();
-        let canary = counts(1, [100, 0, 0, 0]);
-        let stable = counts(10, [1000, 0, 0, 0]);
-        let first = judgement.observe(0, &canary, &stable).unwrap();
-        assert_eq!(first.outcome, StepAction::Pass, "{first:?}");
-        let last = judgement.observe(1, &canary, &stable).unwrap();
-        assert_eq!(last.outcome, StepAction::Hold, "{last:?}");
+        let run = |canary_n: u64| {
+            let mut judgement = Judgement::new(settings()).unwrap();
+            judgement.set_final_step(1);
+            judgement.seed(&counts(10, [1000, 0, 0, 0])).unwrap();
+            let canary = counts(canary_n / 100, [canary_n, 0, 0, 0]);
+            let stable = counts(10, [1000, 0, 0, 0]);
+            // Four intervals at the first step: the canary's own burst estimate replaces the
+            // prior.
+            for _ in 0..4 {
+                let first = judgement.observe(0, &canary, &stable).unwrap();
+                assert_ne!(first.outcome, StepAction::Hold, "{first:?}");
+            }
+            judgement.observe(1, &canary, &stable).unwrap()
+        };
+        // 1,000 canary responses an interval: about 8,000 needed, within reach.
+        let held = run(1000);
+        assert_eq!(held.outcome, StepAction::Hold, "{held:?}");
         assert!(
-            last.reason.contains("--detect") && last.reason.contains("more interval"),
+            held.reason.contains("--detect") && held.reason.contains("more interval"),
             "{}",
-            last.reason
+            held.reason
         );
+        // 100 an interval: dozens more intervals, out of reach; the step passes.
+        let passed = run(100);
+        assert_eq!(passed.outcome, StepAction::Pass, "{passed:?}");
     }
 
     /// Before the fix, a NaN margin passed a canary with 50 % 5xx.
