@@ -24,7 +24,11 @@
 //! A product of e-values each valid given the past is a test supermartingale, and so is a
 //! mixture of them; by Ville's inequality it exceeds `1/α` at any time, however the test is
 //! stopped, with probability at most `α` (Ramdas, Grünwald, Vovk and Shafer, "Game-theoretic
-//! statistics and safe anytime-valid inference", 2023). This is the design of Netflix's
+//! statistics and safe anytime-valid inference", 2023). When the requests of an interval are
+//! correlated (bursts), each side's counts are divided by its design effect before the
+//! likelihood ratio is taken ([`interval_log_e_bursty`], [`crate::dispersion`]): the e-value is
+//! then that of the binomial with the count's mean and variance, valid to the extent that the
+//! correlation estimated from the earlier intervals bounds the current one's. This is the design of Netflix's
 //! sequential canary tests (Lindon et al., KDD 2022), with the nuisance rate of stable removed
 //! by the projection rather than by a Poisson model.
 

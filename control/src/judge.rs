@@ -4,13 +4,14 @@
 //! A [`Judgement`] lasts one rollout. It is fed each interval's counts (differences of two
 //! reads, never totals) and the step, and answers pass, hold or fail. Four checks, each a
 //! running e-value against its own null hypothesis; a check fails when its e-value reaches
-//! `checks / alpha`, so the chance that any check fails a canary that meets every null is at
-//! most `alpha` over the whole rollout, every step and interval together (Ville's inequality
-//! and a union bound):
+//! 1 / (its share of `alpha`) ([`ALPHA_WEIGHTS`]), so the chance that any check fails a canary
+//! that meets every null is at most `alpha` over the whole rollout, every step and interval
+//! together (Ville's inequality and a union bound):
 //!
-//! - `errors`: canary 5xx rate ≤ stable's + `--error-margin` percentage points.
-//! - `ceiling`: canary 5xx rate ≤ `--max-error-rate`, or ≤ stable's. It fails only with
-//!   evidence against both: above the ceiling *and* worse than stable.
+//! - `errors`: canary 5xx rate ≤ `--error-ratio` × stable's + `--error-margin` points.
+//! - `ceiling`: canary 5xx rate ≤ `--max-error-rate`, or ≤ stable's, in each interval (either
+//!   half may hold). It fails only with evidence against both: above the ceiling *and* worse
+//!   than stable ([`Sequential::either`]).
 //! - `latency`: the canary is no slower than stable plus `--latency-margin-ms`, read at one
 //!   pair of bucket bounds `(Bs, Bc)` with `Bc ≥ Bs + margin`: the canary's share above `Bc` ≤
 //!   stable's share above `Bs` (implied by "canary ≤ stable + margin" at every latency). The
@@ -21,8 +22,13 @@
 //!   above `Bs`. Requests past the last bound are in the `+Inf` bucket: the slowest, never
 //!   dropped.
 //!
+//! Counts are read through each side's design effect, from the burstiness of its earlier
+//! intervals ([`crate::dispersion`]).
+//!
 //! A step passes when no check failed and, since the step began, each side has at least
-//! `--min-requests` responses and the step has lasted `--min-intervals` intervals. Buckets are
+//! `--min-requests` responses and the step has lasted `--min-intervals` intervals; the plan's
+//! last judged step also waits for the canary traffic `--detect` asks for, when the step can
+//! gather it within [`DETECT_MAX_INTERVALS`]. Buckets are
 //! matched by their bounds: histograms with different bounds are an error, not a verdict.
 
 use anyhow::{bail, Result};
@@ -747,19 +753,25 @@ impl Judgement {
             let stable_rate = smoothed(self.reference_errors, self.reference_responses);
             let split = step_data.canary as f64 / step_data.stable.max(1) as f64;
             let (effect, _) = self.errors.last_effect();
-            if let Some(needed) = self.settings.detect_requests(stable_rate, split) {
-                let needed = (needed as f64 * effect).ceil() as u64;
+            if let Some(binomial) = self.settings.detect_requests(stable_rate, split) {
+                // Bursty counts carry less per response: more are needed, up to the cap.
+                let needed = (binomial as f64 * effect).ceil() as u64;
                 let have = self.canary_total.0;
                 let per_interval = step_data.canary as f64 / f64::from(step_data.intervals);
-                let more = if per_interval > 0.0 {
-                    (needed.saturating_sub(have) as f64 / per_interval).ceil()
-                } else {
-                    f64::INFINITY
+                let intervals_for = |n: u64| {
+                    if per_interval > 0.0 {
+                        (n.saturating_sub(have) as f64 / per_interval).ceil()
+                    } else {
+                        f64::INFINITY
+                    }
                 };
-                // Within reach of this step's traffic: hold for it. Out of reach, holding would
-                // only run into --max-holds; the step passes on the evidence it has.
-                let reachable =
-                    f64::from(step_data.intervals) + more <= f64::from(DETECT_MAX_INTERVALS);
+                let more = intervals_for(needed);
+                // Within reach of this step's traffic (for independent requests): hold for it,
+                // up to the cap. Out of reach, holding would only run into --max-holds; the
+                // step passes on the evidence it has.
+                let reachable = f64::from(step_data.intervals) + intervals_for(binomial)
+                    <= f64::from(DETECT_MAX_INTERVALS)
+                    && step_data.intervals < DETECT_MAX_INTERVALS;
                 if have < needed && reachable {
                     let s = &self.settings;
                     let allowed = 100.0 * (s.error_ratio * stable_rate) + s.error_margin;
