@@ -141,9 +141,10 @@ fuzz:
 
 ## The judge's simulation -----------------------------------------------------------------
 
-# Whole rollouts of every scenario (identical, better and worse canaries) through the rollout's
-# judge at 100, 1,000 and 10,000 requests per interval, JUDGE_ROLLOUTS each, from JUDGE_SEED;
-# writes JUDGE.md (`make test` runs a short seeded run of the same code as a unit test).
+# Whole rollouts of every scenario (identical, better, bursty, drifting, incident, ceiling and
+# worse canaries) through the rollout's judge at 1,000, 10,000 and 100,000 requests per
+# interval, JUDGE_ROLLOUTS each, from JUDGE_SEED; writes JUDGE.md (`make test` runs a short
+# seeded run of the same code as a unit test). About 7 minutes on 2 shared cores.
 JUDGE_ROLLOUTS ?= 2000
 JUDGE_SEED     ?= 20251126
 

@@ -164,8 +164,13 @@ pub struct RolloutArgs {
     /// (the checks share it; the evidence is valid whenever the rollout stops).
     #[arg(long, default_value_t = 0.01)]
     pub alpha: f64,
-    /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
-    #[arg(long, default_value_t = 1.0)]
+    /// The canary's 5xx rate may be this many times stable's (plus --error-margin): 1.5 lets
+    /// 1 % become 1.6 % and fails 1 % becoming 3 %.
+    #[arg(long, default_value_t = 1.5)]
+    pub error_ratio: f64,
+    /// Allowed excess of the canary's 5xx rate over --error-ratio × stable's, percentage
+    /// points: the floor for a stable near 0 % (0.1: from 0 %, up to 0.1 % is allowed).
+    #[arg(long, default_value_t = 0.1)]
     pub error_margin: f64,
     /// Ceiling of the canary's 5xx rate, percent: fails the canary only when it is also worse
     /// than stable (100 turns it off).
@@ -175,6 +180,12 @@ pub struct RolloutArgs {
     /// slower than stable plus this).
     #[arg(long, default_value_t = 10.0)]
     pub latency_margin_ms: f64,
+    /// The smallest 5xx regression the rollout must be able to catch before it promotes, as a
+    /// multiple of the allowed rate (--error-ratio × stable + --error-margin): the last step
+    /// before 100 % holds until the canary has served enough requests to catch it in about 90 %
+    /// of rollouts (the hold says how many). 0 turns it off.
+    #[arg(long, default_value_t = 1.8)]
+    pub detect: f64,
     /// Intervals without enough data at one step before stopping (the weight stays).
     #[arg(long, default_value_t = 20)]
     pub max_holds: u32,

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cli;
 pub mod commands;
 pub mod config_file;
+pub mod dispersion;
 pub mod ecds;
 pub mod edit;
 pub mod events;

@@ -307,6 +307,10 @@ impl Rollout {
         let mut history: Vec<String> = Vec::new();
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
+        // The last judged step holds until a regression of --detect's size would show.
+        if let Some(last) = self.steps.iter().rposition(|&w| w < 100.0) {
+            judgement.set_final_step(last);
+        }
 
         for (index, &weight) in self.steps.iter().enumerate() {
             let mut gates = vec![(GateKind::Step, self.hooks.gate_step.as_deref())];
