@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::checks::{self, CheckResult, Custom, CustomJudgement, Readings};
 use crate::events::{CountsSummary, Event, GateKind, Record};
 use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
@@ -89,6 +90,8 @@ pub struct Rollout {
     pub pause_at: Vec<f64>,
     /// The pause state file.
     pub pause_file: PauseFile,
+    /// The operator's own checks (`--checks`, `--check`), judged beside the built-in ones.
+    pub custom: Option<Custom>,
 }
 
 /// How a rollout ended.
@@ -298,6 +301,10 @@ impl Rollout {
         let mut history: Vec<String> = Vec::new();
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
+        let mut custom = self
+            .custom
+            .as_ref()
+            .map(|c| CustomJudgement::new(c.checks.clone()));
 
         for (index, &weight) in self.steps.iter().enumerate() {
             let mut gates = vec![(GateKind::Step, self.hooks.gate_step.as_deref())];
@@ -339,14 +346,18 @@ impl Rollout {
                 let end = self.interrupted(out, target, weight)?;
                 return self.finish(out, end, &history);
             }
-            let mut baseline = match self.read_with_retries(out, source, interrupted)? {
-                Read::Metrics(reading) => reading,
-                other => {
-                    let end = self.unread(out, target, weight, other)?;
-                    return self.finish(out, end, &history);
-                }
-            };
+            let (mut baseline, mut checks_baseline) =
+                match self.read_with_retries(out, source, &stable, interrupted)? {
+                    Read::Metrics(reading, checked) => (reading, checked),
+                    other => {
+                        let end = self.unread(out, target, weight, other)?;
+                        return self.finish(out, end, &history);
+                    }
+                };
             if index == 0 {
+                if let Some(custom) = custom.as_mut() {
+                    custom.seed(&checks_baseline);
+                }
                 // Stable's counts before the rollout predict stable (never the evidence).
                 if let Some(before) = baseline.get(&stable) {
                     judgement.seed(before).context("reading stable's counts")?;
@@ -360,29 +371,44 @@ impl Rollout {
                     let end = self.interrupted(out, target, weight)?;
                     return self.finish(out, end, &history);
                 }
-                let now = match self.read_with_retries(out, source, interrupted)? {
-                    Read::Metrics(reading) => reading,
-                    other => {
-                        let end = self.unread(out, target, weight, other)?;
-                        return self.finish(out, end, &history);
-                    }
-                };
+                let (now, checks_now) =
+                    match self.read_with_retries(out, source, &stable, interrupted)? {
+                        Read::Metrics(reading, checked) => (reading, checked),
+                        other => {
+                            let end = self.unread(out, target, weight, other)?;
+                            return self.finish(out, end, &history);
+                        }
+                    };
                 let canary = delta(&now, &baseline, &self.canary);
                 let stable_counts = delta(&now, &baseline, &stable);
                 let verdict = judgement
                     .observe(index, &canary, &stable_counts)
                     .context("judging the interval")?;
+                let custom_checks: Vec<CheckResult> = custom
+                    .as_mut()
+                    .map(|c| c.observe(index, &checks_baseline, &checks_now))
+                    .unwrap_or_default();
+                checks_baseline = checks_now;
+                let verdict = checks::combine(verdict, &custom_checks);
                 let step_canary = delta(&now, &step_start, &self.canary);
                 let step_stable = delta(&now, &step_start, &stable);
                 // Each interval is judged on its own counts; the judgement keeps the evidence.
                 baseline = now;
-                out.say(&self.line(index, weight, &canary, &stable_counts, &verdict));
+                out.say(&self.line(
+                    index,
+                    weight,
+                    &canary,
+                    &stable_counts,
+                    &verdict,
+                    &custom_checks,
+                ));
                 out.emit(Event::Verdict {
                     step: index + 1,
                     weight,
                     outcome: verdict.outcome,
                     reason: verdict.reason.clone(),
                     checks: verdict.checks.clone(),
+                    custom_checks,
                     canary: CountsSummary::from(&canary),
                     stable: CountsSummary::from(&stable_counts),
                     settings: self.judge.clone(),
@@ -741,12 +767,20 @@ impl Rollout {
         &self,
         out: &mut Reporter,
         source: &Source,
+        stable: &str,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<Read> {
         let mut failures = 0;
         loop {
-            match source.read(self.label()) {
-                Ok(reading) => return Ok(Read::Metrics(reading)),
+            let read = source.read(self.label()).and_then(|reading| {
+                let checked = match &self.custom {
+                    Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
+                    None => Readings::new(),
+                };
+                Ok((reading, checked))
+            });
+            match read {
+                Ok((reading, checked)) => return Ok(Read::Metrics(reading, checked)),
                 Err(err) => {
                     failures += 1;
                     let message = format!("{err:#}");
@@ -928,6 +962,7 @@ impl Rollout {
         canary: &Counts,
         stable: &Counts,
         verdict: &Verdict,
+        custom: &[CheckResult],
     ) -> String {
         let filled = (weight / 10.0).round() as usize;
         let bar = format!(
@@ -935,7 +970,12 @@ impl Rollout {
             "#".repeat(filled.min(10)),
             ".".repeat(10 - filled.min(10))
         );
-        let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
+        let checks: Vec<String> = verdict
+            .checks
+            .iter()
+            .map(|c| c.brief())
+            .chain(custom.iter().map(CheckResult::brief))
+            .collect();
         let decision = match verdict.outcome {
             StepAction::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
             StepAction::Pass => format!(
@@ -1024,8 +1064,8 @@ fn weight_in(
 
 /// What a read of the source gave.
 enum Read {
-    /// The cumulative counts per version.
-    Metrics(MetricsReading),
+    /// The cumulative counts per version, and the operator's checks' readings.
+    Metrics(MetricsReading, Readings),
     /// Too many failures in a row.
     Failed(String),
     Interrupted,
