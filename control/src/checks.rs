@@ -370,7 +370,7 @@ pub fn template(query: &str, version: &str, service: &str, interval: Duration) -
 /// A duration as PromQL writes it: whole seconds as `30s`, else milliseconds (`1500ms`).
 pub fn promql_duration(interval: Duration) -> String {
     let ms = interval.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
