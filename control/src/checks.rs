@@ -875,6 +875,33 @@ pub struct Custom {
     pub reader: Reader,
 }
 
+impl Custom {
+    /// Asks Prometheus every query once, for both versions, before anything is pushed: a query
+    /// it refuses or one that returns more than one series stops the rollout here, not after
+    /// the first step.
+    /// Both versions are asked every query, also where the check reads the canary alone.
+    pub fn preflight(&self, canary: &str, stable: &str) -> Result<()> {
+        let ask = || -> Result<()> {
+            for check in &self.checks.list {
+                let queries = match &check.kind {
+                    Kind::Count { bad, total, .. } => vec![bad, total],
+                    Kind::Value { query, .. } => vec![query],
+                };
+                for query in queries {
+                    for version in [canary, stable] {
+                        self.reader
+                            .one(query, version)
+                            .with_context(|| format!("check `{}`", check.name))?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        ask()
+            .context("asking Prometheus the checks' queries before the first push; nothing written")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -266,9 +266,68 @@ fn a_rollout_is_decided_by_the_shops_own_checks() {
             Duration::from_secs(30),
         )
         .unwrap_or_else(|err| panic!("{err}"));
+    // The shop's counters are scraped too.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prometheus
+        .query(r#"checkout_total{app="shop", version="stable"}"#)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has no checkout_total"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let dir = tempfile::tempdir().unwrap();
     let checks = dir.path().join("checks.yaml");
     std::fs::write(&checks, CHECKS).unwrap();
+
+    // 0. Checks that cannot be asked stop the rollout before its first push.
+    let before = std::fs::read(mesh.ecds_file()).unwrap();
+    let refused = |extra: &[&str], expected: &str| {
+        let ecds = mesh.ecds_file().display().to_string();
+        let admin = mesh.front().admin().to_string();
+        let mut args = vec!["rollout", "--ecds", &ecds, "--admin", &admin];
+        args.extend_from_slice(extra);
+        let output = run(Command::new(CANARYCTL).args(&args));
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(expected), "no {expected:?} in {stderr}");
+        assert_eq!(std::fs::read(mesh.ecds_file()).unwrap(), before, "{stderr}");
+    };
+    refused(
+        &["--check", "p={query: x, max: 1}"],
+        "--checks and --check are PromQL queries: give --prometheus",
+    );
+    let url = prometheus.url();
+    refused(
+        &[
+            "--prometheus",
+            &url,
+            "--check",
+            "broken={query: 'sum(rate(x[{interval}])', max: 1}",
+        ],
+        "check `broken`: Prometheus refused \"sum(rate(x[60s])\"",
+    );
+    refused(
+        &[
+            "--prometheus",
+            &url,
+            "--check",
+            r#"two={query: '{__name__=~"checkout_.*", version="{version}"}', max: 1}"#,
+        ],
+        "returns 2 series for `stable`, one wanted: wrap it in sum(...)",
+    );
+    refused(
+        &[
+            "--prometheus",
+            &url,
+            "--check",
+            "typo={query: x, max: 1, consecutve: 2}",
+        ],
+        "unknown field `consecutve`",
+    );
 
     // 1. One checkout in five fails on the canary, one in a hundred on stable: rolled back by
     // the checkout check, with the built-in checks passing.

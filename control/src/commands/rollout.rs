@@ -102,6 +102,9 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
     if !rollout.dry_run {
         check_fleet(target.fleet(), &service)?;
+        if let Some(custom) = &rollout.custom {
+            custom.preflight(&rollout.canary, &config.default)?;
+        }
     }
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
 }
