@@ -217,6 +217,61 @@ impl Checks {
     pub fn threshold(&self) -> f64 {
         self.counts().max(1) as f64 / self.alpha
     }
+
+    /// One line for the rollout's start: each check and what fails it.
+    pub fn describe(&self) -> String {
+        let each: Vec<String> = self
+            .list
+            .iter()
+            .map(|check| {
+                let rule = match &check.kind {
+                    Kind::Count { bound, .. } if bound.ratio == 0.0 => format!(
+                        "bad/total ≤ {}%, fails at e ≥ {}",
+                        bound.margin * 100.0,
+                        short(self.threshold())
+                    ),
+                    Kind::Count { bound, .. } => format!(
+                        "bad/total ≤ {}stable's +{} pp, fails at e ≥ {}",
+                        times(bound.ratio),
+                        bound.margin * 100.0,
+                        short(self.threshold())
+                    ),
+                    Kind::Value {
+                        bound, consecutive, ..
+                    } => format!(
+                        "value {}, fails after {consecutive} interval(s) in a row out of bounds",
+                        allowed(*bound)
+                    ),
+                };
+                format!("`{}` ({rule})", check.name)
+            })
+            .collect();
+        format!("your checks: {}", each.join("; "))
+    }
+}
+
+/// `1.5× ` before "stable's", nothing for 1.
+fn times(ratio: f64) -> String {
+    if ratio == 1.0 {
+        String::new()
+    } else {
+        format!("{ratio}× ")
+    }
+}
+
+/// A value check's bounds in words.
+fn allowed(bound: ValueBound) -> String {
+    match bound {
+        ValueBound::Fixed { min, max } => match (min, max) {
+            (Some(min), Some(max)) => format!("between {min} and {max}"),
+            (Some(min), None) => format!("at least {min}"),
+            (None, Some(max)) => format!("at most {max}"),
+            (None, None) => "anything".to_string(),
+        },
+        ValueBound::Stable { ratio, margin } => {
+            format!("at most {}stable's +{margin}", times(ratio))
+        }
+    }
 }
 
 /// `NAME=SPEC`, SPEC one check's fields as YAML (`{bad: ..., total: ..., max: 2}`).
@@ -710,14 +765,10 @@ fn judge_count(
     let rc = percent(cb, ct);
     let rs = percent(sb, st);
     let what = if against_stable {
-        let ratio = if bound.ratio == 1.0 {
-            String::new()
-        } else {
-            format!("{}× ", bound.ratio)
-        };
         format!(
             "canary {rc:.2}% ({cb} of {ct}) vs stable {rs:.2}% ({sb} of {st}) over the rollout, \
-             allowed {ratio}stable's +{} pp",
+             allowed {}stable's +{} pp",
+            times(bound.ratio),
             bound.margin * 100.0
         )
     } else {
@@ -786,22 +837,7 @@ fn judge_value(
     if state.out_of_bounds >= consecutive {
         state.failed = true;
     }
-    let allowed = match bound {
-        ValueBound::Fixed { min, max } => match (min, max) {
-            (Some(min), Some(max)) => format!("between {min} and {max}"),
-            (Some(min), None) => format!("at least {min}"),
-            (None, Some(max)) => format!("at most {max}"),
-            (None, None) => "anything".to_string(),
-        },
-        ValueBound::Stable { ratio, margin } => {
-            let ratio = if ratio == 1.0 {
-                String::new()
-            } else {
-                format!("{ratio}× ")
-            };
-            format!("at most {ratio}stable's +{margin}")
-        }
-    };
+    let allowed = allowed(bound);
     let number = |v: Option<f64>| v.map_or("none".to_string(), |v| format!("{v:.4}"));
     let versus = match bound {
         ValueBound::Stable { .. } => format!(" vs stable {}", number(stable)),
@@ -951,6 +987,17 @@ checks:
             if *bound == ValueBound::Stable { ratio: 1.2, margin: 0.0 }));
         assert!(matches!(kinds[3], Kind::Value { bound, consecutive: 3, .. }
             if *bound == ValueBound::Fixed { min: None, max: Some(50.0) }));
+    }
+
+    #[test]
+    fn the_checks_are_described_with_what_fails_them() {
+        assert_eq!(
+            Checks::parse(FILE).unwrap().describe(),
+            "your checks: `checkout` (bad/total ≤ stable's +1 pp, fails at e ≥ 100); \
+             `refunds` (bad/total ≤ 2%, fails at e ≥ 100); `cpu` (value at most 1.2× stable's +0, \
+             fails after 2 interval(s) in a row out of bounds); `queue` (value at most 50, fails \
+             after 3 interval(s) in a row out of bounds)"
+        );
     }
 
     #[test]

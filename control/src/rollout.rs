@@ -272,6 +272,9 @@ impl Rollout {
             humantime::format_duration(self.interval),
             source.describe()
         ));
+        if let Some(custom) = &self.custom {
+            out.say(&custom.checks.describe());
+        }
         out.say(&format!("first step, `{}` at {first}%:", self.canary));
         let preview = movement::preview_plans(
             &first_step.before,

@@ -337,6 +337,13 @@ fn a_rollout_is_decided_by_the_shops_own_checks() {
     assert_eq!(output.status.code(), Some(3), "{shown}");
     assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
     assert!(
+        shown.contains(
+            "your checks: `checkout` (bad/total ≤ stable's +1 pp, fails at e ≥ 100); \
+             `cart_seconds` (value at most 0.5, fails after 2 interval(s) in a row out of bounds)"
+        ),
+        "{shown}"
+    );
+    assert!(
         shown.contains("FAIL   check `checkout`: canary "),
         "{shown}"
     );
