@@ -553,7 +553,8 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    /// `checkout FAIL e=812/100`, `queue_depth ok 0/3` for the printed line.
+    /// `checkout FAIL e=812/100`, `queue_depth ok 0 out` (intervals in a row out of bounds)
+    /// for the printed line.
     pub fn brief(&self) -> String {
         let state = if self.passed { "ok" } else { "FAIL" };
         match (self.e_value, self.threshold, self.out_of_bounds) {
