@@ -349,14 +349,17 @@ impl Rollout {
                 let end = self.interrupted(out, target, weight)?;
                 return self.finish(out, end, &history);
             }
-            let (mut baseline, mut checks_baseline) =
-                match self.read_with_retries(out, source, &stable, interrupted)? {
-                    Read::Metrics(reading, checked) => (reading, checked),
-                    other => {
-                        let end = self.unread(out, target, weight, other)?;
-                        return self.finish(out, end, &history);
-                    }
-                };
+            let mut checks_baseline: Readings;
+            let mut baseline = match self.read_with_retries(out, source, &stable, interrupted)? {
+                Read::Metrics(reading, checked) => {
+                    checks_baseline = checked;
+                    reading
+                }
+                other => {
+                    let end = self.unread(out, target, weight, other)?;
+                    return self.finish(out, end, &history);
+                }
+            };
             if index == 0 {
                 if let Some(custom) = custom.as_mut() {
                     custom.seed(&checks_baseline);
@@ -374,14 +377,17 @@ impl Rollout {
                     let end = self.interrupted(out, target, weight)?;
                     return self.finish(out, end, &history);
                 }
-                let (now, checks_now) =
-                    match self.read_with_retries(out, source, &stable, interrupted)? {
-                        Read::Metrics(reading, checked) => (reading, checked),
-                        other => {
-                            let end = self.unread(out, target, weight, other)?;
-                            return self.finish(out, end, &history);
-                        }
-                    };
+                let checks_now: Readings;
+                let now = match self.read_with_retries(out, source, &stable, interrupted)? {
+                    Read::Metrics(reading, checked) => {
+                        checks_now = checked;
+                        reading
+                    }
+                    other => {
+                        let end = self.unread(out, target, weight, other)?;
+                        return self.finish(out, end, &history);
+                    }
+                };
                 let canary = delta(&now, &baseline, &self.canary);
                 let stable_counts = delta(&now, &baseline, &stable);
                 let verdict = judgement
