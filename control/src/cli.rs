@@ -252,6 +252,14 @@ pub struct RolloutArgs {
     /// `abort`) from another terminal (repeatable, or comma-separated).
     #[arg(long, value_name = "WEIGHT", value_delimiter = ',')]
     pub pause_at: Vec<f64>,
+    /// A checks file (YAML): your own PromQL checks, judged beside the built-in ones (needs
+    /// --prometheus; README, "Your own checks").
+    #[arg(long, value_name = "FILE")]
+    pub checks: Option<PathBuf>,
+    /// One check of your own: NAME='{bad: QUERY, total: QUERY, margin: PP}' and the other
+    /// fields of a checks file's check, as YAML (repeatable).
+    #[arg(long, value_name = "NAME=SPEC")]
+    pub check: Vec<String>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

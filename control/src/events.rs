@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::checks::CheckResult;
 use crate::judge::{Check, Counts, JudgeSettings, StepAction};
 
 /// Which gate hook is asked.
@@ -81,6 +82,9 @@ pub enum Event {
         outcome: StepAction,
         reason: String,
         checks: Vec<Check>,
+        /// The operator's own checks (`--checks`, `--check`); absent without any.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        custom_checks: Vec<CheckResult>,
         canary: CountsSummary,
         stable: CountsSummary,
         settings: JudgeSettings,

@@ -3,6 +3,7 @@
 //! resources), the change preview and the per-version status.
 
 pub mod admin;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config_file;

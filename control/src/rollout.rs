@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::checks::{self, CheckResult, Custom, CustomJudgement, Readings};
 use crate::events::{CountsSummary, Event, GateKind, Record};
 use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
@@ -91,6 +92,8 @@ pub struct Rollout {
     pub pause_at: Vec<f64>,
     /// The pause state file.
     pub pause_file: PauseFile,
+    /// The operator's own checks (`--checks`, `--check`), judged beside the built-in ones.
+    pub custom: Option<Custom>,
 }
 
 /// How a rollout ended.
@@ -278,6 +281,9 @@ impl Rollout {
             humantime::format_duration(self.interval),
             source.describe()
         ));
+        if let Some(custom) = &self.custom {
+            out.say(&custom.checks.describe());
+        }
         out.say(&format!("first step, `{}` at {first}%:", self.canary));
         let preview = movement::preview_plans(
             &first_step.before,
@@ -311,6 +317,10 @@ impl Rollout {
         if let Some(last) = self.steps.iter().rposition(|&w| w < 100.0) {
             judgement.set_final_step(last);
         }
+        let mut custom = self
+            .custom
+            .as_ref()
+            .map(|c| CustomJudgement::new(c.checks.clone()));
 
         for (index, &weight) in self.steps.iter().enumerate() {
             let mut gates = vec![(GateKind::Step, self.hooks.gate_step.as_deref())];
@@ -359,14 +369,21 @@ impl Rollout {
                 let end = self.interrupted(out, target, weight)?;
                 return self.finish(out, end, &history);
             }
-            let mut baseline = match self.read_with_retries(out, source, interrupted)? {
-                Read::Metrics(reading) => reading,
+            let mut checks_baseline: Readings;
+            let mut baseline = match self.read_with_retries(out, source, &stable, interrupted)? {
+                Read::Metrics(reading, checked) => {
+                    checks_baseline = checked;
+                    reading
+                }
                 other => {
                     let end = self.unread(out, target, weight, other)?;
                     return self.finish(out, end, &history);
                 }
             };
             if index == 0 {
+                if let Some(custom) = custom.as_mut() {
+                    custom.seed(&checks_baseline);
+                }
                 // Stable's counts before the rollout predict stable (never the evidence).
                 if let Some(before) = per_proxy::total(&baseline)?.get(&stable) {
                     judgement.seed(before).context("reading stable's counts")?;
@@ -381,8 +398,12 @@ impl Rollout {
                     let end = self.interrupted(out, target, weight)?;
                     return self.finish(out, end, &history);
                 }
-                let now = match self.read_with_retries(out, source, interrupted)? {
-                    Read::Metrics(reading) => reading,
+                let checks_now: Readings;
+                let now = match self.read_with_retries(out, source, &stable, interrupted)? {
+                    Read::Metrics(reading, checked) => {
+                        checks_now = checked;
+                        reading
+                    }
                     other => {
                         let end = self.unread(out, target, weight, other)?;
                         return self.finish(out, end, &history);
@@ -400,6 +421,12 @@ impl Rollout {
                 let verdict = judgement
                     .observe(index, &canary, &stable_counts)
                     .context("judging the interval")?;
+                let custom_checks: Vec<CheckResult> = custom
+                    .as_mut()
+                    .map(|c| c.observe(index, &checks_baseline, &checks_now))
+                    .unwrap_or_default();
+                checks_baseline = checks_now;
+                let verdict = checks::combine(verdict, &custom_checks);
                 step_canary.add(&canary)?;
                 step_stable.add(&stable_counts)?;
                 // Each interval is judged on its own counts; the judgement keeps the evidence.
@@ -410,6 +437,7 @@ impl Rollout {
                     (&canary, &stable_counts),
                     &interval,
                     &verdict,
+                    &custom_checks,
                 ));
                 out.emit(Event::Verdict {
                     step: index + 1,
@@ -417,6 +445,7 @@ impl Rollout {
                     outcome: verdict.outcome,
                     reason: verdict.reason.clone(),
                     checks: verdict.checks.clone(),
+                    custom_checks,
                     canary: CountsSummary::from(&canary),
                     stable: CountsSummary::from(&stable_counts),
                     settings: self.judge.clone(),
@@ -902,12 +931,20 @@ impl Rollout {
         &self,
         out: &mut Reporter,
         source: &Source,
+        stable: &str,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<Read> {
         let mut failures = 0;
         loop {
-            match source.read_fleet(self.label()) {
-                Ok(reading) => return Ok(Read::Metrics(reading)),
+            let read = source.read_fleet(self.label()).and_then(|reading| {
+                let checked = match &self.custom {
+                    Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
+                    None => Readings::new(),
+                };
+                Ok((reading, checked))
+            });
+            match read {
+                Ok((reading, checked)) => return Ok(Read::Metrics(reading, checked)),
                 Err(err) => {
                     failures += 1;
                     let message = format!("{err:#}");
@@ -1094,6 +1131,7 @@ impl Rollout {
         (canary, stable): (&Counts, &Counts),
         interval: &Interval,
         verdict: &Verdict,
+        custom: &[CheckResult],
     ) -> String {
         let filled = (weight / 10.0).round() as usize;
         let bar = format!(
@@ -1101,7 +1139,12 @@ impl Rollout {
             "#".repeat(filled.min(10)),
             ".".repeat(10 - filled.min(10))
         );
-        let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
+        let checks: Vec<String> = verdict
+            .checks
+            .iter()
+            .map(|c| c.brief())
+            .chain(custom.iter().map(CheckResult::brief))
+            .collect();
         let decision = match verdict.outcome {
             StepAction::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
             StepAction::Pass => format!(
@@ -1207,8 +1250,8 @@ fn weight_in(
 
 /// What a read of the source gave.
 enum Read {
-    /// The cumulative counts per proxy and version.
-    Metrics(FleetReading),
+    /// The cumulative counts per proxy and version, and the operator's checks' readings.
+    Metrics(FleetReading, Readings),
     /// Too many failures in a row.
     Failed(String),
     Interrupted,

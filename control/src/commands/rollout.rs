@@ -11,6 +11,7 @@ use canary_filter::metrics::CONFIG_HASH;
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
+use crate::checks::{Checks, Custom, Reader};
 use crate::cli::{PauseArgs, RolloutAction, RolloutArgs, RolloutCommand};
 use crate::commands::write::{fleet, wasmplugin_target};
 use crate::commands::ExitStatus;
@@ -143,7 +144,9 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
         config.service.as_deref(),
         &target.describe(),
     )?;
-    let rollout = plan(args, &target, &config)?;
+    let custom = custom_checks(&args, prometheus.as_deref(), &service)?;
+    let mut rollout = plan(args, &target, &config)?;
+    rollout.custom = custom;
     let source = source(prometheus.as_deref(), &admins, &service)?;
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -156,6 +159,9 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
         None
     } else {
         check_fleet(target.fleet(), &service)?;
+        if let Some(custom) = &rollout.custom {
+            custom.preflight(&rollout.canary, &config.default)?;
+        }
         Some(place_of(&target).acquire(&rollout.canary, &target.describe())?)
     };
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
@@ -195,6 +201,28 @@ pub fn service(given: Option<&str>, configured: Option<&str>, target: &str) -> R
         ),
         _ => Ok(configured.to_string()),
     }
+}
+
+/// The operator's checks the flags give (`--checks`, `--check`), read from `--prometheus`.
+pub fn custom_checks(
+    args: &RolloutArgs,
+    prometheus: Option<&str>,
+    service: &str,
+) -> Result<Option<Custom>> {
+    let Some(checks) = Checks::load(args.checks.as_deref(), &args.check)? else {
+        return Ok(None);
+    };
+    let Some(url) = prometheus else {
+        bail!("--checks and --check are PromQL queries: give --prometheus, the server to ask");
+    };
+    Ok(Some(Custom {
+        checks,
+        reader: Reader {
+            prometheus: Prometheus::new(url),
+            service: service.to_string(),
+            interval: args.interval,
+        },
+    }))
 }
 
 /// The exit status of a rollout that ended so.
@@ -272,6 +300,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
             on_gate_failure: args.on_gate_failure,
         },
         pause_at: args.pause_at,
+        custom: None,
         pause_file: place_of(target).pause_file(&canary),
         canary,
     })
