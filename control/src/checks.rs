@@ -609,7 +609,8 @@ struct ValueState {
 
 #[derive(Debug, Clone)]
 enum State {
-    Count(CountState),
+    // Boxed: the evidence is large beside a value check's streak.
+    Count(Box<CountState>),
     Value(ValueState),
 }
 
@@ -628,13 +629,13 @@ impl CustomJudgement {
             .list
             .iter()
             .map(|check| match &check.kind {
-                Kind::Count { bound, .. } => State::Count(CountState {
+                Kind::Count { bound, .. } => State::Count(Box::new(CountState {
                     evidence: Sequential::new(*bound),
                     reference: (0, 0),
                     canary_total: (0, 0),
                     stable_total: (0, 0),
                     step: (0, 0),
-                }),
+                })),
                 Kind::Value { .. } => State::Value(ValueState::default()),
             })
             .collect();

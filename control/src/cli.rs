@@ -39,6 +39,9 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+// One value per process, parsed once: its size does not matter, and boxing the rollout's
+// arguments would only complicate every match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Check configurations with the filter's own validation (JSON config or ECDS file).
