@@ -6,15 +6,18 @@
 /// header value such as `a=1; b=2`. Pairs without `=` are skipped; surrounding white space
 /// and one pair of surrounding double quotes are removed from the value.
 pub fn find_cookie<'h>(header: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
-    header.split(|&byte| byte == b';').find_map(|pair| {
+    cookies(header).find_map(|(have, value)| (have == name).then_some(value))
+}
+
+/// Every cookie of a `cookie` header as `(name, value)`, in order, read as [`find_cookie`]
+/// reads them: one pass over the header for all the names a plan looks for.
+pub fn cookies(header: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    header.split(|&byte| byte == b';').filter_map(|pair| {
         let eq = pair.iter().position(|&byte| byte == b'=')?;
         let (raw_name, raw_value) = pair.split_at(eq);
-        if trim(raw_name) != name {
-            return None;
-        }
         // raw_value starts with the '='.
         let value = trim(raw_value.get(1..).unwrap_or_default());
-        Some(strip_quotes(value))
+        Some((trim(raw_name), strip_quotes(value)))
     })
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::bucket::{BasisPoints, Split, BUCKETS};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
+use crate::rule_index::RuleIndex;
 use crate::ConfigError;
 
 /// Most versions a config may declare.
@@ -29,6 +30,8 @@ pub struct RoutingPlan {
     pub(crate) sticky: Option<Sticky>,
     pub(crate) region_header: Option<HeaderSlot>,
     pub(crate) rules: Vec<Rule>,
+    /// The rules by what they read (rule_index.rs).
+    pub(crate) index: RuleIndex,
     pub(crate) route_header: Option<String>,
     pub(crate) version_header: Option<String>,
     pub(crate) response_version_header: bool,
@@ -348,6 +351,7 @@ impl Compiler {
             None => None,
         };
 
+        let index = RuleIndex::new(&rules, &self.header_names);
         Ok(RoutingPlan {
             service: config.service.clone(),
             versions,
@@ -356,6 +360,7 @@ impl Compiler {
             sticky,
             region_header,
             rules,
+            index,
             route_header,
             version_header,
             response_version_header: config.response_version_header,
