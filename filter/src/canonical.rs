@@ -187,8 +187,9 @@ fn string(out: &mut Vec<u8>, value: &str) {
             0x0c => out.extend_from_slice(b"\\f"),
             0x00..=0x1f => {
                 out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(byte >> 4)]);
-                out.push(HEX[usize::from(byte & 0xf)]);
+                let hex = |nibble: u8| HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                out.push(hex(byte >> 4));
+                out.push(hex(byte & 0xf));
             }
             _ => out.push(byte),
         }
@@ -214,10 +215,23 @@ fn number(out: &mut Vec<u8>, value: f64) {
         out.extend_from_slice(b"0.0");
         return;
     }
-    let scientific = format!("{:e}", value.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
-    let exponent: i32 = exponent.parse().unwrap_or(0);
+    // The shortest digits, from the standard library's `Display` (positional, never an
+    // exponent; the `.wasm` has it already for the error messages, where `{:e}` would add its
+    // own code): `0.000123`, `33.33`, `1000`. The digits without the leading and trailing
+    // zeros, and where the decimal point falls among them.
+    let positional = value.abs().to_string();
+    let (whole, fraction) = positional
+        .split_once('.')
+        .unwrap_or((positional.as_str(), ""));
+    let all: Vec<u8> = whole.bytes().chain(fraction.bytes()).collect();
+    let leading = all.iter().take_while(|&&b| b == b'0').count();
+    let trailing = all.iter().rev().take_while(|&&b| b == b'0').count();
+    let digits: Vec<u8> = all
+        .get(leading..all.len().saturating_sub(trailing))
+        .unwrap_or_default()
+        .to_vec();
+    let whole_len = i32::try_from(whole.len()).unwrap_or(i32::MAX);
+    let exponent = whole_len - i32::try_from(leading).unwrap_or(i32::MAX) - 1;
     // The value is 0.d1d2…dn × 10^kk: `kk` digits before the decimal point.
     let length = i32::try_from(digits.len()).unwrap_or(i32::MAX);
     let kk = exponent + 1;
@@ -225,7 +239,7 @@ fn number(out: &mut Vec<u8>, value: f64) {
     if (0..=16).contains(&kk) && k >= 0 {
         // 1234e7 -> 12340000000.0
         out.extend_from_slice(&digits);
-        out.extend(std::iter::repeat(b'0').take(k.unsigned_abs() as usize));
+        out.resize(out.len() + k.unsigned_abs() as usize, b'0');
         out.extend_from_slice(b".0");
     } else if 0 < kk && kk <= 16 {
         // 1234e-2 -> 12.34
@@ -236,7 +250,7 @@ fn number(out: &mut Vec<u8>, value: f64) {
     } else if -5 < kk && kk <= 0 {
         // 1234e-6 -> 0.001234
         out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat(b'0').take(kk.unsigned_abs() as usize));
+        out.resize(out.len() + kk.unsigned_abs() as usize, b'0');
         out.extend_from_slice(&digits);
     } else {
         // 1e+30, 1234e30 -> 1.234e+33, 1e-7

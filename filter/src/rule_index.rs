@@ -11,7 +11,7 @@
 //! the first rule in configuration order that holds wins. A rule that is not found cannot hold:
 //! its gate does not.
 
-use crate::cookie::cookies;
+use crate::cookie::{cookie_value, cookies};
 use crate::decision::RequestView;
 use crate::plan::{Condition, HeaderSlot, RoutingPlan, Rule, ValueTest};
 
@@ -29,10 +29,19 @@ struct Gates {
 }
 
 impl Gates {
-    fn add(&mut self, test: &ValueTest, rule: usize) {
-        match test {
-            ValueTest::Equals(value) => add_to(&mut self.equals, value.clone(), rule),
-            ValueTest::Prefix(_) | ValueTest::Present => self.any_value.push(rule),
+    /// The gates of one header or cookie from its rules' tests, in rule order.
+    fn new(tests: Vec<(&ValueTest, usize)>) -> Self {
+        let mut equals = Vec::new();
+        let mut any_value = Vec::new();
+        for (test, rule) in tests {
+            match test {
+                ValueTest::Equals(value) => equals.push((value.as_slice(), rule)),
+                ValueTest::Prefix(_) | ValueTest::Present => any_value.push(rule),
+            }
+        }
+        Gates {
+            equals: grouped(equals),
+            any_value,
         }
     }
 
@@ -49,16 +58,38 @@ impl Gates {
     }
 }
 
-/// Files `rule` under `key` in a list kept sorted by key.
-fn add_to<K: Ord>(entries: &mut Vec<(K, RuleList)>, key: K, rule: usize) {
-    match entries.binary_search_by(|(have, _)| have.cmp(&key)) {
-        Ok(at) => {
-            if let Some((_, rules)) = entries.get_mut(at) {
-                rules.push(rule);
+/// `(key, item)` pairs grouped by key, the keys sorted and each key's items in their order.
+/// The groups are kept in order of appearance and only their numbers sorted, by binary search
+/// and insertion: moving a few bytes per insertion keeps a thousand rules cheap to index, and
+/// the standard library's sorts would add more to the `.wasm` than this whole index.
+fn grouped<T>(items: Vec<(&[u8], T)>) -> Vec<(Vec<u8>, Vec<T>)> {
+    let mut groups: Vec<(&[u8], Vec<T>)> = Vec::new();
+    let mut sorted: Vec<usize> = Vec::new();
+    for (key, item) in items {
+        let found = sorted.binary_search_by(|group| {
+            groups
+                .get(*group)
+                .map_or(&[][..], |(have, _)| *have)
+                .cmp(key)
+        });
+        match found {
+            Ok(at) => {
+                if let Some((_, group)) = sorted.get(at).and_then(|group| groups.get_mut(*group)) {
+                    group.push(item);
+                }
+            }
+            Err(at) => {
+                groups.push((key, vec![item]));
+                sorted.insert(at, groups.len() - 1);
             }
         }
-        Err(at) => entries.insert(at, (key, vec![rule])),
     }
+    let mut groups: Vec<Option<(&[u8], Vec<T>)>> = groups.into_iter().map(Some).collect();
+    sorted
+        .iter()
+        .filter_map(|group| groups.get_mut(*group)?.take())
+        .map(|(key, items)| (key.to_vec(), items))
+        .collect()
 }
 
 /// The index of a plan's rules.
@@ -75,56 +106,48 @@ pub(crate) struct RuleIndex {
 impl RuleIndex {
     /// Indexes `rules`; `header_names` are the plan's names by slot.
     pub(crate) fn new(rules: &[Rule], header_names: &[String]) -> Self {
-        let mut index = RuleIndex::default();
+        let mut headers = Vec::new();
+        let mut cookies = Vec::new();
+        let mut regions = Vec::new();
         for (number, rule) in rules.iter().enumerate() {
-            let Some(gate) = gate(rule) else { continue };
-            match gate {
-                Condition::Header(slot, test) => {
-                    let name = header_names
-                        .get(*slot)
-                        .map_or(Vec::new(), |name| name.as_bytes().to_vec());
-                    let at = match index
-                        .headers
-                        .binary_search_by(|(have, _, _)| have.cmp(&name))
-                    {
-                        Ok(at) => at,
-                        Err(at) => {
-                            index.headers.insert(at, (name, *slot, Gates::default()));
-                            at
-                        }
-                    };
-                    if let Some((_, _, gates)) = index.headers.get_mut(at) {
-                        gates.add(test, number);
+            match gate(rule) {
+                Some(Condition::Header(slot, test)) => {
+                    let name = header_names.get(*slot).map_or("", String::as_str);
+                    headers.push((name.as_bytes(), (*slot, test, number)));
+                }
+                Some(Condition::Cookie(name, test)) => {
+                    cookies.push((name.as_slice(), (test, number)));
+                }
+                Some(Condition::Region(wanted)) => {
+                    for region in wanted {
+                        regions.push((region.as_slice(), number));
                     }
                 }
-                Condition::Cookie(name, test) => {
-                    let at = match index.cookies.binary_search_by(|(have, _)| have.cmp(name)) {
-                        Ok(at) => at,
-                        Err(at) => {
-                            index.cookies.insert(at, (name.clone(), Gates::default()));
-                            at
-                        }
-                    };
-                    if let Some((_, gates)) = index.cookies.get_mut(at) {
-                        gates.add(test, number);
-                    }
-                }
-                Condition::Region(regions) => {
-                    for region in regions {
-                        let rules =
-                            match index.regions.binary_search_by(|(have, _)| have.cmp(region)) {
-                                Ok(at) => index.regions.get(at).map(|(_, rules)| rules.as_slice()),
-                                Err(_) => None,
-                            };
-                        // A region listed twice in one rule files it once.
-                        if rules.and_then(|rules| rules.last()) != Some(&number) {
-                            add_to(&mut index.regions, region.clone(), number);
-                        }
-                    }
-                }
+                None => {}
             }
         }
-        index
+        let headers = grouped(headers)
+            .into_iter()
+            .map(|(name, gates)| {
+                let slot = gates.first().map_or(0, |(slot, _, _)| *slot);
+                let tests = gates.into_iter().map(|(_, test, rule)| (test, rule));
+                (name, slot, Gates::new(tests.collect()))
+            })
+            .collect();
+        let cookies = grouped(cookies)
+            .into_iter()
+            .map(|(name, tests)| (name, Gates::new(tests)))
+            .collect();
+        let mut regions = grouped(regions);
+        // A region listed twice in one rule files the rule once.
+        for (_, rules) in &mut regions {
+            rules.dedup();
+        }
+        RuleIndex {
+            headers,
+            cookies,
+            regions,
+        }
     }
 }
 
@@ -179,13 +202,13 @@ impl RoutingPlan {
         if !index.cookies.is_empty() {
             let mut lists: Vec<&[usize]> = Vec::new();
             if let Some(header) = self.cookie_header.and_then(|slot| request.header(slot)) {
-                for (name, value) in cookies(header) {
+                for (name, raw_value) in cookies(header) {
                     if let Ok(at) = index
                         .cookies
                         .binary_search_by(|(have, _)| have.as_slice().cmp(name))
                     {
                         if let Some((_, gates)) = index.cookies.get(at) {
-                            lists.extend(gates.candidates(value));
+                            lists.extend(gates.candidates(cookie_value(raw_value)));
                         }
                     }
                 }
