@@ -15,6 +15,10 @@ use crate::cookie::{cookie_value, cookies};
 use crate::decision::RequestView;
 use crate::plan::{Condition, HeaderSlot, RoutingPlan, Rule, ValueTest};
 
+/// Up to this many header names among the rules' gates, the decision fetches each from the
+/// request (a header map lookup each); beyond, it walks the request's headers once.
+const FEW_HEADER_NAMES: usize = 2;
+
 /// Rule numbers (indices into the plan's rules), ascending.
 type RuleList = Vec<usize>;
 
@@ -176,16 +180,19 @@ impl RoutingPlan {
 
         if !index.headers.is_empty() {
             let mut lists: Vec<&[usize]> = Vec::new();
-            let walked = request.for_each_header(&mut |name, value| {
-                if let Ok(at) = index
-                    .headers
-                    .binary_search_by(|(have, _, _)| have.as_slice().cmp(name))
-                {
-                    if let Some((_, _, gates)) = index.headers.get(at) {
-                        lists.extend(gates.candidates(value));
+            // A few header names are each looked up in the request; more, and each of the
+            // request's headers is looked up among them instead.
+            let walked = index.headers.len() > FEW_HEADER_NAMES
+                && request.for_each_header(&mut |name, value| {
+                    if let Ok(at) = index
+                        .headers
+                        .binary_search_by(|(have, _, _)| have.as_slice().cmp(name))
+                    {
+                        if let Some((_, _, gates)) = index.headers.get(at) {
+                            lists.extend(gates.candidates(value));
+                        }
                     }
-                }
-            });
+                });
             if !walked {
                 // A view that cannot list its headers is asked for each name the index has.
                 for (_, slot, gates) in &index.headers {
