@@ -6,6 +6,7 @@ use crate::bucket::{bucket_of, Split, BUCKETS};
 use crate::config::WhenMissing;
 use crate::cookie::find_cookie;
 use crate::plan::{Action, Condition, HeaderSlot, Key, RoutingPlan, ValueTest};
+use crate::rule_index::KeyCookies;
 
 /// What the decision needs from a request.
 pub trait RequestView {
@@ -60,9 +61,8 @@ impl RoutingPlan {
     pub fn decide<R: RequestView>(&self, request: &mut R) -> Decision {
         // The first rule in order that holds, found through the rules' index (rule_index.rs):
         // only the rules the request could match are looked at.
-        let first = self
-            .first_rule(request)
-            .and_then(|index| Some((index, self.rules.get(index)?)));
+        let (first, key_cookies) = self.first_rule(request);
+        let first = first.and_then(|index| Some((index, self.rules.get(index)?)));
         match first {
             Some((index, rule)) => match &rule.action {
                 Action::Pin(version, outcome) => Decision {
@@ -70,19 +70,33 @@ impl RoutingPlan {
                     outcome: *outcome,
                     reason: Reason::Pinned { rule: index },
                 },
-                Action::Split(split) => self.place(split, Some(index), request),
+                Action::Split(split) => self.place(split, Some(index), request, &key_cookies),
             },
-            None => self.place(&self.split, None, request),
+            None => self.place(&self.split, None, request, &key_cookies),
         }
     }
 
     /// The sticky key's source index and bucket, if the request carries a key.
     pub fn sticky_bucket<R: RequestView>(&self, request: &mut R) -> Option<(usize, u32)> {
+        self.sticky_bucket_with(request, &KeyCookies::default())
+    }
+
+    /// [`RoutingPlan::sticky_bucket`], with the key cookies the rules' pass over the `cookie`
+    /// header found on its way, so that the header is not searched again.
+    fn sticky_bucket_with<R: RequestView>(
+        &self,
+        request: &mut R,
+        key_cookies: &KeyCookies,
+    ) -> Option<(usize, u32)> {
         let sticky = self.sticky.as_ref()?;
         sticky.keys.iter().enumerate().find_map(|(index, key)| {
-            let value = match key {
-                Key::Header(slot) => request.header(*slot),
-                Key::Cookie(name) => self.cookie(request, name),
+            let value = match (key, key_cookies.found(index)) {
+                (Key::Header(slot), _) => request.header(*slot),
+                (Key::Cookie(_), Some(found)) => {
+                    let (start, end) = found?;
+                    request.header(self.cookie_header?)?.get(start..end)
+                }
+                (Key::Cookie(name), None) => self.cookie(request, name),
             }?;
             if value.is_empty() {
                 None
@@ -97,8 +111,9 @@ impl RoutingPlan {
         split: &Split,
         rule: Option<usize>,
         request: &mut R,
+        key_cookies: &KeyCookies,
     ) -> Decision {
-        let (bucket, key) = match self.sticky_bucket(request) {
+        let (bucket, key) = match self.sticky_bucket_with(request, key_cookies) {
             Some((key, bucket)) => (bucket, Some(key)),
             None => {
                 let missing = self.sticky.as_ref().map(|sticky| sticky.when_missing);

@@ -13,7 +13,31 @@
 
 use crate::cookie::{cookie_value, cookies};
 use crate::decision::RequestView;
-use crate::plan::{Condition, HeaderSlot, RoutingPlan, Rule, ValueTest};
+use crate::plan::{Condition, HeaderSlot, Key, RoutingPlan, Rule, ValueTest};
+
+/// The sticky keys' cookies as the rules' pass over the `cookie` header found them: for each
+/// of the first [`KEY_COOKIES`] keys that is a cookie, where its value lies in the header
+/// (`None`: the header has no such cookie). Empty when no pass was made; the key is then
+/// looked up in the header as before.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCookies {
+    scanned: bool,
+    found: [Option<(usize, usize)>; KEY_COOKIES],
+}
+
+/// How many sticky keys the pass over the `cookie` header looks for.
+const KEY_COOKIES: usize = 4;
+
+impl KeyCookies {
+    /// For key number `key`, a cookie: `Some(where its value is)` when the pass looked for it.
+    pub(crate) fn found(&self, key: usize) -> Option<Option<(usize, usize)>> {
+        if self.scanned && key < KEY_COOKIES {
+            self.found.get(key).copied()
+        } else {
+            None
+        }
+    }
+}
 
 /// Up to this many header names among the rules' gates, the decision fetches each from the
 /// request (a header map lookup each); beyond, it walks the request's headers once.
@@ -173,7 +197,12 @@ fn gate(rule: &Rule) -> Option<&Condition> {
 impl RoutingPlan {
     /// The number of the first rule that holds for `request`, looking only at the rules the
     /// index finds for it.
-    pub(crate) fn first_rule<R: RequestView>(&self, request: &mut R) -> Option<usize> {
+    /// Also returns where the sticky keys' cookies are, when it passed over the `cookie` header.
+    pub(crate) fn first_rule<R: RequestView>(
+        &self,
+        request: &mut R,
+    ) -> (Option<usize>, KeyCookies) {
+        let mut key_cookies = KeyCookies::default();
         let index = &self.index;
         // The first rule found so far: later candidates stop at it.
         let mut first: Option<usize> = None;
@@ -208,8 +237,21 @@ impl RoutingPlan {
 
         if !index.cookies.is_empty() {
             let mut lists: Vec<&[usize]> = Vec::new();
+            let keys = self.sticky.as_ref().map_or(&[][..], |sticky| &sticky.keys);
             if let Some(header) = self.cookie_header.and_then(|slot| request.header(slot)) {
+                key_cookies.scanned = true;
                 for (name, raw_value) in cookies(header) {
+                    // The first cookie of each key's name (the one `find_cookie` returns).
+                    for (key, found) in keys.iter().zip(key_cookies.found.iter_mut()) {
+                        if found.is_none()
+                            && matches!(key, Key::Cookie(want) if want.as_slice() == name)
+                        {
+                            let value = cookie_value(raw_value);
+                            let start =
+                                (value.as_ptr() as usize).saturating_sub(header.as_ptr() as usize);
+                            *found = Some((start, start + value.len()));
+                        }
+                    }
                     if let Ok(at) = index
                         .cookies
                         .binary_search_by(|(have, _)| have.as_slice().cmp(name))
@@ -238,7 +280,7 @@ impl RoutingPlan {
                 first = self.first_holding(list, first, request);
             }
         }
-        first
+        (first, key_cookies)
     }
 
     /// The first rule of `candidates` (ascending) before `first` whose conditions all hold,
