@@ -4,6 +4,7 @@
 //! - [`config`]: the JSON document users write;
 //! - [`plan`]: its validation and compilation into a [`RoutingPlan`];
 //! - [`bucket`]: the murmur3 bucket and the weight ranges;
+//! - [`canonical`]: the canonical form of a configuration, which its published hash hashes;
 //! - [`cookie`]: reading one cookie out of a `cookie` header;
 //! - [`header_pairs`]: reading one header out of a header map serialized by the host, and the
 //!   request the filter decides on ([`header_pairs::HeaderMapRequest`]), all but its host call;
@@ -14,6 +15,7 @@
 //! The proxy-wasm glue (`glue`) is compiled only for `wasm32-wasip1`, where a host exists.
 
 pub mod bucket;
+pub mod canonical;
 pub mod config;
 pub mod cookie;
 pub mod decision;
@@ -22,6 +24,7 @@ pub mod header_pairs;
 pub mod hosts;
 pub mod metrics;
 pub mod plan;
+mod rule_index;
 
 #[cfg(target_os = "wasi")]
 mod glue;
