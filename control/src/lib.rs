@@ -24,6 +24,7 @@ pub mod progress;
 pub mod prometheus;
 pub mod push;
 pub mod rollout;
+pub mod shadow;
 pub mod sim;
 pub mod source;
 pub mod stats;

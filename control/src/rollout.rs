@@ -24,6 +24,8 @@ use crate::source::{MetricsReading, Source};
 use crate::target::Target;
 use crate::{edit, movement};
 
+mod dark;
+
 /// What Ctrl-C does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnInterrupt {
@@ -89,6 +91,9 @@ pub struct Rollout {
     pub pause_at: Vec<f64>,
     /// The pause state file.
     pub pause_file: PauseFile,
+    /// A dark canary first (`--mirror PCT`): this percent of the safe requests copied to the
+    /// canary and judged before the first step (see `rollout/dark.rs`).
+    pub mirror: Option<f64>,
 }
 
 /// How a rollout ended.
@@ -198,6 +203,9 @@ impl Rollout {
                  once the step has passed; --gate-promote holds the promotion)"
             );
         }
+        if let Some(bad) = self.mirror.filter(|p| !(*p > 0.0 && *p <= 100.0)) {
+            bail!("--mirror: {bad} is not a percent above 0 and at most 100");
+        }
         if self.hooks.gate_max_refusals == 0 {
             bail!("--gate-max-refusals must be at least 1");
         }
@@ -258,9 +266,12 @@ impl Rollout {
         let stable = first_step.before.default.clone();
         let mut current = weight_in(&first_step.before, &self.canary, self.rule.as_deref());
         out.say(&format!(
-            "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
+            "rollout of `{}` against `{stable}` in cohort rule={}: {}steps {} every {}, reading {}",
             self.canary,
             self.label(),
+            self.mirror.map_or(String::new(), |percent| format!(
+                "a dark canary on {percent}% mirrored traffic, then "
+            )),
             self.steps
                 .iter()
                 .map(|w| format!("{w}%"))
@@ -296,6 +307,21 @@ impl Rollout {
             pause_at: self.pause_at.clone(),
         })?;
         let mut history: Vec<String> = Vec::new();
+        if let Some(percent) = self.mirror {
+            let dark = self.dark_phase(
+                out,
+                target,
+                source,
+                &first_step.before,
+                &stable,
+                percent,
+                &mut history,
+                interrupted,
+            )?;
+            if let Some(end) = dark {
+                return self.finish(out, end, &history);
+            }
+        }
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
 

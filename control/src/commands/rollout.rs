@@ -216,6 +216,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
             on_gate_failure: args.on_gate_failure,
         },
         pause_at: args.pause_at,
+        mirror: args.mirror,
         pause_file: match target {
             Target::EcdsFile(pusher) => PauseFile::next_to(pusher.file.path()),
             Target::WasmPlugin { plugin, .. } => {
