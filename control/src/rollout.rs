@@ -307,20 +307,17 @@ impl Rollout {
             pause_at: self.pause_at.clone(),
         })?;
         let mut history: Vec<String> = Vec::new();
-        if let Some(percent) = self.mirror {
-            let dark = self.dark_phase(
-                out,
-                target,
-                source,
-                &first_step.before,
-                &stable,
-                percent,
-                &mut history,
-                interrupted,
-            )?;
-            if let Some(end) = dark {
-                return self.finish(out, end, &history);
-            }
+        // `--mirror`: a dark canary judged on copies before any user is routed to it.
+        let dark = self.dark_phase(
+            out,
+            target,
+            source,
+            &first_step.before,
+            &mut history,
+            interrupted,
+        )?;
+        if let Some(end) = dark {
+            return self.finish(out, end, &history);
         }
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;

@@ -66,11 +66,13 @@ impl Rollout {
         target: &Target,
         source: &Source,
         config: &CanaryConfig,
-        stable: &str,
-        percent: f64,
         history: &mut Vec<String>,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<Option<End>> {
+        let Some(percent) = self.mirror else {
+            return Ok(None);
+        };
+        let stable = config.default.as_str();
         let Source::Admin { admins, .. } = source else {
             bail!(
                 "--mirror reads the copies from the mirror cluster's stats on Envoy's admin \
