@@ -229,6 +229,7 @@ impl Rollout {
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
         self.check()?;
+        self.check_dark(target, source)?;
         let mut out = Reporter {
             canary: self.canary.clone(),
             json: self.json,

@@ -204,3 +204,60 @@ fn a_healthy_dark_canary_passes_and_the_steps_follow() {
         serde_json::from_str(&mesh.filter_configuration().unwrap()).unwrap();
     assert!(config.get("mirror").is_none(), "{config}");
 }
+
+/// The configuration's own `mirror` section keeps its methods: copying only `PUT`, which the
+/// load never sends, gives no copy, and the dark phase holds, says why, and stops at 0 % with
+/// the mirror removed and the canary never routed.
+#[test]
+fn no_copies_hold_and_stop_with_the_reason() {
+    let config = dark_config("app-v2").replace(
+        r#""seed": 0}}"#,
+        r#""seed": 0}, "mirror": {"version": "canary", "percent": 1, "methods": ["PUT"]}}"#,
+    );
+    assert!(config.contains(r#""methods": ["PUT"]"#), "{config}");
+    let mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
+    let admin = mesh.front().admin_client();
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let load = Load::start(mesh.listen(), 2, Duration::from_millis(5), None);
+    let output = rollout(
+        &mesh,
+        audit.path(),
+        &["--mirror", "100", "--steps", "50,100", "--max-holds", "2"],
+    );
+    load.stop();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "exit code 1: stopped\n{stdout}"
+    );
+    assert!(stdout.contains("STOPPED at 0%"), "{stdout}");
+    assert!(
+        stdout.contains("no copy reached cluster app-v2"),
+        "{stdout}"
+    );
+    assert_eq!(routed_to(&admin, "canary"), 0);
+    assert_eq!(counter(&admin, "cluster.app-v2.upstream_rq_total"), 0);
+    let config: serde_json::Value =
+        serde_json::from_str(&mesh.filter_configuration().unwrap()).unwrap();
+    assert!(config.get("mirror").is_none(), "{config}");
+    assert_eq!(config["weights"]["canary"], 0.0);
+}
+
+/// A `--mirror` percent out of range is refused before anything is written.
+#[test]
+fn a_bad_mirror_percent_is_refused_before_any_write() {
+    let mesh = Mesh::isolated(&dark_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let before = mesh.filter_configuration().unwrap();
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    for bad in ["0", "101", "NaN"] {
+        let output = rollout(&mesh, audit.path(), &["--mirror", bad]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--mirror {bad}");
+        assert!(
+            stderr.contains(&format!("--mirror: {bad} is not a percent")),
+            "{stderr}"
+        );
+        assert_eq!(mesh.filter_configuration().unwrap(), before);
+    }
+}

@@ -59,6 +59,26 @@ fn cluster_of<'c>(config: &'c CanaryConfig, name: &str) -> Result<&'c str> {
 }
 
 impl Rollout {
+    /// Refuses, before anything is written, a `--mirror` this setup cannot judge: the copies
+    /// are read from Envoy's admin endpoints, and only the shipped front (the ECDS target)
+    /// carries the mirror policy that sends them.
+    pub(super) fn check_dark(&self, target: &Target, source: &Source) -> Result<()> {
+        if self.mirror.is_none() {
+            return Ok(());
+        }
+        if matches!(target, Target::WasmPlugin { .. }) {
+            bail!(
+                "--mirror: an Istio sidecar's routes carry no mirror policy that reads the                  filter's mirror header; the dark canary runs on the shipped Envoy front                  (--ecds) only"
+            );
+        }
+        if !matches!(source, Source::Admin { .. }) {
+            bail!(
+                "--mirror reads the copies from the mirror cluster's stats on Envoy's admin                  endpoints (--admin); a Prometheus source is not supported for it yet"
+            );
+        }
+        Ok(())
+    }
+
     /// The dark phase; `None` when it passed and the steps may begin.
     pub(super) fn dark_phase(
         &self,
@@ -74,10 +94,7 @@ impl Rollout {
         };
         let stable = config.default.as_str();
         let Source::Admin { admins, .. } = source else {
-            bail!(
-                "--mirror reads the copies from the mirror cluster's stats on Envoy's admin \
-                 endpoints (--admin); a Prometheus source is not supported for it yet"
-            );
+            bail!("--mirror reads the copies from Envoy's admin endpoints (--admin)");
         };
         let canary_cluster = cluster_of(config, &self.canary)?.to_string();
         let stable_cluster = cluster_of(config, stable)?.to_string();
@@ -169,20 +186,30 @@ impl Rollout {
                     }
                     StepAction::Hold => {
                         holds += 1;
+                        let why = if copies.answered() == 0 {
+                            format!(
+                                "no copy reached cluster {canary_cluster}: does the route carry                                  `request_mirror_policies` with `cluster_header` naming the                                  filter's mirror header (envoy/front.yaml), and do GET or HEAD                                  requests arrive?"
+                            )
+                        } else {
+                            verdict.reason.clone()
+                        };
+                        out.say(&format!(
+                            "  hold {holds} of {} (--max-holds): {why}",
+                            self.max_holds
+                        ));
                         out.emit(Event::Hold {
                             step: 0,
                             weight: 0.0,
                             holds,
                             max_holds: self.max_holds,
-                            why: verdict.reason.clone(),
+                            why: why.clone(),
                         })?;
                         if holds >= self.max_holds {
-                            history.push(format!("mirror {percent}%  hold   {}", verdict.reason));
+                            history.push(format!("mirror {percent}%  hold   {why}"));
                             break 'phase Some(End::Stopped(
                                 0.0,
                                 format!(
-                                    "no verdict on mirrored traffic after {holds} intervals: {}",
-                                    verdict.reason
+                                    "no verdict on mirrored traffic after {holds} intervals: {why}"
                                 ),
                             ));
                         }
