@@ -263,6 +263,12 @@ pub struct RolloutArgs {
     /// fields of a checks file's check, as YAML (repeatable).
     #[arg(long, value_name = "NAME=SPEC")]
     pub check: Vec<String>,
+    /// A dark canary first: copy PCT % of the safe requests (GET and HEAD unless the
+    /// configuration's `mirror` section says otherwise) to the canary, its answers discarded,
+    /// and judge the copies against stable before any user is routed to it; a pass removes
+    /// the mirror and starts the steps, a failure removes it and rolls back.
+    #[arg(long, value_name = "PCT")]
+    pub mirror: Option<f64>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -75,6 +75,9 @@ pub enum Event {
     },
     /// A step's weight was pushed.
     Step { step: usize, weight: f64 },
+    /// A dark canary's mirror was written (`percent` of the safe requests copied to
+    /// `cluster`), or removed (`percent` 0).
+    Mirror { percent: f64, cluster: String },
     /// An interval was judged: each side's counts over it and the judge's verdict.
     Verdict {
         step: usize,
@@ -196,6 +199,12 @@ impl Event {
                     .join(" → ")
             ),
             Event::Step { step, weight } => format!("`{canary}`: step {step} at {weight}%"),
+            Event::Mirror { percent, .. } if *percent == 0.0 => {
+                format!("`{canary}`: mirror removed")
+            }
+            Event::Mirror { percent, cluster } => {
+                format!("`{canary}`: {percent}% of the safe requests copied to {cluster}")
+            }
             Event::Verdict {
                 step,
                 weight,

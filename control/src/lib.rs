@@ -30,6 +30,7 @@ pub mod prometheus;
 pub mod push;
 pub mod rollout;
 pub mod runs;
+pub mod shadow;
 pub mod sim;
 pub mod source;
 pub mod stats;

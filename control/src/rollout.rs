@@ -27,6 +27,8 @@ use crate::source::Source;
 use crate::target::Target;
 use crate::{edit, movement};
 
+mod dark;
+
 /// What a termination signal (Ctrl-C's SIGINT, SIGTERM, SIGHUP) does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnInterrupt {
@@ -94,6 +96,9 @@ pub struct Rollout {
     pub pause_file: PauseFile,
     /// The operator's own checks (`--checks`, `--check`), judged beside the built-in ones.
     pub custom: Option<Custom>,
+    /// A dark canary first (`--mirror PCT`): this percent of the safe requests copied to the
+    /// canary and judged before the first step (see `rollout/dark.rs`).
+    pub mirror: Option<f64>,
 }
 
 /// How a rollout ended.
@@ -207,6 +212,9 @@ impl Rollout {
                  once the step has passed; --gate-promote holds the promotion)"
             );
         }
+        if let Some(bad) = self.mirror.filter(|p| !(*p > 0.0 && *p <= 100.0)) {
+            bail!("--mirror: {bad} is not a percent above 0 and at most 100");
+        }
         if self.hooks.gate_max_refusals == 0 {
             bail!("--gate-max-refusals must be at least 1");
         }
@@ -230,6 +238,7 @@ impl Rollout {
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
         self.check()?;
+        self.check_dark(target, source)?;
         let mut out = Reporter {
             canary: self.canary.clone(),
             json: self.json,
@@ -270,9 +279,12 @@ impl Rollout {
         let mut owned = Owned::new(&self.canary, &first_step.before);
         let mut current = weight_in(&first_step.before, &self.canary, self.rule.as_deref());
         out.say(&format!(
-            "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
+            "rollout of `{}` against `{stable}` in cohort rule={}: {}steps {} every {}, reading {}",
             self.canary,
             self.label(),
+            self.mirror.map_or(String::new(), |percent| format!(
+                "a dark canary on {percent}% mirrored traffic, then "
+            )),
             self.steps
                 .iter()
                 .map(|w| format!("{w}%"))
@@ -311,6 +323,19 @@ impl Rollout {
             pause_at: self.pause_at.clone(),
         })?;
         let mut history: Vec<String> = Vec::new();
+        // `--mirror`: a dark canary judged on copies before any user is routed to it.
+        let dark = self.dark_phase(
+            out,
+            target,
+            source,
+            &first_step.before,
+            &mut history,
+            interrupted,
+            &mut owned,
+        )?;
+        if let Some(end) = dark {
+            return self.finish(out, end, &history);
+        }
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
         // The last judged step holds until a regression of --detect's size would show.

@@ -65,6 +65,9 @@ pub enum ConfigError {
     /// A response version header without a version header.
     #[error("response_version_header: needs version_header, which is empty")]
     ResponseHeaderWithoutVersionHeader,
+    /// A `mirror` field that contradicts the rest of the configuration or the HTTP rules.
+    #[error("{field}: {reason}")]
+    Mirror { field: String, reason: String },
 }
 
 impl ConfigError {
@@ -88,7 +91,8 @@ impl ConfigError {
             | ConfigError::MatchKind { field }
             | ConfigError::BadHeaderName { field, .. }
             | ConfigError::BadHost { field, .. }
-            | ConfigError::SameHeader { field, .. } => field,
+            | ConfigError::SameHeader { field, .. }
+            | ConfigError::Mirror { field, .. } => field,
             ConfigError::VersionCount { .. } => "versions",
             ConfigError::NoRoutingHeader => "route_header",
             ConfigError::ResponseHeaderWithoutVersionHeader => "response_version_header",

@@ -32,6 +32,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::header_pairs::{single_pair, HeaderMapRequest};
 use crate::metrics::{self, CODE_CLASSES};
+use crate::mirror::MirrorAction;
 use crate::plan::RoutingPlan;
 use crate::CanaryConfig;
 
@@ -299,6 +300,7 @@ impl HttpContext for CanaryStream {
             // Envoy's fallback route sends the request to the default version.
             remove_header(crate::config::DEFAULT_ROUTE_HEADER);
             remove_header(crate::config::DEFAULT_VERSION_HEADER);
+            remove_header(crate::config::DEFAULT_MIRROR_HEADER);
             return Action::Continue;
         };
         let plan = &active.plan;
@@ -334,6 +336,20 @@ impl HttpContext for CanaryStream {
         }
         if let Some(name) = plan.version_header() {
             set_header(MapType::HttpRequestHeaders, name, &version.name);
+        }
+        // A dark canary: Envoy's mirror policy copies the request to the cluster written here.
+        // Only a configuration with a `mirror` pays for it.
+        if let Some(name) = plan.mirror_header() {
+            match plan.mirror(&mut request, decision.version) {
+                MirrorAction::Copy(target) => {
+                    if let Some(target) = plan.versions().get(target) {
+                        set_header(MapType::HttpRequestHeaders, name, &target.cluster);
+                    }
+                }
+                // A client never picks a mirror either.
+                MirrorAction::Remove => remove_header(name),
+                MirrorAction::Nothing => {}
+            }
         }
         let metrics = active.metrics.get(decision.outcome);
         if let Some(requests) = metrics.and_then(|m| m.requests.as_ref()) {

@@ -10,7 +10,8 @@
 //!   request the filter decides on ([`header_pairs::HeaderMapRequest`]), all but its host call;
 //! - [`hosts`]: which requests a configuration routes, by their `:authority`;
 //! - [`decision`]: the per-request decision over a [`RequestView`];
-//! - [`metrics`]: the names of the per-version metrics.
+//! - [`metrics`]: the names of the per-version metrics;
+//! - [`mirror`]: which requests are copied to a dark canary.
 //!
 //! The proxy-wasm glue (`glue`) is compiled only for `wasm32-wasip1`, where a host exists.
 
@@ -23,6 +24,7 @@ pub mod error;
 pub mod header_pairs;
 pub mod hosts;
 pub mod metrics;
+pub mod mirror;
 pub mod plan;
 mod rule_index;
 

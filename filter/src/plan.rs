@@ -44,6 +44,8 @@ pub struct RoutingPlan {
     pub(crate) outcomes: Vec<MetricSeries>,
     /// The outcome of requests defaulted for lack of a key (`when_missing: default`).
     pub(crate) missing_key_outcome: usize,
+    /// Which requests are copied to a dark canary (`None`: no mirror, no work).
+    pub(crate) mirror: Option<crate::mirror::Mirror>,
 }
 
 /// A version of the service.
@@ -373,6 +375,20 @@ impl Compiler {
             None if uses_cookies(sticky.as_ref(), &rules) => Some(self.slot("cookie")),
             None => None,
         };
+        let mirror = match &config.mirror {
+            None => None,
+            Some(spec) => {
+                let context = crate::mirror::MirrorContext {
+                    versions: &versions,
+                    sticky: sticky.as_ref(),
+                    route_header: route_header.as_deref(),
+                    version_header: version_header.as_deref(),
+                };
+                Some(crate::mirror::compile(spec, &context, |name| {
+                    self.slot(name)
+                })?)
+            }
+        };
 
         let index = RuleIndex::new(&rules, &self.header_names);
         Ok(RoutingPlan {
@@ -393,6 +409,7 @@ impl Compiler {
             cookie_header,
             outcomes: self.outcomes,
             missing_key_outcome,
+            mirror,
         })
     }
 
@@ -610,7 +627,11 @@ fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
 
 /// Header names are case-insensitive: compile them to lower case, as Envoy presents them.
 /// Pseudo-headers (`:authority`, `:path`) may be read, never written.
-fn header_name(field: &str, name: &str, may_be_pseudo: bool) -> Result<String, ConfigError> {
+pub(crate) fn header_name(
+    field: &str,
+    name: &str,
+    may_be_pseudo: bool,
+) -> Result<String, ConfigError> {
     let body = match name.strip_prefix(':') {
         Some(rest) if may_be_pseudo => rest,
         _ => name,
@@ -662,7 +683,7 @@ fn value_test(field: &str, spec: &MatchSpec) -> Result<ValueTest, ConfigError> {
 }
 
 /// A percent with a resolution of 0.01, as a whole number of buckets.
-fn basis_points(field: &str, percent: f64) -> Result<BasisPoints, ConfigError> {
+pub(crate) fn basis_points(field: &str, percent: f64) -> Result<BasisPoints, ConfigError> {
     if !percent.is_finite() || !(0.0..=100.0).contains(&percent) {
         return Err(ConfigError::WeightRange {
             field: field.to_string(),

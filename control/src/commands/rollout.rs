@@ -301,6 +301,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         },
         pause_at: args.pause_at,
         custom: None,
+        mirror: args.mirror,
         pause_file: place_of(target).pause_file(&canary),
         canary,
     })
