@@ -324,15 +324,7 @@ impl Rollout {
         })?;
         let mut history: Vec<String> = Vec::new();
         // `--mirror`: a dark canary judged on copies before any user is routed to it.
-        let dark = self.dark_phase(
-            out,
-            target,
-            source,
-            &first_step.before,
-            &mut history,
-            interrupted,
-            &mut owned,
-        )?;
+        let dark = self.dark_phase(out, target, source, &mut history, interrupted, &mut owned)?;
         if let Some(end) = dark {
             return self.finish(out, end, &history);
         }

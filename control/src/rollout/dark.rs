@@ -87,7 +87,6 @@ impl Rollout {
         out: &mut Reporter,
         target: &Target,
         source: &Source,
-        config: &CanaryConfig,
         history: &mut Vec<String>,
         interrupted: &Arc<AtomicBool>,
         owned: &mut Owned,
@@ -95,6 +94,8 @@ impl Rollout {
         let Some(percent) = self.mirror else {
             return Ok(None);
         };
+        // The configuration the rollout found (it has written nothing yet).
+        let config = &owned.last().clone();
         let stable = config.default.as_str();
         let Source::Admin { admins, .. } = source else {
             bail!("--mirror reads the copies from Envoy's admin endpoints (--admin)");
