@@ -18,13 +18,13 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: dashboard-picture kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim
+.PHONY: dashboard-picture kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim wasm-cost
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
 	@echo "make bench  criterion benchmarks of the core, then the filter against native Envoy routing (BENCHMARKS.md)"
 	@echo "make bench-host-calls  the price of each kind of proxy-wasm host call in Envoy's V8 (BENCHMARKS.md)"
-	@echo "make bench-cost  each feature's price per request over the wasm floor, one feature added per setup (BENCHMARKS.md)"
+	@echo "make bench-cost  each feature's price per request over the wasm floor, then the scaling table (rules, versions, cookies, headers) in fuel and in µs (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
 	@echo "make istio-demo  a real Envoy and a stand-in Kubernetes API server holding the WasmPlugin, for canaryctl --wasmplugin"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
@@ -117,7 +117,13 @@ wasm-test: toolchain wasm-bindgen-runner
 e2e: envoy prometheus kubectl wasm istio-schemas
 	cargo test -p canary-e2e -p canary-control
 
-test: check unit wasm-test wasm e2e
+# The deterministic cost measure's short run: the built filter in wasmi, asserting how the
+# fuel and host calls per request grow with rules, versions and cookies (tests/wasm-cost).
+wasm-cost: wasm
+	cargo build --release --target wasm32-wasip1 -p canary-floor
+	cargo test -p canary-wasm-cost
+
+test: check unit wasm-test wasm wasm-cost e2e
 
 ## Fuzzing ----------------------------------------------------------------------------------
 
@@ -141,9 +147,10 @@ fuzz:
 
 ## The judge's simulation -----------------------------------------------------------------
 
-# Whole rollouts of every scenario (identical, better and worse canaries) through the rollout's
-# judge at 100, 1,000 and 10,000 requests per interval, JUDGE_ROLLOUTS each, from JUDGE_SEED;
-# writes JUDGE.md (`make test` runs a short seeded run of the same code as a unit test).
+# Whole rollouts of every scenario (identical, better, bursty, drifting, incident, ceiling and
+# worse canaries) through the rollout's judge at 1,000, 10,000 and 100,000 requests per
+# interval, JUDGE_ROLLOUTS each, from JUDGE_SEED; writes JUDGE.md (`make test` runs a short
+# seeded run of the same code as a unit test). About 7 minutes on 2 shared cores.
 JUDGE_ROLLOUTS ?= 2000
 JUDGE_SEED     ?= 20251126
 
@@ -172,13 +179,26 @@ bench-host-calls: envoy wrk wasm
 
 # Each feature's price: the same split with one feature more per setup (cost-*.json, lean.json
 # the second step), beside native routing (b), the floor (e), Lua (f), the lean configuration
-# (g) and the price of one header read (the probe reading x-user-id ten times).
+# (g) and the price of one header read (the probe reading x-user-id ten times). Then the
+# scaling table: first in the deterministic measure (every row: rules, versions, cookies,
+# headers; tests/wasm-cost), then the rows wrk's request can play in Envoy (rules none
+# matching, versions), in µs over the floor, and the time from an ECDS push of the 1,000-rule
+# configuration to the first request it routes, beside the typical one's (the difference is
+# its configure time). COST_SCALING=0 skips the scaling rows in Envoy, COST_STEPS= the steps.
 COST_CONFIGS  := $(CURDIR)/filter/benches/configs
 COST_STEPS    := 1-cluster-header 3-version-header 4-response-header 5-response-classes 6-latency 7-rules 8-other-host
+SCALING_DIR   := $(CURDIR)/target/cost-configs
+SCALING_ROWS  := header-rules--a-name-each--3--none-matching header-rules--a-name-each--1000--none-matching \
+                 header-rules--one-name--1000--none-matching region-rules-1000--none-matching \
+                 versions-2 versions-16
+COST_SCALING  ?= 1
 bench-cost: envoy wrk wasm
 	cargo build --release --target wasm32-wasip1 -p canary-floor -p canary-probe
+	cargo run --quiet --release -p canary-wasm-cost --bin canary-wasm-cost | tee target/cost-table.md
+	cargo run --quiet --release -p canary-wasm-cost --bin canary-wasm-cost -- --configs $(SCALING_DIR)
 	BENCH_SETUPS=b,e,f,g,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
-	BENCH_EXTRA="probe get_present=$(PROBE):$(CURDIR)/tests/probe/configs/get_present.txt;$(foreach c,$(COST_STEPS),cost $(c)=$(CURDIR)/$(WASM):$(COST_CONFIGS)/cost-$(c).json;)" \
+	BENCH_ECDS_CONFIG=$(SCALING_DIR)/header-rules--a-name-each--1000--none-matching.json \
+	BENCH_EXTRA="probe get_present=$(PROBE):$(CURDIR)/tests/probe/configs/get_present.txt;$(foreach c,$(COST_STEPS),cost $(c)=$(CURDIR)/$(WASM):$(COST_CONFIGS)/cost-$(c).json;)$(if $(filter 1,$(COST_SCALING)),$(foreach r,$(SCALING_ROWS),$(r)=$(CURDIR)/$(WASM):$(SCALING_DIR)/$(r).json;))" \
 	  cargo run --quiet --release -p canary-e2e --bin canary-bench
 
 ## Demo -------------------------------------------------------------------------------------

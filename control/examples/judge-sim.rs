@@ -1,6 +1,7 @@
-//! `make judge-sim`: whole rollouts of every scenario through the real judge, at 100, 1,000
-//! and 10,000 requests per interval, seeded; writes the table to JUDGE.md. For each target
-//! missed at its traffic, the smallest traffic of a ladder at which it holds.
+//! `make judge-sim`: whole rollouts of every scenario through the real judge, at 1,000, 10,000
+//! and 100,000 requests per interval, seeded; writes the table to JUDGE.md. For each target
+//! missed at its traffic, the smallest traffic of a ladder at which it holds, for the judge
+//! and for the best valid test.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,13 +23,13 @@ struct Args {
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Requests per interval, both versions together.
-    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
     requests: Vec<u64>,
     /// Traffic ladder tried for a missed target.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "1500,2000,2500,3000,3500,4000,5000,7000,10000,20000,50000"
+        default_value = "1500,2000,3000,5000,7000,10000,15000,20000,30000,50000,100000"
     )]
     ladder: Vec<u64>,
     /// Only scenarios whose name contains this.
@@ -99,7 +100,7 @@ fn main() -> Result<()> {
             rows.push(row);
         }
     }
-    let table = sim::table(&rows, &scenarios);
+    let table = sim::table(&rows, &scenarios, &settings);
 
     // Missed targets: the smallest traffic of the ladder where each holds.
     let mut search = String::new();
@@ -144,8 +145,31 @@ fn main() -> Result<()> {
             };
             let measured =
                 if weight <= 25.0 { row.by_25 } else { row.by_50 } as f64 / row.rollouts as f64;
+            let best = match sim::best_valid_power(scenario, at, weight, &settings) {
+                None => "-".to_string(),
+                Some(p) => {
+                    let from = args
+                        .ladder
+                        .iter()
+                        .chain(&[at])
+                        .copied()
+                        .filter(|&r| {
+                            sim::best_valid_power(scenario, r, weight, &settings)
+                                .is_some_and(|q| q >= share)
+                        })
+                        .min();
+                    format!(
+                        "{:.1}% at {at}; {}",
+                        p * 100.0,
+                        match from {
+                            Some(r) => format!("reaches {:.0}% from {r}", share * 100.0),
+                            None => "out of reach on the ladder".to_string(),
+                        }
+                    )
+                }
+            };
             search.push_str(&format!(
-                "| {} | ≥ {:.0}% caught by {weight}% at {at} | {:.1}% | {what} |\n",
+                "| {} | ≥ {:.0}% caught by {weight}% at {at} | {:.1}% | {what} | {best} |\n",
                 scenario.name,
                 share * 100.0,
                 measured * 100.0,
@@ -179,7 +203,7 @@ fn main() -> Result<()> {
     if search.is_empty() {
         doc.push_str("None: every target holds at its traffic.\n");
     } else {
-        doc.push_str("| scenario | target | measured | smallest traffic where it holds |\n|---|---|---:|---|\n");
+        doc.push_str("| scenario | target | measured | smallest traffic where the judge meets it | best valid test |\n|---|---|---:|---|---|\n");
         doc.push_str(&search);
     }
     std::fs::write(&args.out, doc).with_context(|| format!("writing {}", args.out.display()))?;

@@ -39,6 +39,9 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+// One value per process, parsed once: its size does not matter, and boxing the rollout's
+// arguments would only complicate every match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Check configurations with the filter's own validation (JSON config or ECDS file).
@@ -130,6 +133,10 @@ pub struct PauseArgs {
     /// of the directory the rollout was started in).
     #[arg(long, env = WASMPLUGIN_ENV, value_name = "NAMESPACE/NAME", conflicts_with = "ecds")]
     pub wasmplugin: Option<String>,
+    /// The canary of the paused rollout to answer (needed when rollouts of several canaries
+    /// are paused on the target).
+    #[arg(long)]
+    pub canary: Option<String>,
 }
 
 #[derive(Args)]
@@ -164,8 +171,13 @@ pub struct RolloutArgs {
     /// (the checks share it; the evidence is valid whenever the rollout stops).
     #[arg(long, default_value_t = 0.01)]
     pub alpha: f64,
-    /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
-    #[arg(long, default_value_t = 1.0)]
+    /// The canary's 5xx rate may be this many times stable's (plus --error-margin): 1.5 lets
+    /// 1 % become 1.6 % and fails 1 % becoming 3 %.
+    #[arg(long, default_value_t = 1.5)]
+    pub error_ratio: f64,
+    /// Allowed excess of the canary's 5xx rate over --error-ratio × stable's, percentage
+    /// points: the floor for a stable near 0 % (0.1: from 0 %, up to 0.1 % is allowed).
+    #[arg(long, default_value_t = 0.1)]
     pub error_margin: f64,
     /// Ceiling of the canary's 5xx rate, percent: fails the canary only when it is also worse
     /// than stable (100 turns it off).
@@ -175,13 +187,21 @@ pub struct RolloutArgs {
     /// slower than stable plus this).
     #[arg(long, default_value_t = 10.0)]
     pub latency_margin_ms: f64,
+    /// The smallest 5xx regression the rollout must be able to catch before it promotes, as a
+    /// multiple of the allowed rate (--error-ratio × stable + --error-margin): the last step
+    /// before 100 % holds until the canary has served enough requests to catch it in about 90 %
+    /// of rollouts (the hold says how many). 0 turns it off.
+    #[arg(long, default_value_t = 1.8)]
+    pub detect: f64,
     /// Intervals without enough data at one step before stopping (the weight stays).
     #[arg(long, default_value_t = 20)]
     pub max_holds: u32,
     /// Failed reads of the source in a row before rolling back.
     #[arg(long, default_value_t = 3)]
     pub max_failed_reads: u32,
-    /// What Ctrl-C does: hold the current weight, or roll back.
+    /// What Ctrl-C (SIGINT), SIGTERM or SIGHUP does: hold the current weight, or roll back;
+    /// either way the rollout records an `interrupted` event and its summary, and exits 1
+    /// (held) or 3 (rolled back).
     #[arg(long, value_enum, default_value = "hold")]
     pub on_interrupt: OnInterrupt,
     /// Read metrics from Prometheus (http://host:port) instead of the admin endpoints; each
@@ -239,6 +259,20 @@ pub struct RolloutArgs {
     /// `abort`) from another terminal (repeatable, or comma-separated).
     #[arg(long, value_name = "WEIGHT", value_delimiter = ',')]
     pub pause_at: Vec<f64>,
+    /// A checks file (YAML): your own PromQL checks, judged beside the built-in ones (needs
+    /// --prometheus; README, "Your own checks").
+    #[arg(long, value_name = "FILE")]
+    pub checks: Option<PathBuf>,
+    /// One check of your own: NAME='{bad: QUERY, total: QUERY, margin: PP}' and the other
+    /// fields of a checks file's check, as YAML (repeatable).
+    #[arg(long, value_name = "NAME=SPEC")]
+    pub check: Vec<String>,
+    /// A dark canary first: copy PCT % of the safe requests (GET and HEAD unless the
+    /// configuration's `mirror` section says otherwise) to the canary, its answers discarded,
+    /// and judge the copies against stable before any user is routed to it; a pass removes
+    /// the mirror and starts the steps, a failure removes it and rolls back.
+    #[arg(long, value_name = "PCT")]
+    pub mirror: Option<f64>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -15,6 +15,15 @@
 //! and an edit by anything else between that read and the rename is detected and refused. The
 //! previous versions are kept for `undo` in `.canaryctl/` next to the file (a subdirectory:
 //! Envoy watches only moves into the directory itself).
+//!
+//! The history matches the file: a write first records what it is about to do (the
+//! [`PendingWrite`], with the file before and after and who writes), and only a change the file
+//! keeps becomes a history entry, when the lock is let go or, if canaryctl was killed, when the
+//! next writer takes it. A change Envoy refused (put back) or one that never reached the file
+//! leaves no entry, so `undo` always means "the configuration before the last change that
+//! stuck". The next writer also removes the temporary files a killed one left in the watched
+//! directory. The last change that stuck is kept with who made it (`<name>.last-write.json`),
+//! for a rollout that finds its weight changed under it.
 
 use std::fs;
 use std::io::Write;
@@ -338,12 +347,96 @@ impl EcdsFile {
         lock.set_len(0)
             .and_then(|()| lock.write_all_at(holder_description().as_bytes(), 0))
             .with_context(|| format!("cannot write to the lock file {}", lock_path.display()))?;
-        Ok(Locked { file: self, lock })
+        let locked = Locked { file: self, lock };
+        // What a writer killed before it let go of the lock left behind.
+        locked.settle()?;
+        self.remove_stale_temporaries();
+        Ok(locked)
     }
 
-    fn save_history(&self, bytes: &[u8]) -> Result<PathBuf> {
+    /// Removes the staged versions and links (`.canaryctl-*.tmp`, `.canaryctl-*.link`) that a
+    /// writer killed between staging and renaming left in the watched directory and in the
+    /// symlink target's. Called under the lock: only a lock holder stages, so any left are
+    /// a dead writer's.
+    fn remove_stale_temporaries(&self) {
+        for dir in [self.state_dir(), self.history_dir()].into_iter().flatten() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|entry| entry.ok()) {
+                if entry.file_name().to_string_lossy().starts_with(".pending-") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        if let Ok(dir) = self.dir() {
+            dirs.push(dir.to_path_buf());
+        }
+        if let Some(dir) = fs::canonicalize(&self.path)
+            .ok()
+            .and_then(|target| target.parent().map(Path::to_path_buf))
+        {
+            dirs.push(dir);
+        }
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.filter_map(|entry| entry.ok()) {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with(".canaryctl-")
+                    && (name.ends_with(".tmp") || name.ends_with(".link"))
+                {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
+    fn pending_path(&self) -> Result<PathBuf> {
+        // Not the file's extension: the history lists only entries with that one.
+        Ok(self.history_dir()?.join("pending.write"))
+    }
+
+    /// Where the last change that stuck is described: `.canaryctl/<name>.last-write.json`.
+    pub fn last_write_path(&self) -> Result<PathBuf> {
+        Ok(self
+            .state_dir()?
+            .join(format!("{}.last-write.json", self.file_name()?)))
+    }
+
+    /// The last change made by canaryctl that the file kept, and who made it; `None` when
+    /// none is recorded.
+    pub fn last_write(&self) -> Result<Option<PendingWrite>> {
+        let path = self.last_write_path()?;
+        match fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn read_pending(&self) -> Result<Option<PendingWrite>> {
+        let path = self.pending_path()?;
+        match fs::read(&path) {
+            // A half-written record cannot be one: it is written whole, by rename.
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Records, whole (by rename), the write about to be made.
+    fn write_pending(&self, pending: &PendingWrite) -> Result<()> {
         let dir = self.history_dir()?;
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        write_whole(&self.pending_path()?, &serde_json::to_vec_pretty(pending)?)
+    }
+
+    /// The name the next history entry gets (one past the last).
+    fn next_entry_name(&self) -> Result<String> {
         let next = self
             .history()?
             .last()
@@ -354,8 +447,16 @@ impl EcdsFile {
             name.push('.');
             name.push_str(&extension.to_string_lossy());
         }
+        Ok(name)
+    }
+
+    /// Writes the history entry `name` whole (again, if a settle was cut short: the same
+    /// name, the same bytes), and forgets the oldest beyond [`HISTORY_LEN`].
+    fn save_history(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let dir = self.history_dir()?;
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let entry = dir.join(name);
-        fs::write(&entry, bytes).with_context(|| format!("cannot write {}", entry.display()))?;
+        write_whole(&entry, bytes)?;
         let history = self.history()?;
         for old in history
             .iter()
@@ -447,24 +548,78 @@ impl Locked<'_> {
             return Ok(update);
         }
         self.file.check_writable()?;
-        let entry = self.file.save_history(&before.bytes)?;
+        // The history entry is made when the change has stuck ([`Locked::settle`]).
+        let entry = self.file.next_entry_name()?;
+        self.file.write_pending(&PendingWrite::new(
+            &before.bytes,
+            &update.after_bytes,
+            entry,
+            false,
+        ))?;
         if let Err(err) = self.file.replace(&before.bytes, &update.after_bytes) {
-            // Not written: `undo` must not go back to what is still the current version.
-            let _ = fs::remove_file(entry);
+            let _ = self.settle();
             return Err(err);
         }
         update.written = true;
         Ok(update)
     }
 
-    /// Puts back the version before the last change, and forgets it from the history.
+    /// Puts back the version before the last change; the entry is forgotten from the history
+    /// once the file has kept it ([`Locked::settle`]).
     pub fn undo(&self) -> Result<Update> {
         let current = self.file.read()?;
         let (last, previous) = self.file.last_version()?;
         self.file.check_writable()?;
-        self.file.replace(&current.bytes, &previous.bytes)?;
-        fs::remove_file(&last).with_context(|| format!("cannot remove {}", last.display()))?;
+        let entry = last
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.file.write_pending(&PendingWrite::new(
+            &current.bytes,
+            &previous.bytes,
+            entry,
+            true,
+        ))?;
+        if let Err(err) = self.file.replace(&current.bytes, &previous.bytes) {
+            let _ = self.settle();
+            return Err(err);
+        }
         Ok(Update::back_to(current, previous, true))
+    }
+
+    /// Settles the write recorded as pending, by what the file holds now: if it holds what
+    /// was written, the change stuck (a change gets its history entry, an undo drops the entry
+    /// it went back to, and the write becomes the last write); otherwise (put back after a
+    /// refusal, never renamed into place, or overwritten since) the record is dropped and the
+    /// history left as it was. Run when the lock is let go and when it is taken (after a
+    /// writer that was killed).
+    pub fn settle(&self) -> Result<()> {
+        let Some(pending) = self.file.read_pending()? else {
+            return Ok(());
+        };
+        let now = fs::read(&self.file.path).unwrap_or_default();
+        // Each step can be done again by the next writer if this one is cut short.
+        if now == pending.after.as_bytes() && !pending.entry.is_empty() {
+            if pending.undo {
+                let path = self.file.history_dir()?.join(&pending.entry);
+                match fs::remove_file(&path) {
+                    Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(err)
+                            .with_context(|| format!("cannot remove {}", path.display()))
+                    }
+                    _ => {}
+                }
+            } else {
+                self.file
+                    .save_history(&pending.entry, pending.before.as_bytes())?;
+            }
+            write_whole(
+                &self.file.last_write_path()?,
+                &serde_json::to_vec_pretty(&pending)?,
+            )?;
+        }
+        let path = self.file.pending_path()?;
+        fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))
     }
 
     /// Writes `bytes` back if the file still holds `expected` (used to restore a version
@@ -477,15 +632,61 @@ impl Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        // The description names the holder only while the lock is held; the lock itself goes
-        // with the file descriptor. Nothing to do about a failure here.
+        // The history follows what the file kept. The description names the holder only while
+        // the lock is held; the lock itself goes with the file descriptor. A failure here is
+        // settled by the next writer.
+        let _ = self.settle();
         let _ = self.lock.set_len(0);
     }
 }
 
+/// A write of the ECDS file by canaryctl: the file before and after, and who wrote it. Kept
+/// while the write is under way (`pending.write` in the history directory), then, if the file
+/// kept the change, as the last write.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingWrite {
+    /// The file before.
+    pub before: String,
+    /// The file after.
+    pub after: String,
+    /// The history entry: the one the change gets (holding `before`), or, for an undo, the
+    /// one it goes back to (dropped once the undo has stuck).
+    pub entry: String,
+    /// Whether this is an undo.
+    pub undo: bool,
+    /// Who wrote: the pid, the command line and when (as the lock file names its holder).
+    pub writer: String,
+}
+
+impl PendingWrite {
+    fn new(before: &[u8], after: &[u8], entry: String, undo: bool) -> PendingWrite {
+        PendingWrite {
+            before: String::from_utf8_lossy(before).into_owned(),
+            after: String::from_utf8_lossy(after).into_owned(),
+            entry,
+            undo,
+            writer: holder_description(),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` whole: a temporary file in the same directory, renamed over it.
+fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = parent_of(path)?;
+    let mut staged = tempfile::Builder::new()
+        .prefix(".pending-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    staged.write_all(bytes)?;
+    staged
+        .persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 /// Who holds the lock, for a writer that gives up waiting: the pid, the command line and
-/// since when.
-fn holder_description() -> String {
+/// since when. The same words name the writer of a change.
+pub fn holder_description() -> String {
     let mut args = std::env::args_os();
     let program = args
         .next()

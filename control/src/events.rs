@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::checks::CheckResult;
 use crate::judge::{Check, Counts, JudgeSettings, StepAction};
 
 /// Which gate hook is asked.
@@ -74,6 +75,9 @@ pub enum Event {
     },
     /// A step's weight was pushed.
     Step { step: usize, weight: f64 },
+    /// A dark canary's mirror was written (`percent` of the safe requests copied to
+    /// `cluster`), or removed (`percent` 0).
+    Mirror { percent: f64, cluster: String },
     /// An interval was judged: each side's counts over it and the judge's verdict.
     Verdict {
         step: usize,
@@ -81,9 +85,15 @@ pub enum Event {
         outcome: StepAction,
         reason: String,
         checks: Vec<Check>,
+        /// The operator's own checks (`--checks`, `--check`); absent without any.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        custom_checks: Vec<CheckResult>,
         canary: CountsSummary,
         stable: CountsSummary,
         settings: JudgeSettings,
+        /// The proxies that restarted, joined or left in the interval (`127.0.0.1:9901
+        /// restarted`): each counts only what it counted in the interval.
+        fleet: Vec<String>,
     },
     /// The step holds after an interval without a verdict.
     Hold {
@@ -134,12 +144,35 @@ pub enum Event {
     },
     /// `canaryctl rollout resume` was given: the rollout goes on.
     Resumed { step: usize, weight: f64 },
-    /// Ctrl-C.
+    /// A termination signal: SIGINT (Ctrl-C), SIGTERM or SIGHUP; `action` is what
+    /// `--on-interrupt` did.
     Interrupted { weight: f64, action: String },
+    /// The target no longer held what the rollout last wrote (seen after an interval, before a
+    /// push or before the promotion): someone else changed it. Nothing is written; the rollout
+    /// stops (`stopped` follows).
+    Overridden {
+        /// The step it was at or about to push (or promote), and that step's weight.
+        step: usize,
+        weight: f64,
+        /// The canary's weight the rollout last wrote, and the one the target holds now.
+        expected_weight: f64,
+        found_weight: f64,
+        /// What differs, `field: was → is`.
+        changes: Vec<String>,
+        /// Who changed it, as far as canaryctl recorded.
+        by: String,
+    },
     /// Every step passed.
     Promoted { weight: f64, summary: String },
-    /// The canary was taken to 0 % everywhere.
-    RolledBack { reason: String, summary: String },
+    /// The canary was taken to 0 % everywhere: written, and `confirmed` when every proxy of
+    /// the fleet runs it; otherwise `not_confirmed` says what was not (the rollout then exits
+    /// 1 with that error).
+    RolledBack {
+        reason: String,
+        summary: String,
+        confirmed: bool,
+        not_confirmed: Option<String>,
+    },
     /// The rollout ended with the weight left where it was.
     Stopped {
         weight: f64,
@@ -166,6 +199,12 @@ impl Event {
                     .join(" → ")
             ),
             Event::Step { step, weight } => format!("`{canary}`: step {step} at {weight}%"),
+            Event::Mirror { percent, .. } if *percent == 0.0 => {
+                format!("`{canary}`: mirror removed")
+            }
+            Event::Mirror { percent, cluster } => {
+                format!("`{canary}`: {percent}% of the safe requests copied to {cluster}")
+            }
             Event::Verdict {
                 step,
                 weight,
@@ -219,6 +258,15 @@ impl Event {
             Event::Interrupted { weight, action } => {
                 format!("`{canary}` interrupted at {weight}%: {action}")
             }
+            Event::Overridden {
+                weight,
+                changes,
+                by,
+                ..
+            } => format!(
+                "`{canary}`: stopped at the step of {weight}%, the configuration was {by}: {}",
+                changes.join("; ")
+            ),
             Event::Promoted { summary, .. }
             | Event::RolledBack { summary, .. }
             | Event::Stopped { summary, .. } => summary.clone(),

@@ -175,6 +175,14 @@ pub fn read_prometheus(prometheus: &Prometheus, service: &str) -> Result<FilterS
     prometheus.family_stats(service, &FEATURES)
 }
 
+/// The per-feature series of `service`, proxy by proxy (by scrape target, `job/instance`).
+pub fn read_prometheus_by_proxy(
+    prometheus: &Prometheus,
+    service: &str,
+) -> Result<BTreeMap<String, FilterStats>> {
+    prometheus.family_stats_by_proxy(service, &FEATURES)
+}
+
 /// `status`'s feature series: of every admin endpoint, summed (of one service, or of every
 /// one), or of Prometheus's proxies of one service (none when Prometheus has no feature
 /// series).

@@ -1,7 +1,9 @@
 //! The rollout's webhooks. Notification hooks (`--notify`) get every event, fire and forget:
 //! each hook has its own sender thread, so a hook that is down or slow delays nothing but its
 //! own queue, and a failure is a warning. Gate hooks (`--gate-step`, `--gate-promote`) are asked
-//! and waited for: a 2xx approves, anything else refuses.
+//! and waited for: a 2xx approves, anything else refuses. A gate's redirect is an answer, not
+//! a place to go: a gate behind a sign-in proxy answers 302 to its login page, whose 200 would
+//! otherwise approve.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -29,13 +31,18 @@ pub enum OnGateFailure {
     Stop,
 }
 
-/// An HTTP client that takes any status as an answer and gives up after `timeout`.
-fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// An HTTP client that takes any status as an answer and gives up after `timeout`; with
+/// `follow_redirects` false, a 3xx is the answer (ureq follows none with a limit of 0).
+fn agent(timeout: Duration, follow_redirects: bool) -> ureq::Agent {
+    let builder = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
+        .timeout_global(Some(timeout));
+    let builder = if follow_redirects {
+        builder
+    } else {
+        builder.max_redirects(0)
+    };
+    builder.build().into()
 }
 
 /// One notification hook's queue.
@@ -63,7 +70,7 @@ impl Notifier {
             .map(|url| {
                 let (queue, bodies) = mpsc::channel::<String>();
                 let (finished, done) = mpsc::channel();
-                let agent = agent(timeout);
+                let agent = agent(timeout, true);
                 let target = url.clone();
                 let pending = Arc::clone(&pending);
                 thread::spawn(move || {
@@ -147,7 +154,8 @@ impl Notifier {
 pub enum GateAnswer {
     /// 2xx, with its status.
     Approved(u16),
-    /// Another status, or the hook could not be reached: ask again later.
+    /// Another status (a redirect included), or the hook could not be reached: ask again
+    /// later.
     Refused(String),
     /// No answer within the gate's timeout.
     TimedOut(String),
@@ -167,7 +175,7 @@ impl Gate {
         Gate {
             url: url.to_string(),
             timeout,
-            agent: agent(timeout),
+            agent: agent(timeout, false),
         }
     }
 
@@ -185,6 +193,18 @@ impl Gate {
         {
             Ok(reply) if reply.status().is_success() => {
                 GateAnswer::Approved(reply.status().as_u16())
+            }
+            Ok(reply) if reply.status().is_redirection() => {
+                let location = reply
+                    .headers()
+                    .get("location")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("nowhere");
+                GateAnswer::Refused(format!(
+                    "answered {} (a redirect to {location}; gates do not follow redirects: \
+                     a sign-in page is no approval)",
+                    reply.status().as_u16()
+                ))
             }
             Ok(mut reply) => {
                 let status = reply.status().as_u16();

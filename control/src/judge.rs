@@ -4,13 +4,14 @@
 //! A [`Judgement`] lasts one rollout. It is fed each interval's counts (differences of two
 //! reads, never totals) and the step, and answers pass, hold or fail. Four checks, each a
 //! running e-value against its own null hypothesis; a check fails when its e-value reaches
-//! `checks / alpha`, so the chance that any check fails a canary that meets every null is at
-//! most `alpha` over the whole rollout, every step and interval together (Ville's inequality
-//! and a union bound):
+//! 1 / (its share of `alpha`) ([`ALPHA_WEIGHTS`]), so the chance that any check fails a canary
+//! that meets every null is at most `alpha` over the whole rollout, every step and interval
+//! together (Ville's inequality and a union bound):
 //!
-//! - `errors`: canary 5xx rate ≤ stable's + `--error-margin` percentage points.
-//! - `ceiling`: canary 5xx rate ≤ `--max-error-rate`, or ≤ stable's. It fails only with
-//!   evidence against both: above the ceiling *and* worse than stable.
+//! - `errors`: canary 5xx rate ≤ `--error-ratio` × stable's + `--error-margin` points.
+//! - `ceiling`: canary 5xx rate ≤ `--max-error-rate`, or ≤ stable's, in each interval (either
+//!   half may hold). It fails only with evidence against both: above the ceiling *and* worse
+//!   than stable ([`Sequential::either`]).
 //! - `latency`: the canary is no slower than stable plus `--latency-margin-ms`, read at one
 //!   pair of bucket bounds `(Bs, Bc)` with `Bc ≥ Bs + margin`: the canary's share above `Bc` ≤
 //!   stable's share above `Bs` (implied by "canary ≤ stable + margin" at every latency). The
@@ -21,8 +22,13 @@
 //!   above `Bs`. Requests past the last bound are in the `+Inf` bucket: the slowest, never
 //!   dropped.
 //!
+//! Counts are read through each side's design effect, from the burstiness of its earlier
+//! intervals ([`crate::dispersion`]).
+//!
 //! A step passes when no check failed and, since the step began, each side has at least
-//! `--min-requests` responses and the step has lasted `--min-intervals` intervals. Buckets are
+//! `--min-requests` responses and the step has lasted `--min-intervals` intervals; the plan's
+//! last judged step also waits for the canary traffic `--detect` asks for, when the step can
+//! gather it within [`DETECT_MAX_INTERVALS`]. Buckets are
 //! matched by their bounds: histograms with different bounds are an error, not a verdict.
 
 use anyhow::{bail, Result};
@@ -268,13 +274,22 @@ pub struct JudgeSettings {
     /// Chance, over the whole rollout, of failing a canary that is no worse than stable by
     /// more than the margins.
     pub alpha: f64,
-    /// Allowed excess of the canary's 5xx rate over stable's, percentage points.
+    /// The canary's 5xx rate may be this many times stable's (plus `error_margin`): 1.5
+    /// allows half again stable's rate.
+    pub error_ratio: f64,
+    /// Allowed excess of the canary's 5xx rate over `error_ratio` × stable's, percentage
+    /// points: the floor that matters when stable's rate is near zero.
     pub error_margin: f64,
     /// Ceiling of the canary's 5xx rate, percent: fails only when the canary is also worse
     /// than stable. 100 turns it off.
     pub max_error_rate: f64,
     /// Allowed excess of the canary's latency over stable's, ms.
     pub latency_margin_ms: f64,
+    /// The smallest 5xx regression the rollout must be able to catch before its last judged
+    /// step passes, as a multiple of the allowed rate (`error_ratio` × stable's +
+    /// `error_margin`): that step holds until the canary has served enough requests to catch
+    /// it in about 90 % of rollouts. 0 turns it off.
+    pub detect: f64,
 }
 
 impl Default for JudgeSettings {
@@ -284,9 +299,11 @@ impl Default for JudgeSettings {
             min_requests: 100,
             min_intervals: 3,
             alpha: 0.01,
-            error_margin: 1.0,
+            error_ratio: 1.5,
+            error_margin: 0.1,
             max_error_rate: 5.0,
             latency_margin_ms: 10.0,
+            detect: 1.8,
         }
     }
 }
@@ -304,6 +321,12 @@ impl JudgeSettings {
             bail!(
                 "--alpha must be a number above 0 and below 1 (the chance of rolling back a good canary), not {}",
                 self.alpha
+            );
+        }
+        if !(self.error_ratio >= 1.0 && self.error_ratio.is_finite()) {
+            bail!(
+                "--error-ratio must be a finite number, 1 or more (the canary's 5xx rate may be this many times stable's), not {}",
+                self.error_ratio
             );
         }
         if !(self.error_margin >= 0.0 && self.error_margin < 100.0) {
@@ -324,7 +347,48 @@ impl JudgeSettings {
                 self.latency_margin_ms
             );
         }
+        if !(self.detect == 0.0 || (self.detect > 1.0 && self.detect.is_finite())) {
+            bail!(
+                "--detect must be 0 (off) or a finite multiple of the allowed 5xx rate above 1, not {}",
+                self.detect
+            );
+        }
         Ok(())
+    }
+
+    /// The canary responses over the rollout that catch, in about 90 % of rollouts (measured by
+    /// the simulation; the normal approximation below aims at 95 % to cover what it leaves
+    /// out: the discount of bursty intervals, the sequential reading), a canary
+    /// whose 5xx rate is `detect` × the allowed rate, at stable's rate `stable` (a share) and a
+    /// split of `canary_per_stable` canary responses per stable response; `None` when it does
+    /// not apply (off, or no room below 100 %).
+    ///
+    /// The errors check's log e-value grows by about `μ = KL(a_d ‖ a_0)` per canary request
+    /// (`a_d` the regression, `a_0` the bound), with variance `σ²` per request; it must reach
+    /// `ln(threshold) + ln(experts)` (the mixture's cost). With `s = √n`, the 5 % quantile
+    /// `μ·s² − 1.645·σ·s` reaches that at the positive root of the quadratic. Each interval's
+    /// e-value also carries stable's counts of that interval, whose noise, `ratio²` times
+    /// stable's variance at `canary_per_stable` canary requests per stable one, inflates `n`.
+    pub fn detect_requests(&self, stable: f64, canary_per_stable: f64) -> Option<u64> {
+        if self.detect == 0.0 {
+            return None;
+        }
+        let b = stable.clamp(1e-6, 1.0 - 1e-6);
+        let bound = self.error_ratio * b + self.error_margin / 100.0;
+        let target = self.detect * bound;
+        if !(bound > 0.0 && target < 1.0) {
+            return None;
+        }
+        let mu = kl(target, bound);
+        let step = (target / bound).ln() - ((1.0 - target) / (1.0 - bound)).ln();
+        let sigma = (target * (1.0 - target)).sqrt() * step;
+        let need = self.threshold("errors").ln() + (crate::evidence::EXPERTS.len() as f64).ln();
+        let z = 1.6449;
+        let root = (z * sigma + (z * z * sigma * sigma + 4.0 * mu * need).sqrt()) / (2.0 * mu);
+        let inflation = 1.0
+            + self.error_ratio.powi(2) * b * (1.0 - b) / (target * (1.0 - target))
+                * canary_per_stable.max(0.0);
+        Some((root * root * inflation).ceil() as u64)
     }
 
     /// The number of checks that share `alpha`.
@@ -336,11 +400,41 @@ impl JudgeSettings {
         }
     }
 
-    /// The e-value at which a check fails: `checks / alpha`.
-    pub fn threshold(&self) -> f64 {
-        self.checks() as f64 / self.alpha
+    /// The share of `alpha` each check spends: most on the 5xx comparison and the latency
+    /// shift, the regressions canaries mostly have; less on the tail, least on the ceiling
+    /// (which only matters when stable is near the ceiling already). Renormalised without the
+    /// ceiling.
+    pub fn alpha_share(&self, check: &str) -> f64 {
+        let weight = |name: &str| match name {
+            "errors" => ALPHA_WEIGHTS[0],
+            "ceiling" => ALPHA_WEIGHTS[1],
+            "latency" => ALPHA_WEIGHTS[2],
+            "latency_tail" => ALPHA_WEIGHTS[3],
+            _ => 0.0,
+        };
+        let total: f64 = if self.checks() == 4 {
+            ALPHA_WEIGHTS.iter().sum()
+        } else {
+            ALPHA_WEIGHTS.iter().sum::<f64>() - ALPHA_WEIGHTS[1]
+        };
+        weight(check) / total
+    }
+
+    /// The e-value at which `check` fails: 1 / (its share of `alpha`). The shares sum to
+    /// `alpha`, so by a union bound the checks together fail a canary within every margin
+    /// with a chance of at most `alpha`.
+    pub fn threshold(&self, check: &str) -> f64 {
+        1.0 / (self.alpha * self.alpha_share(check))
     }
 }
+
+/// The most intervals the last judged step lasts for `--detect`: when its traffic cannot gather
+/// the responses by then, the step does not hold for them (it would only run into
+/// `--max-holds`, 20 by default, and stop undecided) and passes on the evidence it has.
+pub const DETECT_MAX_INTERVALS: u32 = 19;
+
+/// The shares of `alpha` of `errors`, `ceiling`, `latency` and `latency_tail`.
+pub const ALPHA_WEIGHTS: [f64; 4] = [0.4, 0.1, 0.3, 0.2];
 
 /// What to do after an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -438,9 +532,6 @@ pub struct Judgement {
     settings: JudgeSettings,
     errors: Sequential,
     ceiling: Sequential,
-    ceiling_vs_stable: Sequential,
-    /// The largest, over time, of the smaller of the two ceiling e-values at the same time.
-    ceiling_peak_log: f64,
     latency: Sequential,
     tail: Sequential,
     /// Stable's counts before the current interval: the predictions and latency bounds.
@@ -454,6 +545,8 @@ pub struct Judgement {
     latency_pair: Option<Pair>,
     tail_pair: Option<Pair>,
     step: Option<Step>,
+    /// The last judged step of the plan (the one before 100 %), where `detect` applies.
+    final_step: Option<usize>,
 }
 
 impl Judgement {
@@ -463,16 +556,21 @@ impl Judgement {
         settings.check()?;
         let margin = settings.error_margin / 100.0;
         Ok(Judgement {
-            errors: Sequential::new(Bound { ratio: 1.0, margin }),
-            ceiling: Sequential::new(Bound {
-                ratio: 0.0,
-                margin: settings.max_error_rate / 100.0,
+            errors: Sequential::new(Bound {
+                ratio: settings.error_ratio,
+                margin,
             }),
-            ceiling_vs_stable: Sequential::new(Bound {
-                ratio: 1.0,
-                margin: 0.0,
-            }),
-            ceiling_peak_log: 0.0,
+            // Under the ceiling, or no worse than stable: a union, judged interval by interval.
+            ceiling: Sequential::either(vec![
+                Bound {
+                    ratio: 0.0,
+                    margin: settings.max_error_rate / 100.0,
+                },
+                Bound {
+                    ratio: 1.0,
+                    margin: 0.0,
+                },
+            ]),
             latency: Sequential::new(Bound {
                 ratio: 1.0,
                 margin: 0.0,
@@ -491,7 +589,15 @@ impl Judgement {
             latency_pair: None,
             tail_pair: None,
             step: None,
+            final_step: None,
         })
+    }
+
+    /// Names the plan's last judged step (0-based, the one before 100 %): it holds until the
+    /// canary has served the responses `--detect` asks for (see
+    /// [`JudgeSettings::detect_requests`]).
+    pub fn set_final_step(&mut self, index: usize) {
+        self.final_step = Some(index);
     }
 
     /// The settings.
@@ -569,9 +675,6 @@ impl Judgement {
             };
             self.errors.update(tally, guess);
             self.ceiling.update(tally, guess);
-            self.ceiling_vs_stable.update(tally, guess);
-            let both = self.ceiling.log_e().min(self.ceiling_vs_stable.log_e());
-            self.ceiling_peak_log = self.ceiling_peak_log.max(both);
         }
         if latency_ready {
             self.latency_pair = self.choose_latency_pair();
@@ -645,6 +748,42 @@ impl Judgement {
         }
         if step_data.judged == 0 {
             short.push("no earlier stable data to compare with yet".to_string());
+        }
+        if self.final_step == Some(step) && errors_ready {
+            let stable_rate = smoothed(self.reference_errors, self.reference_responses);
+            let split = step_data.canary as f64 / step_data.stable.max(1) as f64;
+            let (effect, _) = self.errors.last_effect();
+            if let Some(binomial) = self.settings.detect_requests(stable_rate, split) {
+                // Bursty counts carry less per response: more are needed, up to the cap.
+                let needed = (binomial as f64 * effect).ceil() as u64;
+                let have = self.canary_total.0;
+                let per_interval = step_data.canary as f64 / f64::from(step_data.intervals);
+                let intervals_for = |n: u64| {
+                    if per_interval > 0.0 {
+                        (n.saturating_sub(have) as f64 / per_interval).ceil()
+                    } else {
+                        f64::INFINITY
+                    }
+                };
+                let more = intervals_for(needed);
+                // Within reach of this step's traffic (for independent requests): hold for it,
+                // up to the cap. Out of reach, holding would only run into --max-holds; the
+                // step passes on the evidence it has.
+                let reachable = f64::from(step_data.intervals) + intervals_for(binomial)
+                    <= f64::from(DETECT_MAX_INTERVALS)
+                    && step_data.intervals < DETECT_MAX_INTERVALS;
+                if have < needed && reachable {
+                    let s = &self.settings;
+                    let allowed = 100.0 * (s.error_ratio * stable_rate) + s.error_margin;
+                    let more = format!(", about {more} more interval(s) at this step's traffic");
+                    short.push(format!(
+                        "canary {have} of {needed} responses over the rollout to catch 5xx at \
+                         {:.2}% ({}× the allowed {allowed:.2}%, --detect){more}",
+                        s.detect * allowed,
+                        s.detect
+                    ));
+                }
+            }
         }
         if step_data.intervals < self.settings.min_intervals {
             short.push(format!(
@@ -721,24 +860,36 @@ impl Judgement {
     fn check(
         &self,
         name: &str,
-        evidence: (f64, f64),
+        evidence: &Sequential,
         numbers: (f64, f64, f64),
         what: String,
     ) -> Check {
-        let threshold = self.settings.threshold();
-        let (e, peak) = evidence;
+        let threshold = self.settings.threshold(name);
+        let (e, peak) = (evidence.e_value(), evidence.peak());
+        let (effect_c, effect_s) = evidence.last_effect();
+        let what = if effect_c > 1.05 || effect_s > 1.05 {
+            let (rho_c, rho_s) = evidence.last_burstiness();
+            format!(
+                "{what}; bursty (intra-interval correlation canary {rho_c:.1e}, stable {rho_s:.1e}): \
+                 an interval's requests count as 1/{} (canary), 1/{} (stable)",
+                short(effect_c),
+                short(effect_s)
+            )
+        } else {
+            what
+        };
         let (canary, stable, margin) = numbers;
         let passed = peak < threshold;
         let detail = if passed {
             format!("{what}: e={} < {}", short(e), short(threshold))
         } else {
             format!(
-                "{what}: e={} ≥ {} (anytime p={:.1e}, alpha {} over {} checks)",
+                "{what}: e={} ≥ {} (anytime p={:.1e}, {:.0} % of alpha {})",
                 short(peak),
                 short(threshold),
                 1.0 / peak,
+                100.0 * self.settings.alpha_share(name),
                 self.settings.alpha,
-                self.settings.checks()
             )
         };
         Check {
@@ -762,26 +913,21 @@ impl Judgement {
         );
         let mut checks = vec![self.check(
             "errors",
-            (self.errors.e_value(), self.errors.peak()),
+            &self.errors,
             (rc, rs, s.error_margin),
             format!(
-                "canary 5xx {rc:.2}% vs stable {rs:.2}% over the rollout, allowed +{} pp",
-                s.error_margin
+                "canary 5xx {rc:.2}% vs stable {rs:.2}% over the rollout, allowed {}× stable + {} pp",
+                s.error_ratio, s.error_margin
             ),
         )];
         if s.checks() == 4 {
-            // Evidence against both halves of "under the ceiling or no worse than stable", at
-            // the same time: the smaller e-value is an e-value for either half.
-            let now = self.ceiling.log_e().min(self.ceiling_vs_stable.log_e());
             checks.push(self.check(
                 "ceiling",
-                (now.min(700.0).exp(), self.ceiling_peak_log.min(700.0).exp()),
+                &self.ceiling,
                 (rc, rs, s.max_error_rate),
                 format!(
-                    "canary 5xx {rc:.2}% vs the ceiling {}% and stable {rs:.2}% (e={} over the ceiling, {} over stable)",
+                    "canary 5xx {rc:.2}% vs the ceiling {}% and stable {rs:.2}%",
                     s.max_error_rate,
-                    short(self.ceiling.e_value()),
-                    short(self.ceiling_vs_stable.e_value())
                 ),
             ));
         }
@@ -813,7 +959,7 @@ impl Judgement {
         let (_, _, text) = share_text(self.latency_pair);
         checks.push(self.check(
             "latency",
-            (self.latency.e_value(), self.latency.peak()),
+            &self.latency,
             (mc, ms, s.latency_margin_ms),
             format!(
                 "canary p50 {mc:.1} ms vs stable {ms:.1} ms, allowed +{} ms; {text}",
@@ -823,7 +969,7 @@ impl Judgement {
         let (c, st, text) = share_text(self.tail_pair);
         checks.push(self.check(
             "latency_tail",
-            (self.tail.e_value(), self.tail.peak()),
+            &self.tail,
             (c, st, s.latency_margin_ms),
             format!("beyond stable's p99 bucket: {text}"),
         ));
@@ -958,6 +1104,34 @@ mod tests {
             ),
             (
                 JudgeSettings {
+                    error_ratio: 0.5,
+                    ..base.clone()
+                },
+                "--error-ratio",
+            ),
+            (
+                JudgeSettings {
+                    error_ratio: f64::NAN,
+                    ..base.clone()
+                },
+                "--error-ratio",
+            ),
+            (
+                JudgeSettings {
+                    detect: 0.5,
+                    ..base.clone()
+                },
+                "--detect",
+            ),
+            (
+                JudgeSettings {
+                    detect: f64::INFINITY,
+                    ..base.clone()
+                },
+                "--detect",
+            ),
+            (
+                JudgeSettings {
                     max_error_rate: f64::NAN,
                     ..base.clone()
                 },
@@ -1022,6 +1196,69 @@ mod tests {
         }
     }
 
+    /// The traffic `--detect` asks for, against the arithmetic done by hand (with Python's
+    /// `math` only): stable at 1 %, the bound 1.5 × 1 % + 0.1 pp = 1.6 %, the regression
+    /// 1.8 × 1.6 % = 2.88 %. KL(2.88 % ‖ 1.6 %) = 0.0042118713, the log-likelihood step
+    /// ln(2.88/1.6) − ln(0.9712/0.984) = 0.6008801, σ = √(0.0288·0.9712)·0.6008801 =
+    /// 0.1004936; the level ln(250) + ln(9) = 7.7186855; the root (1.6449σ + √((1.6449σ)² +
+    /// 4·KL·7.7186855)) / (2·KL) = 66.715562, squared 4450.97. At an even split stable's noise
+    /// adds 1.5²·0.0099/(0.0288·0.9712) = 0.796373: 7995.6 responses.
+    #[test]
+    fn detect_sizes_the_traffic_from_the_regression() {
+        let s = JudgeSettings::default();
+        assert_eq!(s.detect_requests(0.01, 0.0), Some(4451));
+        assert_eq!(s.detect_requests(0.01, 1.0), Some(7996));
+        // A smaller regression takes more traffic; off is off.
+        assert!(
+            JudgeSettings {
+                detect: 1.4,
+                ..s.clone()
+            }
+            .detect_requests(0.01, 1.0)
+            .unwrap()
+                > 7996
+        );
+        assert_eq!(
+            JudgeSettings {
+                detect: 0.0,
+                ..s.clone()
+            }
+            .detect_requests(0.01, 1.0),
+            None
+        );
+    }
+
+    /// The last judged step holds for `--detect` and says how much traffic it takes; other
+    /// steps do not; and where its traffic cannot gather that in time it does not hold.
+    #[test]
+    fn the_last_step_holds_until_the_regression_would_show() {
+        let run = |canary_n: u64| {
+            let mut judgement = Judgement::new(settings()).unwrap();
+            judgement.set_final_step(1);
+            judgement.seed(&counts(10, [1000, 0, 0, 0])).unwrap();
+            let canary = counts(canary_n / 100, [canary_n, 0, 0, 0]);
+            let stable = counts(10, [1000, 0, 0, 0]);
+            // Four intervals at the first step: the canary's own burst estimate replaces the
+            // prior.
+            for _ in 0..4 {
+                let first = judgement.observe(0, &canary, &stable).unwrap();
+                assert_ne!(first.outcome, StepAction::Hold, "{first:?}");
+            }
+            judgement.observe(1, &canary, &stable).unwrap()
+        };
+        // 1,000 canary responses an interval: about 8,000 needed, within reach.
+        let held = run(1000);
+        assert_eq!(held.outcome, StepAction::Hold, "{held:?}");
+        assert!(
+            held.reason.contains("--detect") && held.reason.contains("more interval"),
+            "{}",
+            held.reason
+        );
+        // 100 an interval: dozens more intervals, out of reach; the step passes.
+        let passed = run(100);
+        assert_eq!(passed.outcome, StepAction::Pass, "{passed:?}");
+    }
+
     /// Before the fix, a NaN margin passed a canary with 50 % 5xx.
     #[test]
     fn a_canary_with_half_its_requests_failing_fails() {
@@ -1037,8 +1274,12 @@ mod tests {
         assert_eq!(verdict.outcome, StepAction::Fail, "{verdict:?}");
         let errors = check(&verdict, "errors");
         assert!(!errors.passed);
-        assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 / 4.0);
-        assert_eq!(errors.threshold, 400.0, "4 checks share alpha 0.01");
+        assert!(errors.e_value >= errors.threshold && errors.p_value <= 0.01 * 0.4);
+        assert!(
+            (errors.threshold - 250.0).abs() < 1e-9,
+            "errors has 40 % of alpha 0.01: {}",
+            errors.threshold
+        );
         assert!((errors.canary - 50.0).abs() < 1e-9 && (errors.stable - 1.0).abs() < 1e-9);
     }
 
@@ -1133,6 +1374,34 @@ mod tests {
         // 4.5 % against stable's 1 %: worse than stable but under the ceiling.
         let under = run(45, 10);
         assert!(check(&under, "ceiling").passed, "{under:?}");
+    }
+
+    /// The ceiling's null is "under the ceiling, or no worse than stable" in every interval; a
+    /// canary that alternates between the two halves meets it throughout. Intervals of stable
+    /// and canary both at 10 % (above the 5 % ceiling, no worse than stable) alternate with
+    /// intervals of stable at 0 % and the canary at 4 % (worse than stable, under the ceiling).
+    /// The earlier construction ran one product per half, each growing in the intervals where
+    /// its own half is false, and failed such a canary once the smaller of the two crossed.
+    #[test]
+    fn the_ceiling_holds_a_canary_that_alternates_between_its_two_halves() {
+        let wide = JudgeSettings {
+            error_margin: 50.0,
+            ..settings()
+        };
+        let mut judgement = Judgement::new(wide).unwrap();
+        judgement.seed(&counts(100, [2000, 0, 0, 0])).unwrap();
+        for interval in 0..60 {
+            let (canary, stable) = if interval % 2 == 0 {
+                (counts(100, [1000, 0, 0, 0]), counts(100, [1000, 0, 0, 0]))
+            } else {
+                (counts(40, [1000, 0, 0, 0]), counts(0, [1000, 0, 0, 0]))
+            };
+            let verdict = judgement.observe(interval, &canary, &stable).unwrap();
+            assert!(
+                check(&verdict, "ceiling").passed,
+                "interval {interval}: {verdict:?}"
+            );
+        }
     }
 
     /// 600 of 1,000 canary requests past the last bound: before the fix they dropped out of the

@@ -3,14 +3,17 @@
 //! resources), the change preview and the per-version status.
 
 pub mod admin;
+pub mod checks;
 pub mod cli;
 pub mod commands;
 pub mod config_file;
+pub mod dispersion;
 pub mod ecds;
 pub mod edit;
 pub mod events;
 pub mod evidence;
 pub mod explain;
+pub mod fallback;
 pub mod flags;
 pub mod fleet_wait;
 pub mod hooks;
@@ -20,11 +23,15 @@ pub mod judge;
 pub mod kubectl;
 pub mod module_pull;
 pub mod movement;
+pub mod ownership;
 pub mod pause;
+pub mod per_proxy;
 pub mod progress;
 pub mod prometheus;
 pub mod push;
 pub mod rollout;
+pub mod runs;
+pub mod shadow;
 pub mod sim;
 pub mod source;
 pub mod stats;

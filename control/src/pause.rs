@@ -1,6 +1,7 @@
 //! The manual gate: a rollout paused at a `--pause-at` weight waits for `canaryctl rollout
-//! resume` or `canaryctl rollout abort`, possibly from another terminal. The state is a file in
-//! the `.canaryctl/` directory next to the ECDS file (where the history and the lock are), so
+//! resume` or `canaryctl rollout abort`, possibly from another terminal. The state is a file of
+//! the rollout's own (one per canary, named by [`crate::runs::RolloutPlace`]) in the
+//! `.canaryctl/` directory next to the ECDS file (where the history and the lock are), so
 //! that any canaryctl pointed at the same mesh config sees it, also after a restart: a resume
 //! given while the paused rollout was not running is honoured by the next rollout of the same
 //! canary that reaches the same weight.

@@ -2,7 +2,7 @@
 //! plain lines at a fixed cadence otherwise (logs, pipes, CI), so that standard output stays
 //! the rollout's own lines or, with `--json`, its events alone.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -71,7 +71,9 @@ impl Progress {
                     .last_plain
                     .is_none_or(|last| last.elapsed() >= self.plain_every)
                 {
-                    eprintln!("  {}: {message}", self.label);
+                    // A closed standard error (the terminal gone: SIGHUP) must not stop the
+                    // rollout's ending.
+                    let _ = writeln!(std::io::stderr(), "  {}: {message}", self.label);
                     self.last_plain = Some(Instant::now());
                 }
             }

@@ -226,6 +226,40 @@ impl Prometheus {
         service: &str,
         family: &crate::stats::Family,
     ) -> Result<FilterStats> {
+        let stats = self
+            .grouped_stats(service, family, "")?
+            .into_values()
+            .next();
+        Ok(stats.unwrap_or_default())
+    }
+
+    /// The filter's metrics of `service` per proxy (by scrape target, `job/instance`, as
+    /// [`Prometheus::config_hashes`] names them), each by version and rule: only the proxies
+    /// Prometheus has a current sample of (a stopped proxy's series go stale at its first
+    /// failed scrape). An error when Prometheus has none of the service's series.
+    pub fn filter_stats_by_proxy(&self, service: &str) -> Result<BTreeMap<String, FilterStats>> {
+        self.family_stats_by_proxy(service, &crate::stats::VERSIONS)
+    }
+
+    /// [`Prometheus::filter_stats_by_proxy`] for one family of series (the per-feature ones
+    /// too).
+    pub fn family_stats_by_proxy(
+        &self,
+        service: &str,
+        family: &crate::stats::Family,
+    ) -> Result<BTreeMap<String, FilterStats>> {
+        self.grouped_stats(service, family, "job, instance, ")
+    }
+
+    /// The metrics of `family` of `service` summed by its version and rule labels and the
+    /// labels `by` (each followed by `, `; `""` sums over every proxy), keyed by the proxy
+    /// those labels name (`""` without them).
+    fn grouped_stats(
+        &self,
+        service: &str,
+        family: &crate::stats::Family,
+        by: &str,
+    ) -> Result<BTreeMap<String, FilterStats>> {
         let scope = service_matcher(service);
         let (version_label, rule_label) = (family.version_label, family.rule_label);
         let key = |sample: &Sample| {
@@ -235,22 +269,31 @@ impl Prometheus {
                 rule: sample.label(rule_label)?.to_string(),
             })
         };
-        let mut stats = FilterStats::new();
+        let proxy = |sample: &Sample| {
+            if by.is_empty() {
+                String::new()
+            } else {
+                proxy_name(sample)
+            }
+        };
+        let mut fleet: BTreeMap<String, FilterStats> = BTreeMap::new();
         let requests = format!(
-            "sum by ({version_label}, {rule_label}) ({}{{{scope}}})",
+            "sum by ({by}{version_label}, {rule_label}) ({}{{{scope}}})",
             family.requests
         );
         for sample in self.query(&requests)? {
             if let Some(key) = key(&sample) {
+                let stats = fleet.entry(proxy(&sample)).or_default();
                 stats.entry(key).or_default().requests += sample.count();
             }
         }
         let responses = format!(
-            "sum by ({version_label}, {rule_label}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
+            "sum by ({by}{version_label}, {rule_label}, {CODE_CLASS_LABEL}) ({}{{{scope}}})",
             family.responses
         );
         for sample in self.query(&responses)? {
             if let (Some(key), Some(class)) = (key(&sample), sample.label(CODE_CLASS_LABEL)) {
+                let stats = fleet.entry(proxy(&sample)).or_default();
                 *stats
                     .entry(key)
                     .or_default()
@@ -260,13 +303,14 @@ impl Prometheus {
             }
         }
         let buckets = format!(
-            "sum by ({version_label}, {rule_label}, le) ({}_bucket{{{scope}}})",
+            "sum by ({by}{version_label}, {rule_label}, le) ({}_bucket{{{scope}}})",
             family.duration
         );
         for sample in self.query(&buckets)? {
             // `+Inf` parses as infinity: the requests past the last bound, kept.
             let bound = sample.label("le").and_then(|le| le.parse::<f64>().ok());
             if let (Some(key), Some(bound)) = (key(&sample), bound.filter(|b| !b.is_nan())) {
+                let stats = fleet.entry(proxy(&sample)).or_default();
                 stats
                     .entry(key)
                     .or_default()
@@ -274,7 +318,7 @@ impl Prometheus {
                     .push((bound, sample.count()));
             }
         }
-        if stats.is_empty() {
+        if fleet.values().all(FilterStats::is_empty) {
             bail!(
                 "Prometheus {} has no canary metrics of the service with {}: is it scraping the \
                  proxies' /stats/prometheus, and is the service right?",
@@ -282,10 +326,10 @@ impl Prometheus {
                 describe_service(service)
             );
         }
-        for series in stats.values_mut() {
+        for series in fleet.values_mut().flat_map(|stats| stats.values_mut()) {
             series.latency.sort_by(|a, b| a.0.total_cmp(&b.0));
         }
-        Ok(stats)
+        Ok(fleet)
     }
 
     /// Which configuration each proxy of `service` runs: every proxy whose

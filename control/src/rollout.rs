@@ -15,18 +15,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::checks::{self, CheckResult, Custom, CustomJudgement, Readings};
 use crate::events::{CountsSummary, Event, GateKind, Record};
 use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
 use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
+use crate::ownership::{self, Overridden, Owned};
 use crate::pause::{PauseFile, Request};
+use crate::per_proxy::{self, FleetReading, Interval};
 use crate::progress::{self, Progress};
-use crate::source::{MetricsReading, Source};
+use crate::source::Source;
 use crate::target::Target;
 use crate::{edit, movement};
 
+mod dark;
 mod feature;
 
-/// What Ctrl-C does.
+/// What a termination signal (Ctrl-C's SIGINT, SIGTERM, SIGHUP) does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OnInterrupt {
     /// Leave the canary at its current weight.
@@ -79,7 +83,7 @@ pub struct Rollout {
     pub max_holds: u32,
     /// Consecutive failed reads of the source before rolling back.
     pub max_failed_reads: u32,
-    /// What Ctrl-C does.
+    /// What a termination signal does.
     pub on_interrupt: OnInterrupt,
     /// The audit log (JSON lines, appended).
     pub audit: PathBuf,
@@ -94,6 +98,11 @@ pub struct Rollout {
     pub pause_at: Vec<f64>,
     /// The pause state file.
     pub pause_file: PauseFile,
+    /// The operator's own checks (`--checks`, `--check`), judged beside the built-in ones.
+    pub custom: Option<Custom>,
+    /// A dark canary first (`--mirror PCT`): this percent of the safe requests copied to the
+    /// canary and judged before the first step (see `rollout/dark.rs`).
+    pub mirror: Option<f64>,
 }
 
 /// How a rollout ended.
@@ -140,16 +149,20 @@ struct Reporter {
     json: bool,
     audit: Option<Audit>,
     notifier: Notifier,
+    /// Why the rollback, written, was not confirmed (when it was not).
+    unconfirmed: Option<anyhow::Error>,
 }
 
 impl Reporter {
-    /// A line for people: standard output, or standard error under `--json`.
+    /// A line for people: standard output, or standard error under `--json`. A write that
+    /// fails (the terminal closed: SIGHUP) is dropped: the rollout still ends as asked and
+    /// records it in the audit log and the hooks.
     fn say(&self, line: &str) {
-        if self.json {
-            eprintln!("{line}");
+        let _ = if self.json {
+            writeln!(std::io::stderr(), "{line}")
         } else {
-            println!("{line}");
-        }
+            writeln!(std::io::stdout(), "{line}")
+        };
     }
 
     /// Records the event: audit log, `--json`, notification hooks.
@@ -167,9 +180,9 @@ impl Reporter {
             audit.write(&line)?;
         }
         if self.json {
+            // As `say`: a closed standard output does not stop the rollout's ending.
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{line}")?;
-            out.flush()?;
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         }
         self.notifier.send(&record, &event.text(&self.canary));
         Ok(())
@@ -203,6 +216,18 @@ impl Rollout {
                  once the step has passed; --gate-promote holds the promotion)"
             );
         }
+        if let Some(bad) = self.mirror.filter(|p| !(*p > 0.0 && *p <= 100.0)) {
+            bail!("--mirror: {bad} is not a percent above 0 and at most 100");
+        }
+        if self.feature && self.mirror.is_some() {
+            bail!("--mirror copies requests to a version: a feature rollout (--feature) has no dark phase");
+        }
+        if self.feature && self.custom.is_some() {
+            bail!(
+                "--checks/--check compare versions' series: a feature rollout (--feature) is \
+                 judged on its on and off series only"
+            );
+        }
         if self.hooks.gate_max_refusals == 0 {
             bail!("--gate-max-refusals must be at least 1");
         }
@@ -229,6 +254,7 @@ impl Rollout {
         interrupted: &Arc<AtomicBool>,
     ) -> Result<End> {
         self.check()?;
+        self.check_dark(target, source)?;
         let mut out = Reporter {
             canary: self.canary.clone(),
             json: self.json,
@@ -238,6 +264,7 @@ impl Rollout {
                 self.hooks.notify_format,
                 self.hooks.notify_timeout,
             ),
+            unconfirmed: None,
         };
         let end = self.run_with(&mut out, target, source, interrupted);
         out.notifier.finish();
@@ -258,11 +285,16 @@ impl Rollout {
             .push(true, |config| self.ramp(config, first))
             .with_context(|| format!("the first step, {first}%"))?;
         let stable = self.stable_of(&first_step.before);
+        // What the rollout last wrote (so far: what it found); each push checks it is still there.
+        let mut owned = Owned::new(&self.canary, &first_step.before);
         let mut current = self.weight_of(&first_step.before);
         out.say(&format!(
-            "rollout of `{}` against `{stable}` in cohort rule={}: steps {} every {}, reading {}",
+            "rollout of `{}` against `{stable}` in cohort rule={}: {}steps {} every {}, reading {}",
             self.canary,
             self.label(),
+            self.mirror.map_or(String::new(), |percent| format!(
+                "a dark canary on {percent}% mirrored traffic, then "
+            )),
             self.steps
                 .iter()
                 .map(|w| format!("{w}%"))
@@ -271,6 +303,9 @@ impl Rollout {
             humantime::format_duration(self.interval),
             source.describe()
         ));
+        if let Some(custom) = &self.custom {
+            out.say(&custom.checks.describe());
+        }
         out.say(&format!("first step, `{}` at {first}%:", self.canary));
         let preview = movement::preview_plans(
             &first_step.before,
@@ -298,8 +333,21 @@ impl Rollout {
             pause_at: self.pause_at.clone(),
         })?;
         let mut history: Vec<String> = Vec::new();
+        // `--mirror`: a dark canary judged on copies before any user is routed to it.
+        let dark = self.dark_phase(out, target, source, &mut history, interrupted, &mut owned)?;
+        if let Some(end) = dark {
+            return self.finish(out, end, &history);
+        }
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
+        // The last judged step holds until a regression of --detect's size would show.
+        if let Some(last) = self.steps.iter().rposition(|&w| w < 100.0) {
+            judgement.set_final_step(last);
+        }
+        let mut custom = self
+            .custom
+            .as_ref()
+            .map(|c| CustomJudgement::new(c.checks.clone()));
 
         for (index, &weight) in self.steps.iter().enumerate() {
             let mut gates = vec![(GateKind::Step, self.hooks.gate_step.as_deref())];
@@ -323,7 +371,14 @@ impl Rollout {
                     return self.finish(out, end, &history);
                 }
             }
-            self.set_weight(out, target, weight)?;
+            // A signal that came during the gates (or before the first step) pushes nothing.
+            if interrupted.load(Ordering::SeqCst) {
+                let end = self.interrupted(out, target, current)?;
+                return self.finish(out, end, &history);
+            }
+            if let Some(end) = self.set_weight(out, target, index, weight, &mut owned)? {
+                return self.finish(out, end, &history);
+            }
             current = weight;
             out.emit(Event::Step {
                 step: index + 1,
@@ -341,53 +396,87 @@ impl Rollout {
                 let end = self.interrupted(out, target, weight)?;
                 return self.finish(out, end, &history);
             }
-            let mut baseline = match self.read_with_retries(out, source, interrupted)? {
-                Read::Metrics(reading) => reading,
+            let mut checks_baseline: Readings;
+            let mut baseline = match self.read_with_retries(out, source, &stable, interrupted)? {
+                Read::Metrics(reading, checked) => {
+                    checks_baseline = checked;
+                    reading
+                }
                 other => {
                     let end = self.unread(out, target, weight, other)?;
                     return self.finish(out, end, &history);
                 }
             };
             if index == 0 {
+                if let Some(custom) = custom.as_mut() {
+                    custom.seed(&checks_baseline);
+                }
                 // Stable's counts before the rollout predict stable (never the evidence).
-                if let Some(before) = baseline.get(&stable) {
+                if let Some(before) = per_proxy::total(&baseline)?.get(&stable) {
                     judgement.seed(before).context("reading stable's counts")?;
                 }
             }
-            // The step's own start: a hold reports what the whole step has gathered so far.
-            let step_start = baseline.clone();
+            // What the whole step has gathered so far (the intervals' counts added): a hold
+            // reports it.
+            let (mut step_canary, mut step_stable) = (Counts::default(), Counts::default());
             let mut holds = 0;
             loop {
                 if !self.wait(index, weight, source, &baseline, &stable, interrupted) {
                     let end = self.interrupted(out, target, weight)?;
                     return self.finish(out, end, &history);
                 }
-                let now = match self.read_with_retries(out, source, interrupted)? {
-                    Read::Metrics(reading) => reading,
+                let checks_now: Readings;
+                let now = match self.read_with_retries(out, source, &stable, interrupted)? {
+                    Read::Metrics(reading, checked) => {
+                        checks_now = checked;
+                        reading
+                    }
                     other => {
                         let end = self.unread(out, target, weight, other)?;
                         return self.finish(out, end, &history);
                     }
                 };
-                let canary = delta(&now, &baseline, &self.canary);
-                let stable_counts = delta(&now, &baseline, &stable);
+                // Counts of a split someone else changed judge nothing the rollout did.
+                if let Some(end) = self.still_owned(out, target, index, weight, &owned, false)? {
+                    return self.finish(out, end, &history);
+                }
+                // Subtracted proxy by proxy: a proxy that restarted, joined or left counts
+                // only what it counted in the interval.
+                let interval = per_proxy::interval(&baseline, &now)?;
+                let canary = interval.of(&self.canary);
+                let stable_counts = interval.of(&stable);
                 let verdict = judgement
                     .observe(index, &canary, &stable_counts)
                     .context("judging the interval")?;
-                let step_canary = delta(&now, &step_start, &self.canary);
-                let step_stable = delta(&now, &step_start, &stable);
+                let custom_checks: Vec<CheckResult> = custom
+                    .as_mut()
+                    .map(|c| c.observe(index, &checks_baseline, &checks_now))
+                    .unwrap_or_default();
+                checks_baseline = checks_now;
+                let verdict = checks::combine(verdict, &custom_checks);
+                step_canary.add(&canary)?;
+                step_stable.add(&stable_counts)?;
                 // Each interval is judged on its own counts; the judgement keeps the evidence.
                 baseline = now;
-                out.say(&self.line(index, weight, &canary, &stable_counts, &verdict));
+                out.say(&self.line(
+                    index,
+                    weight,
+                    (&canary, &stable_counts),
+                    &interval,
+                    &verdict,
+                    &custom_checks,
+                ));
                 out.emit(Event::Verdict {
                     step: index + 1,
                     weight,
                     outcome: verdict.outcome,
                     reason: verdict.reason.clone(),
                     checks: verdict.checks.clone(),
+                    custom_checks,
                     canary: CountsSummary::from(&canary),
                     stable: CountsSummary::from(&stable_counts),
                     settings: self.judge.clone(),
+                    fleet: interval.changes.iter().map(ToString::to_string).collect(),
                 })?;
                 match verdict.outcome {
                     StepAction::Pass => {
@@ -461,7 +550,79 @@ impl Rollout {
                 return self.finish(out, end, &history);
             }
         }
+        if let Some(end) =
+            self.still_owned(out, target, self.steps.len() - 1, last, &owned, true)?
+        {
+            return self.finish(out, end, &history);
+        }
         self.finish(out, End::Promoted(last), &history)
+    }
+
+    /// `None` when the target still holds what the rollout last wrote; else the end
+    /// ([`Rollout::overridden`]). Asked after each interval of step `index` and before the
+    /// promotion.
+    fn still_owned(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        index: usize,
+        weight: f64,
+        owned: &Owned,
+        promotion: bool,
+    ) -> Result<Option<End>> {
+        let (now, _) = target
+            .read()
+            .context("reading the configuration the rollout last wrote")?;
+        let Err(overridden) = owned.check(&now) else {
+            return Ok(None);
+        };
+        let doing = if promotion {
+            format!("promoting `{}` at {weight}%", self.canary)
+        } else {
+            format!("going on with step {} ({weight}%)", index + 1)
+        };
+        self.overridden(out, target, (index + 1, weight), owned, overridden, &doing)
+            .map(Some)
+    }
+
+    /// The end when the target no longer holds what the rollout last wrote: says what changed
+    /// and who changed it, records the `overridden` event (at step `step`, of weight `weight`),
+    /// and stops without writing.
+    fn overridden(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        (step, weight): (usize, f64),
+        owned: &Owned,
+        overridden: Overridden,
+        doing: &str,
+    ) -> Result<End> {
+        let expected = self.weight_of(owned.last());
+        let now = target.read().ok().map(|(config, _)| config);
+        let found = now.as_ref().map_or(expected, |now| self.weight_of(now));
+        let by = now.as_ref().map_or_else(
+            || "changed".to_string(),
+            |now| ownership::who_changed(target, now),
+        );
+        let changes = overridden.changes.join("; ");
+        out.say(&format!(
+            "not {doing}: {} was {by} since the rollout last wrote it ({changes}); nothing \
+             written, `{}` left at {found}%",
+            target.describe(),
+            self.canary
+        ));
+        out.emit(Event::Overridden {
+            step,
+            weight,
+            expected_weight: expected,
+            found_weight: found,
+            changes: overridden.changes,
+            by: by.clone(),
+        })?;
+        Ok(End::Stopped(
+            found,
+            format!("the configuration was {by} ({changes}): not {doing}"),
+        ))
     }
 
     /// Asks a gate hook until it approves; a refusal holds for one interval and asks again,
@@ -580,7 +741,7 @@ impl Rollout {
             weight,
             state_file: file.clone(),
         })?;
-        let flag = target.flag();
+        let flag = format!("{} --canary {}", target.flag(), self.canary);
         out.say(&format!(
             "paused at {weight}% (--pause-at): `canaryctl rollout resume {flag}` goes on, \
              `canaryctl rollout abort {flag}` rolls back (state in {file})"
@@ -637,30 +798,57 @@ impl Rollout {
         }
     }
 
-    /// Pushes the canary's weight; the push returns once the fleet runs it (when one is named),
-    /// and says so.
-    fn set_weight(&self, out: &Reporter, target: &Target, weight: f64) -> Result<()> {
-        let (_, applied) = target
-            .push(false, |config| self.ramp(config, weight))
-            .with_context(|| format!("pushing weight {weight}%"))?;
+    /// Pushes the canary's weight, if the target still holds what the rollout last wrote
+    /// (checked on the configuration the write replaces, under the ECDS file's lock or at the
+    /// WasmPlugin's resource version); else ends the rollout without writing. The push returns
+    /// once the fleet runs it (when one is named), and says so.
+    fn set_weight(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        index: usize,
+        weight: f64,
+        owned: &mut Owned,
+    ) -> Result<Option<End>> {
+        let pushed = target.push(false, |config| {
+            owned.check(config)?;
+            self.ramp(config, weight)
+        });
+        let (update, applied) = match pushed {
+            Ok(pushed) => pushed,
+            Err(err) => {
+                return match err.downcast_ref::<Overridden>() {
+                    Some(overridden) => {
+                        let overridden = overridden.clone();
+                        let doing = format!("pushing {weight}%");
+                        self.overridden(out, target, (index + 1, weight), owned, overridden, &doing)
+                            .map(Some)
+                    }
+                    None => Err(err.context(format!("pushing weight {weight}%"))),
+                };
+            }
+        };
+        owned.wrote(&update.after);
         if let Some(fleet) = applied.fleet() {
             out.say(&format!("{weight}%: {}", fleet.line().trim_end()));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Takes every user off the canary in one push, as `canaryctl rollback` does for it: its
     /// weight goes to 0 in the judged split and in every other split that names it (a rule's
     /// own split would otherwise keep sending its users there). Says which splits changed and
     /// which pins still send testers to it.
-    fn roll_back(&self, out: &Reporter, target: &Target) -> Result<()> {
+    fn roll_back(&self, out: &mut Reporter, target: &Target) -> Result<()> {
         if self.feature {
             return self.roll_back_feature(out, target);
         }
         let canary = self.canary.clone();
-        let (update, applied) = target
-            .push(false, move |config| Ok(edit::withdraw(config, &canary)?.0))
-            .context("rolling back")?;
+        let (update, applied) =
+            match target.push(false, move |config| Ok(edit::withdraw(config, &canary)?.0)) {
+                Ok(pushed) => pushed,
+                Err(err) => return self.unconfirmed_rollback(out, target, err),
+            };
         let (_, changed) = edit::withdraw(&update.before, &self.canary)?;
         let splits: Vec<String> = changed
             .iter()
@@ -696,6 +884,32 @@ impl Rollout {
                     .join(", ")
             ));
         }
+        Ok(())
+    }
+
+    /// A rollback push that failed: when the target holds the canary at 0 % everywhere (read
+    /// back), the rollback was written and only its confirmation failed (a proxy of the fleet
+    /// down, Prometheus lost): the rollout still ends rolled back, recorded as not confirmed
+    /// ([`Rollout::finish`]). Otherwise nothing was rolled back: the error.
+    fn unconfirmed_rollback(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        err: anyhow::Error,
+    ) -> Result<()> {
+        let written = target
+            .read()
+            .and_then(|(config, _)| edit::withdraw(&config, &self.canary))
+            .is_ok_and(|(_, left)| left.is_empty());
+        if !written {
+            return Err(err.context("rolling back"));
+        }
+        out.say(&format!(
+            "rollback: `{}` is at 0% in {}, not confirmed: {err:#}",
+            self.canary,
+            target.describe()
+        ));
+        out.unconfirmed = Some(err);
         Ok(())
     }
 
@@ -740,12 +954,20 @@ impl Rollout {
         &self,
         out: &mut Reporter,
         source: &Source,
+        stable: &str,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<Read> {
         let mut failures = 0;
         loop {
-            match self.read(source) {
-                Ok(reading) => return Ok(Read::Metrics(reading)),
+            let read = self.read_fleet(source).and_then(|reading| {
+                let checked = match &self.custom {
+                    Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
+                    None => Readings::new(),
+                };
+                Ok((reading, checked))
+            });
+            match read {
+                Ok((reading, checked)) => return Ok(Read::Metrics(reading, checked)),
                 Err(err) => {
                     failures += 1;
                     let message = format!("{err:#}");
@@ -821,7 +1043,7 @@ impl Rollout {
         index: usize,
         weight: f64,
         source: &Source,
-        baseline: &MetricsReading,
+        baseline: &FleetReading,
         stable: &str,
         interrupted: &Arc<AtomicBool>,
     ) -> bool {
@@ -844,11 +1066,14 @@ impl Rollout {
                 && left > Duration::from_millis(200)
             {
                 last_read = Some(Instant::now());
-                message = match self.read(source) {
-                    Ok(now) => format!(
+                message = match self
+                    .read_fleet(source)
+                    .and_then(|now| per_proxy::interval(baseline, &now))
+                {
+                    Ok(counted) => format!(
                         "{} | {}",
-                        progress::side(&self.canary, &delta(&now, baseline, &self.canary)),
-                        progress::side(stable, &delta(&now, baseline, stable)),
+                        progress::side(&self.canary, &counted.of(&self.canary)),
+                        progress::side(stable, &counted.of(stable)),
                     ),
                     Err(err) => format!("metrics unavailable: {err:#}"),
                 };
@@ -920,13 +1145,16 @@ impl Rollout {
         )
     }
 
+    /// The step line: each side's interval counts, the checks, the fleet's changes when a
+    /// proxy restarted, joined or left in the interval, and the decision.
     fn line(
         &self,
         index: usize,
         weight: f64,
-        canary: &Counts,
-        stable: &Counts,
+        (canary, stable): (&Counts, &Counts),
+        interval: &Interval,
         verdict: &Verdict,
+        custom: &[CheckResult],
     ) -> String {
         let filled = (weight / 10.0).round() as usize;
         let bar = format!(
@@ -934,7 +1162,12 @@ impl Rollout {
             "#".repeat(filled.min(10)),
             ".".repeat(10 - filled.min(10))
         );
-        let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
+        let checks: Vec<String> = verdict
+            .checks
+            .iter()
+            .map(|c| c.brief())
+            .chain(custom.iter().map(CheckResult::brief))
+            .collect();
         let decision = match verdict.outcome {
             StepAction::Pass if index + 1 == self.steps.len() => "PASS: done".to_string(),
             StepAction::Pass => format!(
@@ -945,7 +1178,7 @@ impl Rollout {
             StepAction::Fail => format!("FAIL: {}", verdict.reason),
         };
         format!(
-            "step {}/{} {bar} {weight:>6.2}% | {} | {} | {} => {decision}",
+            "step {}/{} {bar} {weight:>6.2}% | {} | {} | {}{} => {decision}",
             index + 1,
             self.steps.len(),
             progress::side(&self.canary, canary),
@@ -962,6 +1195,9 @@ impl Rollout {
             } else {
                 checks.join(", ")
             },
+            interval
+                .fleet_line()
+                .map_or(String::new(), |fleet| format!(" | fleet: {fleet}")),
         )
     }
 
@@ -978,11 +1214,21 @@ impl Rollout {
                 )
             }
             End::RolledBack(reason) => {
-                let text = format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary);
+                let not_confirmed = out.unconfirmed.as_ref().map(|err| format!("{err:#}"));
+                let text = match &not_confirmed {
+                    None => format!("ROLLED BACK: `{}` is at 0% ({reason})", self.canary),
+                    Some(why) => format!(
+                        "ROLLED BACK, NOT CONFIRMED: `{}` is at 0% ({reason}); not confirmed: \
+                         {why}",
+                        self.canary
+                    ),
+                };
                 (
                     Event::RolledBack {
                         reason: reason.clone(),
                         summary: text.clone(),
+                        confirmed: not_confirmed.is_none(),
+                        not_confirmed,
                     },
                     text,
                 )
@@ -1007,7 +1253,11 @@ impl Rollout {
             out.say(&format!("  {line}"));
         }
         out.say(&text);
-        Ok(end)
+        match out.unconfirmed.take() {
+            // Recorded; the exit status says that not all of it was confirmed.
+            Some(err) => Err(err.context("rolling back: written, but not confirmed")),
+            None => Ok(end),
+        }
     }
 }
 
@@ -1030,19 +1280,11 @@ fn weight_in(
 
 /// What a read of the source gave.
 enum Read {
-    /// The cumulative counts per version.
-    Metrics(MetricsReading),
+    /// The cumulative counts per proxy and version, and the operator's checks' readings.
+    Metrics(FleetReading, Readings),
     /// Too many failures in a row.
     Failed(String),
     Interrupted,
-}
-
-fn delta(now: &MetricsReading, before: &MetricsReading, version: &str) -> Counts {
-    let current = now.get(version).cloned().unwrap_or_default();
-    match before.get(version) {
-        Some(earlier) => current.since(earlier),
-        None => current,
-    }
 }
 
 /// The audit log: the rollout's events, one JSON object per line, appended.

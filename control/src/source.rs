@@ -1,17 +1,18 @@
 //! Where the rollout reads the per-version counts of one cohort (one `canary_rule` label) of
 //! one service (one `canary_service` label): Envoy's admin endpoints directly (one or more
-//! proxies, summed), or Prometheus's HTTP API for a fleet. Both give cumulative counters; the
-//! rollout takes differences between reads. Both read Prometheus's form of the latency
+//! proxies), or Prometheus's HTTP API for a fleet. Both give cumulative counters per proxy; the
+//! rollout takes differences between reads proxy by proxy ([`crate::per_proxy`]). Both read Prometheus's form of the latency
 //! histogram, whose `+Inf` bucket holds the requests slower than the last bound (Envoy's JSON
 //! form has no such bucket, so they would drop out).
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use canary_filter::metrics::CODE_CLASSES;
 
 use crate::admin::Admin;
 use crate::judge::Counts;
+use crate::per_proxy::{self, FleetReading};
 use crate::prometheus::{describe_service, Prometheus};
 use crate::stats::{self, FilterStats};
 
@@ -21,7 +22,7 @@ pub type MetricsReading = BTreeMap<String, Counts>;
 /// A place to read readings from, and the service whose series it reads (`""`: the series
 /// without a `canary_service` label, of a configuration without `service`).
 pub enum Source {
-    /// Envoy admin endpoints, summed.
+    /// Envoy admin endpoints.
     Admin {
         /// The endpoints.
         admins: Vec<Admin>,
@@ -59,48 +60,69 @@ impl Source {
         }
     }
 
-    /// The cumulative counts of cohort `rule` of the source's service, per version.
+    /// The cumulative counts of cohort `rule` of the source's service, per version, summed
+    /// over the proxies (totals since each started: subtract per proxy, with
+    /// [`crate::per_proxy::interval`], to get what happened between two reads).
     pub fn read(&self, rule: &str) -> Result<MetricsReading> {
+        per_proxy::total(&self.read_fleet(rule)?)
+    }
+
+    /// The cumulative counts of cohort `rule` of the source's service, per proxy and version:
+    /// each admin endpoint (named `host:port`), or each target Prometheus scrapes (named
+    /// `job/instance`). A proxy that does not answer, or that Prometheus has no current
+    /// sample of, is missing from the read (it left); an error when no proxy has counts of
+    /// the cohort.
+    pub fn read_fleet(&self, rule: &str) -> Result<FleetReading> {
         match self {
             Source::Admin { admins, service } => {
-                let mut total = MetricsReading::new();
+                let mut fleet = FleetReading::new();
+                let mut silent = Vec::new();
                 for admin in admins {
-                    let one = stats::read(admin)
-                        .map(|stats| counts_of_rule(&stats, service, rule))
-                        .with_context(|| format!("reading {}", admin.base()))?;
-                    for (version, counts) in one {
-                        total
-                            .entry(version)
-                            .or_default()
-                            .add(&counts)
-                            .with_context(|| format!("adding the counts of {}", admin.base()))?;
+                    match stats::read(admin) {
+                        Ok(stats) => {
+                            fleet.insert(proxy_name(admin), counts_of_rule(&stats, service, rule));
+                        }
+                        Err(err) => silent.push(format!("{}: {err:#}", admin.base())),
                     }
                 }
-                if total.is_empty() {
+                if fleet.values().all(MetricsReading::is_empty) {
+                    if fleet.is_empty() {
+                        bail!("no admin endpoint answered: {}", silent.join("; "));
+                    }
                     bail!(
                         "the admin endpoints show no canary metrics for rule {rule:?} of the \
                          service with {}",
                         describe_service(service)
                     );
                 }
-                Ok(total)
+                Ok(fleet)
             }
             Source::Prometheus {
                 prometheus,
                 service,
             } => {
-                let reading = counts_of_rule(&prometheus.filter_stats(service)?, service, rule);
-                if reading.is_empty() {
+                let fleet: FleetReading = prometheus
+                    .filter_stats_by_proxy(service)?
+                    .into_iter()
+                    .map(|(proxy, stats)| (proxy, counts_of_rule(&stats, service, rule)))
+                    .collect();
+                if fleet.values().all(MetricsReading::is_empty) {
                     bail!(
                         "Prometheus {} has no responses of rule {rule:?} of the service with {}",
                         prometheus.base(),
                         describe_service(service)
                     );
                 }
-                Ok(reading)
+                Ok(fleet)
             }
         }
     }
+}
+
+/// An admin endpoint's name in a fleet reading: its address without the scheme.
+pub(crate) fn proxy_name(admin: &Admin) -> String {
+    let base = admin.base();
+    base.strip_prefix("http://").unwrap_or(base).to_string()
 }
 
 /// The counts of rule `rule` of `service` per version in the filter's metrics: responses by

@@ -26,9 +26,21 @@ pub const RESOURCE: &str = "wasmplugins.extensions.istio.io";
 /// The annotation that holds the previous `pluginConfig`s for `undo`.
 pub const HISTORY_ANNOTATION: &str = "canaryctl.canary-mesh.io/history";
 
-/// How many previous configurations the history keeps (annotations share 256 KiB per object;
-/// a configuration is a few hundred bytes to a few KiB).
+/// The annotation that names the last canaryctl write (`{"by": "pid … (command line, since
+/// …)", "config_hash": N}`, the hash of the configuration it wrote): a rollout that finds the
+/// configuration changed under it says who changed it, when canaryctl did.
+pub const LAST_WRITE_ANNOTATION: &str = "canaryctl.canary-mesh.io/last-write";
+
+/// How many previous configurations the history keeps at most (a configuration is a few
+/// hundred bytes to a few KiB; see [`ANNOTATIONS_LIMIT`] for big ones).
 pub const HISTORY_LEN: usize = 10;
+
+/// The API server's limit on all of an object's annotations together, keys and values
+/// (`metadata.annotations: Too long: may not be more than 262144 bytes`). The history keeps
+/// only as many of the newest configurations as fit beside the other annotations (kubectl
+/// apply's last-applied copy of the whole object among them), so a write of a big
+/// configuration shortens the history instead of being refused.
+pub const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 
 /// The environment variable that names the WasmPlugin (`--wasmplugin`'s default).
 pub const WASMPLUGIN_ENV: &str = "CANARY_WASMPLUGIN";
@@ -233,9 +245,13 @@ impl WasmPlugin {
         history: &[Value],
     ) -> Result<String> {
         let mut object = read.object.clone();
+        let (written_config, _) = parse_plugin_config(&plugin_config)?;
+        let last_write = json!({
+            "by": crate::ecds::holder_description(),
+            "config_hash": canary_filter::metrics::config_hash(&written_config)?,
+        })
+        .to_string();
         object["spec"]["pluginConfig"] = plugin_config;
-        let kept = history.len().saturating_sub(HISTORY_LEN);
-        let history = history.get(kept..).unwrap_or_default();
         let metadata = object
             .get_mut("metadata")
             .and_then(Value::as_object_mut)
@@ -244,7 +260,16 @@ impl WasmPlugin {
         if !annotations.is_object() {
             *annotations = json!({});
         }
-        annotations[HISTORY_ANNOTATION] = Value::String(serde_json::to_string(history)?);
+        annotations[LAST_WRITE_ANNOTATION] = Value::String(last_write);
+        let others: usize = annotations
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.as_str() != HISTORY_ANNOTATION)
+            .map(|(key, value)| key.len() + value.as_str().map_or(0, str::len))
+            .sum();
+        let budget = ANNOTATIONS_LIMIT.saturating_sub(others + HISTORY_ANNOTATION.len());
+        annotations[HISTORY_ANNOTATION] = Value::String(history_within(history, budget)?);
         // The version read is the one replaced (it is in the object already; said again so
         // that no future edit of the object above can drop it).
         object["metadata"]["resourceVersion"] = Value::String(read.resource_version.clone());
@@ -263,6 +288,19 @@ impl WasmPlugin {
             .as_str()
             .unwrap_or("unknown")
             .to_string())
+    }
+}
+
+/// The history annotation's value: the newest configurations of `history` (oldest first), at
+/// most [`HISTORY_LEN`] of them and at most `budget` bytes written.
+fn history_within(history: &[Value], budget: usize) -> Result<String> {
+    let mut kept = history.len().saturating_sub(HISTORY_LEN);
+    loop {
+        let text = serde_json::to_string(history.get(kept..).unwrap_or_default())?;
+        if text.len() <= budget || kept >= history.len() {
+            return Ok(text);
+        }
+        kept += 1;
     }
 }
 
@@ -292,6 +330,28 @@ fn config_bytes(config: &CanaryConfig) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_keeps_the_newest_configurations_that_fit() {
+        let history: Vec<Value> = ["a", "b", "c"]
+            .iter()
+            .map(|c| json!(c.repeat(10)))
+            .collect();
+        // Each entry is 12 bytes quoted; the list adds brackets and commas.
+        let all = r#"["aaaaaaaaaa","bbbbbbbbbb","cccccccccc"]"#;
+        let two = r#"["bbbbbbbbbb","cccccccccc"]"#;
+        assert_eq!((all.len(), two.len()), (40, 27));
+        assert_eq!(history_within(&history, 40).unwrap(), all);
+        assert_eq!(history_within(&history, 39).unwrap(), two);
+        assert_eq!(history_within(&history, 27).unwrap(), two);
+        assert_eq!(history_within(&history, 26).unwrap(), r#"["cccccccccc"]"#);
+        assert_eq!(history_within(&history, 1).unwrap(), "[]");
+        let many: Vec<Value> = (0..HISTORY_LEN + 3).map(|i| json!(i)).collect();
+        assert_eq!(
+            history_within(&many, usize::MAX).unwrap(),
+            "[3,4,5,6,7,8,9,10,11,12]"
+        );
+    }
 
     #[test]
     fn a_reference_is_namespace_slash_name() {

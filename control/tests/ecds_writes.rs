@@ -337,3 +337,107 @@ fn a_change_envoy_cannot_read_is_reported_and_the_previous_file_put_back() {
         "could not read it",
     );
 }
+
+/// The top-level weight of `canary` in the ECDS file at `ecds`.
+fn file_weight(ecds: &Path) -> f64 {
+    EcdsFile::new(ecds).read().unwrap().config.weights["canary"]
+}
+
+/// Issue 23, defect 5: the history entry was saved before the write and kept when Envoy
+/// refused the change and it was put back, so `undo` "restored" the current (refused) file.
+/// Here an accepted change (10 → 20), then a change Envoy rejects (put back): `undo` goes back
+/// to the configuration before the last accepted change (10 %), Envoy accepts it and routes by
+/// it; nothing is left to undo after that.
+#[test]
+fn after_a_rejected_change_undo_goes_back_before_the_last_accepted_one() {
+    let mesh = mesh();
+    let ecds = mesh.ecds_file().to_path_buf();
+    succeeded(&run(command(
+        &mesh,
+        &ecds,
+        &["set", "--weight", "canary=20"],
+    )));
+    assert_routed_by(&mesh, 20.0);
+    let spoiled = spoiled_in_place(&ecds, unloadable_module);
+    let rejected = run(command(&mesh, &ecds, &["set", "--weight", "canary=40"]));
+    assert_eq!(rejected.status.code(), Some(1));
+    assert_eq!(fs::read_to_string(&ecds).unwrap(), spoiled, "put back");
+
+    let undo = run(command(&mesh, &ecds, &["undo"]));
+    let out = String::from_utf8_lossy(&undo.stdout);
+    let err = String::from_utf8_lossy(&undo.stderr);
+    assert_eq!(undo.status.code(), Some(0), "{out}{err}");
+    assert!(out.contains("accepted"), "{out}");
+    assert_eq!(file_weight(&ecds), 10.0);
+    assert_routed_by(&mesh, 10.0);
+    let nothing = run(command(&mesh, &ecds, &["undo"]));
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no earlier version"));
+}
+
+/// The `.canaryctl-*` temporaries in `dir` (staged versions, links).
+fn temporaries(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".canaryctl-"))
+        .collect()
+}
+
+/// Issue 23, defect 5: `set` killed 0–39 ms after its start left a history entry for a change
+/// it never made (`undo` then "restored" the current file) and `.canaryctl-*.tmp` files in
+/// the watched directory. Here `set` runs 19 times with a new weight each and is killed at
+/// 0 to 36 ms (SIGKILL, by its PID); after each, whether its change reached the file is read
+/// from the file itself. Then one `set` that finishes: no temporary is left in the watched
+/// directory, and `undo` walks back exactly through the weights the file held before each
+/// change that stuck, and then has nothing left.
+#[test]
+fn killed_sets_leave_a_history_that_matches_the_file_and_no_temporaries() {
+    let mesh = mesh();
+    let ecds = mesh.ecds_file().to_path_buf();
+    let watched = ecds.parent().unwrap().to_path_buf();
+    // Before each change that stuck, the weight the file held: what `undo` must walk back to.
+    let mut expected: Vec<f64> = Vec::new();
+    let mut current = file_weight(&ecds);
+    // At most 19 changes and the last `set`: the 20 entries the history keeps.
+    for run_index in 0..19u32 {
+        let weight = f64::from(11 + run_index);
+        let running = Running::start(command(
+            &mesh,
+            &ecds,
+            &["set", "--weight", &format!("canary={weight}")],
+        ));
+        // The point of the test is the moment of the kill: a sleep is what sets it.
+        std::thread::sleep(Duration::from_millis(u64::from(run_index) * 2));
+        drop(running);
+        let now = file_weight(&ecds);
+        if now != current {
+            assert_eq!(
+                now, weight,
+                "the file holds the killed run's weight or the one before"
+            );
+            expected.push(current);
+            current = now;
+        }
+    }
+    succeeded(&run(command(
+        &mesh,
+        &ecds,
+        &["set", "--weight", "canary=5"],
+    )));
+    expected.push(current);
+    assert_eq!(temporaries(&watched), Vec::<String>::new());
+    println!("weights before each change that stuck: {expected:?}");
+    while let Some(before) = expected.pop() {
+        succeeded(&run(command(&mesh, &ecds, &["undo"])));
+        assert_eq!(
+            file_weight(&ecds),
+            before,
+            "undo goes back one change that stuck"
+        );
+    }
+    let nothing = run(command(&mesh, &ecds, &["undo"]));
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no earlier version"));
+    assert_eq!(temporaries(&watched), Vec::<String>::new());
+}

@@ -190,13 +190,15 @@ fn a_rollout_through_the_wasmplugin_rolls_back_a_failing_canary() {
     assert!(testers.iter().all(|u| u == "app-v2-errors"), "{testers:?}");
 }
 
-/// Someone changes the WasmPlugin between the second step's read and its write: the replace is
-/// refused (409), the rollout stops with exit 1 and the conflict message, and the other change
-/// stays with the canary at the first step's weight: nothing overwritten.
+/// Someone changes the WasmPlugin during the first step (issue 23, defect 3): the rollout,
+/// checking the configuration it last wrote at the end of the interval (or before its next
+/// push), stops with exit 1 without writing, says what changed and that no canaryctl wrote it
+/// (with the resourceVersion), and the other change stays with the canary at the first step's
+/// weight: nothing overwritten.
 #[test]
 fn a_change_during_a_rollout_stops_it_without_overwriting() {
     let (mesh, api) = setup("app-v2");
-    // GETs: the plan's read, the first step's preview, step 1's read, then step 2's read.
+    // GETs: the plan's read, the first step's preview, step 1's read, then the first check.
     api.change_after_get(4, |config| {
         config["rules"][0]["when"]["header"]["equals"] = "yes".into();
     });
@@ -204,14 +206,26 @@ fn a_change_during_a_rollout_stops_it_without_overwriting() {
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(&mesh, &api, audit.path(), "10,50,100");
     load.stop();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "exit 1: stopped");
     assert!(
-        stderr.contains("pushing weight 50%")
-            && stderr.contains("wasmplugin default/canary-filter changed since canaryctl read it"),
-        "{stderr}"
+        stdout.contains(
+            "wasmplugin default/canary-filter was changed by something other than canaryctl \
+             (resourceVersion"
+        ) && stdout.contains(
+            "since the rollout last wrote it (rules[0].when.header.equals: \"always\" → \"yes\"); \
+             nothing written, `canary` left at 10%"
+        ),
+        "{stdout}"
     );
-    assert_eq!((api.updates(), api.conflicts()), (1, 1));
+    let overridden = std::fs::read_to_string(audit.path())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|event| event["event"] == "overridden")
+        .expect("an overridden event");
+    assert_eq!(overridden["found_weight"].as_f64(), Some(10.0));
+    assert_eq!((api.updates(), api.conflicts()), (1, 0));
     let plugin = api.plugin_config("default", "canary-filter").unwrap();
     assert_eq!(plugin["weights"]["canary"].as_f64(), Some(10.0));
     assert_eq!(plugin["rules"][0]["when"]["header"]["equals"], "yes");

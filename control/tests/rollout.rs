@@ -437,7 +437,8 @@ fn bad_plans_and_unreachable_sources() {
 
     // Prometheus lost in the middle of the rollout: each read fails, the step holds and
     // retries, then the rollout rolls back, saying so. The rollback is written; confirming it
-    // on the fleet needs the lost Prometheus too, so the rollout ends with that error (exit 1).
+    // on the fleet needs the lost Prometheus too, so the rollout ends with that error (exit 1),
+    // the rollback still recorded: its event (not confirmed, saying why) and its summary.
     let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
     mesh.wait_for(Duration::from_secs(20), || {
         Ok(!prometheus.query("canary_config_hash")?.is_empty())
@@ -482,6 +483,23 @@ fn bad_plans_and_unreachable_sources() {
     );
     assert!(stderr.contains("rolling back"), "{stderr}");
     assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
+    assert!(
+        stdout.contains("ROLLED BACK, NOT CONFIRMED: `canary` is at 0% (2 failed reads"),
+        "{stdout}"
+    );
+    let last = audit_lines(audit.path()).pop().unwrap();
+    assert_eq!(
+        (&last["event"], &last["confirmed"]),
+        (&serde_json::json!("rolled_back"), &serde_json::json!(false)),
+        "{last}"
+    );
+    assert!(
+        last["not_confirmed"]
+            .as_str()
+            .unwrap()
+            .contains("proxies on the new configuration"),
+        "{last}"
+    );
 }
 
 /// Ctrl-C leaves a defined state: held at the current weight, or rolled back, as asked.

@@ -610,12 +610,8 @@ fn pause_command(mesh: &Mesh, action: &str) -> Output {
 #[test]
 fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
     let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    let state = mesh
-        .ecds_file()
-        .parent()
-        .unwrap()
-        .join(".canaryctl")
-        .join("rollout-pause.json");
+    let state_dir = mesh.ecds_file().parent().unwrap().join(".canaryctl");
+    let state = state_dir.join("rollout-pause.canary.json");
     for action in ["resume", "abort"] {
         let output = pause_command(&mesh, action);
         assert_eq!(
@@ -625,7 +621,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
         );
         assert!(String::from_utf8_lossy(&output.stderr).contains(&format!(
             "nothing is paused: no rollout waits in {}",
-            state.display()
+            state_dir.display()
         )));
     }
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
@@ -854,5 +850,335 @@ fn status_watch_shows_rates_of_one_rule() {
     assert!(
         rows[0].starts_with("canary ") && rows[1].starts_with("stable "),
         "{text}"
+    );
+}
+
+/// The audit log's events, in order.
+fn audit_events(audit: &Path) -> Vec<serde_json::Value> {
+    json_lines(&std::fs::read_to_string(audit).unwrap())
+}
+
+/// Issue 23, defect 3: a colleague's `canaryctl rollback` during a rollout was undone by the
+/// rollout's next step (10 → 0 → 50), and the rollout ended PROMOTED, exit 0. Two fronts on
+/// one ECDS file, both confirming every write. The rollback now says that the running rollout
+/// will stop; the rollout, at the end of the interval (or before its next push, whichever
+/// comes first), finds the configuration it last wrote changed, names the rollback's command
+/// line, records `overridden`, writes nothing and exits 1 with the canary left at 0 %.
+#[test]
+fn a_colleagues_rollback_during_a_rollout_stops_it_without_writing_over_it() {
+    let mut mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let second = mesh.start_another_front().unwrap();
+    let admins = format!("{},{}", mesh.front().admin(), second);
+    let ecds = mesh.ecds_file().display().to_string();
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let mut command = Command::new(CANARYCTL);
+    command.args(["rollout", "--ecds", &ecds, "--admin", &admins, "--audit"]);
+    command.arg(audit.path()).args([
+        "--steps",
+        "10,50,100",
+        "--interval",
+        "1500ms",
+        "--min-requests",
+        "30",
+        "--min-intervals",
+        "2",
+        "--max-holds",
+        "3",
+    ]);
+    let rollout = Running::spawn(command);
+    rollout.until(Duration::from_secs(60), |line| line.contains("first step"));
+    // The first step is written once the audit log has its `step` event.
+    mesh.wait_for(Duration::from_secs(30), || {
+        Ok(std::fs::read_to_string(audit.path())
+            .unwrap_or_default()
+            .contains("\"event\":\"step\""))
+    })
+    .unwrap();
+    assert_eq!(mesh.weight_of("canary").unwrap(), 10.0);
+
+    let rollback =
+        run(Command::new(CANARYCTL).args(["rollback", "--ecds", &ecds, "--admin", &admins]));
+    let said = String::from_utf8_lossy(&rollback.stdout).to_string();
+    assert_eq!(rollback.status.code(), Some(0), "{said}");
+    let pid = rollout.child.as_ref().unwrap().id();
+    assert!(
+        said.contains(&format!(
+            "a rollout of `canary` is running on {ecds} (pid {pid} (canaryctl rollout --ecds"
+        )) && said.contains(
+            "it will stop at its next check (the end of its interval, or before its next step), seeing this change (weights.canary: 10.0 → 0.0)"
+        ),
+        "{said}"
+    );
+
+    let (exit, rest) = rollout.wait(Duration::from_secs(60));
+    load.stop();
+    let stopped = rest.join("\n");
+    assert_eq!(exit, Some(1), "stopped, not promoted:\n{stopped}");
+    assert_eq!(
+        mesh.weight_of("canary").unwrap(),
+        0.0,
+        "the rollback stands"
+    );
+    assert!(
+        stopped.contains(&format!(": {ecds} was changed by pid "))
+            && stopped.contains("(canaryctl rollback --ecds")
+            && stopped.contains("nothing written, `canary` left at 0%"),
+        "{stopped}"
+    );
+    let events = audit_events(audit.path());
+    let overridden = events
+        .iter()
+        .find(|e| e["event"] == "overridden")
+        .unwrap_or_else(|| panic!("no overridden event: {events:?}"));
+    // Seen after step 1's interval, or before step 2's push if the step passed first.
+    assert!(
+        [(Some(1), Some(10.0)), (Some(2), Some(50.0))]
+            .contains(&(overridden["step"].as_u64(), overridden["weight"].as_f64())),
+        "{overridden}"
+    );
+    assert_eq!(
+        (
+            overridden["expected_weight"].as_f64(),
+            overridden["found_weight"].as_f64()
+        ),
+        (Some(10.0), Some(0.0))
+    );
+    assert!(
+        overridden["by"]
+            .as_str()
+            .unwrap()
+            .contains("canaryctl rollback --ecds"),
+        "{overridden}"
+    );
+    assert_eq!(events.last().unwrap()["event"], "stopped");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "step" && e["weight"] == 50.0),
+        "nothing pushed after the rollback"
+    );
+    // Both fronts route by the rollback: every user on stable.
+    for n in 0..50 {
+        let user = format!("user-{n}");
+        let reply = mesh.get(&[("x-user-id", user.as_str())]).unwrap();
+        assert_eq!(reply.upstream(), Some("app-v1"), "{user}");
+    }
+}
+
+/// The configuration of two rollouts at once: `canary` (app-v2) and `canary3` (app-v3), both
+/// at 0 % against `stable`.
+fn two_canaries_config() -> String {
+    r#"{"versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"},
+        {"name": "canary3", "cluster": "app-v3"}],
+        "default": "stable", "weights": {"canary": 0, "canary3": 0},
+        "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0}}"#
+        .to_string()
+}
+
+/// Issue 23, defect 6: two rollouts paused at 10 % (`--canary canary` and `--canary canary3`)
+/// shared one pause file; `rollout resume` resumed canary3 and then `resume`/`abort` said
+/// "nothing is paused" while the first waited forever. Now each pauses on its own; a second
+/// rollout of the same canary is refused naming the first; `resume` without `--canary` with
+/// both waiting is refused naming both; `resume --canary canary3` goes on with canary3 alone
+/// (to its promotion at 50 %, the first rollout's weight untouched), and then `abort` answers
+/// the one left waiting, naming it.
+#[test]
+fn two_paused_rollouts_each_wait_for_their_own_answer() {
+    let mesh = Mesh::isolated(&two_canaries_config()).unwrap_or_else(|err| panic!("{err}"));
+    let ecds = mesh.ecds_file().display().to_string();
+    let state_dir = mesh.ecds_file().parent().unwrap().join(".canaryctl");
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
+    let plan = |canary: &'static str| {
+        [
+            "--json",
+            "--canary",
+            canary,
+            "--steps",
+            "10,50",
+            "--pause-at",
+            "10",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+            "--min-intervals",
+            "2",
+        ]
+    };
+    let audit_first = tempfile::NamedTempFile::new().unwrap();
+    let audit_third = tempfile::NamedTempFile::new().unwrap();
+    let first = Running::spawn(rollout_command(&mesh, audit_first.path(), &plan("canary")));
+    first.until(Duration::from_secs(60), |line| {
+        line.contains("\"event\":\"paused\"")
+    });
+    let third = Running::spawn(rollout_command(&mesh, audit_third.path(), &plan("canary3")));
+    third.until(Duration::from_secs(60), |line| {
+        line.contains("\"event\":\"paused\"")
+    });
+    let first_pid = first.child.as_ref().unwrap().id();
+    let third_pid = third.child.as_ref().unwrap().id();
+
+    // Bounded: a second rollout that is not refused would pause at 10 % and wait.
+    let audit_again = tempfile::NamedTempFile::new().unwrap();
+    let mut again = rollout_command(&mesh, audit_again.path(), &plan("canary"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while again.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = again.kill();
+            let _ = again.wait();
+            panic!("a second rollout of `canary` was not refused: still running after 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let again = again.wait_with_output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let refused = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        refused.contains(&format!(
+            "a rollout of `canary` is already running on {ecds}: pid {first_pid} (canaryctl rollout"
+        )),
+        "{refused}"
+    );
+
+    let both = pause_command(&mesh, "resume");
+    assert_eq!(both.status.code(), Some(1), "resume with two waiting");
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains(&format!(
+            "2 rollouts are paused: `canary` at 10% (pid {first_pid}), `canary3` at 10% (pid \
+             {third_pid}); name the one to answer with --canary"
+        )),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+
+    let resumed =
+        run(Command::new(CANARYCTL)
+            .args(["rollout", "resume", "--ecds", &ecds, "--canary", "canary3"]));
+    assert_eq!(resumed.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&resumed.stdout).trim(),
+        format!(
+            "the rollout of `canary3` paused at 10% (pid {third_pid}) goes on to its next step"
+        )
+    );
+    let (exit, rest) = third.wait(Duration::from_secs(60));
+    assert_eq!(exit, Some(0), "canary3 promoted at 50 %: {rest:?}");
+    let config: serde_json::Value =
+        serde_json::from_str(&mesh.filter_configuration().unwrap()).unwrap();
+    assert_eq!(
+        (
+            config["weights"]["canary"].as_f64(),
+            config["weights"]["canary3"].as_f64()
+        ),
+        (Some(10.0), Some(50.0))
+    );
+
+    // The first still waits, in its own state file; `abort` answers it, the only one left.
+    let state = state_dir.join("rollout-pause.canary.json");
+    assert!(state.exists(), "the first rollout's pause state is its own");
+    let aborted = pause_command(&mesh, "abort");
+    assert_eq!(aborted.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&aborted.stdout).trim(),
+        format!("the rollout of `canary` paused at 10% (pid {first_pid}) rolls back")
+    );
+    let (exit, rest) = first.wait(Duration::from_secs(60));
+    assert_eq!(exit, Some(3), "rolled back: {rest:?}");
+    load.stop();
+    let config: serde_json::Value =
+        serde_json::from_str(&mesh.filter_configuration().unwrap()).unwrap();
+    assert_eq!(
+        (
+            config["weights"]["canary"].as_f64(),
+            config["weights"]["canary3"].as_f64()
+        ),
+        (Some(0.0), Some(50.0)),
+        "the abort took `canary` out and left canary3's promotion"
+    );
+}
+
+/// Issue 23, defect 3, as reported: the colleague's rollback lands after step 1 passed and
+/// before step 2's push (here the step gate before step 2 runs `canaryctl rollback`, then
+/// approves). Before, step 2 wrote 50 % over the rollback and the rollout ended PROMOTED, exit
+/// 0. Now the push finds the configuration changed: nothing is written, `overridden` names the
+/// rollback, exit 1, the canary stays at 0 %.
+#[test]
+fn a_rollback_between_two_steps_is_not_written_over() {
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let ecds = mesh.ecds_file().display().to_string();
+    let admin = mesh.front().admin().to_string();
+    let rollback_said = Arc::new(Mutex::new(String::new()));
+    let gate = {
+        let (ecds, admin, said) = (ecds.clone(), admin.clone(), Arc::clone(&rollback_said));
+        HookServer::start(Box::new(move |n| {
+            if n == 1 {
+                let output = Command::new(CANARYCTL)
+                    .args(["rollback", "--ecds", &ecds, "--admin", &admin])
+                    .output()
+                    .unwrap();
+                *said.lock().unwrap() = String::from_utf8_lossy(&output.stdout).into_owned();
+            }
+            (200, "ok", Duration::ZERO)
+        }))
+    };
+    let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
+    let audit = tempfile::NamedTempFile::new().unwrap();
+    let output = run(&mut rollout_command(
+        &mesh,
+        audit.path(),
+        &[
+            "--steps",
+            "10,50,100",
+            "--interval",
+            "1500ms",
+            "--min-requests",
+            "30",
+            "--min-intervals",
+            "2",
+            "--gate-step",
+            &gate.url("/step"),
+        ],
+    ));
+    load.stop();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "stopped, not promoted:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("not pushing 50%: {ecds} was changed by pid "))
+            && stdout.contains("(canaryctl rollback --ecds")
+            && stdout.contains("nothing written, `canary` left at 0%"),
+        "{stdout}"
+    );
+    assert_eq!(
+        mesh.weight_of("canary").unwrap(),
+        0.0,
+        "the rollback stands"
+    );
+    assert!(
+        rollback_said
+            .lock()
+            .unwrap()
+            .contains("a rollout of `canary` is running on"),
+        "{}",
+        rollback_said.lock().unwrap()
+    );
+    let events = audit_events(audit.path());
+    let overridden = events.iter().find(|e| e["event"] == "overridden").unwrap();
+    assert_eq!(
+        (
+            overridden["step"].as_u64(),
+            overridden["weight"].as_f64(),
+            overridden["expected_weight"].as_f64(),
+            overridden["found_weight"].as_f64()
+        ),
+        (Some(2), Some(50.0), Some(10.0), Some(0.0))
     );
 }

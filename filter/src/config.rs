@@ -79,6 +79,10 @@ pub struct CanaryConfig {
     /// (`new-checkout,dark-mode`, by name). Left out: [`DEFAULT_FEATURES_HEADER`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features_header: Option<String>,
+    /// A dark canary: a share of requests copied to a version whose answers are discarded
+    /// (see [`MirrorSpec`]). Left out: nothing is mirrored and no request pays for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSpec>,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -319,6 +323,53 @@ pub struct MatchSpec {
     pub present: Option<bool>,
 }
 
+/// Mirror header written when the `mirror` section names none.
+pub const DEFAULT_MIRROR_HEADER: &str = "x-canary-mirror";
+
+/// Which requests are copied to a version (a dark canary): Envoy's `request_mirror_policies`
+/// reads the target cluster from `header` (`cluster_header`), sends the copy and discards its
+/// answer; the user gets the routed version's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
+pub struct MirrorSpec {
+    /// The version the copies go to.
+    pub version: String,
+    /// Percent of the eligible requests copied (0 to 100, resolution 0.01).
+    pub percent: f64,
+    /// `sticky`: a user is in or out of the mirrored share for good, by the split's sticky key
+    /// hashed with `seed` (a keyless request follows `sticky.when_missing`). `random`: each
+    /// request is drawn on its own. Left out: `sticky` when the configuration has a sticky
+    /// key, else `random`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<String>,
+    /// murmur3 seed of the mirrored share. Left out: the split's seed XOR [`MIRROR_SEED_MIX`],
+    /// so the mirrored users are not simply the first users the canary's weight will take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u32>,
+    /// Request header the target cluster is written into (Envoy's mirror policy reads it).
+    #[serde(default = "default_mirror_header")]
+    pub header: String,
+    /// The request methods that may be copied (case-sensitive, as HTTP methods are). Left out:
+    /// `GET` and `HEAD`, which do not change state; anything else is the operator's choice.
+    #[serde(default = "default_mirror_methods")]
+    pub methods: Vec<String>,
+    /// Path prefixes never copied (plain prefixes of `:path`, query included: `/admin` also
+    /// keeps `/administrator` out, which errs on the safe side).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_paths: Vec<String>,
+}
+
+/// Mixed into the split's seed for the mirror's default seed (`"mirr"` in ASCII).
+pub const MIRROR_SEED_MIX: u32 = 0x6d69_7272;
+
+fn default_mirror_header() -> String {
+    DEFAULT_MIRROR_HEADER.to_string()
+}
+
+fn default_mirror_methods() -> Vec<String> {
+    vec!["GET".to_string(), "HEAD".to_string()]
+}
+
 /// Reads a struct of the configuration from a JSON object only. serde's derived reading also
 /// takes a list of the field values in declaration order (serde issue 1587), so that
 /// `"region": ["x-region"]` was read as `{"header": "x-region"}`, and an error in such a list
@@ -359,6 +410,7 @@ objects_only!(
     WhenSpec,
     MatchSpec,
     FeatureSpec,
+    MirrorSpec,
 );
 
 /// A struct read from the entries of a JSON object.

@@ -6,6 +6,7 @@ use crate::bucket::{bucket_of, Split, BUCKETS};
 use crate::config::WhenMissing;
 use crate::cookie::find_cookie;
 use crate::plan::{Action, Condition, HeaderSlot, Key, RoutingPlan, ValueTest};
+use crate::rule_index::KeyCookies;
 
 /// What the decision needs from a request.
 pub trait RequestView {
@@ -16,6 +17,15 @@ pub trait RequestView {
     fn proxy_region(&self) -> Option<&[u8]>;
     /// A uniformly random number, for requests without a sticky key.
     fn random(&mut self) -> u32;
+    /// Calls `visit` with the (lower-case) name and the value of each request header, in
+    /// order, and returns `true`; or returns `false` without calling it, and the decision asks
+    /// for each header it may need with [`RequestView::header`] instead. Listing the headers
+    /// lets a plan with many header rules look each header up among its rules once, rather
+    /// than each of its rules' headers up in the request.
+    fn for_each_header(&mut self, visit: &mut dyn FnMut(&[u8], &[u8])) -> bool {
+        let _ = visit;
+        false
+    }
 }
 
 /// The version a request goes to, and why.
@@ -49,37 +59,47 @@ pub enum Reason {
 impl RoutingPlan {
     /// Picks the version for one request.
     pub fn decide<R: RequestView>(&self, request: &mut R) -> Decision {
-        for (index, rule) in self.rules.iter().enumerate() {
-            if matches!(rule.action, Action::Features) {
-                continue;
+        // The first rule in order that holds, found through the rules' index (rule_index.rs):
+        // only the rules the request could match are looked at. Features-only rules are not
+        // in the index (they pin features, never a version: `decide_features`).
+        let (first, key_cookies) = self.first_rule(request);
+        let first = first.and_then(|index| Some((index, self.rules.get(index)?)));
+        match first.map(|(index, rule)| (index, &rule.action)) {
+            Some((index, Action::Pin(version, outcome))) => Decision {
+                version: *version,
+                outcome: *outcome,
+                reason: Reason::Pinned { rule: index },
+            },
+            Some((index, Action::Split(split))) => {
+                self.place(split, Some(index), request, &key_cookies)
             }
-            if !rule
-                .conditions
-                .iter()
-                .all(|condition| self.holds(condition, request))
-            {
-                continue;
+            Some((_, Action::Features)) | None => {
+                self.place(&self.split, None, request, &key_cookies)
             }
-            return match &rule.action {
-                Action::Pin(version, outcome) => Decision {
-                    version: *version,
-                    outcome: *outcome,
-                    reason: Reason::Pinned { rule: index },
-                },
-                Action::Split(split) => self.place(split, Some(index), request),
-                Action::Features => continue,
-            };
         }
-        self.place(&self.split, None, request)
     }
 
     /// The sticky key's source index and bucket, if the request carries a key.
     pub fn sticky_bucket<R: RequestView>(&self, request: &mut R) -> Option<(usize, u32)> {
+        self.sticky_bucket_with(request, &KeyCookies::default())
+    }
+
+    /// [`RoutingPlan::sticky_bucket`], with the key cookies the rules' pass over the `cookie`
+    /// header found on its way, so that the header is not searched again.
+    fn sticky_bucket_with<R: RequestView>(
+        &self,
+        request: &mut R,
+        key_cookies: &KeyCookies,
+    ) -> Option<(usize, u32)> {
         let sticky = self.sticky.as_ref()?;
         sticky.keys.iter().enumerate().find_map(|(index, key)| {
-            let value = match key {
-                Key::Header(slot) => request.header(*slot),
-                Key::Cookie(name) => self.cookie(request, name),
+            let value = match (key, key_cookies.found(index)) {
+                (Key::Header(slot), _) => request.header(*slot),
+                (Key::Cookie(_), Some(found)) => {
+                    let (start, end) = found?;
+                    request.header(self.cookie_header?)?.get(start..end)
+                }
+                (Key::Cookie(name), None) => self.cookie(request, name),
             }?;
             if value.is_empty() {
                 None
@@ -94,8 +114,9 @@ impl RoutingPlan {
         split: &Split,
         rule: Option<usize>,
         request: &mut R,
+        key_cookies: &KeyCookies,
     ) -> Decision {
-        let (bucket, key) = match self.sticky_bucket(request) {
+        let (bucket, key) = match self.sticky_bucket_with(request, key_cookies) {
             Some((key, bucket)) => (bucket, Some(key)),
             None => {
                 let missing = self.sticky.as_ref().map(|sticky| sticky.when_missing);
@@ -140,7 +161,7 @@ impl RoutingPlan {
     }
 
     /// The request's region: the region header when present and non-empty, else the proxy's.
-    fn region<'r, R: RequestView>(&self, request: &'r mut R) -> Option<&'r [u8]> {
+    pub(crate) fn region<'r, R: RequestView>(&self, request: &'r mut R) -> Option<&'r [u8]> {
         if let Some(slot) = self.region_header {
             // Two lookups keep the borrow checker content without copying the value.
             if request.header(slot).is_some_and(|value| !value.is_empty()) {

@@ -9,8 +9,9 @@ pub enum ConfigError {
     /// Not JSON, a wrong type, a missing or an unknown field, a key given twice.
     #[error("{field}: {reason}")]
     Json { field: String, reason: String },
-    /// Fewer than 2 or more than 16 versions.
-    #[error("versions: need 2 to 16 versions, got {count}")]
+    /// No version, or more than 16. One is allowed: after a promotion the old default is
+    /// retired and the filter routes everyone to the one left until the next canary is added.
+    #[error("versions: need 1 to 16 versions, got {count}")]
     VersionCount { count: usize },
     /// A version or rule name that cannot be a metrics label.
     #[error("{field}: {value:?} is not a valid name (1 to 64 letters, digits, '_' or '-')")]
@@ -71,6 +72,9 @@ pub enum ConfigError {
     /// A response version header without a version header.
     #[error("response_version_header: needs version_header, which is empty")]
     ResponseHeaderWithoutVersionHeader,
+    /// A `mirror` field that contradicts the rest of the configuration or the HTTP rules.
+    #[error("{field}: {reason}")]
+    Mirror { field: String, reason: String },
 }
 
 impl ConfigError {
@@ -95,7 +99,8 @@ impl ConfigError {
             | ConfigError::BadHeaderName { field, .. }
             | ConfigError::BadHost { field, .. }
             | ConfigError::SameHeader { field, .. }
-            | ConfigError::UnknownFeature { field, .. } => field,
+            | ConfigError::UnknownFeature { field, .. }
+            | ConfigError::Mirror { field, .. } => field,
             ConfigError::FeatureCount { .. } => "features",
             ConfigError::VersionCount { .. } => "versions",
             ConfigError::NoRoutingHeader => "route_header",

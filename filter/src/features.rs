@@ -360,6 +360,64 @@ mod tests {
         assert_eq!(decision.reason, crate::decision::Reason::Pinned { rule: 1 });
     }
 
+    /// The rules' index (rule_index.rs) files only the rules that choose a version: a
+    /// features-only rule, whatever its gate reads, neither hides a later version rule nor
+    /// misses its pins, with few header names (looked up one by one) or many (the request's
+    /// headers walked).
+    #[test]
+    fn the_rule_index_skips_features_only_rules_and_every_pin_is_found() {
+        let plan = plan(&with(
+            r#", "features": {"f": {"percent": 0}, "g": {"percent": 0}},
+            "region": {"header": "x-region"},
+            "rules": [
+              {"name": "flag-by-cookie", "when": {"cookie": {"name": "beta", "equals": "1"}},
+               "features": {"f": true}},
+              {"name": "flag-by-header", "when": {"header": {"name": "x-a", "equals": "1"}},
+               "features": {"g": true}},
+              {"name": "flag-by-region", "when": {"region": ["eu"]}, "features": {"f": false}},
+              {"name": "version-by-cookie", "when": {"cookie": {"name": "beta", "equals": "1"}},
+               "version": "canary"},
+              {"name": "version-by-header", "when": {"header": {"name": "x-a", "equals": "1"}},
+               "version": "canary"},
+              {"name": "other-1", "when": {"header": {"name": "x-b", "present": true}}, "version": "stable"},
+              {"name": "other-2", "when": {"header": {"name": "x-c", "present": true}}, "version": "stable"}
+            ]"#,
+        ));
+        let request = RequestDescription::default()
+            .header("x-user-id", "u1")
+            .header("cookie", "beta=1")
+            .header("x-a", "1")
+            .header("x-region", "eu");
+        let (on, seen) = states(&plan, &request);
+        // f by the cookie rule (before the region rule), g by the header rule.
+        assert_eq!(on, 0b11);
+        assert!(seen.contains(&(0, true, FeatureReason::Pinned { rule: 0 })));
+        assert!(seen.contains(&(1, true, FeatureReason::Pinned { rule: 1 })));
+        let decision = plan.decide(&mut request.view(&plan));
+        assert_eq!(decision.reason, crate::decision::Reason::Pinned { rule: 3 });
+        // Only the header: the version rule on it, past the features-only rule on it.
+        let header_only = RequestDescription::default()
+            .header("x-user-id", "u1")
+            .header("x-a", "1");
+        let decision = plan.decide(&mut header_only.view(&plan));
+        assert_eq!(decision.reason, crate::decision::Reason::Pinned { rule: 4 });
+        assert_eq!(states(&plan, &header_only).0, 0b10);
+        // Only the region: a features-only rule holds, and the split places the request.
+        let region_only = RequestDescription::default()
+            .header("x-user-id", "u1")
+            .header("x-region", "eu");
+        let decision = plan.decide(&mut region_only.view(&plan));
+        assert!(
+            matches!(
+                decision.reason,
+                crate::decision::Reason::Split { rule: None, .. }
+            ),
+            "{decision:?}"
+        );
+        let (_, seen) = states(&plan, &region_only);
+        assert!(seen.contains(&(0, false, FeatureReason::Pinned { rule: 2 })));
+    }
+
     #[test]
     fn the_header_lists_features_by_name() {
         let plan = plan(&with(
@@ -396,6 +454,12 @@ mod tests {
         .starts_with("rules[0].features.g: no feature is named"));
         assert!(refused(
             r#", "features": {"f": {"percent": 1}}, "features_header": "x-canary-version""#
+        )
+        .starts_with("features_header:"));
+        // The mirror's header is one the filter writes too.
+        assert!(refused(
+            r#", "features": {"f": {"percent": 1}}, "features_header": "x-dark",
+               "mirror": {"version": "canary", "percent": 1, "header": "x-dark"}"#
         )
         .starts_with("features_header:"));
         assert!(

@@ -32,6 +32,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 
 use crate::header_pairs::{single_pair, HeaderMapRequest};
 use crate::metrics::{self, CODE_CLASSES};
+use crate::mirror::MirrorAction;
 use crate::plan::RoutingPlan;
 use crate::CanaryConfig;
 
@@ -358,6 +359,7 @@ impl HttpContext for CanaryStream {
             remove_header(crate::config::DEFAULT_ROUTE_HEADER);
             remove_header(crate::config::DEFAULT_VERSION_HEADER);
             remove_header(crate::config::DEFAULT_FEATURES_HEADER);
+            remove_header(crate::config::DEFAULT_MIRROR_HEADER);
             return Action::Continue;
         };
         let plan = &active.plan;
@@ -416,6 +418,20 @@ impl HttpContext for CanaryStream {
             }
             on
         });
+        // A dark canary: Envoy's mirror policy copies the request to the cluster written here.
+        // Only a configuration with a `mirror` pays for it.
+        if let Some(name) = plan.mirror_header() {
+            match plan.mirror(&mut request, decision.version) {
+                MirrorAction::Copy(target) => {
+                    if let Some(target) = plan.versions().get(target) {
+                        set_header(MapType::HttpRequestHeaders, name, &target.cluster);
+                    }
+                }
+                // A client never picks a mirror either.
+                MirrorAction::Remove => remove_header(name),
+                MirrorAction::Nothing => {}
+            }
+        }
         let metrics = active.metrics.get(decision.outcome);
         if let Some(requests) = metrics.and_then(|m| m.requests.as_ref()) {
             requests.bump();

@@ -39,6 +39,40 @@ pub fn find_header<'a>(pairs: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     None
 }
 
+/// Calls `visit` with each pair of a header map, in order, up to where the buffer stops
+/// following the format.
+pub fn for_each_pair(pairs: &[u8], visit: &mut dyn FnMut(&[u8], &[u8])) {
+    let Some(count) = read_u32(pairs, 0).and_then(|count| usize::try_from(count).ok()) else {
+        return;
+    };
+    let Some(mut data) = count
+        .checked_mul(8)
+        .and_then(|lengths| lengths.checked_add(4))
+    else {
+        return;
+    };
+    for index in 0..count {
+        let at = 4 + index * 8;
+        let pair = (|| {
+            let key_len = usize::try_from(read_u32(pairs, at)?).ok()?;
+            let value_len = usize::try_from(read_u32(pairs, at + 4)?).ok()?;
+            let key = pairs.get(data..data.checked_add(key_len)?)?;
+            let value_start = data.checked_add(key_len)?.checked_add(1)?;
+            let value_end = value_start.checked_add(value_len)?;
+            Some((
+                key,
+                pairs.get(value_start..value_end)?,
+                value_end.checked_add(1)?,
+            ))
+        })();
+        let Some((key, value, next)) = pair else {
+            return;
+        };
+        visit(key, value);
+        data = next;
+    }
+}
+
 /// A header map of one pair in the format [`find_header`] reads: what the glue builds when the
 /// plan reads a single header name and it fetched only that header (one host call that returns
 /// the value, cheaper than one that returns the whole map; see BENCHMARKS.md).
@@ -110,6 +144,12 @@ where
 
     fn proxy_region(&self) -> Option<&[u8]> {
         self.proxy_region
+    }
+
+    fn for_each_header(&mut self, visit: &mut dyn FnMut(&[u8], &[u8])) -> bool {
+        let headers: &B = self.headers.get_or_insert_with(&mut self.fetch);
+        for_each_pair(headers.as_ref(), visit);
+        true
     }
 
     fn random(&mut self) -> u32 {

@@ -4,17 +4,20 @@
 //! - [`config`]: the JSON document users write;
 //! - [`plan`]: its validation and compilation into a [`RoutingPlan`];
 //! - [`bucket`]: the murmur3 bucket and the weight ranges;
+//! - [`canonical`]: the canonical form of a configuration, which its published hash hashes;
 //! - [`cookie`]: reading one cookie out of a `cookie` header;
 //! - [`header_pairs`]: reading one header out of a header map serialized by the host, and the
 //!   request the filter decides on ([`header_pairs::HeaderMapRequest`]), all but its host call;
 //! - [`hosts`]: which requests a configuration routes, by their `:authority`;
 //! - [`decision`]: the per-request decision over a [`RequestView`];
 //! - [`features`]: feature flags, each on for a sticky share of users;
-//! - [`metrics`]: the names of the per-version metrics.
+//! - [`metrics`]: the names of the per-version metrics;
+//! - [`mirror`]: which requests are copied to a dark canary.
 //!
 //! The proxy-wasm glue (`glue`) is compiled only for `wasm32-wasip1`, where a host exists.
 
 pub mod bucket;
+pub mod canonical;
 pub mod config;
 pub mod cookie;
 pub mod decision;
@@ -23,7 +26,9 @@ pub mod features;
 pub mod header_pairs;
 pub mod hosts;
 pub mod metrics;
+pub mod mirror;
 pub mod plan;
+mod rule_index;
 
 #[cfg(target_os = "wasi")]
 mod glue;

@@ -40,18 +40,21 @@ pub const CODE_CLASS_LABEL: &str = "canary_code_class";
 /// [`canonical_form`] of the configuration as parsed, so that whoever wrote the document
 /// (canaryctl, a person, istiod re-serializing a WasmPlugin's `pluginConfig` with its own key
 /// order and number format) the same configuration gives the same hash, and canaryctl can
-/// compute the hash a proxy will publish from the configuration it wrote.
-pub fn config_hash(config: &CanaryConfig) -> Result<u32, serde_json::Error> {
+/// compute the hash a proxy will publish from the configuration it wrote. It cannot fail; the
+/// `Result` keeps the callers' error handling from before the canonical form had its own
+/// writer.
+pub fn config_hash(config: &CanaryConfig) -> Result<u32, std::convert::Infallible> {
     Ok(crate::bucket::murmur3_x86_32(&canonical_form(config)?, 0))
 }
 
-/// The configuration written back as compact JSON by serde_json: a function of the parsed
-/// value only. Fields come in declaration order, maps are `BTreeMap`s (sorted), numbers are
-/// the parsed `f64`/`u32` written in shortest form (`10`, `10.0` and `1e1` all parse to the
+/// The configuration written back as compact JSON, as serde_json writes it: a function of the
+/// parsed value only. Fields come in declaration order, maps are `BTreeMap`s (sorted), numbers
+/// are the parsed `f64`/`u32` written in shortest form (`10`, `10.0` and `1e1` all parse to the
 /// same `f64`), defaults are filled in when parsing (written or not, a default reads the same),
-/// and string escapes are decoded.
-pub fn canonical_form(config: &CanaryConfig) -> Result<Vec<u8>, serde_json::Error> {
-    serde_json::to_vec(config)
+/// and string escapes are decoded. Written by [`crate::canonical`], not serde_json's writer,
+/// which the `.wasm` would otherwise carry for this alone.
+pub fn canonical_form(config: &CanaryConfig) -> Result<Vec<u8>, std::convert::Infallible> {
+    Ok(crate::canonical::canonical_form(config))
 }
 
 /// Response status classes, indexed by `status / 100 - 1`.

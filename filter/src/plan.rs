@@ -8,6 +8,7 @@ use crate::bucket::{BasisPoints, Split, BUCKETS};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
 use crate::features::Features;
 use crate::hosts::HostScope;
+use crate::rule_index::RuleIndex;
 use crate::ConfigError;
 
 /// Most versions a config may declare.
@@ -33,6 +34,8 @@ pub struct RoutingPlan {
     pub(crate) sticky: Option<Sticky>,
     pub(crate) region_header: Option<HeaderSlot>,
     pub(crate) rules: Vec<Rule>,
+    /// The rules by what they read (rule_index.rs).
+    pub(crate) index: RuleIndex,
     pub(crate) route_header: Option<String>,
     pub(crate) version_header: Option<String>,
     pub(crate) response_version_header: bool,
@@ -44,6 +47,8 @@ pub struct RoutingPlan {
     pub(crate) missing_key_outcome: usize,
     /// The features (`None`: none configured, no feature work per request).
     pub(crate) features: Option<Features>,
+    /// Which requests are copied to a dark canary (`None`: no mirror, no work).
+    pub(crate) mirror: Option<crate::mirror::Mirror>,
 }
 
 /// A version of the service.
@@ -234,6 +239,26 @@ impl TryFrom<CanaryConfig> for RoutingPlan {
 struct Compiler {
     header_names: Vec<String>,
     outcomes: Vec<MetricSeries>,
+    /// `header_names`' slots sorted by name, and `outcomes`' indices sorted by version and
+    /// label: looked up by binary search, so that compiling a thousand rules does not compare
+    /// each rule's header and outcome with every one before it.
+    slots_by_name: Vec<HeaderSlot>,
+    outcomes_by_key: Vec<usize>,
+}
+
+/// The position of the first name that repeats an earlier one, each name looked up among the
+/// earlier ones by binary search rather than compared with every one (a thousand rules would
+/// make that half a million comparisons in every `on_configure`).
+fn first_repeat<'a>(names: impl Iterator<Item = &'a str>) -> Option<usize> {
+    let names: Vec<&str> = names.collect();
+    let mut sorted: Vec<usize> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        match sorted.binary_search_by(|earlier| names.get(*earlier).unwrap_or(&"").cmp(name)) {
+            Ok(_) => return Some(i),
+            Err(at) => sorted.insert(at, i),
+        }
+    }
+    None
 }
 
 impl Compiler {
@@ -328,6 +353,7 @@ impl Compiler {
             LABEL_WEIGHTS,
         )?;
 
+        let first_repeat = first_repeat(config.rules.iter().map(|rule| rule.name.as_str()));
         let mut rules = Vec::with_capacity(config.rules.len());
         for (i, spec) in config.rules.iter().enumerate() {
             let field = format!("rules[{i}]");
@@ -338,13 +364,7 @@ impl Compiler {
                     value: spec.name.clone(),
                 });
             }
-            // Quadratic, once per configuration: cheaper in the .wasm than a set type.
-            if config
-                .rules
-                .iter()
-                .take(i)
-                .any(|earlier| earlier.name == spec.name)
-            {
+            if first_repeat == Some(i) {
                 return Err(ConfigError::Duplicate {
                     field: format!("{field}.name"),
                     value: spec.name.clone(),
@@ -360,14 +380,31 @@ impl Compiler {
             None if uses_cookies(sticky.as_ref(), &rules) => Some(self.slot("cookie")),
             None => None,
         };
+        let mirror = match &config.mirror {
+            None => None,
+            Some(spec) => {
+                let context = crate::mirror::MirrorContext {
+                    versions: &versions,
+                    sticky: sticky.as_ref(),
+                    route_header: route_header.as_deref(),
+                    version_header: version_header.as_deref(),
+                };
+                Some(crate::mirror::compile(spec, &context, |name| {
+                    self.slot(name)
+                })?)
+            }
+        };
 
+        // The features header must differ from every header the filter writes (the mirror's too).
         let taken: Vec<&str> = route_header
             .iter()
-            .chain(version_header.iter())
             .map(String::as_str)
+            .chain(version_header.as_deref())
+            .chain(mirror.as_ref().map(|mirror| mirror.header.as_str()))
             .collect();
         let features = Features::compile(config, &taken)?;
 
+        let index = RuleIndex::new(&rules, &self.header_names);
         Ok(RoutingPlan {
             service: config.service.clone(),
             hosts,
@@ -377,6 +414,7 @@ impl Compiler {
             sticky,
             region_header,
             rules,
+            index,
             route_header,
             version_header,
             response_version_header: config.response_version_header,
@@ -386,6 +424,7 @@ impl Compiler {
             outcomes: self.outcomes,
             missing_key_outcome,
             features,
+            mirror,
         })
     }
 
@@ -506,28 +545,39 @@ impl Compiler {
     }
 
     fn slot(&mut self, lower_name: &str) -> HeaderSlot {
-        match self.header_names.iter().position(|name| name == lower_name) {
-            Some(slot) => slot,
-            None => {
+        let names = &self.header_names;
+        let found = self
+            .slots_by_name
+            .binary_search_by(|slot| names.get(*slot).map_or("", String::as_str).cmp(lower_name));
+        match found {
+            Ok(at) => self.slots_by_name.get(at).copied().unwrap_or_default(),
+            Err(at) => {
                 self.header_names.push(lower_name.to_string());
-                self.header_names.len() - 1
+                let slot = self.header_names.len() - 1;
+                self.slots_by_name.insert(at, slot);
+                slot
             }
         }
     }
 
     fn outcome(&mut self, version: usize, label: &str) -> usize {
-        let found = self
-            .outcomes
-            .iter()
-            .position(|outcome| outcome.version == version && outcome.label == label);
+        let outcomes = &self.outcomes;
+        let found = self.outcomes_by_key.binary_search_by(|index| {
+            outcomes
+                .get(*index)
+                .map(|outcome| (outcome.version, outcome.label.as_str()))
+                .cmp(&Some((version, label)))
+        });
         match found {
-            Some(index) => index,
-            None => {
+            Ok(at) => self.outcomes_by_key.get(at).copied().unwrap_or_default(),
+            Err(at) => {
                 self.outcomes.push(MetricSeries {
                     version,
                     label: label.to_string(),
                 });
-                self.outcomes.len() - 1
+                let index = self.outcomes.len() - 1;
+                self.outcomes_by_key.insert(at, index);
+                index
             }
         }
     }
@@ -535,7 +585,7 @@ impl Compiler {
 
 fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
     let count = config.versions.len();
-    if !(2..=MAX_VERSIONS).contains(&count) {
+    if !(1..=MAX_VERSIONS).contains(&count) {
         return Err(ConfigError::VersionCount { count });
     }
     let mut versions = Vec::with_capacity(count);

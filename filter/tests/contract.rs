@@ -65,6 +65,19 @@ fn user(id: &str) -> RequestDescription {
     RequestDescription::default().header("x-user-id", id)
 }
 
+/// After a promotion the old default is retired: one version is left, and everyone goes to it
+/// (with or without a key).
+#[test]
+fn one_version_left_takes_everyone() {
+    let plan = plan(
+        r#"{"versions": [{"name": "canary", "cluster": "app-v2"}], "default": "canary",
+            "sticky": {"keys": [{"header": "x-user-id"}]}}"#,
+    );
+    for request in [user("a"), user(STABLE_KEY), RequestDescription::default()] {
+        assert_eq!(version_of(&plan, &request), "canary");
+    }
+}
+
 /// Two versions, a sticky header key, a top-level weight for `canary`, `seed`.
 fn two_versions(canary: f64, seed: u32) -> RoutingPlan {
     plan(&format!(
@@ -237,7 +250,7 @@ fn invalid_configs_are_refused_naming_the_field() {
         ("[]".to_string(), "(document)"),
         (min_json("") + " trailing", "(document)"),
         (
-            format!(r#"{{"versions": [{}], "default": "v0"}}"#, v(1)),
+            format!(r#"{{"versions": [{}], "default": "v0"}}"#, v(0)),
             "versions:",
         ),
         (

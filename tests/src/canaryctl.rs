@@ -7,9 +7,16 @@ use std::process::{Command, Output};
 use crate::kube::KubeApi;
 
 /// canaryctl at `bin` as a user runs it on a WasmPlugin: the stand-in API server `api` as
-/// kubectl's cluster (KUBECONFIG), and none of canaryctl's own environment variables.
+/// kubectl's cluster (KUBECONFIG), and none of canaryctl's own environment variables. It runs
+/// in the stand-in's directory, as an operator of that cluster in a directory of their own:
+/// the rollout state a WasmPlugin rollout keeps in `.canaryctl/` of the current directory
+/// (its lock, its pause file) is then per cluster, as the tests run several at once.
 pub fn on_kube(bin: &str, api: &KubeApi, args: &[impl AsRef<OsStr>]) -> Command {
     let mut command = Command::new(bin);
+    let kubeconfig = api.kubeconfig();
+    if let Some(dir) = kubeconfig.parent() {
+        command.current_dir(dir);
+    }
     command
         .args(args)
         .env("KUBECONFIG", api.kubeconfig())

@@ -22,6 +22,9 @@ pub const FRONT_YAML: &str = "envoy/front.yaml";
 pub const UPSTREAMS_YAML: &str = "envoy/upstreams.yaml";
 /// The shipped ECDS resource (the filter and its configuration).
 pub const ECDS_YAML: &str = "envoy/ecds/canary-filter.yaml";
+/// The shipped routes (file-based RDS beside the ECDS file; canaryctl keeps its fallback route
+/// on the default version's cluster).
+pub const ROUTES_YAML: &str = "envoy/ecds/canary-routes.yaml";
 /// The wasm module, as the shipped ECDS resource names it (relative to the repository root).
 pub const WASM: &str = "target/wasm32-wasip1/release/canary_filter.wasm";
 /// ECDS resource name of the filter.
@@ -256,6 +259,7 @@ impl Mesh {
                     in_format_of(&ecds_file, &with_configuration(&ecds_template, &config)?)?,
                 )?;
 
+                write_routes(&path.join("ecds"))?;
                 let front_yaml = path.join("front.yaml");
                 let front_text = render_front(&read(&root, FRONT_YAML)?, path, &ports, &options)?;
                 fs::write(&front_yaml, front_text)?;
@@ -311,11 +315,46 @@ impl Mesh {
         Ok(admin)
     }
 
+    /// The `index`-th front started by [`Mesh::start_another_front`] (from 0), unless stopped.
+    pub fn another_front(&self, index: usize) -> Option<&EnvoyProcess> {
+        self.more_fronts.get(index).and_then(Option::as_ref)
+    }
+
     /// Kills the `index`-th front started by [`Mesh::start_another_front`] (from 0), by PID.
     pub fn stop_another_front(&mut self, index: usize) {
         if let Some(front) = self.more_fronts.get_mut(index) {
             *front = None;
         }
+    }
+
+    /// Kills the `index`-th front started by [`Mesh::start_another_front`] by its PID (a
+    /// SIGKILL: its counters die with it) and starts it again on the same bootstrap and ECDS
+    /// file, its admin endpoint on the same port (so the same address names it), its listener
+    /// on a new one; waits until it is ready.
+    pub fn restart_another_front(&mut self, index: usize) -> Result<()> {
+        let (yaml, dir) = self
+            .front_start
+            .clone()
+            .ok_or("only an isolated mesh can restart a front")?;
+        let slot = self
+            .more_fronts
+            .get_mut(index)
+            .ok_or("no such front to restart")?;
+        let port = slot
+            .as_ref()
+            .ok_or("that front was stopped")?
+            .admin()
+            .port();
+        *slot = None;
+        // Merged into the bootstrap: the admin address the kernel chose the first time.
+        let admin = format!(
+            "admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}"
+        );
+        let name = format!("front-{}", index + 2);
+        let front =
+            EnvoyProcess::start_with(&name, &yaml, &dir, &dir, &["--config-yaml".into(), admin])?;
+        *slot = Some(front);
+        Ok(())
     }
 
     /// The upstreams Envoy, unless it was stopped.
@@ -488,6 +527,17 @@ impl Mesh {
 /// The file name of the shipped ECDS resource (and of the isolated mesh's, unless named).
 const SHIPPED_ECDS_NAME: &str = "canary-filter.yaml";
 
+/// The routes file's name.
+const ROUTES_NAME: &str = "canary-routes.yaml";
+
+/// Writes the shipped routes (`envoy/ecds/canary-routes.yaml`) into `ecds_dir`, where a front
+/// rendered by [`render_front`] reads them.
+pub fn write_routes(ecds_dir: &Path) -> Result<()> {
+    fs::create_dir_all(ecds_dir)?;
+    fs::write(ecds_dir.join(ROUTES_NAME), read(&repo_root(), ROUTES_YAML)?)?;
+    Ok(())
+}
+
 /// `yaml` (an ECDS document) as JSON when `path` is named `.json`: Envoy parses by extension.
 fn in_format_of(path: &Path, yaml: &str) -> Result<String> {
     if path.extension().is_some_and(|ext| ext == "json") {
@@ -576,9 +626,16 @@ pub fn render_front(
     )?;
     text = replace_exactly(
         &text,
+        &format!("path: {ROUTES_YAML}"),
+        &format!("path: {}", ecds_dir.join(ROUTES_NAME).display()),
+        1,
+    )?;
+    // The ECDS file's and the routes' (the same directory).
+    text = replace_exactly(
+        &text,
         "watched_directory: { path: envoy/ecds }",
         &format!("watched_directory: {{ path: {} }}", ecds_dir.display()),
-        1,
+        2,
     )?;
     let shipped_locality = format!("  locality:\n    region: {SHIPPED_REGION}\n");
     let locality = match &options.region {

@@ -31,11 +31,23 @@ pub fn next_steps(version: Option<&str>, after: &CanaryConfig, dry_run: bool) ->
     });
     let old = &after.default;
     let done = if dry_run { "would take" } else { "takes" };
+    // A rule that pins the old default keeps its users there, and keeps it from retiring.
+    let unpins: String = after
+        .rules
+        .iter()
+        .filter(|rule| rule.version.as_deref() == Some(old.as_str()))
+        .map(|rule| {
+            format!(
+                "canaryctl set --unpin {}   # rule `{}` pins `{old}`: removing it sends its users to the default\n  ",
+                rule.name, rule.name
+            )
+        })
+        .collect();
     format!(
         "`{promoted}` {done} all traffic of every split.\n\
          to retire `{old}` once you are sure:\n  \
          canaryctl set --default {promoted}   # routing unchanged: `{promoted}` becomes the default\n  \
-         canaryctl retire {old}   # then it leaves the configuration; remove its cluster and deployment\n"
+         {unpins}canaryctl retire {old}   # then it leaves the configuration; remove its cluster and deployment\n"
     )
 }
 
@@ -58,5 +70,20 @@ mod tests {
         );
         assert!(next_steps(Some("canary"), &after, true)
             .starts_with("`canary` would take all traffic of every split.\n"));
+    }
+
+    #[test]
+    fn a_rule_pinning_the_old_default_is_removed_before_it_retires() {
+        let pinned = PROMOTED.replace(
+            r#""weights": {"canary": 100}"#,
+            r#""weights": {"canary": 100}, "rules": [{"name": "opt-out",
+                "when": {"header": {"name": "x-optout", "equals": "1"}}, "version": "stable"}]"#,
+        );
+        let after = CanaryConfig::from_json(pinned.as_bytes()).unwrap();
+        let steps = next_steps(None, &after, false);
+        let set = steps.find("canaryctl set --default").unwrap();
+        let unpin = steps.find("canaryctl set --unpin opt-out").unwrap();
+        let retire = steps.find("canaryctl retire stable").unwrap();
+        assert!(set < unpin && unpin < retire, "{steps}");
     }
 }

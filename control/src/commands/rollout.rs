@@ -11,15 +11,17 @@ use canary_filter::metrics::CONFIG_HASH;
 use canary_filter::CanaryConfig;
 
 use crate::admin::Admin;
+use crate::checks::{Checks, Custom, Reader};
 use crate::cli::{PauseArgs, RolloutAction, RolloutArgs, RolloutCommand};
 use crate::commands::write::{fleet, wasmplugin_target};
 use crate::commands::ExitStatus;
 use crate::edit;
 use crate::judge::JudgeSettings;
-use crate::pause::{self, PauseFile, Request};
+use crate::pause::{self, PauseFile, PauseState, Request};
 use crate::prometheus::{describe_service, Prometheus, FLEET_LOOKBACK};
 use crate::push::{Fleet, Pusher};
 use crate::rollout::{End, Hooks, Rollout};
+use crate::runs::RolloutPlace;
 use crate::source::Source;
 use crate::stats::service_label;
 use crate::target::Target;
@@ -35,11 +37,20 @@ pub fn exec(command: RolloutCommand) -> Result<ExitStatus> {
     }
 }
 
-/// `rollout resume` / `rollout abort`: writes the request where the paused rollout looks.
+/// `rollout resume` / `rollout abort`: writes the request where the paused rollout looks: the
+/// rollout of `--canary`, else the one rollout waiting on the target (several waiting need
+/// `--canary`).
 fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
-    let file = match &args.wasmplugin {
-        Some(reference) => wasmplugin_pause_file(&parse_reference(reference)?),
-        None => PauseFile::next_to(&args.ecds),
+    let place = match &args.wasmplugin {
+        Some(reference) => {
+            let (namespace, name) = parse_reference(reference)?;
+            RolloutPlace::for_wasmplugin(&namespace, &name)
+        }
+        None => RolloutPlace::next_to(&args.ecds),
+    };
+    let file = match &args.canary {
+        Some(canary) => place.pause_file(canary),
+        None => the_paused(&place)?,
     };
     let state = file.request(request)?;
     let what = match request {
@@ -64,6 +75,45 @@ fn answer(args: &PauseArgs, request: Request) -> Result<ExitStatus> {
         );
     }
     Ok(ExitStatus::Success)
+}
+
+/// The pause state of the one rollout waiting in `place`; refused, naming them, when several
+/// wait, and when none does.
+fn the_paused(place: &RolloutPlace) -> Result<PauseFile> {
+    let mut waiting: Vec<(PauseFile, PauseState)> = place
+        .paused()?
+        .into_iter()
+        .filter(|(_, state)| state.request.is_none())
+        .collect();
+    match waiting.len() {
+        0 => bail!(
+            "nothing is paused: no rollout waits in {}",
+            place.dir().display()
+        ),
+        1 => Ok(waiting.remove(0).0),
+        _ => bail!(
+            "{} rollouts are paused: {}; name the one to answer with --canary",
+            waiting.len(),
+            waiting
+                .iter()
+                .map(|(_, state)| format!(
+                    "`{}` at {}% (pid {})",
+                    state.canary, state.weight, state.pid
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Where the rollouts of `target` keep their locks and pause states.
+pub fn place_of(target: &Target) -> RolloutPlace {
+    match target {
+        Target::EcdsFile(pusher) => RolloutPlace::next_to(pusher.file.path()),
+        Target::WasmPlugin { plugin, .. } => {
+            RolloutPlace::for_wasmplugin(&plugin.namespace, &plugin.name)
+        }
+    }
 }
 
 fn run(args: RolloutArgs) -> Result<ExitStatus> {
@@ -94,15 +144,26 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
         config.service.as_deref(),
         &target.describe(),
     )?;
-    let rollout = plan(args, &target, &config)?;
+    let custom = custom_checks(&args, prometheus.as_deref(), &service)?;
+    let mut rollout = plan(args, &target, &config)?;
+    rollout.custom = custom;
     let source = source(prometheus.as_deref(), &admins, &service)?;
     rollout.check()?;
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&interrupted);
+    // SIGINT, SIGTERM and SIGHUP alike (ctrlc's `termination` feature): --on-interrupt.
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
-    if !rollout.dry_run {
+    // Held until the rollout ends: a second rollout of the same canary is refused, and `set`
+    // or `rollback` say that this one runs.
+    let _running = if rollout.dry_run {
+        None
+    } else {
         check_fleet(target.fleet(), &service)?;
-    }
+        if let Some(custom) = &rollout.custom {
+            custom.preflight(&rollout.canary, &config.default)?;
+        }
+        Some(place_of(&target).acquire(&rollout.canary, &target.describe())?)
+    };
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
 }
 
@@ -140,6 +201,28 @@ pub fn service(given: Option<&str>, configured: Option<&str>, target: &str) -> R
         ),
         _ => Ok(configured.to_string()),
     }
+}
+
+/// The operator's checks the flags give (`--checks`, `--check`), read from `--prometheus`.
+pub fn custom_checks(
+    args: &RolloutArgs,
+    prometheus: Option<&str>,
+    service: &str,
+) -> Result<Option<Custom>> {
+    let Some(checks) = Checks::load(args.checks.as_deref(), &args.check)? else {
+        return Ok(None);
+    };
+    let Some(url) = prometheus else {
+        bail!("--checks and --check are PromQL queries: give --prometheus, the server to ask");
+    };
+    Ok(Some(Custom {
+        checks,
+        reader: Reader {
+            prometheus: Prometheus::new(url),
+            service: service.to_string(),
+            interval: args.interval,
+        },
+    }))
 }
 
 /// The exit status of a rollout that ended so.
@@ -191,16 +274,17 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         steps: args.steps,
         interval: args.interval,
         settle: args.settle,
-        canary,
         rule: args.rule,
         feature: args.feature.is_some(),
         judge: JudgeSettings {
             min_requests: args.min_requests,
             min_intervals: args.min_intervals,
             alpha: args.alpha,
+            error_ratio: args.error_ratio,
             error_margin: args.error_margin,
             max_error_rate: args.max_error_rate,
             latency_margin_ms: args.latency_margin_ms,
+            detect: args.detect,
         },
         max_holds: args.max_holds,
         max_failed_reads: args.max_failed_reads,
@@ -219,12 +303,10 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
             on_gate_failure: args.on_gate_failure,
         },
         pause_at: args.pause_at,
-        pause_file: match target {
-            Target::EcdsFile(pusher) => PauseFile::next_to(pusher.file.path()),
-            Target::WasmPlugin { plugin, .. } => {
-                wasmplugin_pause_file(&(plugin.namespace.clone(), plugin.name.clone()))
-            }
-        },
+        custom: None,
+        mirror: args.mirror,
+        pause_file: place_of(target).pause_file(&canary),
+        canary,
     })
 }
 
@@ -245,14 +327,6 @@ pub fn wasmplugin_audit(plugin: &WasmPlugin) -> PathBuf {
     ))
 }
 
-/// The pause state of a rollout through a WasmPlugin:
-/// `.canaryctl/rollout-pause.NAMESPACE.NAME.json` in the current directory, beside its audit log.
-pub fn wasmplugin_pause_file((namespace, name): &(String, String)) -> PauseFile {
-    PauseFile::at(
-        PathBuf::from(".canaryctl").join(format!("rollout-pause.{namespace}.{name}.json")),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,10 +341,10 @@ mod tests {
 
     #[test]
     fn a_wasmplugin_rollout_pauses_in_the_current_directory() {
-        let file = wasmplugin_pause_file(&parse_reference("shop/canary-filter").unwrap());
+        let place = RolloutPlace::for_wasmplugin("shop", "canary-filter");
         assert_eq!(
-            file.path(),
-            Path::new(".canaryctl/rollout-pause.shop.canary-filter.json")
+            place.pause_file("canary").path(),
+            Path::new(".canaryctl/rollout-pause.shop.canary-filter.canary.json")
         );
     }
 

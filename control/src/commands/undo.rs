@@ -12,5 +12,12 @@ pub fn exec(args: UndoArgs) -> Result<()> {
     print!("{}", write::preview(&update));
     println!("restored the previous version of {}", target.describe());
     print!("{}", target.report(&applied));
+    if let crate::target::Target::EcdsFile(pusher) = &target {
+        print!(
+            "{}",
+            crate::fallback::follow(pusher, &update.before, &update.after, false)?
+        );
+    }
+    print!("{}", write::running_rollouts(&target, &update, false));
     Ok(())
 }

@@ -9,11 +9,11 @@ use canary_filter::CanaryConfig;
 use crate::admin::Admin;
 use crate::cli::{Confirm, TargetArgs, WriteArgs};
 use crate::ecds::Update;
-use crate::movement;
 use crate::prometheus::Prometheus;
 use crate::push::{Fleet, Pusher};
 use crate::target::Target;
 use crate::wasmplugin::WasmPlugin;
+use crate::{fallback, movement, ownership};
 
 /// The file and the Envoys that `--ecds`, `--admin` and their companions name.
 pub fn pusher(target: &TargetArgs, confirm: &Confirm) -> Pusher {
@@ -110,7 +110,40 @@ pub fn apply(
     if update.written && !write.dry_run {
         print!("{}", target.report(&applied));
     }
+    if let Target::EcdsFile(pusher) = &target {
+        print!(
+            "{}",
+            fallback::follow(pusher, &update.before, &update.after, write.dry_run)?
+        );
+    }
+    print!("{}", running_rollouts(&target, &update, write.dry_run));
     Ok(update)
+}
+
+/// What the change means to the rollouts running on the target: each one whose canary, default
+/// or other settings it changes will stop at its next step rather than write over it.
+pub fn running_rollouts(target: &Target, update: &Update, dry_run: bool) -> String {
+    if !update.written && !dry_run {
+        return String::new();
+    }
+    let mut out = String::new();
+    for running in crate::commands::rollout::place_of(target).running() {
+        let changes = ownership::differences(&update.before, &update.after, &running.canary);
+        if changes.is_empty() {
+            continue;
+        }
+        let will = if dry_run { "would stop" } else { "will stop" };
+        out += &format!(
+            "a rollout of `{}` is running on {} ({}): it {will} at its next check (the end of \
+             its interval, or before its next step), seeing this change ({}), and leave the \
+             configuration as it is\n",
+            running.canary,
+            target.describe(),
+            running.holder,
+            changes.join("; ")
+        );
+    }
+    out
 }
 
 #[cfg(test)]

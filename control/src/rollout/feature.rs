@@ -3,12 +3,14 @@
 //! stable, from the per-feature series. Everything else (steps, evidence, gates, pauses, the
 //! audit log) is the version rollout's own.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use canary_filter::CanaryConfig;
 
 use super::{weight_in, Reporter, Rollout};
 use crate::flags::{self, OFF};
-use crate::source::{MetricsReading, Source};
+use crate::per_proxy::FleetReading;
+use crate::source::{self, MetricsReading, Source};
+use crate::stats::FilterStats;
 use crate::target::Target;
 use crate::{edit, prometheus::describe_service};
 
@@ -47,35 +49,42 @@ impl Rollout {
         }
     }
 
-    /// The cumulative counts the judge compares: per version of the cohort, or the feature's
-    /// on side (under the feature's name) and off side.
-    pub(super) fn read(&self, source: &Source) -> Result<MetricsReading> {
+    /// The cumulative counts the judge compares, per proxy (subtracted proxy by proxy as the
+    /// version series are, [`crate::per_proxy::interval`]): per version of the cohort, or the
+    /// feature's on side (under the feature's name) and off side.
+    pub(super) fn read_fleet(&self, source: &Source) -> Result<FleetReading> {
         if !self.feature {
-            return source.read(self.label());
+            return source.read_fleet(self.label());
         }
-        let reading = match source {
+        let side = |stats: &FilterStats, service: &str| {
+            flags::reading(stats, service, &self.canary, &self.canary)
+        };
+        let fleet = match source {
             Source::Admin { admins, service } => {
-                let mut total = MetricsReading::new();
+                let mut fleet = FleetReading::new();
+                let mut silent = Vec::new();
                 for admin in admins {
-                    let stats = flags::read_admin(admin, service)
-                        .with_context(|| format!("reading {}", admin.base()))?;
-                    for (side, counts) in
-                        flags::reading(&stats, service, &self.canary, &self.canary)
-                    {
-                        total.entry(side).or_default().add(&counts)?;
+                    match flags::read_admin(admin, service) {
+                        Ok(stats) => {
+                            fleet.insert(source::proxy_name(admin), side(&stats, service));
+                        }
+                        Err(err) => silent.push(format!("{}: {err:#}", admin.base())),
                     }
                 }
-                total
+                if fleet.is_empty() {
+                    bail!("no admin endpoint answered: {}", silent.join("; "));
+                }
+                fleet
             }
             Source::Prometheus {
                 prometheus,
                 service,
-            } => {
-                let stats = flags::read_prometheus(prometheus, service)?;
-                flags::reading(&stats, service, &self.canary, &self.canary)
-            }
+            } => flags::read_prometheus_by_proxy(prometheus, service)?
+                .into_iter()
+                .map(|(proxy, stats)| (proxy, side(&stats, service)))
+                .collect(),
         };
-        if reading.is_empty() {
+        if fleet.values().all(MetricsReading::is_empty) {
             let (Source::Admin { service, .. } | Source::Prometheus { service, .. }) = source;
             bail!(
                 "{} shows no responses of feature {:?} of the service with {}",
@@ -84,16 +93,34 @@ impl Rollout {
                 describe_service(service)
             );
         }
-        Ok(reading)
+        Ok(fleet)
     }
 
     /// Turns the feature off for every user in one push; says which rules still pin it on.
-    pub(super) fn roll_back_feature(&self, out: &Reporter, target: &Target) -> Result<()> {
-        let (update, applied) = target
-            .push(false, |config| {
-                flags::set_feature(config, &self.canary, 0.0)
-            })
-            .context("rolling back")?;
+    /// A push that failed after the file or resource was written (its confirmation did not
+    /// come) still ends rolled back, recorded as not confirmed, as a version's rollback does.
+    pub(super) fn roll_back_feature(&self, out: &mut Reporter, target: &Target) -> Result<()> {
+        let pushed = target.push(false, |config| {
+            flags::set_feature(config, &self.canary, 0.0)
+        });
+        let (update, applied) = match pushed {
+            Ok(pushed) => pushed,
+            Err(err) => {
+                let written = target
+                    .read()
+                    .is_ok_and(|(config, _)| flags::percent_of(&config, &self.canary) == 0.0);
+                if !written {
+                    return Err(err.context("rolling back"));
+                }
+                out.say(&format!(
+                    "rollback: feature `{}` is at 0% in {}, not confirmed: {err:#}",
+                    self.canary,
+                    target.describe()
+                ));
+                out.unconfirmed = Some(err);
+                return Ok(());
+            }
+        };
         out.say(&format!("rollback: feature `{}` set to 0%", self.canary));
         if let Some(fleet) = applied.fleet() {
             out.say(&format!("rollback: {}", fleet.line().trim_end()));

@@ -1,0 +1,472 @@
+//! The canonical form of a parsed configuration, the bytes [`crate::metrics::config_hash`]
+//! hashes: the configuration as serde_json's compact writer writes it (fields in declaration
+//! order, maps sorted, numbers in shortest form, optional fields and defaults left out as the
+//! `skip_serializing_if`s of [`crate::config`] say), byte for byte for every configuration the
+//! filter accepts, so that the hash of a configuration is the one it always was.
+//!
+//! Written here rather than by `serde_json::to_vec`: the filter calls it once per configuration,
+//! and serde_json's writer (its serializer, its float formatting) was about 10 KiB of the
+//! `.wasm` that nothing else needs (BENCHMARKS.md, "What the module is made of"). The tests
+//! compare the two writers on configurations that use every field, number and escape.
+
+use std::collections::BTreeMap;
+
+use crate::config::{
+    CanaryConfig, KeySource, MatchSpec, MirrorSpec, RuleSpec, StickySpec, WhenMissing, WhenSpec,
+};
+
+/// The configuration as serde_json's compact writer writes it.
+pub fn canonical_form(config: &CanaryConfig) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    object(&mut out, |fields| {
+        if let Some(service) = &config.service {
+            string(fields.field("service"), service);
+        }
+        if let Some(hosts) = &config.hosts {
+            array(fields.field("hosts"), hosts, |out, host| string(out, host));
+        }
+        array(
+            fields.field("versions"),
+            &config.versions,
+            |out, version| {
+                object(out, |fields| {
+                    string(fields.field("name"), &version.name);
+                    string(fields.field("cluster"), &version.cluster);
+                });
+            },
+        );
+        string(fields.field("default"), &config.default);
+        weights(fields.field("weights"), &config.weights);
+        if let Some(sticky) = &config.sticky {
+            self::sticky(fields.field("sticky"), sticky);
+        }
+        if let Some(region) = &config.region {
+            object(fields.field("region"), |fields| {
+                string(fields.field("header"), &region.header);
+            });
+        }
+        array(fields.field("rules"), &config.rules, rule);
+        string(fields.field("route_header"), &config.route_header);
+        string(fields.field("version_header"), &config.version_header);
+        if config.response_version_header {
+            fields.field("response_version_header").extend(b"true");
+        }
+        if !config.metrics.is_all() {
+            let metrics = config.metrics;
+            object(fields.field("metrics"), |fields| {
+                boolean(fields.field("requests"), metrics.requests);
+                boolean(fields.field("responses"), metrics.responses);
+                boolean(fields.field("latency"), metrics.latency);
+            });
+        }
+        if !config.features.is_empty() {
+            object(fields.field("features"), |fields| {
+                for (name, feature) in &config.features {
+                    object(fields.field(name), |fields| {
+                        number(fields.field("percent"), feature.percent);
+                    });
+                }
+            });
+        }
+        if let Some(header) = &config.features_header {
+            string(fields.field("features_header"), header);
+        }
+        if let Some(spec) = &config.mirror {
+            mirror(fields.field("mirror"), spec);
+        }
+    });
+    out
+}
+
+fn mirror(out: &mut Vec<u8>, spec: &MirrorSpec) {
+    object(out, |fields| {
+        string(fields.field("version"), &spec.version);
+        number(fields.field("percent"), spec.percent);
+        if let Some(sampling) = &spec.sampling {
+            string(fields.field("sampling"), sampling);
+        }
+        if let Some(seed) = spec.seed {
+            fields.field("seed").extend(seed.to_string().as_bytes());
+        }
+        string(fields.field("header"), &spec.header);
+        array(fields.field("methods"), &spec.methods, |out, method| {
+            string(out, method)
+        });
+        if !spec.exclude_paths.is_empty() {
+            array(
+                fields.field("exclude_paths"),
+                &spec.exclude_paths,
+                |out, path| string(out, path),
+            );
+        }
+    });
+}
+
+fn sticky(out: &mut Vec<u8>, sticky: &StickySpec) {
+    object(out, |fields| {
+        array(fields.field("keys"), &sticky.keys, |out, key| {
+            object(out, |fields| match key {
+                KeySource::Header(name) => string(fields.field("header"), name),
+                KeySource::Cookie(name) => string(fields.field("cookie"), name),
+            });
+        });
+        fields
+            .field("seed")
+            .extend(sticky.seed.to_string().as_bytes());
+        let when_missing = match sticky.when_missing {
+            WhenMissing::Random => "random",
+            WhenMissing::Default => "default",
+        };
+        string(fields.field("when_missing"), when_missing);
+    });
+}
+
+fn rule(out: &mut Vec<u8>, rule: &RuleSpec) {
+    object(out, |fields| {
+        string(fields.field("name"), &rule.name);
+        when(fields.field("when"), &rule.when);
+        if let Some(version) = &rule.version {
+            string(fields.field("version"), version);
+        }
+        if let Some(rule_weights) = &rule.weights {
+            weights(fields.field("weights"), rule_weights);
+        }
+        if let Some(pins) = &rule.features {
+            object(fields.field("features"), |fields| {
+                for (name, on) in pins {
+                    boolean(fields.field(name), *on);
+                }
+            });
+        }
+    });
+}
+
+fn when(out: &mut Vec<u8>, when: &WhenSpec) {
+    object(out, |fields| {
+        if let Some(header) = &when.header {
+            match_spec(fields.field("header"), header);
+        }
+        if let Some(cookie) = &when.cookie {
+            match_spec(fields.field("cookie"), cookie);
+        }
+        if let Some(regions) = &when.region {
+            array(fields.field("region"), regions, |out, region| {
+                string(out, region)
+            });
+        }
+    });
+}
+
+fn match_spec(out: &mut Vec<u8>, spec: &MatchSpec) {
+    object(out, |fields| {
+        string(fields.field("name"), &spec.name);
+        if let Some(equals) = &spec.equals {
+            string(fields.field("equals"), equals);
+        }
+        if let Some(prefix) = &spec.prefix {
+            string(fields.field("prefix"), prefix);
+        }
+        if let Some(present) = spec.present {
+            boolean(fields.field("present"), present);
+        }
+    });
+}
+
+fn weights(out: &mut Vec<u8>, weights: &BTreeMap<String, f64>) {
+    object(out, |fields| {
+        for (name, percent) in weights {
+            number(fields.field(name), *percent);
+        }
+    });
+}
+
+/// The fields of an object being written: each call to [`Fields::field`] writes the comma
+/// before all but the first, the key and the colon.
+struct Fields<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+}
+
+impl Fields<'_> {
+    fn field(&mut self, key: &str) -> &mut Vec<u8> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        string(self.out, key);
+        self.out.push(b':');
+        self.out
+    }
+}
+
+fn object(out: &mut Vec<u8>, write_fields: impl FnOnce(&mut Fields)) {
+    out.push(b'{');
+    write_fields(&mut Fields { out, first: true });
+    out.push(b'}');
+}
+
+fn array<T>(out: &mut Vec<u8>, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, value) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, value);
+    }
+    out.push(b']');
+}
+
+fn boolean(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+/// A JSON string as serde_json escapes it: `"` and `\`, the control characters below 0x20
+/// (`\b`, `\t`, `\n`, `\f`, `\r` short, the others as `\u00xx`), everything else as is.
+fn string(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    for &byte in value.as_bytes() {
+        match byte {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            0x00..=0x1f => {
+                out.extend_from_slice(b"\\u00");
+                let hex = |nibble: u8| HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                out.push(hex(byte >> 4));
+                out.push(hex(byte & 0xf));
+            }
+            _ => out.push(byte),
+        }
+    }
+    out.push(b'"');
+}
+
+/// A finite `f64` as serde_json writes it: the shortest digits that read back as the same
+/// number, laid out as serde_json lays them out: `10.0`, `0.01`, `1e-7`, `1.5e+300`. The
+/// digits come from the standard library's shortest formatting (`{:e}`); where two last
+/// digits are as short, it may pick another than serde_json, never for a weight an accepted
+/// configuration holds (0 to 100 in steps of 0.01: the tests write every one). A number that is not finite (JSON has none; serde_json writes
+/// `null`) is written `null` too.
+fn number(out: &mut Vec<u8>, value: f64) {
+    if !value.is_finite() {
+        out.extend_from_slice(b"null");
+        return;
+    }
+    if value.is_sign_negative() {
+        out.push(b'-');
+    }
+    if value == 0.0 {
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    // The shortest digits, from the standard library's `Display` (positional, never an
+    // exponent; the `.wasm` has it already for the error messages, where `{:e}` would add its
+    // own code): `0.000123`, `33.33`, `1000`. The digits without the leading and trailing
+    // zeros, and where the decimal point falls among them.
+    let positional = value.abs().to_string();
+    let (whole, fraction) = positional
+        .split_once('.')
+        .unwrap_or((positional.as_str(), ""));
+    let all: Vec<u8> = whole.bytes().chain(fraction.bytes()).collect();
+    let leading = all.iter().take_while(|&&b| b == b'0').count();
+    let trailing = all.iter().rev().take_while(|&&b| b == b'0').count();
+    let digits: Vec<u8> = all
+        .get(leading..all.len().saturating_sub(trailing))
+        .unwrap_or_default()
+        .to_vec();
+    let whole_len = i32::try_from(whole.len()).unwrap_or(i32::MAX);
+    let exponent = whole_len - i32::try_from(leading).unwrap_or(i32::MAX) - 1;
+    // The value is 0.d1d2…dn × 10^kk: `kk` digits before the decimal point.
+    let length = i32::try_from(digits.len()).unwrap_or(i32::MAX);
+    let kk = exponent + 1;
+    let k = kk - length;
+    if (0..=16).contains(&kk) && k >= 0 {
+        // 1234e7 -> 12340000000.0
+        out.extend_from_slice(&digits);
+        out.resize(out.len() + k.unsigned_abs() as usize, b'0');
+        out.extend_from_slice(b".0");
+    } else if 0 < kk && kk <= 16 {
+        // 1234e-2 -> 12.34
+        let (whole, fraction) = digits.split_at(kk.unsigned_abs() as usize);
+        out.extend_from_slice(whole);
+        out.push(b'.');
+        out.extend_from_slice(fraction);
+    } else if -5 < kk && kk <= 0 {
+        // 1234e-6 -> 0.001234
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + kk.unsigned_abs() as usize, b'0');
+        out.extend_from_slice(&digits);
+    } else {
+        // 1e+30, 1234e30 -> 1.234e+33, 1e-7
+        let (first, rest) = digits.split_at(1);
+        out.extend_from_slice(first);
+        if !rest.is_empty() {
+            out.push(b'.');
+            out.extend_from_slice(rest);
+        }
+        out.push(b'e');
+        if kk > 0 {
+            out.push(b'+');
+        }
+        out.extend_from_slice((kk - 1).to_string().as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// serde_json's writer is the reference: the canonical form was defined as its output.
+    fn reference(config: &CanaryConfig) -> String {
+        serde_json::to_string(config).unwrap()
+    }
+
+    #[test]
+    fn every_field_as_serde_json_writes_it() {
+        let text = r#"{
+          "service": "checkout",
+          "hosts": ["checkout.shop.svc.cluster.local", "checkout.example.com"],
+          "versions": [{"name": "stable", "cluster": "app\u0001v1\"\\\b\f\n\r\t/é"},
+                       {"name": "canary", "cluster": "app-v2"}, {"name": "v3", "cluster": "c"}],
+          "default": "stable",
+          "weights": {"canary": 10, "v3": 0.01},
+          "sticky": {"keys": [{"header": "x-user-id"}, {"cookie": "uid"}], "seed": 4294967295,
+                     "when_missing": "default"},
+          "region": {"header": "x-region"},
+          "rules": [
+            {"name": "a", "when": {"header": {"name": "x-a", "equals": "1"},
+              "cookie": {"name": "c", "prefix": "p"}, "region": ["eu", "us"]}, "version": "v3"},
+            {"name": "b", "when": {"cookie": {"name": "c", "present": true}},
+              "weights": {"canary": 33.33, "v3": 1e-7}},
+            {"name": "c", "when": {"header": {"name": "x-c", "present": false}}, "weights": {}}
+          ],
+          "route_header": "",
+          "version_header": "x-v",
+          "response_version_header": true,
+          "metrics": {"latency": false}
+        }"#;
+        let config = CanaryConfig::from_json(text.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_form(&config)).unwrap(),
+            reference(&config)
+        );
+        // The features (their percents, the header, the rules' pins) and the mirror section.
+        let features = r#"{
+          "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],
+          "default": "stable",
+          "weights": {"canary": 5},
+          "sticky": {"keys": [{"header": "x-user-id"}]},
+          "rules": [
+            {"name": "staff", "when": {"header": {"name": "x-staff", "present": true}},
+             "features": {"new-checkout": true, "dark\"mode": false}},
+            {"name": "testers", "when": {"cookie": {"name": "t", "equals": "1"}},
+             "version": "canary", "features": {"new-checkout": false}}
+          ],
+          "features": {"new-checkout": {"percent": 12.5}, "dark\"mode": {"percent": 0},
+                       "all": {"percent": 100}},
+          "features_header": "x-flags",
+          "mirror": {"version": "canary", "percent": 33.33, "sampling": "random", "seed": 7,
+                     "header": "x-dark", "methods": ["GET", "POST"], "exclude_paths": ["/admin"]}
+        }"#;
+        let config = CanaryConfig::from_json(features.as_bytes());
+        let config = config.unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_form(&config)).unwrap(),
+            reference(&config)
+        );
+        // A mirror with its defaults written out (header, methods), as serde_json writes them.
+        let defaults = r#"{"versions": [{"name": "s", "cluster": "a"}, {"name": "d", "cluster": "b"}],
+          "default": "s", "mirror": {"version": "d", "percent": 1}}"#;
+        let config = CanaryConfig::from_json(defaults.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_form(&config)).unwrap(),
+            reference(&config)
+        );
+        let minimal = r#"{"versions": [{"name": "s", "cluster": "a"}], "default": "s"}"#;
+        let config = CanaryConfig::from_json(minimal.as_bytes()).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_form(&config)).unwrap(),
+            reference(&config)
+        );
+    }
+
+    /// Numbers over every layout serde_json has (whole, fraction, small, exponent), and every
+    /// weight a configuration the filter accepts may hold: written as serde_json writes them.
+    #[test]
+    fn numbers_as_serde_json_writes_them() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            10.0,
+            100.0,
+            0.01,
+            0.29,
+            33.33,
+            99.99,
+            12.5,
+            1e-5,
+            1e-4,
+            0.000123,
+            1e-7,
+            1.5e-7,
+            1e15,
+            1e16,
+            1e17,
+            1.234e17,
+            1e21,
+            1e22,
+            1.7976931348623157e308,
+            5e-324,
+            -12.5,
+            f64::MIN_POSITIVE,
+        ];
+        // 0.00 to 100.00 in steps of 0.01, as parsed.
+        values.extend((0..=10_000).map(|points| {
+            format!("{}.{:02}", points / 100, points % 100)
+                .parse::<f64>()
+                .unwrap()
+        }));
+        for value in values {
+            let mut out = Vec::new();
+            number(&mut out, value);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&value).unwrap(),
+                "{value:e}"
+            );
+        }
+    }
+
+    /// Any other number (a configuration the filter refuses may hold one) is written in as
+    /// few digits as reads back as the same number. serde_json's writer and the standard
+    /// library may pick another last digit where two are as short: then the two forms differ,
+    /// which no accepted configuration meets (above).
+    #[test]
+    fn any_number_reads_back_as_itself() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let value = f64::from_bits(state);
+            if !value.is_finite() {
+                continue;
+            }
+            let mut out = Vec::new();
+            number(&mut out, value);
+            let text = String::from_utf8(out).unwrap();
+            let reference = serde_json::to_string(&value).unwrap();
+            assert_eq!(text.parse::<f64>().unwrap(), value, "{text}");
+            assert_eq!(text.len(), reference.len(), "{text} against {reference}");
+        }
+    }
+}

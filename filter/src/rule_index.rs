@@ -1,0 +1,319 @@
+//! The rules indexed by what they read, so that a request pays for the rules it could match,
+//! not for every rule: with a thousand rules a request still looks at a handful.
+//!
+//! Every rule has a **gate**: one of its conditions, which must hold for the rule to hold. A
+//! header or cookie condition holds only when its header or cookie is there, and an `equals`
+//! one only for that one value; a region condition only for its regions. The index files each
+//! rule under its gate's key: the header (then the value, for `equals`), the cookie name (then
+//! the value), or each of its regions. A request looks up the keys it has: each header it
+//! carries, each cookie in its `cookie` header (one pass over it), its region. What it finds
+//! are candidate rules; each candidate's conditions are then checked in full, as before, and
+//! the first rule in configuration order that holds wins. A rule that is not found cannot hold:
+//! its gate does not.
+//!
+//! Only rules that choose a version are filed: a features-only rule (`Action::Features`)
+//! never decides the version, so it must not stop the search for the first rule that does.
+//! The feature pins are found apart from this index (`RoutingPlan::decide_features` checks
+//! every rule that names a feature, in order), so no rule that can pin a feature is missed.
+
+use crate::cookie::{cookie_value, cookies};
+use crate::decision::RequestView;
+use crate::plan::{Action, Condition, HeaderSlot, Key, RoutingPlan, Rule, ValueTest};
+
+/// The sticky keys' cookies as the rules' pass over the `cookie` header found them: for each
+/// of the first [`KEY_COOKIES`] keys that is a cookie, where its value lies in the header
+/// (`None`: the header has no such cookie). Empty when no pass was made; the key is then
+/// looked up in the header as before.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCookies {
+    scanned: bool,
+    found: [Option<(usize, usize)>; KEY_COOKIES],
+}
+
+/// How many sticky keys the pass over the `cookie` header looks for.
+const KEY_COOKIES: usize = 4;
+
+impl KeyCookies {
+    /// For key number `key`, a cookie: `Some(where its value is)` when the pass looked for it.
+    pub(crate) fn found(&self, key: usize) -> Option<Option<(usize, usize)>> {
+        if self.scanned && key < KEY_COOKIES {
+            self.found.get(key).copied()
+        } else {
+            None
+        }
+    }
+}
+
+/// Up to this many header names among the rules' gates, the decision fetches each from the
+/// request (a header map lookup each); beyond, it walks the request's headers once.
+const FEW_HEADER_NAMES: usize = 2;
+
+/// Rule numbers (indices into the plan's rules), ascending.
+type RuleList = Vec<usize>;
+
+/// The rules filed under one header or cookie.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Gates {
+    /// Rules whose gate is `equals`, by the value wanted (sorted by value).
+    equals: Vec<(Vec<u8>, RuleList)>,
+    /// Rules whose gate is `prefix` or `present`: candidates whenever the header or cookie is
+    /// there.
+    any_value: RuleList,
+}
+
+impl Gates {
+    /// The gates of one header or cookie from its rules' tests, in rule order.
+    fn new(tests: Vec<(&ValueTest, usize)>) -> Self {
+        let mut equals = Vec::new();
+        let mut any_value = Vec::new();
+        for (test, rule) in tests {
+            match test {
+                ValueTest::Equals(value) => equals.push((value.as_slice(), rule)),
+                ValueTest::Prefix(_) | ValueTest::Present => any_value.push(rule),
+            }
+        }
+        Gates {
+            equals: grouped(equals),
+            any_value,
+        }
+    }
+
+    /// The candidates for a header or cookie that has `value`: at most two lists.
+    fn candidates(&self, value: &[u8]) -> [&[usize]; 2] {
+        let equal = match self
+            .equals
+            .binary_search_by(|(wanted, _)| wanted.as_slice().cmp(value))
+        {
+            Ok(at) => self.equals.get(at).map_or(&[][..], |(_, rules)| rules),
+            Err(_) => &[],
+        };
+        [equal, &self.any_value]
+    }
+}
+
+/// `(key, item)` pairs grouped by key, the keys sorted and each key's items in their order.
+/// The groups are kept in order of appearance and only their numbers sorted, by binary search
+/// and insertion: moving a few bytes per insertion keeps a thousand rules cheap to index, and
+/// the standard library's sorts would add more to the `.wasm` than this whole index.
+fn grouped<T>(items: Vec<(&[u8], T)>) -> Vec<(Vec<u8>, Vec<T>)> {
+    let mut groups: Vec<(&[u8], Vec<T>)> = Vec::new();
+    let mut sorted: Vec<usize> = Vec::new();
+    for (key, item) in items {
+        let found = sorted.binary_search_by(|group| {
+            groups
+                .get(*group)
+                .map_or(&[][..], |(have, _)| *have)
+                .cmp(key)
+        });
+        match found {
+            Ok(at) => {
+                if let Some((_, group)) = sorted.get(at).and_then(|group| groups.get_mut(*group)) {
+                    group.push(item);
+                }
+            }
+            Err(at) => {
+                groups.push((key, vec![item]));
+                sorted.insert(at, groups.len() - 1);
+            }
+        }
+    }
+    let mut groups: Vec<Option<(&[u8], Vec<T>)>> = groups.into_iter().map(Some).collect();
+    sorted
+        .iter()
+        .filter_map(|group| groups.get_mut(*group)?.take())
+        .map(|(key, items)| (key.to_vec(), items))
+        .collect()
+}
+
+/// The index of a plan's rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RuleIndex {
+    /// Rules gated on a header, by the header's (lower-case) name, sorted by name.
+    headers: Vec<(Vec<u8>, HeaderSlot, Gates)>,
+    /// Rules gated on a cookie, by the cookie's name, sorted by name.
+    cookies: Vec<(Vec<u8>, Gates)>,
+    /// Rules gated on the region, by region, sorted.
+    regions: Vec<(Vec<u8>, RuleList)>,
+}
+
+impl RuleIndex {
+    /// Indexes the rules that choose a version among `rules`; `header_names` are the plan's
+    /// names by slot.
+    pub(crate) fn new(rules: &[Rule], header_names: &[String]) -> Self {
+        let mut headers = Vec::new();
+        let mut cookies = Vec::new();
+        let mut regions = Vec::new();
+        let choosing = rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| !matches!(rule.action, Action::Features));
+        for (number, rule) in choosing {
+            match gate(rule) {
+                Some(Condition::Header(slot, test)) => {
+                    let name = header_names.get(*slot).map_or("", String::as_str);
+                    headers.push((name.as_bytes(), (*slot, test, number)));
+                }
+                Some(Condition::Cookie(name, test)) => {
+                    cookies.push((name.as_slice(), (test, number)));
+                }
+                Some(Condition::Region(wanted)) => {
+                    for region in wanted {
+                        regions.push((region.as_slice(), number));
+                    }
+                }
+                None => {}
+            }
+        }
+        let headers = grouped(headers)
+            .into_iter()
+            .map(|(name, gates)| {
+                let slot = gates.first().map_or(0, |(slot, _, _)| *slot);
+                let tests = gates.into_iter().map(|(_, test, rule)| (test, rule));
+                (name, slot, Gates::new(tests.collect()))
+            })
+            .collect();
+        let cookies = grouped(cookies)
+            .into_iter()
+            .map(|(name, tests)| (name, Gates::new(tests)))
+            .collect();
+        let mut regions = grouped(regions);
+        // A region listed twice in one rule files the rule once.
+        for (_, rules) in &mut regions {
+            rules.dedup();
+        }
+        RuleIndex {
+            headers,
+            cookies,
+            regions,
+        }
+    }
+}
+
+/// The condition a rule is filed under: the most selective one it has (an `equals` on a
+/// header, then on a cookie, then the region, then any header or cookie condition).
+fn gate(rule: &Rule) -> Option<&Condition> {
+    let rank = |condition: &Condition| match condition {
+        Condition::Header(_, ValueTest::Equals(_)) => 0,
+        Condition::Cookie(_, ValueTest::Equals(_)) => 1,
+        Condition::Region(_) => 2,
+        Condition::Header(..) => 3,
+        Condition::Cookie(..) => 4,
+    };
+    rule.conditions
+        .iter()
+        .min_by_key(|condition| rank(condition))
+}
+
+impl RoutingPlan {
+    /// The number of the first rule that holds for `request`, looking only at the rules the
+    /// index finds for it.
+    /// Also returns where the sticky keys' cookies are, when it passed over the `cookie` header.
+    pub(crate) fn first_rule<R: RequestView>(
+        &self,
+        request: &mut R,
+    ) -> (Option<usize>, KeyCookies) {
+        let mut key_cookies = KeyCookies::default();
+        let index = &self.index;
+        // The first rule found so far: later candidates stop at it.
+        let mut first: Option<usize> = None;
+
+        if !index.headers.is_empty() {
+            let mut lists: Vec<&[usize]> = Vec::new();
+            // A few header names are each looked up in the request; more, and each of the
+            // request's headers is looked up among them instead.
+            let walked = index.headers.len() > FEW_HEADER_NAMES
+                && request.for_each_header(&mut |name, value| {
+                    if let Ok(at) = index
+                        .headers
+                        .binary_search_by(|(have, _, _)| have.as_slice().cmp(name))
+                    {
+                        if let Some((_, _, gates)) = index.headers.get(at) {
+                            lists.extend(gates.candidates(value));
+                        }
+                    }
+                });
+            if !walked {
+                // A view that cannot list its headers is asked for each name the index has.
+                for (_, slot, gates) in &index.headers {
+                    if let Some(value) = request.header(*slot) {
+                        lists.extend(gates.candidates(value));
+                    }
+                }
+            }
+            for list in lists {
+                first = self.first_holding(list, first, request);
+            }
+        }
+
+        if !index.cookies.is_empty() {
+            let mut lists: Vec<&[usize]> = Vec::new();
+            let keys = self.sticky.as_ref().map_or(&[][..], |sticky| &sticky.keys);
+            if let Some(header) = self.cookie_header.and_then(|slot| request.header(slot)) {
+                key_cookies.scanned = true;
+                for (name, raw_value) in cookies(header) {
+                    // The first cookie of each key's name (the one `find_cookie` returns).
+                    for (key, found) in keys.iter().zip(key_cookies.found.iter_mut()) {
+                        if found.is_none()
+                            && matches!(key, Key::Cookie(want) if want.as_slice() == name)
+                        {
+                            let value = cookie_value(raw_value);
+                            let start =
+                                (value.as_ptr() as usize).saturating_sub(header.as_ptr() as usize);
+                            *found = Some((start, start + value.len()));
+                        }
+                    }
+                    if let Ok(at) = index
+                        .cookies
+                        .binary_search_by(|(have, _)| have.as_slice().cmp(name))
+                    {
+                        if let Some((_, gates)) = index.cookies.get(at) {
+                            lists.extend(gates.candidates(cookie_value(raw_value)));
+                        }
+                    }
+                }
+            }
+            for list in lists {
+                first = self.first_holding(list, first, request);
+            }
+        }
+
+        if !index.regions.is_empty() {
+            let list = self.region(request).and_then(|region| {
+                index
+                    .regions
+                    .binary_search_by(|(have, _)| have.as_slice().cmp(region))
+                    .ok()
+                    .and_then(|at| index.regions.get(at))
+                    .map(|(_, rules)| rules.as_slice())
+            });
+            if let Some(list) = list {
+                first = self.first_holding(list, first, request);
+            }
+        }
+        (first, key_cookies)
+    }
+
+    /// The first rule of `candidates` (ascending) before `first` whose conditions all hold,
+    /// else `first`.
+    fn first_holding<R: RequestView>(
+        &self,
+        candidates: &[usize],
+        first: Option<usize>,
+        request: &mut R,
+    ) -> Option<usize> {
+        for &number in candidates {
+            if first.is_some_and(|first| number >= first) {
+                break;
+            }
+            let holds = self.rules.get(number).is_some_and(|rule| {
+                rule.conditions
+                    .iter()
+                    .all(|condition| self.holds(condition, request))
+            });
+            if holds {
+                return Some(number);
+            }
+        }
+        first
+    }
+}
