@@ -216,3 +216,19 @@ fn a_broken_feature_is_rolled_back_from_prometheus() {
     );
     assert_eq!(failed["stable"]["errors_5xx"].as_u64(), Some(0), "{failed}");
 }
+
+/// A feature rollout has no dark phase: `--mirror` with `--feature` is refused before anything
+/// is written.
+#[test]
+fn a_feature_rollout_refuses_a_mirror() {
+    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let before = mesh.filter_configuration().unwrap();
+    let output = run(canaryctl(&mesh, &["rollout", "--feature", "dark-mode"])
+        .args(["--admin", &mesh.front().admin().to_string()])
+        .args(["--steps", "20,100", "--mirror", "5"]));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--mirror"), "{stderr}");
+    assert!(stderr.contains("no dark phase"), "{stderr}");
+    assert_eq!(mesh.filter_configuration().unwrap(), before);
+}
