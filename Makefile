@@ -18,7 +18,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin
 
-.PHONY: dashboard-picture kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim wasm-cost
+.PHONY: cli-reference dashboard-picture kubectl istio-demo istio-schemas help demo test bench bench-host-calls bench-cost check unit wasm-test e2e wasm canaryctl toolchain envoy prometheus wrk wasm-opt wasm-bindgen-runner clean fuzz judge-sim wasm-cost
 
 help:
 	@echo "make demo   build the filter, start Envoy and demo upstreams, send traffic, print the per-version table, serve on 127.0.0.1:10000"
@@ -26,6 +26,7 @@ help:
 	@echo "make bench-host-calls  the price of each kind of proxy-wasm host call in Envoy's V8 (BENCHMARKS.md)"
 	@echo "make bench-cost  each feature's price per request over the wasm floor, then the scaling table (rules, versions, cookies, headers) in fuel and in µs (BENCHMARKS.md)"
 	@echo "make canaryctl  build the control binary (target/release/canaryctl)"
+	@echo "make cli-reference  write docs/reference/cli.md from canaryctl's help (a test checks it)"
 	@echo "make istio-demo  a real Envoy and a stand-in Kubernetes API server holding the WasmPlugin, for canaryctl --wasmplugin"
 	@echo "make test   format and clippy checks, unit tests (native and wasm32), the wasm build, end-to-end tests in a real Envoy"
 	@echo "make fuzz   the property tests of the core and of explain at full count (FUZZ_CASES per property, FUZZ_SEED)"
@@ -99,6 +100,11 @@ wasm: toolchain wasm-opt
 canaryctl:
 	cargo build --release -p canary-control
 	@echo "built target/release/canaryctl"
+
+# docs/reference/cli.md from canaryctl's own help; `make test` fails when it is out of date.
+cli-reference:
+	CANARYCTL_WRITE_REFERENCE=1 cargo test -q -p canary-control --bin canaryctl cli_reference
+	@echo "wrote docs/reference/cli.md"
 
 ## Tests ------------------------------------------------------------------------------------
 

@@ -7,6 +7,9 @@ use canary_control::cli::Cli;
 use canary_control::commands::{self, exit_code};
 use clap::Parser;
 
+#[cfg(test)]
+mod cli_reference;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
