@@ -851,7 +851,7 @@ pub fn render(doc: &serde_json::Value, config: &CanaryConfig, format: Format) ->
         Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
         Format::Yaml => format!(
             "# The canary filter and its configuration, as one ECDS resource (written by canaryctl;\n\
-             # `value` is the filter's JSON configuration, see the README).\n{}",
+             # `value` is the filter's JSON configuration, see docs/reference/configuration.md).\n{}",
             serde_yaml_ng::to_string(&doc)?
         ),
     })

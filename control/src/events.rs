@@ -1,6 +1,6 @@
 //! The rollout's events: one enum, serialized with a stable `event` tag. The same objects are
 //! the audit log's lines, `rollout --json`'s lines on standard output and the notification
-//! hooks' payloads (README, "Rollout events", gives the schema).
+//! hooks' payloads (docs/guide/rollouts.md, "Rollout events", gives the schema).
 
 use serde::Serialize;
 

@@ -40,7 +40,7 @@ pub fn fleet(prometheus: Option<&str>, admins: Vec<Admin>) -> Fleet {
 /// service in `--prometheus` to confirm a write), else the ECDS file with the Envoys of
 /// `--admin` to confirm a write. `--admin` with a WasmPlugin is refused: a sidecar's admin
 /// endpoint listens inside its pod, there is no list of them to name, and Prometheus already
-/// scrapes every one (README, "The Istio target").
+/// scrapes every one (docs/guide/istio.md, "The Istio target").
 pub fn target(target: &TargetArgs, confirm: &Confirm) -> Result<Target> {
     match &target.wasmplugin {
         Some(reference) => {
