@@ -2,7 +2,7 @@
 //! templated by `{version}`, `{service}` and `{interval}`, read from Prometheus at each of the
 //! rollout's reads and judged beside the built-in checks.
 //!
-//! Two kinds (README, "Your own checks"):
+//! Two kinds (docs/guide/rollouts.md, "Your own checks"):
 //!
 //! - A **count** check (`bad` and `total`, two queries of counters): the canary's rate of bad
 //!   events is judged with the same anytime-valid evidence as the built-in 5xx check

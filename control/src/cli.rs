@@ -260,7 +260,7 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "WEIGHT", value_delimiter = ',')]
     pub pause_at: Vec<f64>,
     /// A checks file (YAML): your own PromQL checks, judged beside the built-in ones (needs
-    /// --prometheus; README, "Your own checks").
+    /// --prometheus; docs/guide/rollouts.md, "Your own checks").
     #[arg(long, value_name = "FILE")]
     pub checks: Option<PathBuf>,
     /// One check of your own: NAME='{bad: QUERY, total: QUERY, margin: PP}' and the other
