@@ -197,10 +197,40 @@ pub struct FeatureMetricName<'a> {
 /// Takes a feature metric's raw name apart (with or without the `wasmcustom.` prefix); `None`
 /// for any other metric.
 pub fn parse_feature_name(name: &str) -> Option<FeatureMetricName<'_>> {
+    let parts = parse_labelled(
+        name,
+        [FEATURE_REQUESTS, FEATURE_RESPONSES, FEATURE_DURATION],
+        (FEATURE_LABEL, FEATURE_STATE_LABEL),
+    )?;
+    Some(FeatureMetricName {
+        metric: parts.metric,
+        service: parts.service,
+        feature: parts.labels.0,
+        state: parts.labels.1,
+        code_class: parts.code_class,
+    })
+}
+
+/// A raw name's parts, for the two families of metrics (per version and rule, per feature and
+/// state): `metric[.canary_service.S].LABEL0.V0.LABEL1.V1[.canary_code_class.C]`, the code
+/// class on the responses counter (the second of `metrics`) only.
+struct LabelledName<'a> {
+    metric: &'a str,
+    service: Option<&'a str>,
+    labels: (&'a str, &'a str),
+    code_class: Option<&'a str>,
+}
+
+fn parse_labelled<'a>(
+    name: &'a str,
+    metrics: [&str; 3],
+    (first, second): (&str, &str),
+) -> Option<LabelledName<'a>> {
+    let [_, responses, _] = metrics;
     let name = name.strip_prefix(ENVOY_PREFIX).unwrap_or(name);
     let mut parts = name.split('.').peekable();
     let metric = parts.next()?;
-    if ![FEATURE_REQUESTS, FEATURE_RESPONSES, FEATURE_DURATION].contains(&metric) {
+    if !metrics.contains(&metric) {
         return None;
     }
     let service = if parts.peek() == Some(&SERVICE_LABEL) {
@@ -209,12 +239,15 @@ pub fn parse_feature_name(name: &str) -> Option<FeatureMetricName<'_>> {
     } else {
         None
     };
-    let (Some(FEATURE_LABEL), Some(feature), Some(FEATURE_STATE_LABEL), Some(state)) =
+    let (Some(label0), Some(value0), Some(label1), Some(value1)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
-    let code_class = match (metric == FEATURE_RESPONSES, parts.next(), parts.next()) {
+    if (label0, label1) != (first, second) {
+        return None;
+    }
+    let code_class = match (metric == responses, parts.next(), parts.next()) {
         (true, Some(CODE_CLASS_LABEL), Some(class)) => Some(class),
         (false, None, None) => None,
         _ => return None,
@@ -222,11 +255,10 @@ pub fn parse_feature_name(name: &str) -> Option<FeatureMetricName<'_>> {
     if parts.next().is_some() {
         return None;
     }
-    Some(FeatureMetricName {
+    Some(LabelledName {
         metric,
         service,
-        feature,
-        state,
+        labels: (value0, value1),
         code_class,
     })
 }
@@ -261,37 +293,17 @@ pub struct MetricName<'a> {
 /// Takes a raw name apart (with or without the `wasmcustom.` prefix); `None` for any other
 /// metric.
 pub fn parse_name(name: &str) -> Option<MetricName<'_>> {
-    let name = name.strip_prefix(ENVOY_PREFIX).unwrap_or(name);
-    let mut parts = name.split('.').peekable();
-    let metric = parts.next()?;
-    if ![REQUESTS, RESPONSES, DURATION].contains(&metric) {
-        return None;
-    }
-    let service = if parts.peek() == Some(&SERVICE_LABEL) {
-        parts.next();
-        Some(parts.next()?)
-    } else {
-        None
-    };
-    let (Some(VERSION_LABEL), Some(version), Some(RULE_LABEL), Some(rule)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    let code_class = match (metric == RESPONSES, parts.next(), parts.next()) {
-        (true, Some(CODE_CLASS_LABEL), Some(class)) => Some(class),
-        (false, None, None) => None,
-        _ => return None,
-    };
-    if parts.next().is_some() {
-        return None;
-    }
+    let parts = parse_labelled(
+        name,
+        [REQUESTS, RESPONSES, DURATION],
+        (VERSION_LABEL, RULE_LABEL),
+    )?;
     Some(MetricName {
-        metric,
-        service,
-        version,
-        rule,
-        code_class,
+        metric: parts.metric,
+        service: parts.service,
+        version: parts.labels.0,
+        rule: parts.labels.1,
+        code_class: parts.code_class,
     })
 }
 
@@ -502,5 +514,36 @@ mod tests {
         ] {
             assert_eq!(parse_name(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn feature_names_parse_back_and_the_two_families_do_not_mix() {
+        assert_eq!(
+            parse_feature_name(
+                "wasmcustom.canary_feature_responses_total.canary_service.shop.canary_feature.dark-mode.canary_feature_state.on.canary_code_class.5xx"
+            ),
+            Some(FeatureMetricName {
+                metric: FEATURE_RESPONSES,
+                service: Some("shop"),
+                feature: "dark-mode",
+                state: "on",
+                code_class: Some("5xx"),
+            })
+        );
+        let requests = "canary_feature_requests_total.canary_feature.f.canary_feature_state.off";
+        assert_eq!(parse_feature_name(requests).unwrap().state, "off");
+        for other in [
+            // A version metric's name, or a feature metric with a version's labels.
+            "canary_requests_total.canary_version.a.canary_rule.b",
+            "canary_feature_requests_total.canary_version.a.canary_rule.b",
+            "canary_feature_requests_total.canary_feature.f.canary_feature_state.on.canary_code_class.2xx",
+        ] {
+            assert_eq!(parse_feature_name(other), None, "{other}");
+        }
+        assert_eq!(parse_name(requests), None);
+        assert_eq!(
+            parse_name("canary_requests_total.canary_feature.f.canary_feature_state.on"),
+            None
+        );
     }
 }
