@@ -957,22 +957,36 @@ impl Rollout {
         stable: &str,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<Read> {
+        self.read_retrying(out, interrupted, "source", &source.describe(), || {
+            let reading = self.read_fleet(source)?;
+            let checked = match &self.custom {
+                Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
+                None => Readings::new(),
+            };
+            Ok((reading, checked))
+        })
+    }
+
+    /// `read` retried once per interval, each failure said and emitted as a `source_error`;
+    /// after `max_failed_reads` failures in a row, [`Read::Failed`]. `what` names the source
+    /// in the failure lines, `described` in the final one.
+    fn read_retrying(
+        &self,
+        out: &mut Reporter,
+        interrupted: &Arc<AtomicBool>,
+        what: &str,
+        described: &str,
+        mut read: impl FnMut() -> Result<(FleetReading, Readings)>,
+    ) -> Result<Read> {
         let mut failures = 0;
         loop {
-            let read = self.read_fleet(source).and_then(|reading| {
-                let checked = match &self.custom {
-                    Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
-                    None => Readings::new(),
-                };
-                Ok((reading, checked))
-            });
-            match read {
+            match read() {
                 Ok((reading, checked)) => return Ok(Read::Metrics(reading, checked)),
                 Err(err) => {
                     failures += 1;
                     let message = format!("{err:#}");
                     out.say(&format!(
-                        "  source read failed ({failures} of {}): {message}; holding",
+                        "  {what} read failed ({failures} of {}): {message}; holding",
                         self.max_failed_reads
                     ));
                     out.emit(Event::SourceError {
@@ -982,8 +996,7 @@ impl Rollout {
                     })?;
                     if failures >= self.max_failed_reads {
                         return Ok(Read::Failed(format!(
-                            "{failures} failed reads of {} in a row: {message}",
-                            source.describe()
+                            "{failures} failed reads of {described} in a row: {message}"
                         )));
                     }
                 }

@@ -268,33 +268,13 @@ impl Rollout {
         shadows: &ShadowSource<'_>,
         interrupted: &Arc<AtomicBool>,
     ) -> Result<Read> {
-        let mut failures = 0;
-        loop {
-            match shadows.read() {
-                Ok(reading) => return Ok(Read::Metrics(reading, Vec::new())),
-                Err(err) => {
-                    failures += 1;
-                    let message = format!("{err:#}");
-                    out.say(&format!(
-                        "  mirror stats read failed ({failures} of {}): {message}",
-                        self.max_failed_reads
-                    ));
-                    out.emit(Event::SourceError {
-                        failures,
-                        max_failed_reads: self.max_failed_reads,
-                        error: message.clone(),
-                    })?;
-                    if failures >= self.max_failed_reads {
-                        return Ok(Read::Failed(format!(
-                            "{failures} failed reads of the mirror cluster's stats: {message}"
-                        )));
-                    }
-                }
-            }
-            if !self.pause(self.interval, interrupted) {
-                return Ok(Read::Interrupted);
-            }
-        }
+        self.read_retrying(
+            out,
+            interrupted,
+            "mirror stats",
+            "the mirror cluster's stats",
+            || Ok((shadows.read()?, Vec::new())),
+        )
     }
 }
 
