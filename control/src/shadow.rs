@@ -11,12 +11,13 @@
 //! among them), and stable is its cluster's whole series. Both histograms carry Envoy's
 //! default bounds, the same on both sides, as the judge requires.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::admin::Admin;
 use crate::judge::Counts;
 use crate::per_proxy::FleetReading;
 use crate::source::MetricsReading;
+use crate::stats::sample;
 
 /// The admin query: only the cluster request stats (a plain substring filter).
 pub const QUERY: &str = "/stats/prometheus?filter=upstream_rq_";
@@ -46,33 +47,16 @@ pub fn parse_cluster(text: &str, cluster: &str, series: Series) -> Result<Counts
     let classes = format!("{}_xx", series.prefix());
     let buckets = format!("{}_time_bucket", series.prefix());
     let mut counts = Counts::default();
-    for line in text.lines() {
-        let Some((name, rest)) = line.trim().split_once('{') else {
-            continue;
-        };
+    for (name, sample) in text.lines().filter_map(sample) {
         if name != classes && name != buckets {
             continue;
         }
-        let (labels, value) = rest
-            .split_once('}')
-            .ok_or_else(|| anyhow!("unreadable line {line:?}"))?;
-        let label = |key: &str| {
-            labels.split(',').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-            })
-        };
-        if label("envoy_cluster_name").as_deref() != Some(cluster) {
+        let (labels, value) = sample.read()?;
+        if labels.get("envoy_cluster_name").as_deref() != Some(cluster) {
             continue;
         }
-        let value: f64 = value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
-        let value = value.round() as u64;
         if name == classes {
-            let class = label("envoy_response_code_class").unwrap_or_default();
+            let class = labels.get("envoy_response_code_class").unwrap_or_default();
             // Envoy labels the class by its digit ("5" for 5xx).
             let index = class
                 .parse::<usize>()
@@ -83,11 +67,7 @@ pub fn parse_cluster(text: &str, cluster: &str, series: Series) -> Result<Counts
                 counts.responses[index] += value;
             }
         } else {
-            let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
-            let bound: f64 = le
-                .parse()
-                .map_err(|_| anyhow!("unreadable bucket bound {le:?}"))?;
-            counts.latency.push((bound, value));
+            counts.latency.push((labels.bucket_bound()?, value));
         }
     }
     counts.latency.sort_by(|a, b| a.0.total_cmp(&b.0));

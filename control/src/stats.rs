@@ -105,60 +105,98 @@ pub fn parse_prometheus(text: &str) -> Result<FilterStats> {
 pub fn parse_family(text: &str, family: &Family) -> Result<FilterStats> {
     let buckets = format!("{}_bucket", family.duration);
     let mut stats = FilterStats::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((name, rest)) = line.split_once('{') else {
-            continue;
-        };
+    for (name, sample) in text.lines().filter_map(sample) {
         if name != family.requests && name != family.responses && name != buckets {
             continue;
         }
-        let (labels, value) = rest
-            .split_once('}')
-            .ok_or_else(|| anyhow!("unreadable line {line:?}"))?;
-        let label = |key: &str| {
-            labels.split(',').find_map(|pair| {
-                let (k, v) = pair.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-            })
-        };
-        let (Some(version), Some(rule)) = (label(family.version_label), label(family.rule_label))
-        else {
+        let (labels, value) = sample.read()?;
+        let (Some(version), Some(rule)) = (
+            labels.get(family.version_label),
+            labels.get(family.rule_label),
+        ) else {
             continue;
         };
         let key = SeriesKey {
-            service: label(SERVICE_LABEL).unwrap_or_default(),
+            service: labels.get(SERVICE_LABEL).unwrap_or_default(),
             version,
             rule,
         };
-        let value: f64 = value
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
-        // Counters are whole numbers, written as such or as floats.
-        let value = value.round() as u64;
         let series = stats.entry(key).or_default();
         if name == family.requests {
             series.requests += value;
         } else if name == family.responses {
-            let class = label(CODE_CLASS_LABEL).unwrap_or_default();
+            let class = labels.get(CODE_CLASS_LABEL).unwrap_or_default();
             *series.responses.entry(class).or_default() += value;
         } else {
-            let le = label("le").ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
-            let bound: f64 = le
-                .parse()
-                .map_err(|_| anyhow!("unreadable bucket bound {le:?}"))?;
-            series.latency.push((bound, value));
+            series.latency.push((labels.bucket_bound()?, value));
         }
     }
     for series in stats.values_mut() {
         series.latency.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
     Ok(stats)
+}
+
+/// A sample line of Envoy's `/stats/prometheus` text, `name{labels} value`: its name, and the
+/// rest to read once the name is wanted (other metrics' lines are skipped unread). `None` for
+/// comments, blank lines and samples without labels.
+pub fn sample(line: &str) -> Option<(&str, Sample<'_>)> {
+    let line = line.trim();
+    if line.starts_with('#') {
+        return None;
+    }
+    let (name, rest) = line.split_once('{')?;
+    Some((name, Sample { line, rest }))
+}
+
+/// The labels and value of a sample line ([`sample`]).
+pub struct Sample<'a> {
+    line: &'a str,
+    rest: &'a str,
+}
+
+impl<'a> Sample<'a> {
+    /// Its labels, and its value as a count (counters and bucket counts are whole numbers,
+    /// written as such or as floats).
+    pub fn read(&self) -> Result<(Labels<'a>, u64)> {
+        let line = self.line;
+        let (labels, value) = self
+            .rest
+            .split_once('}')
+            .ok_or_else(|| anyhow!("unreadable line {line:?}"))?;
+        let value: f64 = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| anyhow!("unreadable value in {line:?}"))?;
+        Ok((Labels { line, labels }, value.round() as u64))
+    }
+}
+
+/// A sample line's labels.
+pub struct Labels<'a> {
+    line: &'a str,
+    labels: &'a str,
+}
+
+impl Labels<'_> {
+    /// The value of label `key`, unquoted.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.labels.split(',').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+        })
+    }
+
+    /// A histogram bucket's upper bound, its `le` label.
+    pub fn bucket_bound(&self) -> Result<f64> {
+        let line = self.line;
+        let le = self
+            .get("le")
+            .ok_or_else(|| anyhow!("a bucket without le: {line:?}"))?;
+        le.parse()
+            .map_err(|_| anyhow!("unreadable bucket bound {le:?}"))
+    }
 }
 
 /// The value of the stat named exactly `name` in Envoy's `/stats?format=json`; `None` when
