@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use canary_control::judge::JudgeSettings;
+use canary_control::rollout::judge::JudgeSettings;
 use canary_control::sim::{self, Row, Target};
 use clap::Parser;
 

@@ -15,23 +15,33 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::checks::{self, CheckResult, Custom, CustomJudgement, Readings};
-use crate::events::{CountsSummary, Event, GateKind, Record};
-use crate::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
-use crate::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
-use crate::ownership::{self, Overridden, Owned};
-use crate::pause::{PauseFile, Request};
-use crate::per_proxy::{self, FleetReading, Interval};
-use crate::progress::{self, Progress};
-use crate::source::Source;
-use crate::target::Target;
-use crate::{edit, movement};
+use self::checks::{CheckResult, Custom, CustomJudgement, Readings};
+use self::events::{CountsSummary, Event, GateKind, Record};
+use self::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
+use self::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
+use self::ownership::{Overridden, Owned};
+use self::pause::{PauseFile, Request};
+use self::progress::Progress;
+use crate::config::{edit, movement};
+use crate::mesh::target::Target;
+use crate::metrics::per_proxy::{self, FleetReading, Interval};
+use crate::metrics::source::Source;
 
+pub mod checks;
 mod dark;
+pub mod dispersion;
+pub mod events;
+pub mod evidence;
 mod feature;
+pub mod hooks;
+pub mod judge;
+pub mod ownership;
+pub mod pause;
+pub mod progress;
+pub mod runs;
 
 /// What a termination signal (Ctrl-C's SIGINT, SIGTERM, SIGHUP) does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnInterrupt {
     /// Leave the canary at its current weight.
     Hold,
@@ -1197,7 +1207,7 @@ impl Rollout {
             progress::side(&self.canary, canary),
             progress::side(
                 if self.feature {
-                    crate::flags::OFF
+                    crate::config::flags::OFF
                 } else {
                     "stable"
                 },

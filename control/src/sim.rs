@@ -17,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::judge::{Counts, JudgeSettings, Judgement, StepAction};
+use crate::rollout::judge::{Counts, JudgeSettings, Judgement, StepAction};
 
 /// The latency buckets of the shipped front Envoy (`envoy/front.yaml`,
 /// `histogram_bucket_settings`), in ms; `+Inf` follows.

@@ -24,8 +24,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use canary_control::ecds::{self, EcdsFile, Format};
-use canary_control::edit;
+use canary_control::config::edit;
+use canary_control::mesh::ecds::{self, EcdsFile, Format};
 use canary_e2e::canaryctl::succeeded;
 use canary_filter::CanaryConfig;
 use tempfile::TempDir;

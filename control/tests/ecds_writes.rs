@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use canary_control::ecds::EcdsFile;
+use canary_control::mesh::ecds::EcdsFile;
 use canary_e2e::canaryctl::succeeded;
 use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;

@@ -7,8 +7,8 @@
     clippy::indexing_slicing
 )]
 
-use canary_control::edit;
-use canary_control::movement::split_changes;
+use canary_control::config::edit;
+use canary_control::config::movement::split_changes;
 use canary_filter::{CanaryConfig, RoutingPlan};
 
 fn config(json: &str) -> CanaryConfig {

@@ -15,7 +15,7 @@
 #[path = "../../filter/tests/support/mod.rs"]
 mod support;
 
-use canary_control::explain::{describe_request, explain};
+use canary_control::config::explanation::{describe_request, explain};
 use canary_filter::{CanaryConfig, Reason, RoutingPlan};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;

@@ -29,7 +29,7 @@ fn set(mesh: &Mesh, admins: &[String], extra: &[&str]) -> Output {
 
 /// The hash an Envoy publishes, read from its admin endpoint.
 fn published(mesh: &Mesh, admin: &str) -> Option<u64> {
-    canary_control::admin::Admin::new(admin)
+    canary_control::metrics::admin::Admin::new(admin)
         .counter(&format!("{ENVOY_PREFIX}{CONFIG_HASH}"))
         .unwrap_or_else(|err| panic!("{admin}: {err} ({})", mesh.ecds_file().display()))
 }

@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use canary_control::istio::{pod_annotations, render, IstioOptions, BOOTSTRAP_OVERRIDE_KEY};
+use canary_control::mesh::istio_resources::{
+    pod_annotations, render, IstioOptions, BOOTSTRAP_OVERRIDE_KEY,
+};
 use canary_filter::{CanaryConfig, RoutingPlan};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -30,7 +32,7 @@ fn shipped_config() -> CanaryConfig {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/ecds/canary-filter.yaml"),
     )
     .unwrap();
-    canary_control::ecds::parse(&ecds).unwrap().config
+    canary_control::mesh::ecds::parse(&ecds).unwrap().config
 }
 
 fn options() -> IstioOptions {
@@ -752,7 +754,7 @@ fn the_sidecar_settings_label_the_filters_stats_under_istios_bootstrap() {
     // canaryctl's one parser reads the sidecar's stats as the front's: every request counted
     // (counters reach Envoy on the filter's 0.1 s flush).
     let requests = || -> u64 {
-        canary_control::stats::parse_prometheus(&sidecar.prometheus().unwrap())
+        canary_control::metrics::stats::parse_prometheus(&sidecar.prometheus().unwrap())
             .unwrap()
             .iter()
             .filter(|(key, _)| key.service == "checkout")

@@ -263,7 +263,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     ));
     assert_ne!(want, of_the_bytes);
     for admin in &fronts {
-        let published = canary_control::admin::Admin::new(&admin.to_string())
+        let published = canary_control::metrics::admin::Admin::new(&admin.to_string())
             .counter("wasmcustom.canary_config_hash.canary_service.a")
             .unwrap();
         assert_eq!(published, Some(want), "{admin}");
@@ -292,7 +292,7 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     assert_eq!(stored_weight(&api), 60.0, "the change stays stored");
     let want = u64::from(config_hash_of(&a.filter_configuration().unwrap()).unwrap());
     for admin in &fronts[..2] {
-        let published = canary_control::admin::Admin::new(&admin.to_string())
+        let published = canary_control::metrics::admin::Admin::new(&admin.to_string())
             .counter("wasmcustom.canary_config_hash.canary_service.a")
             .unwrap();
         assert_eq!(published, Some(want), "{admin} runs the stored change");

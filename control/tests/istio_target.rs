@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use canary_control::wasmplugin::HISTORY_ANNOTATION;
+use canary_control::mesh::wasmplugin::HISTORY_ANNOTATION;
 use canary_e2e::canaryctl::on_kube;
 use canary_e2e::kube::{KubeApi, Verb};
 use serde_json::{json, Value};
@@ -353,7 +353,7 @@ fn undo_walks_back_a_bounded_history() {
         ));
     }
     let entries = history(&api);
-    assert_eq!(entries.len(), canary_control::wasmplugin::HISTORY_LEN);
+    assert_eq!(entries.len(), canary_control::mesh::wasmplugin::HISTORY_LEN);
     assert_eq!(weight(entries.last().unwrap()), 11.0);
     assert_eq!(weight(&entries[0]), 2.0);
     ok(&ctl(&api, &["undo", "--wasmplugin", PLUGIN]));

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use canary_control::admin::Admin;
-use canary_control::judge::{JudgeSettings, Judgement, StepAction};
-use canary_control::source::Source;
+use canary_control::metrics::admin::Admin;
+use canary_control::metrics::source::Source;
+use canary_control::rollout::judge::{JudgeSettings, Judgement, StepAction};
 use canary_e2e::canaryctl::run;
 use canary_e2e::envoy::repo_root;
 use canary_e2e::load::Load;
@@ -218,7 +218,7 @@ fn too_little_traffic_holds_the_step() {
 }
 
 /// Responses counted in a snapshot, all versions together.
-fn total(snapshot: &canary_control::source::MetricsReading) -> u64 {
+fn total(snapshot: &canary_control::metrics::source::MetricsReading) -> u64 {
     snapshot.values().map(|c| c.answered()).sum()
 }
 
@@ -256,7 +256,7 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     // A scrape can land after the counters moved and before the histograms were flushed: wait
     // for one that has both.
-    let caught_up = |snapshot: &canary_control::source::MetricsReading| {
+    let caught_up = |snapshot: &canary_control::metrics::source::MetricsReading| {
         total(snapshot) == want
             && snapshot
                 .values()
@@ -284,7 +284,7 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         service: String::new(),
     };
     let prom = Source::Prometheus {
-        prometheus: canary_control::prometheus::Prometheus::new(&prometheus.url()),
+        prometheus: canary_control::metrics::prometheus::Prometheus::new(&prometheus.url()),
         service: String::new(),
     };
     // Ramp to 50 % by hand and wait for Prometheus to have the series.

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use canary_control::admin::Admin;
-use canary_control::stats;
+use canary_control::metrics::admin::Admin;
+use canary_control::metrics::stats;
 use canary_e2e::canaryctl::run;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::Mesh;

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canary_control::admin::Admin;
-use canary_control::source::Source;
+use canary_control::metrics::admin::Admin;
+use canary_control::metrics::source::Source;
 use canary_e2e::canaryctl::run;
 use canary_e2e::load::Load;
 use canary_e2e::mesh::{rollout_config, Mesh};

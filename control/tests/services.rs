@@ -295,7 +295,7 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     let want = u64::from(config_hash_of(&value).unwrap());
     for admin in &fronts[..2] {
         let gauge = "wasmcustom.canary_config_hash.canary_service.a";
-        let published = canary_control::admin::Admin::new(&admin.to_string())
+        let published = canary_control::metrics::admin::Admin::new(&admin.to_string())
             .counter(gauge)
             .unwrap();
         assert_eq!(published, Some(want), "{admin}");

@@ -153,8 +153,8 @@ impl EnvoyProcess {
     }
 
     /// The admin endpoint as canaryctl's client.
-    pub fn admin_client(&self) -> canary_control::admin::Admin {
-        canary_control::admin::Admin::new(&self.admin.to_string())
+    pub fn admin_client(&self) -> canary_control::metrics::admin::Admin {
+        canary_control::metrics::admin::Admin::new(&self.admin.to_string())
     }
 
     /// The process id.

@@ -1,6 +1,6 @@
 //! The native harness around the canary filter: real Envoy processes built from the shipped
 //! `envoy/` files ([`mesh`]), one process each ([`envoy`]). The demo and the end-to-end tests
-//! use it; the per-version table comes from canaryctl's library (`canary_control::status`).
+//! use it; the per-version table comes from canaryctl's library (`canary_control::metrics::table`).
 
 pub mod audit;
 pub mod canaryctl;

@@ -128,8 +128,8 @@ impl Prometheus {
     }
 
     /// A client of its HTTP API (canaryctl's).
-    pub fn api(&self) -> canary_control::prometheus::Prometheus {
-        canary_control::prometheus::Prometheus::new(&self.url())
+    pub fn api(&self) -> canary_control::metrics::prometheus::Prometheus {
+        canary_control::metrics::prometheus::Prometheus::new(&self.url())
     }
 
     /// The series an instant query returns, as their label sets (with `__name__` when the

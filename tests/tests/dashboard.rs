@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use canary_control::prometheus::Series;
+use canary_control::metrics::prometheus::Series;
 use canary_e2e::dashboard::draw::{self, format_value, Drawn};
 use canary_e2e::dashboard::{
     expand, legend, substitute_variables, variable_values, Dashboard, TimeRange,

@@ -341,7 +341,7 @@ fn the_removal_rendered_for_istio_protects_a_failed_filter() {
         wasm: Some(trap_wasm().unwrap_or_else(|err| panic!("{err}"))),
         failure_policy: Some("FAIL_OPEN".to_string()),
         native_strip: false,
-        connection_manager_patch: Some(canary_control::istio::strip_patch(&plan)),
+        connection_manager_patch: Some(canary_control::mesh::istio_resources::strip_patch(&plan)),
         ..Isolated::default()
     };
     let mesh = isolated(&config, options);

@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use canary_control::status::{read_versions, render_table};
+use canary_control::metrics::table::{read_versions, render_table};
 use common::{contract_cluster, get_ok, mesh};
 
 const CONFIG: &str = r#"{

@@ -12,14 +12,14 @@ use anyhow::{bail, Context, Result};
 use canary_filter::config::{CanaryConfig, MirrorSpec, DEFAULT_MIRROR_HEADER};
 
 use super::{End, Read, Reporter, Rollout};
-use crate::events::{CountsSummary, Event};
-use crate::judge::{Judgement, StepAction};
-use crate::ownership::Owned;
-use crate::per_proxy;
-use crate::progress;
-use crate::shadow::ShadowSource;
-use crate::source::Source;
-use crate::target::Target;
+use crate::mesh::target::Target;
+use crate::metrics::mirror_stats::ShadowSource;
+use crate::metrics::per_proxy;
+use crate::metrics::source::Source;
+use crate::rollout::events::{CountsSummary, Event};
+use crate::rollout::judge::{Judgement, StepAction};
+use crate::rollout::ownership::Owned;
+use crate::rollout::progress;
 
 /// `config` with `canary` mirrored at `percent`: the configuration's own `mirror` section keeps
 /// its methods, excluded paths, sampling and header; without one, the defaults (GET and HEAD,

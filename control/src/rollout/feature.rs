@@ -7,12 +7,12 @@ use anyhow::{bail, Result};
 use canary_filter::CanaryConfig;
 
 use super::{weight_in, Reporter, Rollout};
-use crate::flags::{self, OFF};
-use crate::per_proxy::FleetReading;
-use crate::source::{self, MetricsReading, Source};
-use crate::stats::FilterStats;
-use crate::target::Target;
-use crate::{edit, prometheus::describe_service};
+use crate::config::flags::{self, OFF};
+use crate::mesh::target::Target;
+use crate::metrics::per_proxy::FleetReading;
+use crate::metrics::source::{self, MetricsReading, Source};
+use crate::metrics::stats::FilterStats;
+use crate::{config::edit, metrics::prometheus::describe_service};
 
 impl Rollout {
     /// The configuration with the canary (a version, or the feature) at `weight` percent.
@@ -50,7 +50,7 @@ impl Rollout {
     }
 
     /// The cumulative counts the judge compares, per proxy (subtracted proxy by proxy as the
-    /// version series are, [`crate::per_proxy::interval`]): per version of the cohort, or the
+    /// version series are, [`crate::metrics::per_proxy::interval`]): per version of the cohort, or the
     /// feature's on side (under the feature's name) and off side.
     pub(super) fn read_fleet(&self, source: &Source) -> Result<FleetReading> {
         if !self.feature {

@@ -103,7 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             draw(
                 &common,
-                &canary_control::prometheus::Prometheus::new(&prometheus),
+                &canary_control::metrics::prometheus::Prometheus::new(&prometheus),
                 &range,
             )
         }
@@ -127,7 +127,7 @@ fn in_repo(path: &Path) -> PathBuf {
 
 fn draw(
     common: &Common,
-    prometheus: &canary_control::prometheus::Prometheus,
+    prometheus: &canary_control::metrics::prometheus::Prometheus,
     range: &TimeRange,
 ) -> Result<()> {
     let dashboard = Dashboard::read(&in_repo(&common.dashboard))?;

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use canary_control::status::{read_versions, render_table};
+use canary_control::metrics::table::{read_versions, render_table};
 use canary_e2e::envoy::EnvoyProcess;
 use canary_e2e::mesh::{
     Layout, Mesh, ECDS_YAML, FRONT_ADMIN_PORT, FRONT_PORT, UPSTREAMS_ADMIN_PORT,

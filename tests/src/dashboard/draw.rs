@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use canary_control::prometheus::Series;
+use canary_control::metrics::prometheus::Series;
 
 use super::{Dashboard, GridPos, Panel, TimeRange};
 use crate::Result;

@@ -1,7 +1,7 @@
 //! A picture of a Grafana dashboard without Grafana: the dashboard's JSON read generically
 //! (panels, `gridPos`, titles, targets' `expr` and `legendFormat`, unit, templating
 //! variables), every query run against a real Prometheus (canaryctl's client of its HTTP API,
-//! `canary_control::prometheus`), and the grid drawn to SVG
+//! `canary_control::metrics::prometheus`), and the grid drawn to SVG
 //! ([`draw`]). Nothing here knows the canary filter's metric or label names: they come from the
 //! dashboard, so a renamed label changes the picture, not this code.
 
@@ -10,7 +10,7 @@ pub mod draw;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use canary_control::prometheus::Prometheus;
+use canary_control::metrics::prometheus::Prometheus;
 use serde_json::Value;
 
 use crate::Result;
