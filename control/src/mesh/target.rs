@@ -8,10 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use canary_filter::{CanaryConfig, RoutingPlan};
 
-use crate::mesh::ecds::Update;
+use anyhow::bail;
+
+use crate::mesh::ecds::{EcdsFile, Update};
+use crate::mesh::kubectl::Kubectl;
 use crate::mesh::push::{Applied, Fleet, FleetReport, Pusher};
 use crate::mesh::wasmplugin::WasmPlugin;
 use crate::metrics::admin::Admin;
+use crate::metrics::prometheus::Prometheus;
 
 /// Where the configuration lives.
 pub enum Target {
@@ -19,7 +23,7 @@ pub enum Target {
     EcdsFile(Pusher),
     /// An Istio WasmPlugin's `spec.pluginConfig`, replaced at the resource version read;
     /// istiod delivers it, and the proxies of `fleet` must report running it within
-    /// `fleet_timeout` (through Prometheus: see [`crate::commands::write::target`]).
+    /// `fleet_timeout` (through Prometheus: see [`Target::open`]).
     WasmPlugin {
         /// The resource.
         plugin: WasmPlugin,
@@ -30,7 +34,67 @@ pub enum Target {
     },
 }
 
+/// What names a target, as the command line gives it: the one description every command
+/// builds its [`Target`] from ([`Target::open`]).
+pub struct TargetSpec {
+    /// The ECDS file (with its lock timeout and `--force`), when no WasmPlugin is named.
+    pub ecds: EcdsFile,
+    /// The WasmPlugin `NAMESPACE/NAME` and the kubectl that reaches it, instead of the file.
+    pub wasmplugin: Option<(String, Kubectl)>,
+    /// Envoy admin endpoints (`--admin`): the first confirms a write of the ECDS file with its
+    /// counters, and all must report running it.
+    pub admins: Vec<Admin>,
+    /// What the admin endpoints are for besides confirming: the rollout also reads its
+    /// metrics from them, so with a WasmPlugin they are kept for that rather than refused.
+    pub admins_read_metrics: bool,
+    /// Prometheus (`--prometheus`): every proxy of the service it scrapes must report running
+    /// a change.
+    pub prometheus: Option<String>,
+    /// How long the fleet has to report it (`None`: [`Fleet::wait`]'s default).
+    pub fleet_timeout: Option<Duration>,
+}
+
+/// The proxies a change must reach: every proxy of the service Prometheus scrapes when given,
+/// else every admin endpoint, else none (the confirming Envoy's counters suffice).
+pub fn fleet(prometheus: Option<&str>, admins: Vec<Admin>) -> Fleet {
+    match prometheus {
+        Some(url) => Fleet::Prometheus(Prometheus::new(url)),
+        None if admins.is_empty() => Fleet::None,
+        None => Fleet::Admins(admins),
+    }
+}
+
 impl Target {
+    /// The target `spec` names: the WasmPlugin (its fleet every proxy of the configuration's
+    /// service in Prometheus), else the ECDS file with its first admin endpoint confirming a
+    /// write. Admin endpoints given to confirm a WasmPlugin's write are refused: a sidecar's
+    /// admin endpoint listens inside its pod, there is no list of them to name, and Prometheus
+    /// already scrapes every one (docs/guide/istio.md, "The Istio target").
+    pub fn open(spec: TargetSpec) -> Result<Target> {
+        match spec.wasmplugin {
+            Some((reference, kubectl)) => {
+                if !spec.admins.is_empty() && !spec.admins_read_metrics {
+                    bail!(
+                        "--admin (or CANARY_ADMIN) confirms a write to the ECDS file with Envoy's \
+                         counters; with --wasmplugin istiod delivers the change: drop --admin, and \
+                         give --prometheus to wait until every proxy of the service runs it"
+                    );
+                }
+                Ok(Target::WasmPlugin {
+                    plugin: WasmPlugin::new(&reference, kubectl)?,
+                    fleet: fleet(spec.prometheus.as_deref(), Vec::new()),
+                    fleet_timeout: spec.fleet_timeout,
+                })
+            }
+            None => Ok(Target::EcdsFile(Pusher {
+                file: spec.ecds,
+                admin: spec.admins.first().cloned(),
+                fleet: fleet(spec.prometheus.as_deref(), spec.admins),
+                fleet_timeout: spec.fleet_timeout,
+            })),
+        }
+    }
+
     /// The proxies that must report running a change.
     pub fn fleet(&self) -> &Fleet {
         match self {
@@ -194,4 +258,146 @@ fn confirm_stored(
             plugin.describe()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mesh::push::Applied;
+
+    #[test]
+    fn the_report_names_the_confirming_envoy_and_the_fleet() {
+        let admin = Admin::new("127.0.0.1:9901");
+        let base = admin.base().to_string();
+        let target = Target::EcdsFile(Pusher {
+            file: EcdsFile::new("e.yaml"),
+            admin: Some(admin.clone()),
+            fleet: Fleet::Admins(vec![admin.clone(), admin]),
+            fleet_timeout: Some(Duration::from_secs(1)),
+        });
+        let fleet = FleetReport {
+            running: 2,
+            total: 2,
+            through: None,
+            after: Duration::from_millis(40),
+            behind: Vec::new(),
+            waits: None,
+        };
+        assert_eq!(
+            target.report(&Applied::Accepted(Duration::from_millis(12), Some(fleet))),
+            format!("Envoy at {base} accepted it (12 ms)\n2 of 2 Envoys run it (40 ms)\n")
+        );
+        assert_eq!(target.report(&Applied::NotWritten), "");
+        assert!(target
+            .report(&Applied::Unconfirmed)
+            .starts_with("Envoy applies it"));
+        let through_prometheus = FleetReport {
+            running: 3,
+            total: 3,
+            through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
+            after: Duration::from_millis(2140),
+            behind: Vec::new(),
+            waits: None,
+        };
+        assert_eq!(
+            target.report(&Applied::FleetRuns(through_prometheus)),
+            "3 of 3 proxies on the new configuration after 2.1 s \
+             (Prometheus http://p:9090, canary_service=\"a\")\n"
+        );
+    }
+
+    #[test]
+    fn the_wasmplugin_report_says_stored_and_how_much_of_the_fleet_runs_it() {
+        let target = Target::WasmPlugin {
+            plugin: WasmPlugin::new("default/canary-a", Default::default()).unwrap(),
+            fleet: Fleet::Prometheus(Prometheus::new("http://p:9090")),
+            fleet_timeout: Some(Duration::from_secs(1)),
+        };
+        let fleet = FleetReport {
+            running: 3,
+            total: 3,
+            through: Some("Prometheus http://p:9090, canary_service=\"a\"".into()),
+            after: Duration::from_millis(1040),
+            behind: Vec::new(),
+            waits: Some(
+                "up to 40 s: twice the 15 s scrape interval + 10 s for istiod's push".into(),
+            ),
+        };
+        assert_eq!(
+            target.report(&Applied::Stored("7".into(), Some(fleet))),
+            "the API server stored it (resourceVersion 7); 3 of 3 proxies on the new \
+             configuration after 1.0 s (Prometheus http://p:9090, canary_service=\"a\"; waits up \
+             to 40 s: twice the 15 s scrape interval + 10 s for istiod's push)\n"
+        );
+        assert_eq!(
+            target.report(&Applied::Stored("8".into(), None)),
+            "the API server stored it (resourceVersion 8); istiod pushes it to the selected \
+             sidecars\n"
+        );
+    }
+
+    fn spec(admins: &[&str], prometheus: Option<&str>, wasmplugin: bool) -> TargetSpec {
+        TargetSpec {
+            ecds: EcdsFile::new("e.yaml"),
+            wasmplugin: wasmplugin.then(|| ("default/canary-a".to_string(), Kubectl::default())),
+            admins: admins.iter().map(|admin| Admin::new(admin)).collect(),
+            admins_read_metrics: false,
+            prometheus: prometheus.map(str::to_string),
+            fleet_timeout: Some(Duration::from_secs(3)),
+        }
+    }
+
+    #[test]
+    fn the_file_is_confirmed_by_the_first_admin() {
+        let Ok(Target::EcdsFile(pusher)) =
+            Target::open(spec(&["127.0.0.1:1", "127.0.0.1:2"], None, false))
+        else {
+            panic!("no WasmPlugin named: the ECDS file");
+        };
+        let Fleet::Admins(admins) = &pusher.fleet else {
+            panic!("the fleet should be the admin endpoints");
+        };
+        assert_eq!(admins.len(), 2);
+        assert_eq!(
+            pusher.admin.as_ref().map(Admin::base),
+            Some("http://127.0.0.1:1")
+        );
+        assert_eq!(pusher.fleet_timeout, Some(Duration::from_secs(3)));
+        // With Prometheus, the first admin still confirms; the fleet is Prometheus's.
+        let Ok(Target::EcdsFile(through_prometheus)) = Target::open(spec(
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            Some("http://127.0.0.1:9090"),
+            false,
+        )) else {
+            panic!("no WasmPlugin named: the ECDS file");
+        };
+        assert!(matches!(through_prometheus.fleet, Fleet::Prometheus(_)));
+        assert_eq!(
+            through_prometheus.admin.as_ref().map(Admin::base),
+            Some("http://127.0.0.1:1")
+        );
+    }
+
+    #[test]
+    fn a_wasmplugin_write_is_not_confirmed_by_admin_endpoints() {
+        let Err(refused) = Target::open(spec(&["127.0.0.1:1"], None, true)) else {
+            panic!("--admin with --wasmplugin should be refused for a write");
+        };
+        assert!(refused
+            .to_string()
+            .starts_with("--admin (or CANARY_ADMIN) confirms a write to the ECDS file"));
+        // The rollout reads its metrics from them: kept for that, confirming nothing.
+        let mut rollout = spec(&["127.0.0.1:1"], Some("http://p:9090"), true);
+        rollout.admins_read_metrics = true;
+        let Ok(Target::WasmPlugin {
+            fleet,
+            fleet_timeout,
+            ..
+        }) = Target::open(rollout)
+        else {
+            panic!("a WasmPlugin named: the WasmPlugin");
+        };
+        assert!(matches!(fleet, Fleet::Prometheus(_)));
+        assert_eq!(fleet_timeout, Some(Duration::from_secs(3)));
+    }
 }

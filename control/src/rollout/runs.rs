@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::mesh::target::Target;
 use crate::rollout::pause::{PauseFile, PauseState};
 
 /// The directory and file-name prefix of one target's rollouts.
@@ -49,6 +50,16 @@ impl Drop for RolloutLock {
 }
 
 impl RolloutPlace {
+    /// Where the rollouts of `target` keep their locks and pause states.
+    pub fn of(target: &Target) -> RolloutPlace {
+        match target {
+            Target::EcdsFile(pusher) => RolloutPlace::next_to(pusher.file.path()),
+            Target::WasmPlugin { plugin, .. } => {
+                RolloutPlace::for_wasmplugin(&plugin.namespace, &plugin.name)
+            }
+        }
+    }
+
     /// The rollouts of the ECDS file at `ecds`: `.canaryctl/` in its directory.
     pub fn next_to(ecds: &Path) -> RolloutPlace {
         let dir = ecds

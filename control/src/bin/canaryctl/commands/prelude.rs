@@ -9,8 +9,9 @@ pub use clap::{Args, Subcommand, ValueEnum};
 
 pub use canary_control::mesh::ecds::{EcdsFile, DEFAULT_ECDS, ECDS_ENV};
 pub use canary_control::mesh::kubectl::Kubectl;
+pub use canary_control::mesh::target::TargetSpec;
 pub use canary_control::mesh::wasmplugin::WASMPLUGIN_ENV;
-pub use canary_control::metrics::admin::DEFAULT_ADMIN;
+pub use canary_control::metrics::admin::{Admin, DEFAULT_ADMIN};
 
 /// Where the configuration lives: the ECDS file (the default), or an Istio WasmPlugin.
 #[derive(Args, Clone)]
@@ -54,6 +55,28 @@ impl KubectlArgs {
 }
 
 impl TargetArgs {
+    /// What these flags name, with the admin endpoints, Prometheus and fleet timeout the
+    /// command was given ([`canary_control::mesh::target::Target::open`] builds the target from it).
+    pub fn spec(
+        &self,
+        admins: &[String],
+        prometheus: Option<String>,
+        fleet_timeout: Option<Duration>,
+        admins_read_metrics: bool,
+    ) -> TargetSpec {
+        TargetSpec {
+            ecds: self.file(),
+            wasmplugin: self
+                .wasmplugin
+                .clone()
+                .map(|reference| (reference, self.kubectl.kubectl())),
+            admins: admins.iter().map(|admin| Admin::new(admin)).collect(),
+            admins_read_metrics,
+            prometheus,
+            fleet_timeout,
+        }
+    }
+
     /// The ECDS file, with its lock timeout and `--force`.
     pub fn file(&self) -> EcdsFile {
         EcdsFile::new(&self.ecds)

@@ -11,10 +11,9 @@ use canary_filter::metrics::CONFIG_HASH;
 use canary_filter::CanaryConfig;
 
 use crate::commands::prelude::*;
-use crate::commands::write::{fleet, wasmplugin_target};
 use crate::commands::ExitStatus;
 use canary_control::config::edit;
-use canary_control::mesh::push::{Fleet, Pusher};
+use canary_control::mesh::push::Fleet;
 use canary_control::mesh::target::Target;
 use canary_control::mesh::wasmplugin::{parse_reference, WasmPlugin};
 use canary_control::metrics::admin::Admin;
@@ -334,35 +333,16 @@ fn the_paused(place: &RolloutPlace) -> Result<PauseFile> {
     }
 }
 
-/// Where the rollouts of `target` keep their locks and pause states.
-pub fn place_of(target: &Target) -> RolloutPlace {
-    match target {
-        Target::EcdsFile(pusher) => RolloutPlace::next_to(pusher.file.path()),
-        Target::WasmPlugin { plugin, .. } => {
-            RolloutPlace::for_wasmplugin(&plugin.namespace, &plugin.name)
-        }
-    }
-}
-
 fn run(args: RolloutArgs) -> Result<ExitStatus> {
     let admins: Vec<Admin> = args.admin.iter().map(|a| Admin::new(a)).collect();
     let prometheus = args.prometheus.clone();
-    let target = match &args.target.wasmplugin {
-        // The admin endpoints are the metrics source only; each step is confirmed through
-        // Prometheus when given, as a write is (`canaryctl set --wasmplugin`).
-        Some(reference) => wasmplugin_target(
-            reference,
-            &args.target,
-            prometheus.as_deref(),
-            args.fleet_timeout,
-        )?,
-        None => Target::EcdsFile(Pusher {
-            file: args.target.file(),
-            admin: admins.first().cloned(),
-            fleet: fleet(prometheus.as_deref(), admins.clone()),
-            fleet_timeout: args.fleet_timeout,
-        }),
-    };
+    // With a WasmPlugin the admin endpoints are the metrics source only; each step is
+    // confirmed through Prometheus when given, as a write is (`canaryctl set --wasmplugin`).
+    let target =
+        Target::open(
+            args.target
+                .spec(&args.admin, prometheus.clone(), args.fleet_timeout, true),
+        )?;
     let (config, _, warnings) = target.read_with_write_warnings()?;
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -390,7 +370,7 @@ fn run(args: RolloutArgs) -> Result<ExitStatus> {
         if let Some(custom) = &rollout.custom {
             custom.preflight(&rollout.canary, &config.default)?;
         }
-        Some(place_of(&target).acquire(&rollout.canary, &target.describe())?)
+        Some(RolloutPlace::of(&target).acquire(&rollout.canary, &target.describe())?)
     };
     Ok(exit_status(&rollout.run(&target, &source, &interrupted)?))
 }
@@ -533,7 +513,7 @@ pub fn plan(args: RolloutArgs, target: &Target, config: &CanaryConfig) -> Result
         pause_at: args.pause_at,
         custom: None,
         mirror: args.mirror,
-        pause_file: place_of(target).pause_file(&canary),
+        pause_file: RolloutPlace::of(target).pause_file(&canary),
         canary,
     })
 }
