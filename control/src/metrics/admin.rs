@@ -1,4 +1,5 @@
-//! Envoy's admin endpoint, over plain HTTP.
+//! Envoy's admin endpoint, over plain HTTP, and one stat by its exact name from
+//! `/stats?format=json` (the ECDS counters, the configuration hash gauge).
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ impl Admin {
             })
             .collect();
         let query = format!("/stats?format=json&filter=^{}$", percent_encode(&escaped));
-        crate::metrics::stats::parse_json_stat(&self.get(&query)?, name)
+        parse_json_stat(&self.get(&query)?, name)
     }
 }
 
@@ -79,4 +80,28 @@ fn percent_encode(text: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The value of the stat named exactly `name` in Envoy's `/stats?format=json`; `None` when
+/// there is no such stat.
+pub fn parse_json_stat(json: &str, name: &str) -> Result<Option<u64>> {
+    let doc: serde_json::Value = serde_json::from_str(json)?;
+    Ok(doc["stats"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|stat| stat["name"] == name)
+        .and_then(|stat| stat["value"].as_u64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_stat_by_exact_name() {
+        let json = r#"{"stats": [{"name": "a.b", "value": 3}, {"name": "a.bc", "value": 4}]}"#;
+        assert_eq!(parse_json_stat(json, "a.b").unwrap(), Some(3));
+        assert_eq!(parse_json_stat(json, "a").unwrap(), None);
+    }
 }

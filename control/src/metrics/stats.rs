@@ -1,7 +1,6 @@
 //! Envoy's stats, parsed in one place: the filter's metrics from `/stats/prometheus` (the form
 //! whose latency histogram has the `+Inf` bucket, the requests slower than the last bound), by
-//! service, version and rule label, for `status` and the rollout's sources; and one stat by its
-//! exact name from `/stats?format=json`, for the ECDS counters and the configuration hash gauge.
+//! service, version and rule label, for `status` and the rollout's sources.
 
 use std::collections::BTreeMap;
 
@@ -199,18 +198,6 @@ impl Labels<'_> {
     }
 }
 
-/// The value of the stat named exactly `name` in Envoy's `/stats?format=json`; `None` when
-/// there is no such stat.
-pub fn parse_json_stat(json: &str, name: &str) -> Result<Option<u64>> {
-    let doc: serde_json::Value = serde_json::from_str(json)?;
-    Ok(doc["stats"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|stat| stat["name"] == name)
-        .and_then(|stat| stat["value"].as_u64()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,12 +267,5 @@ canary_request_duration_ms_sum{canary_version="canary",canary_rule="default"} 99
             "canary_request_duration_ms_bucket{canary_version=\"a\",canary_rule=\"b\"} 1"
         )
         .is_err());
-    }
-
-    #[test]
-    fn one_stat_by_exact_name() {
-        let json = r#"{"stats": [{"name": "a.b", "value": 3}, {"name": "a.bc", "value": 4}]}"#;
-        assert_eq!(parse_json_stat(json, "a.b").unwrap(), Some(3));
-        assert_eq!(parse_json_stat(json, "a").unwrap(), None);
     }
 }
