@@ -17,14 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use crate::metrics::bounds::LATENCY_BOUNDS_MS;
 use crate::rollout::judge::{Counts, JudgeSettings, Judgement, StepAction};
-
-/// The latency buckets of the shipped front Envoy (`envoy/front.yaml`,
-/// `histogram_bucket_settings`), in ms; `+Inf` follows.
-pub const BOUNDS: [f64; 22] = [
-    0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0,
-    500.0, 750.0, 1000.0, 2000.0, 5000.0, 10000.0,
-];
 
 /// The rollout's default steps (`canaryctl rollout --steps`).
 pub const STEPS: [f64; 6] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0];
@@ -99,9 +93,9 @@ impl Latency {
 
     /// The chance of each bucket, `+Inf` last.
     pub fn buckets(&self) -> Vec<f64> {
-        let mut out = Vec::with_capacity(BOUNDS.len() + 1);
+        let mut out = Vec::with_capacity(LATENCY_BOUNDS_MS.len() + 1);
         let mut below = 0.0;
-        for bound in BOUNDS {
+        for bound in LATENCY_BOUNDS_MS {
             let at = self.cdf(bound);
             out.push((at - below).max(0.0));
             below = at;
@@ -488,7 +482,7 @@ fn draw_side(
         left -= count;
         mass -= p;
         cumulative += count;
-        let bound = BOUNDS.get(i).copied().unwrap_or(f64::INFINITY);
+        let bound = LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(f64::INFINITY);
         latency.push((bound, cumulative));
     }
     Ok(Counts {
@@ -839,26 +833,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-
-    /// The bounds are the shipped ones: read from envoy/front.yaml.
-    #[test]
-    fn bounds_are_the_shipped_ones() {
-        let yaml = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy/front.yaml"),
-        )
-        .unwrap();
-        let line = yaml
-            .lines()
-            .skip_while(|l| !l.contains("wasmcustom.canary_request_duration_ms"))
-            .find(|l| l.trim_start().starts_with("buckets:"))
-            .unwrap();
-        let inside = line.split('[').nth(1).unwrap().split(']').next().unwrap();
-        let shipped: Vec<f64> = inside
-            .split(',')
-            .map(|x| x.trim().parse().unwrap())
-            .collect();
-        assert_eq!(shipped, BOUNDS.to_vec());
-    }
 
     /// Bucket chances: a log-normal's median falls on its bound, the shares sum to 1, and a
     /// share past 10 s lands in `+Inf`.

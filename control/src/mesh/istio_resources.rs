@@ -302,10 +302,10 @@ pub fn bootstrap_override() -> Value {
             "stats_tags": tags,
             "histogram_bucket_settings": [{
                 "match": {"prefix": format!("{}{}", canary_filter::metrics::ENVOY_PREFIX, canary_filter::metrics::DURATION)},
-                "buckets": crate::sim::BOUNDS,
+                "buckets": crate::metrics::bounds::LATENCY_BOUNDS_MS,
             }, {
                 "match": {"prefix": format!("{}{}", canary_filter::metrics::ENVOY_PREFIX, canary_filter::metrics::FEATURE_DURATION)},
-                "buckets": crate::sim::BOUNDS,
+                "buckets": crate::metrics::bounds::LATENCY_BOUNDS_MS,
             }],
         },
     })
