@@ -18,12 +18,13 @@ use serde::Serialize;
 use self::checks::{CheckResult, Custom, CustomJudgement, Readings};
 use self::events::{CountsSummary, Event, GateKind, Record};
 use self::hooks::{Gate, GateAnswer, Notifier, NotifyFormat, OnGateFailure};
-use self::judge::{Counts, JudgeSettings, Judgement, StepAction, Verdict};
+use self::judge::{JudgeSettings, Judgement, StepAction, Verdict};
 use self::ownership::{Overridden, Owned};
 use self::pause::{PauseFile, Request};
 use self::progress::Progress;
 use crate::config::{edit, movement};
 use crate::mesh::target::Target;
+use crate::metrics::counts::Counts;
 use crate::metrics::per_proxy::{self, FleetReading, Interval};
 use crate::metrics::source::Source;
 

@@ -18,7 +18,8 @@ use rand_distr::{Beta, Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::metrics::bounds::LATENCY_BOUNDS_MS;
-use crate::rollout::judge::{Counts, JudgeSettings, Judgement, StepAction};
+use crate::metrics::counts::Counts;
+use crate::rollout::judge::{JudgeSettings, Judgement, StepAction};
 
 /// The rollout's default steps (`canaryctl rollout --steps`).
 pub const STEPS: [f64; 6] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0];
@@ -486,6 +487,7 @@ fn draw_side(
         latency.push((bound, cumulative));
     }
     Ok(Counts {
+        requests: n,
         responses: [0, n - errors, 0, 0, errors],
         latency,
     })

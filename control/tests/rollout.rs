@@ -218,7 +218,7 @@ fn too_little_traffic_holds_the_step() {
 }
 
 /// Responses counted in a snapshot, all versions together.
-fn total(snapshot: &canary_control::metrics::source::MetricsReading) -> u64 {
+fn total(snapshot: &canary_control::metrics::counts::MetricsReading) -> u64 {
     snapshot.values().map(|c| c.answered()).sum()
 }
 
@@ -256,7 +256,7 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     // A scrape can land after the counters moved and before the histograms were flushed: wait
     // for one that has both.
-    let caught_up = |snapshot: &canary_control::metrics::source::MetricsReading| {
+    let caught_up = |snapshot: &canary_control::metrics::counts::MetricsReading| {
         total(snapshot) == want
             && snapshot
                 .values()
@@ -323,8 +323,8 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
     };
     let mut outcomes = Vec::new();
     for (before, after) in [(&admin_before, &admin_after), (&prom_before, &prom_after)] {
-        let canary = after["canary"].since(&before["canary"]);
-        let stable = after["stable"].since(&before["stable"]);
+        let canary = after["canary"].since(&before["canary"]).unwrap();
+        let stable = after["stable"].since(&before["stable"]).unwrap();
         // A judgement of this one window, stable's own counts standing in for earlier data.
         let mut judgement = Judgement::new(settings.clone()).unwrap();
         judgement.seed(&stable).unwrap();

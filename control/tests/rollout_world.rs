@@ -330,6 +330,89 @@ fn a_front_restarting_mid_rollout_is_counted_from_its_restart_prometheus() {
     a_restarted_front(Via::Prometheus);
 }
 
+/// `status --watch` over two fronts, the second restarted between two refreshes: the window
+/// counts the first front's growth and what the second counted since its restart, subtracted
+/// proxy by proxy as the rollout does. The second front held 600 requests before; summed
+/// first, the fleet's total fell (800 to 240), and the whole sum (the first front's lifetime
+/// 230) was taken as the window. The status process is stopped (SIGSTOP) while the front
+/// restarts, so that no refresh falls while it is down.
+#[test]
+fn status_watch_counts_a_restarted_front_from_its_restart() {
+    let mut mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let second_admin = mesh.start_another_front().unwrap();
+    let second_listen = |mesh: &Mesh| {
+        let front = mesh.another_front(0).unwrap();
+        std::net::SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress").unwrap()))
+    };
+    let agent = canary_e2e::http_agent(Duration::from_secs(10));
+    let send = |at: std::net::SocketAddr, count: usize| {
+        for i in 0..count {
+            let reply = agent
+                .get(&format!("http://{at}/"))
+                .header("x-user-id", &format!("user-{i}"))
+                .call()
+                .unwrap();
+            assert_eq!(reply.status(), 200);
+        }
+    };
+    // Each front's own count of stable's requests, by its exact stat name.
+    let stable_requests = format!(
+        "wasmcustom.{}",
+        canary_filter::metrics::requests_name(None, "stable", "weights")
+    );
+    let counted = |mesh: &Mesh, admin: std::net::SocketAddr, want: u64| {
+        let admin = Admin::new(&admin.to_string());
+        mesh.wait_for(Duration::from_secs(10), || {
+            Ok(admin.counter(&stable_requests)? == Some(want))
+        })
+        .unwrap();
+    };
+    send(mesh.listen(), 200);
+    send(second_listen(&mesh), 600);
+    counted(&mesh, mesh.front().admin(), 200);
+    counted(&mesh, second_admin, 600);
+
+    let admins = format!("{},{second_admin}", mesh.front().admin());
+    let mut watch = Running::spawn(Command::new(CANARYCTL).args([
+        "status", "--admin", &admins, "--watch", "1", "--json",
+    ]));
+    watch.until(Duration::from_secs(10), "totals");
+    let totals: serde_json::Value = serde_json::from_str(watch.seen.last().unwrap()).unwrap();
+    let stable = |rows: &serde_json::Value| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["version"] == "stable")
+            .map(|row| row["requests"].as_u64().unwrap())
+    };
+    assert_eq!(stable(&totals["totals"]), Some(800), "{totals}");
+    // Just after a refresh: stopped before the next one.
+    watch.until(Duration::from_secs(10), "window_seconds");
+    // SAFETY: signalling our own child by its PID.
+    unsafe { libc::kill(watch.pid(), libc::SIGSTOP) };
+    mesh.restart_another_front(0).unwrap();
+    send(mesh.listen(), 30);
+    send(second_listen(&mesh), 10);
+    counted(&mesh, mesh.front().admin(), 230);
+    counted(&mesh, second_admin, 10);
+    // SAFETY: as above.
+    unsafe { libc::kill(watch.pid(), libc::SIGCONT) };
+    let window = loop {
+        watch.until(Duration::from_secs(10), "window_seconds");
+        let window: serde_json::Value = serde_json::from_str(watch.seen.last().unwrap()).unwrap();
+        if stable(&window["rates"]).is_some_and(|requests| requests > 0) {
+            break window;
+        }
+    };
+    println!("the window with the restart: {window}");
+    assert_eq!(stable(&window["rates"]), Some(40), "30 + 10: {window}");
+    assert_eq!(
+        window["fleet"],
+        serde_json::json!([format!("{second_admin} restarted")]),
+        "{window}"
+    );
+}
+
 /// SIGTERM and SIGHUP (a CI job deleted, a terminal closed, `timeout`) take the
 /// `--on-interrupt` path as Ctrl-C does: rolled back (exit 3) or held (exit 1), with the
 /// `interrupted` event, the end's event and the summary.

@@ -166,8 +166,14 @@ fn prometheus_shows_requests_responses_and_durations_per_version_and_rule() {
 
     // The table the demo prints agrees.
     let versions = read_versions(&mesh.front().admin_client(), None, None).unwrap();
-    assert_eq!(versions["canary"].requests as f64, split["app-v2"] + 30.0);
-    assert_eq!(versions["stable"].requests as f64, split["app-v1"] + 20.0);
+    assert_eq!(
+        versions["canary"].counts.requests as f64,
+        split["app-v2"] + 30.0
+    );
+    assert_eq!(
+        versions["stable"].counts.requests as f64,
+        split["app-v1"] + 20.0
+    );
     assert_eq!(versions["broken"].errors(), 7);
     assert!(versions["stable"].quantile(0.5).is_some());
     let rendered = render_table(&versions);

@@ -5,17 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use canary_filter::config::{FeatureSpec, KeySource};
 use canary_filter::decision::RequestDescription;
 use canary_filter::features::FeatureReason;
 use canary_filter::{CanaryConfig, RoutingPlan};
 use serde::Serialize;
 
-use crate::metrics::admin::Admin;
-use crate::metrics::prometheus::Prometheus;
-use crate::metrics::source::{counts_of_rule, MetricsReading};
-use crate::metrics::stats::{self, FilterStats, FEATURES};
+use crate::metrics::counts::MetricsReading;
+use crate::metrics::per_proxy;
+use crate::metrics::source::{counts_of_rule, Source};
+use crate::metrics::stats::{FilterStats, FEATURES};
 use crate::metrics::table;
 
 /// The state label of requests with the feature on: the rollout's "canary" side.
@@ -163,56 +163,20 @@ pub fn render_features(features: &[FeatureExplanation], header: &str) -> String 
     out
 }
 
-/// The per-feature series of an admin endpoint (`state` read as the version, `feature` as
-/// the rule), of one service.
-pub fn read_admin(admin: &Admin, service: &str) -> Result<FilterStats> {
-    let all = stats::parse_family(&admin.get(stats::PROMETHEUS_QUERY)?, &FEATURES)?;
-    Ok(stats::of_service(all, service))
-}
-
-/// The per-feature series of every proxy of `service` that Prometheus scrapes.
-pub fn read_prometheus(prometheus: &Prometheus, service: &str) -> Result<FilterStats> {
-    prometheus.family_stats(service, &FEATURES)
-}
-
-/// The per-feature series of `service`, proxy by proxy (by scrape target, `job/instance`).
-pub fn read_prometheus_by_proxy(
-    prometheus: &Prometheus,
-    service: &str,
-) -> Result<BTreeMap<String, FilterStats>> {
-    prometheus.family_stats_by_proxy(service, &FEATURES)
-}
-
-/// `status`'s feature series: of every admin endpoint, summed (of one service, or of every
-/// one), or of Prometheus's proxies of one service (none when Prometheus has no feature
-/// series).
-pub fn status_stats(source: &crate::metrics::table::StatusSource) -> Result<FilterStats> {
-    use crate::metrics::table::StatusSource;
-    match source {
-        StatusSource::Admins(admins, service) => {
-            let mut total = FilterStats::new();
-            for admin in admins {
-                let all = stats::parse_family(&admin.get(stats::PROMETHEUS_QUERY)?, &FEATURES)?;
-                let one = match service {
-                    Some(service) => stats::of_service(all, service),
-                    None => all,
-                };
-                for (key, series) in one {
-                    let sum = total.entry(key).or_default();
-                    sum.requests += series.requests;
-                    for (class, n) in series.responses {
-                        *sum.responses.entry(class).or_default() += n;
-                    }
-                    table::add_cumulative(&mut sum.latency, &series.latency);
-                }
-            }
-            Ok(total)
-        }
+/// `status`'s feature series, summed over the source's proxies (buckets by bound): of the
+/// source's service, or with `every_service` of every service the admin endpoints show; none
+/// when Prometheus has no feature series.
+pub fn status_stats(source: &Source, every_service: bool) -> Result<FilterStats> {
+    let read = match source.read_family(&FEATURES, every_service) {
+        Ok(read) => read,
         // Prometheus answers an error when the service has no feature series at all.
-        StatusSource::Prometheus(prometheus, service) => {
-            Ok(read_prometheus(prometheus, service).unwrap_or_default())
-        }
+        Err(_) if matches!(source, Source::Prometheus { .. }) => return Ok(FilterStats::new()),
+        Err(err) => return Err(err),
+    };
+    if let Some(silent) = read.unanswered.first() {
+        bail!("an admin endpoint did not answer: {silent}");
     }
+    per_proxy::total(&read.proxies)
 }
 
 /// Feature `name`'s counts, `on` under the name `canary` and `off` under [`OFF`]: the shape
@@ -230,11 +194,11 @@ pub fn reading(stats: &FilterStats, service: &str, name: &str, canary: &str) -> 
 
 /// `status`'s per-feature table: for each feature, its requests, share, 5xx and latency on
 /// and off.
-pub fn render_table(stats: &FilterStats) -> String {
+pub fn render_table(stats: &FilterStats) -> Result<String> {
     let mut out = String::new();
     let features: BTreeSet<&str> = stats.keys().map(|key| key.rule.as_str()).collect();
     if features.is_empty() {
-        return out;
+        return Ok(out);
     }
     let _ = writeln!(
         out,
@@ -247,7 +211,7 @@ pub fn render_table(stats: &FilterStats) -> String {
             .filter(|(key, _)| key.rule == feature)
             .map(|(key, series)| (key.clone(), series.clone()))
             .collect();
-        let states: BTreeMap<String, table::VersionStats> = table::by_version(&of_feature);
+        let states: BTreeMap<String, table::VersionStats> = table::by_version(&of_feature)?;
         // `on` first: the side being rolled out.
         let mut rows = table::summarize(&states);
         rows.sort_by_key(|row| row.version != ON);
@@ -267,7 +231,7 @@ pub fn render_table(stats: &FilterStats) -> String {
             );
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]

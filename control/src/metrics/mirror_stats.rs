@@ -14,10 +14,9 @@
 use anyhow::{Context, Result};
 
 use crate::metrics::admin::Admin;
+use crate::metrics::counts::{Counts, MetricsReading};
 use crate::metrics::per_proxy::FleetReading;
-use crate::metrics::source::MetricsReading;
 use crate::metrics::stats::sample;
-use crate::rollout::judge::Counts;
 
 /// The admin query: only the cluster request stats (a plain substring filter).
 pub const QUERY: &str = "/stats/prometheus?filter=upstream_rq_";

@@ -2,11 +2,13 @@
 //! subtracted on their own, then the differences are summed. Summing first and subtracting
 //! afterwards mixes proxies up: when one proxy restarts (or anything else resets its filter's
 //! counters) the sum drops, and a sum cannot tell whose counts went; taking the whole sum as the interval then counts every other proxy's lifetime
-//! totals (a healthy canary rolled back for 503s of an earlier deployment, or a bad one hidden).
+//! totals (a healthy canary rolled back for 503s of an earlier deployment, or a bad one hidden;
+//! `status --watch` showing a fleet's lifetime as one refresh's traffic).
 //!
 //! Per proxy, between two reads (pure; the sources only read):
 //! - a proxy in both reads whose counters all stayed or grew contributes each series'
-//!   difference (per version: responses by class, latency buckets by bound);
+//!   difference (per version, or per series: requests, responses by class, latency buckets by
+//!   bound);
 //! - a proxy with any series lower than before (or its latency buckets changed) **restarted**:
 //!   its counters started again from zero within the interval, so all it counts now is new;
 //! - a proxy only in the later read **joined**: it contributes nothing yet, its first read is
@@ -24,12 +26,11 @@ use std::fmt;
 
 use anyhow::{Context, Result};
 
-use crate::metrics::source::MetricsReading;
-use crate::rollout::judge::Counts;
+use crate::metrics::counts::{Counts, MetricsReading};
 
-/// One read of a fleet: each proxy's cumulative counts per version, by the proxy's name (an
-/// admin endpoint's `host:port`, or a Prometheus target's `job/instance`).
-pub type FleetReading = BTreeMap<String, MetricsReading>;
+/// One read of a fleet: each proxy's cumulative counts by version (or by series, `K`), by the
+/// proxy's name (an admin endpoint's `host:port`, or a Prometheus target's `job/instance`).
+pub type FleetReading<K = String> = BTreeMap<String, MetricsReading<K>>;
 
 /// What happened to one proxy between two reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,18 +64,31 @@ impl fmt::Display for FleetChange {
 }
 
 /// The counts of an interval.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Interval {
-    /// Counted in the interval per version, summed over the proxies.
-    pub counts: MetricsReading,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interval<K = String> {
+    /// Counted in the interval per version (or series), summed over the proxies.
+    pub counts: MetricsReading<K>,
     /// The proxies that restarted, joined or left, in name order.
     pub changes: Vec<FleetChange>,
 }
 
-impl Interval {
-    /// What `version` counted in the interval (nothing when no proxy counted it).
-    pub fn of(&self, version: &str) -> Counts {
-        self.counts.get(version).cloned().unwrap_or_default()
+impl<K> Default for Interval<K> {
+    fn default() -> Self {
+        Interval {
+            counts: BTreeMap::new(),
+            changes: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord> Interval<K> {
+    /// What `key` (a version) counted in the interval (nothing when no proxy counted it).
+    pub fn of<Q>(&self, key: &Q) -> Counts
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
+        self.counts.get(key).cloned().unwrap_or_default()
     }
 
     /// The fleet's changes in one line (`127.0.0.1:9901 restarted, envoy/a:1 left`), or `None`.
@@ -91,8 +105,12 @@ impl Interval {
 
 /// What the fleet counted between the reads `before` and `now`, proxy by proxy (see the
 /// module's documentation); an error when two proxies' latency buckets have different bounds.
-pub fn interval(before: &FleetReading, now: &FleetReading) -> Result<Interval> {
+pub fn interval<K: Ord + Clone>(
+    before: &FleetReading<K>,
+    now: &FleetReading<K>,
+) -> Result<Interval<K>> {
     let mut interval = Interval::default();
+    let zero = Counts::default();
     for (proxy, counts_now) in now {
         let Some(counts_before) = before.get(proxy) else {
             interval.changes.push(FleetChange {
@@ -101,13 +119,14 @@ pub fn interval(before: &FleetReading, now: &FleetReading) -> Result<Interval> {
             });
             continue;
         };
+        // A series gone from the proxy's read counts as zero: a drop too.
         let restarted = counts_before
             .iter()
-            .any(|(version, then)| went_down(then, counts_now.get(version)))
-            || counts_now.iter().any(|(version, now)| {
+            .any(|(key, then)| counts_now.get(key).unwrap_or(&zero).went_down_from(then))
+            || counts_now.iter().any(|(key, now)| {
                 counts_before
-                    .get(version)
-                    .is_some_and(|then| other_bounds(then, now))
+                    .get(key)
+                    .is_some_and(|then| then.other_bounds(now))
             });
         if restarted {
             interval.changes.push(FleetChange {
@@ -115,14 +134,14 @@ pub fn interval(before: &FleetReading, now: &FleetReading) -> Result<Interval> {
                 change: Change::Restarted,
             });
         }
-        for (version, now) in counts_now {
-            let counted = match counts_before.get(version) {
-                Some(then) if !restarted => difference(now, then),
+        for (key, now) in counts_now {
+            let counted = match counts_before.get(key) {
+                Some(then) if !restarted => now.since(then)?,
                 _ => now.clone(),
             };
             interval
                 .counts
-                .entry(version.clone())
+                .entry(key.clone())
                 .or_default()
                 .add(&counted)
                 .with_context(|| format!("adding the counts of {proxy}"))?;
@@ -138,74 +157,19 @@ pub fn interval(before: &FleetReading, now: &FleetReading) -> Result<Interval> {
     Ok(interval)
 }
 
-/// Every proxy's counts summed per version (the fleet's totals).
-pub fn total(reading: &FleetReading) -> Result<MetricsReading> {
+/// Every proxy's counts summed per version (or series): the fleet's totals.
+pub fn total<K: Ord + Clone>(reading: &FleetReading<K>) -> Result<MetricsReading<K>> {
     let mut total = MetricsReading::new();
     for (proxy, counts) in reading {
-        for (version, counts) in counts {
+        for (key, counts) in counts {
             total
-                .entry(version.clone())
+                .entry(key.clone())
                 .or_default()
                 .add(counts)
                 .with_context(|| format!("adding the counts of {proxy}"))?;
         }
     }
     Ok(total)
-}
-
-/// Whether a counter of `then` is lower in `now` (a series gone counts as zero).
-fn went_down(then: &Counts, now: Option<&Counts>) -> bool {
-    let zero = Counts::default();
-    let now = now.unwrap_or(&zero);
-    let responses = then
-        .responses
-        .iter()
-        .zip(&now.responses)
-        .any(|(then, now)| now < then);
-    let buckets = then
-        .latency
-        .iter()
-        .any(|&(bound, then)| bucket(&now.latency, bound) < then);
-    responses || buckets
-}
-
-/// Whether both have latency buckets, at different bounds (the filter's histogram changed: a
-/// module with other buckets).
-fn other_bounds(then: &Counts, now: &Counts) -> bool {
-    !then.latency.is_empty()
-        && !now.latency.is_empty()
-        && (then.latency.len() != now.latency.len()
-            || then
-                .latency
-                .iter()
-                .zip(&now.latency)
-                .any(|(a, b)| a.0 != b.0))
-}
-
-/// The cumulative count at `bound` (0 without that bucket).
-fn bucket(latency: &[(f64, u64)], bound: f64) -> u64 {
-    latency
-        .iter()
-        .find(|(at, _)| *at == bound)
-        .map_or(0, |&(_, count)| count)
-}
-
-/// `now - then`, series by series, for counters that did not go down.
-fn difference(now: &Counts, then: &Counts) -> Counts {
-    let mut responses = [0; 5];
-    for ((slot, now), then) in responses
-        .iter_mut()
-        .zip(&now.responses)
-        .zip(&then.responses)
-    {
-        *slot = now.saturating_sub(*then);
-    }
-    let latency = now
-        .latency
-        .iter()
-        .map(|&(bound, count)| (bound, count.saturating_sub(bucket(&then.latency, bound))))
-        .collect();
-    Counts { responses, latency }
 }
 
 #[cfg(test)]
@@ -217,6 +181,7 @@ mod tests {
     /// Counts with `ok` 2xx and `errors` 5xx, every response in the 1 ms bucket.
     fn counts(ok: u64, errors: u64) -> Counts {
         Counts {
+            requests: ok + errors,
             responses: [0, ok, 0, 0, errors],
             latency: vec![(1.0, ok + errors), (10.0, ok + errors), (INF, ok + errors)],
         }
@@ -262,7 +227,7 @@ mod tests {
         // What summing first gave: the total dropped (10000 to 5500), taken whole.
         let summed = |reading: &FleetReading| total(reading).unwrap()["canary"].clone();
         assert_eq!(
-            summed(&now).since(&summed(&before)),
+            summed(&now).since(&summed(&before)).unwrap(),
             counts(4500, 1000),
             "the old arithmetic, for the record"
         );

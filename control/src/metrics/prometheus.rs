@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use canary_filter::metrics::{CODE_CLASS_LABEL, CONFIG_HASH, SERVICE_LABEL};
 
-use crate::metrics::stats::{FilterStats, SeriesKey};
+use crate::metrics::stats::{class_slot, FilterStats, SeriesKey};
 
 /// How far back a proxy that stopped reporting still counts as one of the service's proxies:
 /// Prometheus's own default lookback (`--query.lookback-delta`), the window in which an
@@ -294,12 +294,10 @@ impl Prometheus {
         for sample in self.query(&responses)? {
             if let (Some(key), Some(class)) = (key(&sample), sample.label(CODE_CLASS_LABEL)) {
                 let stats = fleet.entry(proxy(&sample)).or_default();
-                *stats
-                    .entry(key)
-                    .or_default()
-                    .responses
-                    .entry(class.to_string())
-                    .or_default() += sample.count();
+                if let Some(slot) = class_slot(&mut stats.entry(key).or_default().responses, class)
+                {
+                    *slot += sample.count();
+                }
             }
         }
         let buckets = format!(

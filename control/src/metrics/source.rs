@@ -1,23 +1,18 @@
-//! Where the rollout reads the per-version counts of one cohort (one `canary_rule` label) of
-//! one service (one `canary_service` label): Envoy's admin endpoints directly (one or more
-//! proxies), or Prometheus's HTTP API for a fleet. Both give cumulative counters per proxy; the
-//! rollout takes differences between reads proxy by proxy ([`crate::metrics::per_proxy`]). Both read Prometheus's form of the latency
-//! histogram, whose `+Inf` bucket holds the requests slower than the last bound (Envoy's JSON
-//! form has no such bucket, so they would drop out).
-
-use std::collections::BTreeMap;
+//! Where the rollout and `status` read the filter's metrics of one service (one
+//! `canary_service` label): Envoy's admin endpoints directly (one or more proxies), or
+//! Prometheus's HTTP API for a fleet. Both give cumulative counters per proxy; the rollout and
+//! `status --watch` take differences between reads proxy by proxy ([`crate::metrics::per_proxy`]).
+//! Both read Prometheus's form of the latency histogram, whose `+Inf` bucket holds the
+//! requests slower than the last bound (Envoy's JSON form has no such bucket, so they would
+//! drop out).
 
 use anyhow::{bail, Result};
-use canary_filter::metrics::CODE_CLASSES;
 
 use crate::metrics::admin::Admin;
+use crate::metrics::counts::MetricsReading;
 use crate::metrics::per_proxy::{self, FleetReading};
 use crate::metrics::prometheus::{describe_service, Prometheus};
-use crate::metrics::stats::{self, FilterStats};
-use crate::rollout::judge::Counts;
-
-/// Counts per version, cumulative since the proxies started.
-pub type MetricsReading = BTreeMap<String, Counts>;
+use crate::metrics::stats::{self, Family, FilterStats, SeriesKey, VERSIONS};
 
 /// A place to read readings from, and the service whose series it reads (`""`: the series
 /// without a `canary_service` label, of a configuration without `service`).
@@ -73,50 +68,89 @@ impl Source {
     /// sample of, is missing from the read (it left); an error when no proxy has counts of
     /// the cohort.
     pub fn read_fleet(&self, rule: &str) -> Result<FleetReading> {
+        let fleet: FleetReading = self
+            .read_family(&VERSIONS, false)?
+            .proxies
+            .iter()
+            .map(|(proxy, stats)| (proxy.clone(), counts_of_rule(stats, self.service(), rule)))
+            .collect();
+        if fleet.values().all(MetricsReading::is_empty) {
+            match self {
+                Source::Admin { service, .. } => bail!(
+                    "the admin endpoints show no canary metrics for rule {rule:?} of the \
+                     service with {}",
+                    describe_service(service)
+                ),
+                Source::Prometheus {
+                    prometheus,
+                    service,
+                } => bail!(
+                    "Prometheus {} has no responses of rule {rule:?} of the service with {}",
+                    prometheus.base(),
+                    describe_service(service)
+                ),
+            }
+        }
+        Ok(fleet)
+    }
+
+    /// The service whose series the source reads (`""`: those without a service).
+    pub fn service(&self) -> &str {
+        match self {
+            Source::Admin { service, .. } | Source::Prometheus { service, .. } => service,
+        }
+    }
+
+    /// Every series of `family` per proxy, cumulative since each proxy started, by service,
+    /// version and rule: of the source's service, or with `every_service` of every service
+    /// an admin endpoint shows (`status` without `--service`; Prometheus is always asked for
+    /// the source's service). An admin endpoint that does not answer is named in
+    /// [`FleetStats::unanswered`]; an error when none answers, or when Prometheus has none
+    /// of the service's series.
+    pub fn read_family(&self, family: &Family, every_service: bool) -> Result<FleetStats> {
         match self {
             Source::Admin { admins, service } => {
-                let mut fleet = FleetReading::new();
-                let mut silent = Vec::new();
+                let mut read = FleetStats::default();
                 for admin in admins {
-                    match stats::read(admin) {
-                        Ok(stats) => {
-                            fleet.insert(proxy_name(admin), counts_of_rule(&stats, service, rule));
+                    let answer = admin
+                        .get(stats::PROMETHEUS_QUERY)
+                        .and_then(|text| stats::parse_family(&text, family));
+                    match answer {
+                        Ok(all) => {
+                            let stats = if every_service {
+                                all
+                            } else {
+                                stats::of_service(all, service)
+                            };
+                            read.proxies.insert(proxy_name(admin), stats);
                         }
-                        Err(err) => silent.push(format!("{}: {err:#}", admin.base())),
+                        Err(err) => read.unanswered.push(format!("{}: {err:#}", admin.base())),
                     }
                 }
-                if fleet.values().all(MetricsReading::is_empty) {
-                    if fleet.is_empty() {
-                        bail!("no admin endpoint answered: {}", silent.join("; "));
-                    }
-                    bail!(
-                        "the admin endpoints show no canary metrics for rule {rule:?} of the \
-                         service with {}",
-                        describe_service(service)
-                    );
+                if read.proxies.is_empty() {
+                    bail!("no admin endpoint answered: {}", read.unanswered.join("; "));
                 }
-                Ok(fleet)
+                Ok(read)
             }
             Source::Prometheus {
                 prometheus,
                 service,
-            } => {
-                let fleet: FleetReading = prometheus
-                    .filter_stats_by_proxy(service)?
-                    .into_iter()
-                    .map(|(proxy, stats)| (proxy, counts_of_rule(&stats, service, rule)))
-                    .collect();
-                if fleet.values().all(MetricsReading::is_empty) {
-                    bail!(
-                        "Prometheus {} has no responses of rule {rule:?} of the service with {}",
-                        prometheus.base(),
-                        describe_service(service)
-                    );
-                }
-                Ok(fleet)
-            }
+            } => Ok(FleetStats {
+                proxies: prometheus.family_stats_by_proxy(service, family)?,
+                unanswered: Vec::new(),
+            }),
         }
     }
+}
+
+/// One read of every proxy of a source: each proxy's series, and the admin endpoints that did
+/// not answer.
+#[derive(Debug, Clone, Default)]
+pub struct FleetStats {
+    /// Each proxy's series by service, version and rule, by the proxy's name.
+    pub proxies: FleetReading<SeriesKey>,
+    /// The admin endpoints that did not answer, each with why.
+    pub unanswered: Vec<String>,
 }
 
 /// An admin endpoint's name in a fleet reading: its address without the scheme.
@@ -125,27 +159,17 @@ pub(crate) fn proxy_name(admin: &Admin) -> String {
     base.strip_prefix("http://").unwrap_or(base).to_string()
 }
 
-/// The counts of rule `rule` of `service` per version in the filter's metrics: responses by
-/// class and the latency histogram's buckets, `+Inf` included. A version is there once it has
-/// a response of a known class or a latency bucket.
+/// The counts of rule `rule` of `service` per version in the filter's metrics: requests,
+/// responses by class and the latency histogram's buckets, `+Inf` included. A version is there
+/// once it has a response or a latency bucket.
 pub fn counts_of_rule(stats: &FilterStats, service: &str, rule: &str) -> MetricsReading {
-    let mut reading = MetricsReading::new();
-    for (key, series) in stats {
-        if key.rule != rule || key.service != service {
-            continue;
-        }
-        let mut counts = Counts::default();
-        let mut seen = !series.latency.is_empty();
-        for (class, n) in &series.responses {
-            if let Some(i) = CODE_CLASSES.iter().position(|c| c == class) {
-                counts.responses[i] += n;
-                seen = true;
-            }
-        }
-        counts.latency.clone_from(&series.latency);
-        if seen {
-            reading.insert(key.version.clone(), counts);
-        }
-    }
-    reading
+    stats
+        .iter()
+        .filter(|(key, counts)| {
+            key.rule == rule
+                && key.service == service
+                && (counts.answered() > 0 || !counts.latency.is_empty())
+        })
+        .map(|(key, counts)| (key.version.clone(), counts.clone()))
+        .collect()
 }

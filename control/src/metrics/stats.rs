@@ -1,28 +1,20 @@
 //! Envoy's stats, parsed in one place: the filter's metrics from `/stats/prometheus` (the form
 //! whose latency histogram has the `+Inf` bucket, the requests slower than the last bound), by
-//! service, version and rule label, for `status` and the rollout's sources.
+//! service, version and rule label, each series as [`Counts`], for the source that `status`
+//! and the rollout share.
 
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, Result};
-use canary_filter::metrics::{self, CODE_CLASS_LABEL, RULE_LABEL, SERVICE_LABEL, VERSION_LABEL};
+use canary_filter::metrics::{
+    self, CODE_CLASSES, CODE_CLASS_LABEL, RULE_LABEL, SERVICE_LABEL, VERSION_LABEL,
+};
 
 use crate::metrics::admin::Admin;
+use crate::metrics::counts::Counts;
 
 /// The admin query of the filter's metrics in Prometheus's text format (with `+Inf`).
 pub const PROMETHEUS_QUERY: &str = "/stats/prometheus?filter=canary_";
-
-/// The filter's metrics of one version and rule label, cumulative since the proxy started.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SeriesStats {
-    /// Requests routed.
-    pub requests: u64,
-    /// Responses by code class (`"2xx"` …).
-    pub responses: BTreeMap<String, u64>,
-    /// Latency histogram: `(upper bound in ms, cumulative count)`, in bound order, the last
-    /// bound `+Inf` (infinity) when Envoy reports it.
-    pub latency: Vec<(f64, u64)>,
-}
 
 /// Which series: the `canary_service`, `canary_version` and `canary_rule` labels. A
 /// configuration without `service` gives series without the `canary_service` label, read as
@@ -37,8 +29,9 @@ pub struct SeriesKey {
     pub rule: String,
 }
 
-/// The filter's metrics by series.
-pub type FilterStats = BTreeMap<SeriesKey, SeriesStats>;
+/// The filter's metrics by series, cumulative since the proxy started: each series' requests,
+/// responses by class and latency buckets (`+Inf` included).
+pub type FilterStats = BTreeMap<SeriesKey, Counts>;
 
 /// The `canary_service` label value of a configuration's series: its `service`, or `""`
 /// (no label) without one.
@@ -125,7 +118,9 @@ pub fn parse_family(text: &str, family: &Family) -> Result<FilterStats> {
             series.requests += value;
         } else if name == family.responses {
             let class = labels.get(CODE_CLASS_LABEL).unwrap_or_default();
-            *series.responses.entry(class).or_default() += value;
+            if let Some(slot) = class_slot(&mut series.responses, &class) {
+                *slot += value;
+            }
         } else {
             series.latency.push((labels.bucket_bound()?, value));
         }
@@ -198,6 +193,13 @@ impl Labels<'_> {
     }
 }
 
+/// The slot of response class `class` (`"5xx"`) in [`Counts::responses`]; `None` for a class
+/// the filter does not count.
+pub fn class_slot<'a>(responses: &'a mut [u64; 5], class: &str) -> Option<&'a mut u64> {
+    let index = CODE_CLASSES.iter().position(|c| *c == class)?;
+    responses.get_mut(index)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,8 +233,7 @@ canary_request_duration_ms_sum{canary_version="canary",canary_rule="default"} 99
         let stats = parse_prometheus(TEXT).unwrap();
         let default = &stats[&key("", "canary", "default")];
         assert_eq!(default.requests, 12);
-        assert_eq!(default.responses["2xx"], 11);
-        assert_eq!(default.responses["5xx"], 1);
+        assert_eq!(default.responses, [0, 11, 0, 0, 1]);
         assert_eq!(default.latency, [(1.0, 2), (5.0, 4), (f64::INFINITY, 12)]);
         assert_eq!(stats[&key("", "canary", "testers")].requests, 3);
         assert_eq!(stats[&key("checkout", "canary", "default")].requests, 40);

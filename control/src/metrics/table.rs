@@ -1,118 +1,47 @@
 //! The per-version table: requests, share, 5xx and latency quantiles, from the filter's metrics
-//! as [`crate::metrics::stats`] reads them (histograms as cumulative buckets, so the latency of one
-//! version can be summed across rules before taking quantiles).
+//! as [`crate::metrics::stats`] reads them, each series a [`Counts`]. A version's series (one per rule
+//! label) are summed with their buckets matched by bound before taking quantiles; a window of
+//! `status --watch` is what [`crate::metrics::per_proxy::interval`] gives between two reads.
 
-use crate::metrics::prometheus::{describe_service, Prometheus};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::metrics::admin::Admin;
-use crate::metrics::stats::{self, FilterStats};
+use crate::metrics::counts::{Counts, MetricsReading};
+use crate::metrics::per_proxy::FleetReading;
+use crate::metrics::prometheus::describe_service;
+use crate::metrics::source::Source;
+use crate::metrics::stats::{self, SeriesKey, VERSIONS};
 
-/// Everything the filter's metrics say about one version.
+/// Everything the filter's metrics say about one version: its series summed, and its requests
+/// by rule label.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct VersionStats {
-    /// Requests routed to it.
-    pub requests: u64,
-    /// Responses by code class (`"2xx"` …).
-    pub responses: BTreeMap<String, u64>,
+    /// Its counts, every rule's added (`+Inf` bucket included).
+    pub counts: Counts,
     /// Requests by rule label.
     pub by_rule: BTreeMap<String, u64>,
-    /// Latency histogram: `(upper bound in ms, cumulative count)`, summed over rules.
-    pub latency: Vec<(f64, u64)>,
 }
 
 impl VersionStats {
-    /// What was counted after `earlier` (a read of the same proxies; a counter that went down,
-    /// as after a restart, counts from zero).
-    pub fn since(&self, earlier: &VersionStats) -> VersionStats {
-        let minus = |now: u64, then: Option<&u64>| match then {
-            Some(&then) if then <= now => now - then,
-            _ => now,
-        };
-        VersionStats {
-            requests: minus(self.requests, Some(&earlier.requests)),
-            responses: self
-                .responses
-                .iter()
-                .map(|(class, &n)| (class.clone(), minus(n, earlier.responses.get(class))))
-                .collect(),
-            by_rule: self
-                .by_rule
-                .iter()
-                .map(|(rule, &n)| (rule.clone(), minus(n, earlier.by_rule.get(rule))))
-                .collect(),
-            latency: if earlier.latency.len() == self.latency.len() {
-                self.latency
-                    .iter()
-                    .zip(&earlier.latency)
-                    .map(|(&(bound, n), &(_, then))| (bound, minus(n, Some(&then))))
-                    .collect()
-            } else {
-                self.latency.clone()
-            },
-        }
-    }
-
     /// Responses of class 5xx.
     pub fn errors(&self) -> u64 {
-        self.responses.get("5xx").copied().unwrap_or(0)
+        self.counts.errors()
     }
 
     /// All responses counted.
     pub fn answered(&self) -> u64 {
-        self.responses.values().sum()
+        self.counts.answered()
     }
 
-    /// The `q` quantile (0..1) of the latency in ms, interpolated inside its bucket; `None`
-    /// without samples.
+    /// The `q` quantile (0..1) of the latency in ms over the finite buckets, interpolated
+    /// inside its bucket (the table prints a number; the samples past the last bound are
+    /// left out); `None` without samples.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        quantile(&self.latency, q)
-    }
-}
-
-/// The `q` quantile (0..1) of a histogram given as `(upper bound, cumulative count)`,
-/// interpolated linearly inside its bucket; `None` without samples.
-pub fn quantile(cumulative: &[(f64, u64)], q: f64) -> Option<f64> {
-    let total = cumulative.last()?.1;
-    if total == 0 {
-        return None;
-    }
-    let rank = q * total as f64;
-    let mut lower = (0.0, 0u64);
-    for &(bound, count) in cumulative {
-        if count as f64 >= rank && count > lower.1 {
-            let within = (rank - lower.1 as f64) / (count - lower.1) as f64;
-            return Some(lower.0 + (bound - lower.0) * within.clamp(0.0, 1.0));
-        }
-        lower = (bound, count);
-    }
-    Some(lower.0)
-}
-
-/// Adds `more` (from another proxy) into `total`.
-pub fn add_into(total: &mut VersionStats, more: &VersionStats) {
-    total.requests += more.requests;
-    for (class, n) in &more.responses {
-        *total.responses.entry(class.clone()).or_default() += n;
-    }
-    for (rule, n) in &more.by_rule {
-        *total.by_rule.entry(rule.clone()).or_default() += n;
-    }
-    add_cumulative(&mut total.latency, &more.latency);
-}
-
-/// Adds one cumulative histogram into another with the same bounds (the first one taken as is).
-pub fn add_cumulative(total: &mut Vec<(f64, u64)>, more: &[(f64, u64)]) {
-    if total.is_empty() {
-        total.extend_from_slice(more);
-    } else {
-        for (have, add) in total.iter_mut().zip(more) {
-            have.1 += add.1;
-        }
+        self.counts.finite_latency_quantile(q)
     }
 }
 
@@ -129,35 +58,30 @@ pub fn read_versions(
         Some(service) => stats::of_service(all, service),
         None => all,
     };
-    Ok(by_version(&match rule {
-        Some(rule) => of_service
-            .into_iter()
-            .filter(|(key, _)| key.rule == rule)
-            .collect(),
-        None => of_service,
-    }))
+    by_version(&of_rule(of_service, rule))
 }
 
-/// The filter's metrics by version: every rule's summed, the latency without its `+Inf` bucket
-/// (the quantiles interpolate inside finite buckets).
-pub fn by_version(stats: &FilterStats) -> BTreeMap<String, VersionStats> {
-    let mut versions: BTreeMap<String, VersionStats> = BTreeMap::new();
-    for (key, series) in stats {
-        let entry = versions.entry(key.version.clone()).or_default();
-        entry.requests += series.requests;
-        *entry.by_rule.entry(key.rule.clone()).or_default() += series.requests;
-        for (class, n) in &series.responses {
-            *entry.responses.entry(class.clone()).or_default() += n;
-        }
-        let finite: Vec<(f64, u64)> = series
-            .latency
-            .iter()
-            .copied()
-            .filter(|(bound, _)| bound.is_finite())
-            .collect();
-        add_cumulative(&mut entry.latency, &finite);
+/// Only the series of rule label `rule`, when one is given.
+pub fn of_rule(series: MetricsReading<SeriesKey>, rule: Option<&str>) -> MetricsReading<SeriesKey> {
+    match rule {
+        Some(rule) => series.into_iter().filter(|(key, _)| key.rule == rule).collect(),
+        None => series,
     }
-    versions
+}
+
+/// The series by version: each version's series (every rule's, every service's read) added,
+/// buckets matched by bound (series of one version at different bounds are an error).
+pub fn by_version(series: &MetricsReading<SeriesKey>) -> Result<BTreeMap<String, VersionStats>> {
+    let mut versions: BTreeMap<String, VersionStats> = BTreeMap::new();
+    for (key, counts) in series {
+        let entry = versions.entry(key.version.clone()).or_default();
+        entry
+            .counts
+            .add(counts)
+            .with_context(|| format!("adding the series of version {}", key.version))?;
+        *entry.by_rule.entry(key.rule.clone()).or_default() += counts.requests;
+    }
+    Ok(versions)
 }
 
 /// One line of the table, also what `--json` prints per version.
@@ -183,16 +107,16 @@ pub struct VersionSummary {
 
 /// The per-version summaries, in version-name order.
 pub fn summarize(versions: &BTreeMap<String, VersionStats>) -> Vec<VersionSummary> {
-    let total: u64 = versions.values().map(|v| v.requests).sum();
+    let total: u64 = versions.values().map(|v| v.counts.requests).sum();
     versions
         .iter()
         .map(|(name, stats)| VersionSummary {
             version: name.clone(),
-            requests: stats.requests,
+            requests: stats.counts.requests,
             share: if total == 0 {
                 0.0
             } else {
-                stats.requests as f64 * 100.0 / total as f64
+                stats.counts.requests as f64 * 100.0 / total as f64
             },
             errors_5xx: stats.errors(),
             error_rate: (stats.answered() > 0)
@@ -223,32 +147,24 @@ pub struct VersionRate {
     pub p99_ms: Option<f64>,
 }
 
-/// Each version's rates between two reads `seconds` apart (versions of the later read).
-pub fn rates(
-    now: &BTreeMap<String, VersionStats>,
-    before: &BTreeMap<String, VersionStats>,
-    seconds: f64,
-) -> Vec<VersionRate> {
-    now.iter()
-        .map(|(name, stats)| {
-            let window = match before.get(name) {
-                Some(earlier) => stats.since(earlier),
-                None => stats.clone(),
-            };
-            VersionRate {
-                version: name.clone(),
-                requests: window.requests,
-                requests_per_second: if seconds > 0.0 {
-                    window.requests as f64 / seconds
-                } else {
-                    0.0
-                },
-                errors_5xx: window.errors(),
-                error_rate: (window.answered() > 0)
-                    .then(|| window.errors() as f64 * 100.0 / window.answered() as f64),
-                p50_ms: window.quantile(0.5),
-                p99_ms: window.quantile(0.99),
-            }
+/// Each version's rates over a window `seconds` long: `window` is what each version counted
+/// in it (subtracted proxy by proxy, [`crate::metrics::per_proxy::interval`]).
+pub fn rates(window: &BTreeMap<String, VersionStats>, seconds: f64) -> Vec<VersionRate> {
+    window
+        .iter()
+        .map(|(name, stats)| VersionRate {
+            version: name.clone(),
+            requests: stats.counts.requests,
+            requests_per_second: if seconds > 0.0 {
+                stats.counts.requests as f64 / seconds
+            } else {
+                0.0
+            },
+            errors_5xx: stats.errors(),
+            error_rate: (stats.answered() > 0)
+                .then(|| stats.errors() as f64 * 100.0 / stats.answered() as f64),
+            p50_ms: stats.quantile(0.5),
+            p99_ms: stats.quantile(0.99),
         })
         .collect()
 }
@@ -313,45 +229,43 @@ pub fn render_table(versions: &BTreeMap<String, VersionStats>) -> String {
     out
 }
 
-/// Where the table comes from.
-pub enum StatusSource {
-    /// Envoy admin endpoints, summed; of one service, or of every one (`None`).
-    Admins(Vec<Admin>, Option<String>),
-    /// Every proxy of one service that Prometheus scrapes.
-    Prometheus(Prometheus, String),
+/// Where the table comes from: the rollout's [`Source`], and whether it reads every service
+/// the admin endpoints show (admin endpoints without `--service`).
+pub struct StatusSource {
+    /// The source.
+    pub source: Source,
+    /// Every service's series (admin endpoints without `--service`), not only the source's.
+    pub every_service: bool,
 }
 
 impl StatusSource {
-    /// The filter's metrics by version; of one rule label only when `rule` is given.
-    pub fn read(&self, rule: Option<&str>) -> Result<BTreeMap<String, VersionStats>> {
-        match self {
-            StatusSource::Admins(admins, service) => read(admins, service.as_deref(), rule),
-            StatusSource::Prometheus(prometheus, service) => {
-                let stats = prometheus.filter_stats(service)?;
-                Ok(by_version(&match rule {
-                    Some(rule) => stats
-                        .into_iter()
-                        .filter(|(key, _)| key.rule == rule)
-                        .collect(),
-                    None => stats,
-                }))
-            }
-        }
+    /// The filter's series per proxy, cumulative (of one rule label only when `rule` is
+    /// given), and the admin endpoints that did not answer.
+    pub fn read(&self, rule: Option<&str>) -> Result<(FleetReading<SeriesKey>, Vec<String>)> {
+        let read = self.source.read_family(&VERSIONS, self.every_service)?;
+        let fleet = read
+            .proxies
+            .into_iter()
+            .map(|(proxy, series)| (proxy, of_rule(series, rule)))
+            .collect();
+        Ok((fleet, read.unanswered))
     }
 
     /// The heading: where the numbers come from.
     pub fn describe(&self) -> String {
-        match self {
-            StatusSource::Admins(admins, service) => {
+        match &self.source {
+            Source::Admin { admins, service } => {
                 let sources: Vec<&str> = admins.iter().map(Admin::base).collect();
-                match service {
-                    Some(service) => {
-                        format!("{} ({})", sources.join(", "), describe_service(service))
-                    }
-                    None => sources.join(", "),
+                if self.every_service {
+                    sources.join(", ")
+                } else {
+                    format!("{} ({})", sources.join(", "), describe_service(service))
                 }
             }
-            StatusSource::Prometheus(prometheus, service) => format!(
+            Source::Prometheus {
+                prometheus,
+                service,
+            } => format!(
                 "Prometheus {}, every proxy of the service with {}",
                 prometheus.base(),
                 describe_service(service)
@@ -360,54 +274,91 @@ impl StatusSource {
     }
 }
 
-/// The filter's metrics of every admin endpoint, summed by version: of one service, or of
-/// every one (`None`); of one rule label only when `rule` is given.
-pub fn read(
-    admins: &[Admin],
-    service: Option<&str>,
-    rule: Option<&str>,
-) -> Result<BTreeMap<String, VersionStats>> {
-    let mut total = BTreeMap::new();
-    for admin in admins {
-        for (version, stats) in read_versions(admin, service, rule)? {
-            let entry: &mut VersionStats = total.entry(version).or_default();
-            add_into(entry, &stats);
-        }
-    }
-    Ok(total)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    #![allow(clippy::unwrap_used)]
 
-    fn stats(requests: u64, ok: u64, errors: u64, latency: &[(f64, u64)]) -> VersionStats {
-        VersionStats {
+    use super::*;
+    use crate::metrics::per_proxy;
+
+    const INF: f64 = f64::INFINITY;
+
+    fn key(version: &str, rule: &str) -> SeriesKey {
+        SeriesKey {
+            service: String::new(),
+            version: version.to_string(),
+            rule: rule.to_string(),
+        }
+    }
+
+    fn counts(requests: u64, ok: u64, errors: u64, latency: &[(f64, u64)]) -> Counts {
+        Counts {
             requests,
-            responses: [("2xx".to_string(), ok), ("5xx".to_string(), errors)].into(),
-            by_rule: [("weights".to_string(), requests)].into(),
+            responses: [0, ok, 0, 0, errors],
             latency: latency.to_vec(),
         }
     }
 
+    fn proxy(series: &[(SeriesKey, Counts)]) -> MetricsReading<SeriesKey> {
+        series.iter().cloned().collect()
+    }
+
+    /// A version's rules are added bucket by bound; its requests by rule are kept; the
+    /// quantiles leave the `+Inf` bucket out (worked by hand).
+    #[test]
+    fn a_version_is_its_rules_added() {
+        let series = proxy(&[
+            (key("stable", "weights"), counts(90, 90, 0, &[(1.0, 40), (10.0, 80), (INF, 90)])),
+            (key("stable", "testers"), counts(10, 8, 2, &[(1.0, 0), (10.0, 10), (INF, 10)])),
+            (key("canary", "testers"), counts(5, 5, 0, &[(1.0, 5), (10.0, 5), (INF, 5)])),
+        ]);
+        let versions = by_version(&series).unwrap();
+        let stable = &versions["stable"];
+        assert_eq!(stable.counts, counts(100, 98, 2, &[(1.0, 40), (10.0, 90), (INF, 100)]));
+        assert_eq!(
+            stable.by_rule,
+            BTreeMap::from([("testers".to_string(), 10), ("weights".to_string(), 90)])
+        );
+        // The median at rank 45 of the 90 finite samples: 5 of 50 into (1, 10].
+        assert!((stable.quantile(0.5).unwrap() - (1.0 + 9.0 * 5.0 / 50.0)).abs() < 1e-9);
+        let rows = summarize(&versions);
+        assert_eq!(rows[1].version, "stable");
+        assert!((rows[1].share - 100.0 * 100.0 / 105.0).abs() < 1e-9);
+        assert_eq!(rows[1].error_rate, Some(2.0 * 100.0 / 100.0));
+    }
+
+    /// Two rules of one version whose buckets sit at other bounds (the same number of them):
+    /// summed by position, the old table claimed 5 samples at or below 1 ms where there were
+    /// 2. By bound: an error naming the version and both sets of bounds.
+    #[test]
+    fn a_versions_series_at_other_bounds_are_an_error() {
+        let series = proxy(&[
+            (key("stable", "weights"), counts(4, 4, 0, &[(1.0, 2), (10.0, 4)])),
+            (key("stable", "testers"), counts(4, 4, 0, &[(5.0, 3), (10.0, 4)])),
+        ]);
+        let err = format!("{:#}", by_version(&series).unwrap_err());
+        assert!(err.contains("version stable"), "{err}");
+        assert!(err.contains("(5,10 and 1,10)"), "{err}");
+    }
+
+    /// The window between two reads of one proxy: 200 requests and 10 of 200 responses 5xx in
+    /// 2 s; every window sample in (1, 10] ms; a version new since the first read counts from
+    /// zero.
     #[test]
     fn rates_are_the_window_between_two_reads() {
-        let before = BTreeMap::from([(
-            "stable".to_string(),
-            stats(100, 90, 10, &[(1.0, 50), (10.0, 100)]),
+        let fleet = |series: &[(SeriesKey, Counts)]| -> FleetReading<SeriesKey> {
+            FleetReading::from([("a:1".to_string(), proxy(series))])
+        };
+        let before = fleet(&[(
+            key("stable", "weights"),
+            counts(100, 90, 10, &[(1.0, 50), (10.0, 100)]),
         )]);
-        let now = BTreeMap::from([
-            (
-                "stable".to_string(),
-                stats(300, 280, 20, &[(1.0, 50), (10.0, 300)]),
-            ),
-            (
-                "canary".to_string(),
-                stats(40, 40, 0, &[(1.0, 40), (10.0, 40)]),
-            ),
+        let now = fleet(&[
+            (key("stable", "weights"), counts(300, 280, 20, &[(1.0, 50), (10.0, 300)])),
+            (key("canary", "weights"), counts(40, 40, 0, &[(1.0, 40), (10.0, 40)])),
         ]);
-        let rates = rates(&now, &before, 2.0);
-        // 200 requests and 10 of 200 responses 5xx in 2 s; every window sample in (1, 10] ms.
+        let window = per_proxy::interval(&before, &now).unwrap();
+        let rates = rates(&by_version(&window.counts).unwrap(), 2.0);
         let stable = rates.iter().find(|r| r.version == "stable");
         assert_eq!(
             stable.map(|r| (
@@ -419,7 +370,6 @@ mod tests {
             Some((200, 100.0, 10, Some(5.0)))
         );
         assert_eq!(stable.and_then(|r| r.p50_ms), Some(5.5));
-        // A version new since the first read counts from zero.
         let canary = rates.iter().find(|r| r.version == "canary");
         assert_eq!(
             canary.map(|r| (r.requests, r.requests_per_second, r.error_rate)),

@@ -4,8 +4,9 @@
 
 use serde::Serialize;
 
+use crate::metrics::counts::Counts;
 use crate::rollout::checks::CheckResult;
-use crate::rollout::judge::{Check, Counts, JudgeSettings, StepAction};
+use crate::rollout::judge::{Check, JudgeSettings, StepAction};
 
 /// Which gate hook is asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

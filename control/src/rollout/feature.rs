@@ -9,9 +9,10 @@ use canary_filter::CanaryConfig;
 use super::{weight_in, Reporter, Rollout};
 use crate::config::flags::{self, OFF};
 use crate::mesh::target::Target;
+use crate::metrics::counts::MetricsReading;
 use crate::metrics::per_proxy::FleetReading;
-use crate::metrics::source::{self, MetricsReading, Source};
-use crate::metrics::stats::FilterStats;
+use crate::metrics::source::Source;
+use crate::metrics::stats::FEATURES;
 use crate::{config::edit, metrics::prometheus::describe_service};
 
 impl Rollout {
@@ -56,41 +57,21 @@ impl Rollout {
         if !self.feature {
             return source.read_fleet(self.label());
         }
-        let side = |stats: &FilterStats, service: &str| {
-            flags::reading(stats, service, &self.canary, &self.canary)
-        };
-        let fleet = match source {
-            Source::Admin { admins, service } => {
-                let mut fleet = FleetReading::new();
-                let mut silent = Vec::new();
-                for admin in admins {
-                    match flags::read_admin(admin, service) {
-                        Ok(stats) => {
-                            fleet.insert(source::proxy_name(admin), side(&stats, service));
-                        }
-                        Err(err) => silent.push(format!("{}: {err:#}", admin.base())),
-                    }
-                }
-                if fleet.is_empty() {
-                    bail!("no admin endpoint answered: {}", silent.join("; "));
-                }
-                fleet
-            }
-            Source::Prometheus {
-                prometheus,
-                service,
-            } => flags::read_prometheus_by_proxy(prometheus, service)?
-                .into_iter()
-                .map(|(proxy, stats)| (proxy, side(&stats, service)))
-                .collect(),
-        };
+        let fleet: FleetReading = source
+            .read_family(&FEATURES, false)?
+            .proxies
+            .iter()
+            .map(|(proxy, stats)| {
+                let side = flags::reading(stats, source.service(), &self.canary, &self.canary);
+                (proxy.clone(), side)
+            })
+            .collect();
         if fleet.values().all(MetricsReading::is_empty) {
-            let (Source::Admin { service, .. } | Source::Prometheus { service, .. }) = source;
             bail!(
                 "{} shows no responses of feature {:?} of the service with {}",
                 source.describe(),
                 self.canary,
-                describe_service(service)
+                describe_service(source.service())
             );
         }
         Ok(fleet)

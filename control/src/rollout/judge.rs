@@ -34,91 +34,8 @@
 use anyhow::{bail, Result};
 use serde::Serialize;
 
+use crate::metrics::counts::{same_bounds, Counts};
 use crate::rollout::evidence::{Bound, Sequential, Tally};
-
-/// One version's counts over an interval, in the judged cohort.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Counts {
-    /// Responses by class `1xx` … `5xx`.
-    pub responses: [u64; 5],
-    /// Latency histogram: `(upper bound ms, cumulative count)`, bounds increasing; the last may
-    /// be `f64::INFINITY` (the `+Inf` bucket, holding every sample).
-    pub latency: Vec<(f64, u64)>,
-}
-
-impl Counts {
-    /// All responses.
-    pub fn answered(&self) -> u64 {
-        self.responses.iter().sum()
-    }
-
-    /// 5xx responses.
-    pub fn errors(&self) -> u64 {
-        self.responses[4]
-    }
-
-    /// 5xx per response, in percent.
-    pub fn error_rate(&self) -> f64 {
-        percent(self.errors(), self.answered())
-    }
-
-    /// Latency samples (the histogram's count).
-    pub fn latency_samples(&self) -> u64 {
-        self.latency.last().map_or(0, |b| b.1)
-    }
-
-    /// The `q` quantile of the latency in ms, interpolated inside its bucket (infinite when it
-    /// falls past the last finite bound).
-    pub fn latency_quantile(&self, q: f64) -> Option<f64> {
-        crate::metrics::table::quantile(&self.latency, q)
-    }
-
-    /// `self - earlier`, for counters that only grow (a reset, such as an Envoy restart,
-    /// shows as the current value). Buckets are matched by bound.
-    pub fn since(&self, earlier: &Counts) -> Counts {
-        let reset = self.answered() < earlier.answered()
-            || self.latency_samples() < earlier.latency_samples();
-        if reset {
-            return self.clone();
-        }
-        let mut responses = [0; 5];
-        for (i, slot) in responses.iter_mut().enumerate() {
-            *slot = self.responses[i].saturating_sub(earlier.responses[i]);
-        }
-        let latency = self
-            .latency
-            .iter()
-            .map(|&(bound, count)| {
-                let before = earlier
-                    .latency
-                    .iter()
-                    .find(|b| b.0 == bound)
-                    .map_or(0, |b| b.1);
-                (bound, count.saturating_sub(before))
-            })
-            .collect();
-        Counts { responses, latency }
-    }
-
-    /// Adds `more` (another proxy's counts): buckets matched by bound; different bounds are an
-    /// error.
-    pub fn add(&mut self, more: &Counts) -> Result<()> {
-        if !self.latency.is_empty() && !more.latency.is_empty() {
-            same_bounds(&self.latency, &more.latency, "two proxies")?;
-        }
-        for (have, add) in self.responses.iter_mut().zip(more.responses) {
-            *have += add;
-        }
-        if self.latency.is_empty() {
-            self.latency = more.latency.clone();
-        } else if !more.latency.is_empty() {
-            for (have, add) in self.latency.iter_mut().zip(&more.latency) {
-                have.1 += add.1;
-            }
-        }
-        Ok(())
-    }
-}
 
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -126,24 +43,6 @@ fn percent(part: u64, whole: u64) -> f64 {
     } else {
         part as f64 * 100.0 / whole as f64
     }
-}
-
-fn bounds_text(points: &[(f64, u64)]) -> String {
-    let all: Vec<String> = points.iter().map(|p| format!("{}", p.0)).collect();
-    all.join(",")
-}
-
-fn same_bounds(one: &[(f64, u64)], other: &[(f64, u64)], what: &str) -> Result<()> {
-    let equal = one.len() == other.len() && one.iter().zip(other).all(|(x, y)| x.0 == y.0);
-    if !equal {
-        bail!(
-            "the latency histograms of {what} have different bucket bounds ({} and {}): buckets \
-             can only be compared bound by bound",
-            bounds_text(one),
-            bounds_text(other)
-        );
-    }
-    Ok(())
 }
 
 /// A latency histogram as disjoint counts: `counts[i]` holds the samples in
@@ -1011,6 +910,7 @@ mod tests {
     fn counts(errors: u64, disjoint: [u64; 4]) -> Counts {
         let n: u64 = disjoint.iter().sum();
         Counts {
+            requests: n,
             responses: [0, n - errors, 0, 0, errors],
             latency: latency(disjoint),
         }
@@ -1429,6 +1329,7 @@ mod tests {
     #[test]
     fn samples_above_a_bound() {
         let with_inf = Counts {
+            requests: 6,
             responses: [0, 6, 0, 0, 0],
             latency: vec![(1.0, 2), (2.0, 5), (f64::INFINITY, 6)],
         };
@@ -1439,6 +1340,7 @@ mod tests {
             (4, 1, 0, 6)
         );
         let without = Counts {
+            requests: 5,
             responses: [0, 5, 0, 0, 0],
             latency: vec![(1.0, 2), (2.0, 5)],
         };
@@ -1455,8 +1357,8 @@ mod tests {
             vec![(f64::INFINITY, 1), (2.0, 2)],
         ] {
             let counts = Counts {
-                responses: [0; 5],
                 latency: bad.clone(),
+                ..Counts::default()
             };
             assert!(Histogram::from_counts(&counts, "x").is_err(), "{bad:?}");
         }
@@ -1469,6 +1371,7 @@ mod tests {
         let mut judgement = Judgement::new(settings()).unwrap();
         judgement.seed(&counts(0, [100, 0, 0, 0])).unwrap();
         let other = Counts {
+            requests: 100,
             responses: [0, 100, 0, 0, 0],
             latency: vec![(5.0, 100), (50.0, 100), (500.0, 100), (f64::INFINITY, 100)],
         };
@@ -1531,6 +1434,7 @@ mod tests {
     #[test]
     fn one_bucket() {
         let one = |n: u64| Counts {
+            requests: n,
             responses: [0, n, 0, 0, 0],
             latency: vec![(f64::INFINITY, n)],
         };
@@ -1561,6 +1465,7 @@ mod tests {
             })
             .collect();
         let stable = Counts {
+            requests: 1000,
             responses: [0, 1000, 0, 0, 0],
             latency: points,
         };
@@ -1573,21 +1478,5 @@ mod tests {
             "{latency:?}"
         );
         assert_eq!((bounds[tail.stable], bounds[tail.canary]), (100.0, 200.0));
-    }
-
-    /// Deltas, not totals: `since` takes each bucket's difference by bound, and a reset shows as
-    /// the current counts.
-    #[test]
-    fn since_takes_differences() {
-        let before = counts(2, [10, 5, 1, 0]);
-        let after = counts(5, [30, 6, 1, 2]);
-        let delta = after.since(&before);
-        assert_eq!(delta.responses, [0, 20, 0, 0, 3]);
-        assert_eq!(delta.latency, latency([20, 1, 0, 2]));
-        assert_eq!(
-            before.since(&after),
-            before,
-            "a reset shows the current counts"
-        );
     }
 }

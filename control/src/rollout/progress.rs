@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::rollout::judge::Counts;
+use crate::metrics::counts::Counts;
 
 /// One live display: an interval or the settle wait.
 pub struct Progress {
@@ -132,6 +132,7 @@ mod tests {
     #[test]
     fn a_side_names_counts_rate_and_latency() {
         let counts = Counts {
+            requests: 100,
             responses: [0, 99, 0, 0, 1],
             latency: vec![(1.0, 50), (10.0, 100)],
         };

@@ -15,6 +15,8 @@ use canary_control::mesh::wasmplugin::WasmPlugin;
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::prometheus::Prometheus;
 use canary_control::metrics::stats::service_label;
+use canary_control::metrics::per_proxy;
+use canary_control::metrics::source::Source;
 use canary_control::metrics::table::{self, StatusSource};
 
 #[derive(Args)]
@@ -72,18 +74,30 @@ fn source_of(args: &StatusArgs, plugin: Option<&WasmPlugin>) -> Result<StatusSou
                     service_label(file.read()?.config.service.as_deref()).to_string()
                 }
             };
-            StatusSource::Prometheus(Prometheus::new(url), service)
+            StatusSource {
+                source: Source::Prometheus {
+                    prometheus: Prometheus::new(url),
+                    service,
+                },
+                every_service: false,
+            }
         }
-        None => StatusSource::Admins(
-            args.admin.iter().map(|a| Admin::new(a)).collect(),
-            args.service.clone(),
-        ),
+        None => StatusSource {
+            source: Source::Admin {
+                admins: args.admin.iter().map(|a| Admin::new(a)).collect(),
+                service: args.service.clone().unwrap_or_default(),
+            },
+            every_service: args.service.is_none(),
+        },
     })
 }
 
 /// Prints the table (or JSON) once; with `--watch`, the totals, then every SECONDS the rates
 /// over the last refresh interval, until Ctrl-C or `--count` refreshes. With `--wasmplugin`,
-/// the configuration the WasmPlugin holds comes first (read again on every refresh).
+/// the configuration the WasmPlugin holds comes first (read again on every refresh). The
+/// totals need every admin endpoint to answer; a refresh subtracts proxy by proxy, as the
+/// rollout does, so a proxy that restarted, joined or left between two refreshes counts only
+/// what it counted in the window (and the refresh names it).
 pub fn exec(args: StatusArgs) -> Result<()> {
     let plugin = match &args.wasmplugin {
         Some(reference) => Some(WasmPlugin::new(reference, args.kubectl.kubectl())?),
@@ -110,7 +124,11 @@ pub fn exec(args: StatusArgs) -> Result<()> {
         Some(_) => bail!("--watch needs a number of seconds above 0"),
         None => None,
     };
-    let mut versions = source.read(rule)?;
+    let (mut fleet, unanswered) = source.read(rule)?;
+    if let Some(silent) = unanswered.first() {
+        bail!("an admin endpoint did not answer: {silent}");
+    }
+    let versions = table::by_version(&per_proxy::total(&fleet)?)?;
     let mut read_at = Instant::now();
     let now = || humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let configuration = configured()?;
@@ -145,8 +163,8 @@ pub fn exec(args: StatusArgs) -> Result<()> {
         );
         print!("{}", table::render_table(&versions));
         let features = canary_control::config::flags::render_table(
-            &canary_control::config::flags::status_stats(&source)?,
-        );
+            &canary_control::config::flags::status_stats(&source.source, source.every_service)?,
+        )?;
         if !features.is_empty() {
             print!("\n{features}");
         }
@@ -159,18 +177,20 @@ pub fn exec(args: StatusArgs) -> Result<()> {
     let mut refreshes = 0;
     while args.count.is_none_or(|count| refreshes < count) {
         std::thread::sleep(every.saturating_sub(read_at.elapsed()));
-        let later = source.read(rule)?;
+        let (later, _) = source.read(rule)?;
         let seconds = read_at.elapsed().as_secs_f64();
         read_at = Instant::now();
-        let rates = table::rates(&later, &versions, seconds);
-        versions = later;
+        let window = per_proxy::interval(&fleet, &later)?;
+        let rates = table::rates(&table::by_version(&window.counts)?, seconds);
+        let changes: Vec<String> = window.changes.iter().map(ToString::to_string).collect();
+        fleet = later;
         refreshes += 1;
         let configuration = configured()?;
         if args.json {
             println!(
                 "{}",
                 json!({"time": now(), "rule": rule, "configuration": configuration,
-                       "window_seconds": seconds, "rates": rates})
+                       "window_seconds": seconds, "rates": rates, "fleet": changes})
             );
         } else {
             if redraw {
@@ -179,8 +199,11 @@ pub fn exec(args: StatusArgs) -> Result<()> {
             if let Some(line) = &configuration {
                 println!("{line}");
             }
+            let fleet_line = window
+                .fleet_line()
+                .map_or(String::new(), |line| format!("  fleet: {line}"));
             println!(
-                "{}  {}{scope}  over the last {seconds:.1}s",
+                "{}  {}{scope}  over the last {seconds:.1}s{fleet_line}",
                 now(),
                 source.describe()
             );
