@@ -373,9 +373,9 @@ fn status_watch_counts_a_restarted_front_from_its_restart() {
     counted(&mesh, second_admin, 600);
 
     let admins = format!("{},{second_admin}", mesh.front().admin());
-    let mut watch = Running::spawn(Command::new(CANARYCTL).args([
-        "status", "--admin", &admins, "--watch", "1", "--json",
-    ]));
+    let mut watch = Running::spawn(
+        Command::new(CANARYCTL).args(["status", "--admin", &admins, "--watch", "1", "--json"]),
+    );
     watch.until(Duration::from_secs(10), "totals");
     let totals: serde_json::Value = serde_json::from_str(watch.seen.last().unwrap()).unwrap();
     let stable = |rows: &serde_json::Value| {

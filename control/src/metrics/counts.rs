@@ -260,11 +260,17 @@ mod tests {
         let earlier = counts(100, 90, 10, &[(1.0, 50), (10.0, 95), (INF, 100)]);
         let later = counts(300, 270, 20, &[(1.0, 80), (10.0, 280), (INF, 300)]);
         let window = later.since(&earlier).unwrap();
-        assert_eq!(window, counts(200, 180, 10, &[(1.0, 30), (10.0, 185), (INF, 200)]));
+        assert_eq!(
+            window,
+            counts(200, 180, 10, &[(1.0, 30), (10.0, 185), (INF, 200)])
+        );
         // 5 % of the window's responses 5xx; its median at rank 100 of 200: 70 samples into
         // the (1, 10] bucket of 155, so 1 + 9 × 70/155 ms.
         assert!(close(Some(window.error_rate()), 100.0 / 19.0));
-        assert!(close(window.latency_quantile(0.5), 1.0 + 9.0 * 70.0 / 155.0));
+        assert!(close(
+            window.latency_quantile(0.5),
+            1.0 + 9.0 * 70.0 / 155.0
+        ));
         // A histogram first seen in the later read counts whole.
         let first = later.since(&counts(100, 90, 10, &[])).unwrap();
         assert_eq!(first.latency, later.latency);
@@ -296,7 +302,10 @@ mod tests {
         assert_eq!(c.latency_quantile(0.95), Some(INF));
         // Finite buckets only: 90 samples, the median at rank 45 of the first bucket's 50.
         assert!(close(c.finite_latency_quantile(0.5), 0.9));
-        assert!(close(c.finite_latency_quantile(0.9), 1.0 + 9.0 * 31.0 / 40.0));
+        assert!(close(
+            c.finite_latency_quantile(0.9),
+            1.0 + 9.0 * 31.0 / 40.0
+        ));
         assert_eq!(Counts::default().latency_quantile(0.5), None);
     }
 }

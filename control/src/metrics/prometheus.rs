@@ -213,52 +213,16 @@ impl Prometheus {
         Ok(doc["data"].take())
     }
 
-    /// The filter's metrics of `service`, summed over the proxies, by version and rule: the
-    /// same shape as one admin endpoint's (`crate::metrics::stats`), so the rollout and `status` read
-    /// both alike. An error when Prometheus has none of the service's series.
-    pub fn filter_stats(&self, service: &str) -> Result<FilterStats> {
-        self.family_stats(service, &crate::metrics::stats::VERSIONS)
-    }
-
-    /// [`Prometheus::filter_stats`] for one family of series (the per-feature ones too).
-    pub fn family_stats(
-        &self,
-        service: &str,
-        family: &crate::metrics::stats::Family,
-    ) -> Result<FilterStats> {
-        let stats = self
-            .grouped_stats(service, family, "")?
-            .into_values()
-            .next();
-        Ok(stats.unwrap_or_default())
-    }
-
-    /// The filter's metrics of `service` per proxy (by scrape target, `job/instance`, as
-    /// [`Prometheus::config_hashes`] names them), each by version and rule: only the proxies
-    /// Prometheus has a current sample of (a stopped proxy's series go stale at its first
-    /// failed scrape). An error when Prometheus has none of the service's series.
-    pub fn filter_stats_by_proxy(&self, service: &str) -> Result<BTreeMap<String, FilterStats>> {
-        self.family_stats_by_proxy(service, &crate::metrics::stats::VERSIONS)
-    }
-
-    /// [`Prometheus::filter_stats_by_proxy`] for one family of series (the per-feature ones
-    /// too).
+    /// The series of `family` of `service` per proxy (by scrape target, `job/instance`, as
+    /// [`Prometheus::config_hashes`] names them), each by version and rule: the same shape as
+    /// one admin endpoint's (`crate::metrics::stats`), so the rollout and `status` read both
+    /// alike ([`crate::metrics::source`]). Only the proxies Prometheus has a current sample of
+    /// (a stopped proxy's series go stale at its first failed scrape). An error when
+    /// Prometheus has none of the service's series.
     pub fn family_stats_by_proxy(
         &self,
         service: &str,
         family: &crate::metrics::stats::Family,
-    ) -> Result<BTreeMap<String, FilterStats>> {
-        self.grouped_stats(service, family, "job, instance, ")
-    }
-
-    /// The metrics of `family` of `service` summed by its version and rule labels and the
-    /// labels `by` (each followed by `, `; `""` sums over every proxy), keyed by the proxy
-    /// those labels name (`""` without them).
-    fn grouped_stats(
-        &self,
-        service: &str,
-        family: &crate::metrics::stats::Family,
-        by: &str,
     ) -> Result<BTreeMap<String, FilterStats>> {
         let scope = service_matcher(service);
         let (version_label, rule_label) = (family.version_label, family.rule_label);
@@ -269,13 +233,7 @@ impl Prometheus {
                 rule: sample.label(rule_label)?.to_string(),
             })
         };
-        let proxy = |sample: &Sample| {
-            if by.is_empty() {
-                String::new()
-            } else {
-                proxy_name(sample)
-            }
-        };
+        let by = "job, instance, ";
         let mut fleet: BTreeMap<String, FilterStats> = BTreeMap::new();
         let requests = format!(
             "sum by ({by}{version_label}, {rule_label}) ({}{{{scope}}})",
@@ -283,7 +241,7 @@ impl Prometheus {
         );
         for sample in self.query(&requests)? {
             if let Some(key) = key(&sample) {
-                let stats = fleet.entry(proxy(&sample)).or_default();
+                let stats = fleet.entry(proxy_name(&sample)).or_default();
                 stats.entry(key).or_default().requests += sample.count();
             }
         }
@@ -293,7 +251,7 @@ impl Prometheus {
         );
         for sample in self.query(&responses)? {
             if let (Some(key), Some(class)) = (key(&sample), sample.label(CODE_CLASS_LABEL)) {
-                let stats = fleet.entry(proxy(&sample)).or_default();
+                let stats = fleet.entry(proxy_name(&sample)).or_default();
                 if let Some(slot) = class_slot(&mut stats.entry(key).or_default().responses, class)
                 {
                     *slot += sample.count();
@@ -308,7 +266,7 @@ impl Prometheus {
             // `+Inf` parses as infinity: the requests past the last bound, kept.
             let bound = sample.label("le").and_then(|le| le.parse::<f64>().ok());
             if let (Some(key), Some(bound)) = (key(&sample), bound.filter(|b| !b.is_nan())) {
-                let stats = fleet.entry(proxy(&sample)).or_default();
+                let stats = fleet.entry(proxy_name(&sample)).or_default();
                 stats
                     .entry(key)
                     .or_default()

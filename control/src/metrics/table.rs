@@ -64,7 +64,10 @@ pub fn read_versions(
 /// Only the series of rule label `rule`, when one is given.
 pub fn of_rule(series: MetricsReading<SeriesKey>, rule: Option<&str>) -> MetricsReading<SeriesKey> {
     match rule {
-        Some(rule) => series.into_iter().filter(|(key, _)| key.rule == rule).collect(),
+        Some(rule) => series
+            .into_iter()
+            .filter(|(key, _)| key.rule == rule)
+            .collect(),
         None => series,
     }
 }
@@ -308,13 +311,25 @@ mod tests {
     #[test]
     fn a_version_is_its_rules_added() {
         let series = proxy(&[
-            (key("stable", "weights"), counts(90, 90, 0, &[(1.0, 40), (10.0, 80), (INF, 90)])),
-            (key("stable", "testers"), counts(10, 8, 2, &[(1.0, 0), (10.0, 10), (INF, 10)])),
-            (key("canary", "testers"), counts(5, 5, 0, &[(1.0, 5), (10.0, 5), (INF, 5)])),
+            (
+                key("stable", "weights"),
+                counts(90, 90, 0, &[(1.0, 40), (10.0, 80), (INF, 90)]),
+            ),
+            (
+                key("stable", "testers"),
+                counts(10, 8, 2, &[(1.0, 0), (10.0, 10), (INF, 10)]),
+            ),
+            (
+                key("canary", "testers"),
+                counts(5, 5, 0, &[(1.0, 5), (10.0, 5), (INF, 5)]),
+            ),
         ]);
         let versions = by_version(&series).unwrap();
         let stable = &versions["stable"];
-        assert_eq!(stable.counts, counts(100, 98, 2, &[(1.0, 40), (10.0, 90), (INF, 100)]));
+        assert_eq!(
+            stable.counts,
+            counts(100, 98, 2, &[(1.0, 40), (10.0, 90), (INF, 100)])
+        );
         assert_eq!(
             stable.by_rule,
             BTreeMap::from([("testers".to_string(), 10), ("weights".to_string(), 90)])
@@ -333,8 +348,14 @@ mod tests {
     #[test]
     fn a_versions_series_at_other_bounds_are_an_error() {
         let series = proxy(&[
-            (key("stable", "weights"), counts(4, 4, 0, &[(1.0, 2), (10.0, 4)])),
-            (key("stable", "testers"), counts(4, 4, 0, &[(5.0, 3), (10.0, 4)])),
+            (
+                key("stable", "weights"),
+                counts(4, 4, 0, &[(1.0, 2), (10.0, 4)]),
+            ),
+            (
+                key("stable", "testers"),
+                counts(4, 4, 0, &[(5.0, 3), (10.0, 4)]),
+            ),
         ]);
         let err = format!("{:#}", by_version(&series).unwrap_err());
         assert!(err.contains("version stable"), "{err}");
@@ -354,8 +375,14 @@ mod tests {
             counts(100, 90, 10, &[(1.0, 50), (10.0, 100)]),
         )]);
         let now = fleet(&[
-            (key("stable", "weights"), counts(300, 280, 20, &[(1.0, 50), (10.0, 300)])),
-            (key("canary", "weights"), counts(40, 40, 0, &[(1.0, 40), (10.0, 40)])),
+            (
+                key("stable", "weights"),
+                counts(300, 280, 20, &[(1.0, 50), (10.0, 300)]),
+            ),
+            (
+                key("canary", "weights"),
+                counts(40, 40, 0, &[(1.0, 40), (10.0, 40)]),
+            ),
         ]);
         let window = per_proxy::interval(&before, &now).unwrap();
         let rates = rates(&by_version(&window.counts).unwrap(), 2.0);

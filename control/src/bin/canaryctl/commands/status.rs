@@ -13,10 +13,10 @@ use crate::commands::prelude::*;
 use canary_control::mesh::ecds::EcdsFile;
 use canary_control::mesh::wasmplugin::WasmPlugin;
 use canary_control::metrics::admin::Admin;
-use canary_control::metrics::prometheus::Prometheus;
-use canary_control::metrics::stats::service_label;
 use canary_control::metrics::per_proxy;
+use canary_control::metrics::prometheus::Prometheus;
 use canary_control::metrics::source::Source;
+use canary_control::metrics::stats::service_label;
 use canary_control::metrics::table::{self, StatusSource};
 
 #[derive(Args)]
