@@ -118,7 +118,7 @@ impl Counts {
     pub fn other_bounds(&self, other: &Counts) -> bool {
         !self.latency.is_empty()
             && !other.latency.is_empty()
-            && same_bounds(&self.latency, &other.latency, "").is_err()
+            && !equal_bounds(&self.latency, &other.latency)
     }
 
     /// Adds `more` (another proxy's or rule's counts): buckets matched by bound; histograms at
@@ -172,10 +172,13 @@ fn bounds_text(points: &[(f64, u64)]) -> String {
     all.join(",")
 }
 
+fn equal_bounds(one: &[(f64, u64)], other: &[(f64, u64)]) -> bool {
+    one.len() == other.len() && one.iter().zip(other).all(|(x, y)| x.0 == y.0)
+}
+
 /// An error unless both histograms have the same bounds, naming both sets and `what` they are.
 pub fn same_bounds(one: &[(f64, u64)], other: &[(f64, u64)], what: &str) -> Result<()> {
-    let equal = one.len() == other.len() && one.iter().zip(other).all(|(x, y)| x.0 == y.0);
-    if !equal {
+    if !equal_bounds(one, other) {
         bail!(
             "the latency histograms of {what} have different bucket bounds ({} and {}): buckets \
              can only be compared bound by bound",
