@@ -234,11 +234,23 @@ fn a_configured_service_labels_every_series_and_the_configuration_hash() {
     for _ in 0..5 {
         get_ok(&mesh, &[("x-canary", "always")]);
     }
+    // The response class is counted when the stream ends, which can be after the client has
+    // its answer: wait for both counters, not only the requests'.
     let raw = "wasmcustom.canary_requests_total.canary_service.checkout.canary_version.canary.canary_rule.testers";
+    let raw_2xx = "wasmcustom.canary_responses_total.canary_service.checkout.canary_version.canary.canary_rule.testers.canary_code_class.2xx";
     mesh.wait_for(Duration::from_secs(1), || {
-        Ok(mesh.front().stat(raw).unwrap_or(0) == 5)
+        Ok(
+            mesh.front().stat(raw).unwrap_or(0) == 5
+                && mesh.front().stat(raw_2xx).unwrap_or(0) == 5,
+        )
     })
-    .unwrap_or_else(|err| panic!("{err}: {:?}", mesh.front().stat(raw)));
+    .unwrap_or_else(|err| {
+        panic!(
+            "{err}: {:?} {:?}",
+            mesh.front().stat(raw),
+            mesh.front().stat(raw_2xx)
+        )
+    });
     let all = samples(&mesh.prometheus().unwrap());
     let labels = [
         ("canary_service", "checkout"),
