@@ -10,10 +10,11 @@ ENVOY_VERSION := 1.40.0
 WASM          := target/wasm32-wasip1/release/canary_filter.wasm
 # What cargo links (and copies to $(WASM) on every build); `make wasm` shrinks it into $(WASM).
 WASM_LINKED   := target/wasm32-wasip1/release/deps/canary_filter.wasm
-# The wasm features rustc emits for wasm32-wasip1 (and Envoy's V8 runs); binaryen 108 must be
+# The wasm features rustc emits for wasm32-wasip1 (and Envoy's V8 runs), SIMD included
+# (.cargo/config.toml turns it on); binaryen 108 must be
 # told, as the module carries no target_features section.
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-                 --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types
+                 --enable-nontrapping-float-to-int --enable-multivalue --enable-reference-types --enable-simd
 # wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/[^0-9.]/, "", $$0); print; exit}' Cargo.lock)
 CARGO_BIN     := $(HOME)/.cargo/bin

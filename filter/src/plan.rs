@@ -404,7 +404,8 @@ impl Compiler {
             .collect();
         let features = Features::compile(config, &taken)?;
 
-        let index = RuleIndex::new(&rules, &self.header_names);
+        let keys = sticky.as_ref().map_or(&[][..], |sticky| &sticky.keys);
+        let index = RuleIndex::new(&rules, &self.header_names, keys);
         Ok(RoutingPlan {
             service: config.service.clone(),
             hosts,

@@ -16,7 +16,7 @@
 //! The feature pins are found apart from this index (`RoutingPlan::decide_features` checks
 //! every rule that names a feature, in order), so no rule that can pin a feature is missed.
 
-use crate::cookie::{cookie_value, cookies};
+use crate::cookie::{cookie_value, CookieNames};
 use crate::decision::RequestView;
 use crate::plan::{Action, Condition, HeaderSlot, Key, RoutingPlan, Rule, ValueTest};
 
@@ -130,16 +130,21 @@ fn grouped<T>(items: Vec<(&[u8], T)>) -> Vec<(Vec<u8>, Vec<T>)> {
 pub(crate) struct RuleIndex {
     /// Rules gated on a header, by the header's (lower-case) name, sorted by name.
     headers: Vec<(Vec<u8>, HeaderSlot, Gates)>,
-    /// Rules gated on a cookie, by the cookie's name, sorted by name.
-    cookies: Vec<(Vec<u8>, Gates)>,
+    /// The cookie names the pass over the `cookie` header looks for: the rules' gates' and
+    /// the first [`KEY_COOKIES`] sticky keys'. Empty when no rule is gated on a cookie (the
+    /// keys then find their cookie themselves, and no pass is made).
+    cookie_names: CookieNames,
+    /// Per name of `cookie_names`: the rules gated on it, and the keys it is (bit `k` for key
+    /// `k`).
+    cookie_wants: Vec<(Gates, u8)>,
     /// Rules gated on the region, by region, sorted.
     regions: Vec<(Vec<u8>, RuleList)>,
 }
 
 impl RuleIndex {
     /// Indexes the rules that choose a version among `rules`; `header_names` are the plan's
-    /// names by slot.
-    pub(crate) fn new(rules: &[Rule], header_names: &[String]) -> Self {
+    /// names by slot, `keys` the sticky keys.
+    pub(crate) fn new(rules: &[Rule], header_names: &[String], keys: &[Key]) -> Self {
         let mut headers = Vec::new();
         let mut cookies = Vec::new();
         let mut regions = Vec::new();
@@ -154,7 +159,7 @@ impl RuleIndex {
                     headers.push((name.as_bytes(), (*slot, test, number)));
                 }
                 Some(Condition::Cookie(name, test)) => {
-                    cookies.push((name.as_slice(), (test, number)));
+                    cookies.push((name.as_slice(), Some((test, number))));
                 }
                 Some(Condition::Region(wanted)) => {
                     for region in wanted {
@@ -172,10 +177,27 @@ impl RuleIndex {
                 (name, slot, Gates::new(tests.collect()))
             })
             .collect();
-        let cookies = grouped(cookies)
+        // The keys' cookies ride along the rules' pass, when there is one.
+        let mut key_bits = Vec::new();
+        if !cookies.is_empty() {
+            for (number, key) in keys.iter().enumerate().take(KEY_COOKIES) {
+                if let Key::Cookie(name) = key {
+                    cookies.push((name.as_slice(), None));
+                    key_bits.push((name.as_slice(), 1u8 << number));
+                }
+            }
+        }
+        let (names, cookie_wants) = grouped(cookies)
             .into_iter()
-            .map(|(name, tests)| (name, Gates::new(tests)))
-            .collect();
+            .map(|(name, wants)| {
+                let keys = key_bits
+                    .iter()
+                    .filter(|(key, _)| *key == name.as_slice())
+                    .fold(0, |bits, (_, bit)| bits | bit);
+                let gates = Gates::new(wants.into_iter().flatten().collect());
+                (name, (gates, keys))
+            })
+            .unzip();
         let mut regions = grouped(regions);
         // A region listed twice in one rule files the rule once.
         for (_, rules) in &mut regions {
@@ -183,7 +205,8 @@ impl RuleIndex {
         }
         RuleIndex {
             headers,
-            cookies,
+            cookie_names: CookieNames::new(names),
+            cookie_wants,
             regions,
         }
     }
@@ -245,32 +268,26 @@ impl RoutingPlan {
             }
         }
 
-        if !index.cookies.is_empty() {
+        if !index.cookie_wants.is_empty() {
             let mut lists: Vec<&[usize]> = Vec::new();
-            let keys = self.sticky.as_ref().map_or(&[][..], |sticky| &sticky.keys);
             if let Some(header) = self.cookie_header.and_then(|slot| request.header(slot)) {
                 key_cookies.scanned = true;
-                for (name, raw_value) in cookies(header) {
+                let found = &mut key_cookies.found;
+                index.cookie_names.scan(header, |number, raw_value| {
+                    let Some((gates, keys)) = index.cookie_wants.get(number) else {
+                        return;
+                    };
+                    let value = cookie_value(raw_value);
                     // The first cookie of each key's name (the one `find_cookie` returns).
-                    for (key, found) in keys.iter().zip(key_cookies.found.iter_mut()) {
-                        if found.is_none()
-                            && matches!(key, Key::Cookie(want) if want.as_slice() == name)
-                        {
-                            let value = cookie_value(raw_value);
+                    for (bit, found) in found.iter_mut().enumerate() {
+                        if found.is_none() && keys & (1 << bit) != 0 {
                             let start =
                                 (value.as_ptr() as usize).saturating_sub(header.as_ptr() as usize);
                             *found = Some((start, start + value.len()));
                         }
                     }
-                    if let Ok(at) = index
-                        .cookies
-                        .binary_search_by(|(have, _)| have.as_slice().cmp(name))
-                    {
-                        if let Some((_, gates)) = index.cookies.get(at) {
-                            lists.extend(gates.candidates(cookie_value(raw_value)));
-                        }
-                    }
-                }
+                    lists.extend(gates.candidates(value));
+                });
             }
             for list in lists {
                 first = self.first_holding(list, first, request);

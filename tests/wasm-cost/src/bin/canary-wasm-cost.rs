@@ -3,7 +3,8 @@
 //! the calibration, the configure cost and the VM's memory. `make bench-cost` runs it.
 //!
 //! Usage: `canary-wasm-cost [FILTER.wasm [FLOOR.wasm]]` (defaults: the release builds under
-//! `target/wasm32-wasip1/release/`).
+//! `target/wasm32-wasip1/release/`). `CANARY_COST_ROWS=cookies` plays only the rows whose
+//! family contains that text (and the floor, which the others are measured over).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +89,10 @@ fn run() -> Result<(), VmError> {
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut floor_cost: Option<Cost> = None;
-    for scenario in scenarios::all() {
+    let only = std::env::var("CANARY_COST_ROWS").unwrap_or_default();
+    let rows = scenarios::all().into_iter().enumerate();
+    // The first row is the floor, which every other is measured over.
+    for (_, scenario) in rows.filter(|(at, row)| *at == 0 || row.family.contains(only.as_str())) {
         let measured = measure(&filter, &floor, &scenario)?;
         let cost = measured.request;
         let floor = floor_cost.get_or_insert_with(|| cost.clone()).clone();
