@@ -33,7 +33,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
 use crate::header_pairs::{single_pair, HeaderMapRequest};
 use crate::metrics::{self, CODE_CLASSES};
 use crate::mirror::MirrorAction;
-use crate::plan::RoutingPlan;
+use crate::plan::{MetricSeries, RoutingPlan, LABEL_DEFAULT, LABEL_WEIGHTS};
 use crate::CanaryConfig;
 
 /// How often counter increments summed in the module are handed to Envoy. Envoy's own stats
@@ -46,16 +46,17 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(CanaryRoot::default()) });
 }}
 
-/// An Envoy counter and the increments not yet handed to it.
+/// An Envoy counter and the increments not yet handed to it. Its id is `None` until it is
+/// defined: a rule's series is defined at its first use (see [`define_metrics`]).
 struct Counter {
-    id: u32,
+    id: Cell<Option<u32>>,
     pending: Cell<u64>,
 }
 
 impl Counter {
-    fn new(id: u32) -> Self {
+    fn new(id: Option<u32>) -> Self {
         Counter {
-            id,
+            id: Cell::new(id),
             pending: Cell::new(0),
         }
     }
@@ -65,11 +66,38 @@ impl Counter {
         self.pending.set(self.pending.get().saturating_add(1));
     }
 
+    /// Hands the increments over, if the counter is defined.
     fn flush(&self) {
-        let pending = self.pending.replace(0);
+        let (Some(id), pending) = (self.id.get(), self.pending.get()) else {
+            return;
+        };
         if pending > 0 {
+            self.pending.set(0);
             let offset = i64::try_from(pending).unwrap_or(i64::MAX);
-            let _ = hostcalls::increment_metric(self.id, offset);
+            let _ = hostcalls::increment_metric(id, offset);
+        }
+    }
+}
+
+/// The id in `id`, or, if there is none yet, that of the metric `name()` of `kind`, defined
+/// now (once: the id is kept). `None` if the host refused it, which is logged.
+fn metric_id(
+    id: &Cell<Option<u32>>,
+    kind: MetricType,
+    name: impl FnOnce() -> String,
+) -> Option<u32> {
+    if let Some(id) = id.get() {
+        return Some(id);
+    }
+    let name = name();
+    match hostcalls::define_metric(kind, &name) {
+        Ok(defined) => {
+            id.set(Some(defined));
+            Some(defined)
+        }
+        Err(_) => {
+            warn!("could not define metric {name}");
+            None
         }
     }
 }
@@ -79,8 +107,58 @@ impl Counter {
 struct SeriesMetrics {
     requests: Option<Counter>,
     responses: Option<[Counter; CODE_CLASSES.len()]>,
-    /// Histogram id: samples have no batched form in the ABI, so each is recorded at once.
-    duration: Option<u32>,
+    /// Histogram id (`None` inside until defined): samples have no batched form in the ABI,
+    /// so each is recorded at once.
+    duration: Option<Cell<Option<u32>>>,
+}
+
+/// One metric of a series, to name it when it is defined.
+#[derive(Clone, Copy)]
+enum MetricKind {
+    Requests,
+    Responses(&'static str),
+    Duration,
+}
+
+impl SeriesMetrics {
+    /// Defines every metric of the series not defined yet (`name` names them): a series
+    /// shows whole, every response class at zero, from its first use on. False if the host
+    /// refused one (logged; tried again at the next use).
+    fn define(&self, name: &dyn Fn(MetricKind) -> String) -> bool {
+        let mut defined = true;
+        if let Some(requests) = &self.requests {
+            defined &= metric_id(&requests.id, MetricType::Counter, || {
+                name(MetricKind::Requests)
+            })
+            .is_some();
+        }
+        if let Some(responses) = &self.responses {
+            for (counter, class) in responses.iter().zip(CODE_CLASSES) {
+                let id = metric_id(&counter.id, MetricType::Counter, || {
+                    name(MetricKind::Responses(class))
+                });
+                defined &= id.is_some();
+            }
+        }
+        if let Some(duration) = &self.duration {
+            defined &= metric_id(duration, MetricType::Histogram, || {
+                name(MetricKind::Duration)
+            })
+            .is_some();
+        }
+        defined
+    }
+
+    /// Hands over the series' counters, defining the series first if it has something to
+    /// hand over and is not defined yet (`name` names its metrics then).
+    fn flush(&self, name: &dyn Fn(MetricKind) -> String) {
+        let counters = self.requests.iter().chain(self.responses.iter().flatten());
+        let pending = counters.clone().any(|counter| counter.pending.get() > 0);
+        if !pending || !self.define(name) {
+            return;
+        }
+        counters.for_each(Counter::flush);
+    }
 }
 
 /// What every HTTP context of one configuration shares.
@@ -98,14 +176,28 @@ struct ActiveConfig {
 
 impl ActiveConfig {
     fn flush(&self) {
-        for outcome in self.metrics.iter().chain(&self.feature_metrics) {
-            if let Some(requests) = &outcome.requests {
-                requests.flush();
-            }
-            if let Some(responses) = &outcome.responses {
-                responses.iter().for_each(Counter::flush);
-            }
+        for (outcome, metrics) in self.plan.outcomes().iter().zip(&self.metrics) {
+            metrics.flush(&|kind| series_metric_name(&self.plan, outcome, kind));
         }
+        // Defined at configure, all of them: never named here.
+        for metrics in &self.feature_metrics {
+            metrics.flush(&|_| String::new());
+        }
+    }
+}
+
+/// The name of metric `kind` of the series of `outcome`.
+fn series_metric_name(plan: &RoutingPlan, outcome: &MetricSeries, kind: MetricKind) -> String {
+    let service = plan.service();
+    let version = plan
+        .versions()
+        .get(outcome.version)
+        .map_or("", |v| v.name.as_str());
+    let rule = outcome.label.as_str();
+    match kind {
+        MetricKind::Requests => metrics::requests_name(service, version, rule),
+        MetricKind::Responses(class) => metrics::responses_name(service, version, rule, class),
+        MetricKind::Duration => metrics::duration_name(service, version, rule),
     }
 }
 
@@ -241,40 +333,49 @@ impl RootContext for CanaryRoot {
     }
 }
 
+/// The metrics of each series, as [`ActiveConfig::metrics`] holds them. Those of the split
+/// (the series labelled `weights` and `default`: one or two per version) are defined now, so
+/// that every version shows at zero from the start; a rule's series is defined whole when
+/// first used (at the first flush with something to hand over, or at its histogram's first
+/// sample), every response class at zero from then on. A thousand rules made about 7,000 definitions at configure, most of the time a
+/// push took to take effect (BENCHMARKS.md), for series most of which stay at zero.
 fn define_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, String> {
-    let define =
-        |kind: MetricType, name: String| hostcalls::define_metric(kind, &name).map_err(|_| name);
     let wanted = plan.metrics();
-    let service = plan.service();
     plan.outcomes()
         .iter()
         .map(|outcome| {
-            let version = plan
-                .versions()
-                .get(outcome.version)
-                .map_or("", |v| v.name.as_str());
-            let rule = outcome.label.as_str();
+            let now = outcome.label == LABEL_WEIGHTS || outcome.label == LABEL_DEFAULT;
+            let define = |kind: MetricType, metric: MetricKind| -> Result<Option<u32>, String> {
+                if !now {
+                    return Ok(None);
+                }
+                let name = series_metric_name(plan, outcome, metric);
+                hostcalls::define_metric(kind, &name)
+                    .map(Some)
+                    .map_err(|_| name)
+            };
             let responses = if wanted.responses {
-                let mut ids = [0; CODE_CLASSES.len()];
+                let mut ids = [None; CODE_CLASSES.len()];
                 for (id, class) in ids.iter_mut().zip(CODE_CLASSES) {
-                    *id = define(
-                        MetricType::Counter,
-                        metrics::responses_name(service, version, rule, class),
-                    )?;
+                    *id = define(MetricType::Counter, MetricKind::Responses(class))?;
                 }
                 Some(ids.map(Counter::new))
             } else {
                 None
             };
             let requests = if wanted.requests {
-                let name = metrics::requests_name(service, version, rule);
-                Some(Counter::new(define(MetricType::Counter, name)?))
+                Some(Counter::new(define(
+                    MetricType::Counter,
+                    MetricKind::Requests,
+                )?))
             } else {
                 None
             };
             let duration = if wanted.latency {
-                let name = metrics::duration_name(service, version, rule);
-                Some(define(MetricType::Histogram, name)?)
+                Some(Cell::new(define(
+                    MetricType::Histogram,
+                    MetricKind::Duration,
+                )?))
             } else {
                 None
             };
@@ -308,19 +409,19 @@ fn define_feature_metrics(plan: &RoutingPlan) -> Result<Vec<SeriesMetrics>, Stri
                         metrics::feature_responses_name(service, name, state, class),
                     )?;
                 }
-                Some(ids.map(Counter::new))
+                Some(ids.map(|id| Counter::new(Some(id))))
             } else {
                 None
             };
             let requests = if wanted.requests {
                 let metric = metrics::feature_name(metrics::FEATURE_REQUESTS, service, name, state);
-                Some(Counter::new(define(MetricType::Counter, metric)?))
+                Some(Counter::new(Some(define(MetricType::Counter, metric)?)))
             } else {
                 None
             };
             let duration = if wanted.latency {
                 let metric = metrics::feature_name(metrics::FEATURE_DURATION, service, name, state);
-                Some(define(MetricType::Histogram, metric)?)
+                Some(Cell::new(Some(define(MetricType::Histogram, metric)?)))
             } else {
                 None
             };
@@ -466,7 +567,7 @@ impl HttpContext for CanaryStream {
                         .flatten();
                 status.as_deref().and_then(metrics::code_class_index)
             });
-            let millis = match (metrics.duration, start) {
+            let millis = match (&metrics.duration, start) {
                 (Some(_), Some(start)) => {
                     let now = hostcalls::get_current_time().unwrap_or(start);
                     let elapsed = now.duration_since(start).unwrap_or(Duration::ZERO);
@@ -481,13 +582,25 @@ impl HttpContext for CanaryStream {
                     active.feature_metrics.get(2 * index + state)
                 })
             });
+            let outcome = active.plan.outcomes().get(outcome);
             for metrics in std::iter::once(metrics).chain(feature_series) {
                 let responses = metrics.responses.as_ref();
                 if let Some(counter) = class.and_then(|class| responses?.get(class)) {
                     counter.bump();
                 }
-                if let (Some(duration), Some(millis)) = (metrics.duration, millis) {
-                    let _ = hostcalls::record_metric(duration, millis);
+                if let (Some(duration), Some(millis)) = (&metrics.duration, millis) {
+                    // A rule's series is defined at its first sample (a feature's and the
+                    // split's were at configure, so `outcome` names only the version's).
+                    if duration.get().is_none() {
+                        metrics.define(&|kind| {
+                            outcome.map_or_else(String::new, |outcome| {
+                                series_metric_name(&active.plan, outcome, kind)
+                            })
+                        });
+                    }
+                    if let Some(id) = duration.get() {
+                        let _ = hostcalls::record_metric(id, millis);
+                    }
                 }
             }
         }

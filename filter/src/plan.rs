@@ -356,21 +356,20 @@ impl Compiler {
         let first_repeat = first_repeat(config.rules.iter().map(|rule| rule.name.as_str()));
         let mut rules = Vec::with_capacity(config.rules.len());
         for (i, spec) in config.rules.iter().enumerate() {
-            let field = format!("rules[{i}]");
-            check_name(&format!("{field}.name"), &spec.name)?;
+            check_name(Lazy(|| format!("rules[{i}].name")), &spec.name)?;
             if spec.name == LABEL_WEIGHTS || spec.name == LABEL_DEFAULT {
                 return Err(ConfigError::ReservedName {
-                    field: format!("{field}.name"),
+                    field: format!("rules[{i}].name"),
                     value: spec.name.clone(),
                 });
             }
             if first_repeat == Some(i) {
                 return Err(ConfigError::Duplicate {
-                    field: format!("{field}.name"),
+                    field: format!("rules[{i}].name"),
                     value: spec.name.clone(),
                 });
             }
-            rules.push(self.rule(&field, spec, &versions, default_version)?);
+            rules.push(self.rule(i, spec, &versions, default_version)?);
         }
 
         let missing_key_outcome = self.outcome(default_version, LABEL_DEFAULT);
@@ -431,30 +430,37 @@ impl Compiler {
 
     fn rule(
         &mut self,
-        field: &str,
+        number: usize,
         spec: &RuleSpec,
         versions: &[Version],
         default_version: usize,
     ) -> Result<Rule, ConfigError> {
+        // The rule's paths, written out only for an error (`FieldPath`).
+        let field = || format!("rules[{number}]");
+        let at = |suffix: &'static str| Lazy(move || format!("rules[{number}]{suffix}"));
         let mut conditions = Vec::new();
         if let Some(header) = &spec.when.header {
-            let field = format!("{field}.when.header");
-            let slot = self.slot(&header_name(&format!("{field}.name"), &header.name, true)?);
-            conditions.push(Condition::Header(slot, value_test(&field, header)?));
+            let slot = self.slot(&header_name(at(".when.header.name"), &header.name, true)?);
+            conditions.push(Condition::Header(
+                slot,
+                value_test(at(".when.header"), header)?,
+            ));
         }
         if let Some(cookie) = &spec.when.cookie {
-            let field = format!("{field}.when.cookie");
-            let name = cookie_name(&format!("{field}.name"), &cookie.name)?;
-            conditions.push(Condition::Cookie(name, value_test(&field, cookie)?));
+            let name = cookie_name(at(".when.cookie.name"), &cookie.name)?;
+            conditions.push(Condition::Cookie(
+                name,
+                value_test(at(".when.cookie"), cookie)?,
+            ));
         }
         if let Some(regions) = &spec.when.region {
-            let field = format!("{field}.when.region");
+            let field = || format!("rules[{number}].when.region");
             if regions.is_empty() {
-                return Err(ConfigError::Empty { field });
+                return Err(ConfigError::Empty { field: field() });
             }
             if let Some(i) = regions.iter().position(String::is_empty) {
                 return Err(ConfigError::Empty {
-                    field: format!("{field}[{i}]"),
+                    field: format!("{}[{i}]", field()),
                 });
             }
             conditions.push(Condition::Region(
@@ -466,7 +472,7 @@ impl Compiler {
         }
         if conditions.is_empty() {
             return Err(ConfigError::EmptyWhen {
-                field: format!("{field}.when"),
+                field: format!("{}.when", field()),
             });
         }
         let action = match (&spec.version, &spec.weights) {
@@ -475,24 +481,20 @@ impl Compiler {
                     .iter()
                     .position(|v| &v.name == version)
                     .ok_or_else(|| ConfigError::UnknownVersion {
-                        field: format!("{field}.version"),
+                        field: format!("{}.version", field()),
                         value: version.clone(),
                     })?;
                 Action::Pin(index, self.outcome(index, &spec.name))
             }
             (None, Some(weights)) => Action::Split(self.split(
-                &format!("{field}.weights"),
+                &format!("{}.weights", field()),
                 weights,
                 versions,
                 default_version,
                 &spec.name,
             )?),
             (None, None) if spec.features.is_some() => Action::Features,
-            _ => {
-                return Err(ConfigError::RuleAction {
-                    field: field.to_string(),
-                })
-            }
+            _ => return Err(ConfigError::RuleAction { field: field() }),
         };
         Ok(Rule {
             name: spec.name.clone(),
@@ -626,7 +628,7 @@ fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
 
 /// Service, version and rule names become Envoy stat name segments and Prometheus label values, and the
 /// version name travels in a header: keep them to a safe alphabet.
-pub(crate) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_name(field: impl FieldPath, name: &str) -> Result<(), ConfigError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name
@@ -636,16 +638,44 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
         Ok(())
     } else {
         Err(ConfigError::BadName {
-            field: field.to_string(),
+            field: field.path(),
             value: name.to_string(),
         })
+    }
+}
+
+/// Where a value is in the configuration (`rules[7].when.header.name`), as an error names it.
+/// A rule's paths are written out only when an error needs them ([`Lazy`]): a thousand rules
+/// made several thousand `format!` calls at every configure for errors that never came.
+pub(crate) trait FieldPath {
+    fn path(&self) -> String;
+}
+
+impl FieldPath for &str {
+    fn path(&self) -> String {
+        (*self).to_string()
+    }
+}
+
+impl FieldPath for &String {
+    fn path(&self) -> String {
+        (*self).clone()
+    }
+}
+
+/// A path written out by its closure, when asked.
+pub(crate) struct Lazy<F>(pub(crate) F);
+
+impl<F: Fn() -> String> FieldPath for Lazy<F> {
+    fn path(&self) -> String {
+        (self.0)()
     }
 }
 
 /// Header names are case-insensitive: compile them to lower case, as Envoy presents them.
 /// Pseudo-headers (`:authority`, `:path`) may be read, never written.
 pub(crate) fn header_name(
-    field: &str,
+    field: impl FieldPath,
     name: &str,
     may_be_pseudo: bool,
 ) -> Result<String, ConfigError> {
@@ -658,11 +688,11 @@ pub(crate) fn header_name(
         Ok(name.to_ascii_lowercase())
     } else if name.is_empty() {
         Err(ConfigError::Empty {
-            field: field.to_string(),
+            field: field.path(),
         })
     } else {
         Err(ConfigError::BadHeaderName {
-            field: field.to_string(),
+            field: field.path(),
             value: name.to_string(),
         })
     }
@@ -673,28 +703,28 @@ fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
-fn cookie_name(field: &str, name: &str) -> Result<Vec<u8>, ConfigError> {
+fn cookie_name(field: impl FieldPath, name: &str) -> Result<Vec<u8>, ConfigError> {
     if name.is_empty() {
         return Err(ConfigError::Empty {
-            field: field.to_string(),
+            field: field.path(),
         });
     }
     if !name.bytes().all(is_token_byte) {
         return Err(ConfigError::BadName {
-            field: field.to_string(),
+            field: field.path(),
             value: name.to_string(),
         });
     }
     Ok(name.as_bytes().to_vec())
 }
 
-fn value_test(field: &str, spec: &MatchSpec) -> Result<ValueTest, ConfigError> {
+fn value_test(field: impl FieldPath, spec: &MatchSpec) -> Result<ValueTest, ConfigError> {
     match (&spec.equals, &spec.prefix, spec.present) {
         (Some(value), None, None) => Ok(ValueTest::Equals(value.as_bytes().to_vec())),
         (None, Some(prefix), None) => Ok(ValueTest::Prefix(prefix.as_bytes().to_vec())),
         (None, None, Some(true)) => Ok(ValueTest::Present),
         _ => Err(ConfigError::MatchKind {
-            field: field.to_string(),
+            field: field.path(),
         }),
     }
 }
