@@ -205,3 +205,35 @@ fn the_cookie_pass_in_the_module_routes_as_the_core_decides() {
     }
     assert_eq!(played, 5 * 8);
 }
+
+/// Configure: the host calls a configuration makes when it is applied do not grow with its
+/// rules (a rule's metrics are defined at its first use, not at configure), and neither do
+/// those of a request that matches none. The fuel of configure grows with the rules (each is
+/// parsed and compiled); its bound is today's, about 35,000 fuel a rule (BENCHMARKS.md).
+#[test]
+fn configure_makes_no_host_call_per_rule() {
+    let modules = modules();
+    let rows = scenarios::all();
+    let three = row(
+        &modules,
+        &rows,
+        "header rules (a name each)",
+        "3, none matching",
+    );
+    let thousand = row(
+        &modules,
+        &rows,
+        "header rules (a name each)",
+        "1000, none matching",
+    );
+    println!(
+        "configure: 3 rules {} fuel {:?}; 1,000 rules {} fuel {:?}",
+        three.configure.fuel,
+        three.configure.calls,
+        thousand.configure.fuel,
+        thousand.configure.calls
+    );
+    assert_eq!(thousand.configure.calls, three.configure.calls);
+    let per_rule = (thousand.configure.fuel - three.configure.fuel) / 997;
+    assert!(per_rule <= 36_000, "{per_rule} fuel a rule at configure");
+}
