@@ -36,6 +36,7 @@ pub mod evidence;
 mod feature;
 pub mod hooks;
 pub mod judge;
+pub mod machine;
 pub mod ownership;
 pub mod pause;
 pub mod progress;
