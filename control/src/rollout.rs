@@ -4,6 +4,10 @@
 //! a step or the promotion, and a `--pause-at` weight waits for `canaryctl rollout resume`.
 //! Every decision is a line people can follow and an [`Event`]: appended to the audit log, on
 //! standard output with `--json`, and sent to the notification hooks.
+//!
+//! What to do next is decided by the pure step machine ([`machine::Machine`]); [`Rollout::run`]
+//! only does what it says (push, wait, read and judge, ask a gate, pause, roll back) and tells
+//! it what happened.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -27,9 +31,13 @@ use crate::mesh::target::Target;
 use crate::metrics::counts::Counts;
 use crate::metrics::per_proxy::{self, FleetReading, Interval};
 use crate::metrics::source::Source;
+use machine::{
+    Action, At, Cause, Ending, GateFailure, GateReply, Input, Machine, Note, Plan, Waiting,
+};
 
 pub mod checks;
 mod dark;
+pub mod defaults;
 pub mod dispersion;
 pub mod events;
 pub mod evidence;
@@ -128,14 +136,6 @@ pub enum End {
     Stopped(f64, String),
     /// A dry run: the plan and the first step's preview were printed, nothing was written.
     DryRun,
-}
-
-/// What a gate's questions came to.
-enum Gated {
-    /// Approved: go on.
-    Approved,
-    /// The rollout ends so.
-    Ended(End),
 }
 
 /// What a gate hook receives: where the rollout is and what it asks for.
@@ -297,9 +297,7 @@ impl Rollout {
             .push(true, |config| self.ramp(config, first))
             .with_context(|| format!("the first step, {first}%"))?;
         let stable = self.stable_of(&first_step.before);
-        // What the rollout last wrote (so far: what it found); each push checks it is still there.
-        let mut owned = Owned::new(&self.canary, &first_step.before);
-        let mut current = self.weight_of(&first_step.before);
+        let found = self.weight_of(&first_step.before);
         out.say(&format!(
             "rollout of `{}` against `{stable}` in cohort rule={}: {}steps {} every {}, reading {}",
             self.canary,
@@ -344,234 +342,520 @@ impl Rollout {
             source: source.describe(),
             pause_at: self.pause_at.clone(),
         })?;
-        let mut history: Vec<String> = Vec::new();
-        // `--mirror`: a dark canary judged on copies before any user is routed to it.
-        let dark = self.dark_phase(out, target, source, &mut history, interrupted, &mut owned)?;
-        if let Some(end) = dark {
-            return self.finish(out, end, &history);
-        }
         // One judgement for the whole rollout: its evidence runs across intervals and steps.
         let mut judgement = Judgement::new(self.judge.clone())?;
         // The last judged step holds until a regression of --detect's size would show.
         if let Some(last) = self.steps.iter().rposition(|&w| w < 100.0) {
             judgement.set_final_step(last);
         }
-        let mut custom = self
-            .custom
-            .as_ref()
-            .map(|c| CustomJudgement::new(c.checks.clone()));
-
-        for (index, &weight) in self.steps.iter().enumerate() {
-            let mut gates = vec![(GateKind::Step, self.hooks.gate_step.as_deref())];
-            if weight >= 100.0 {
-                gates.push((GateKind::Promote, self.hooks.gate_promote.as_deref()));
-            }
-            for (kind, url) in gates {
-                let Some(url) = url else { continue };
-                let context = GateContext {
-                    gate: kind,
-                    canary: &self.canary,
-                    stable: &stable,
-                    cohort: self.label(),
-                    step: index + 1,
-                    weight,
-                    current_weight: current,
-                    steps: &self.steps,
-                    refusals: 0,
-                };
-                if let Gated::Ended(end) = self.gate(out, target, url, context, interrupted)? {
-                    return self.finish(out, end, &history);
+        let mut run = Run {
+            // What the rollout last wrote (so far: what it found); each push checks it is
+            // still there.
+            owned: Owned::new(&self.canary, &first_step.before),
+            stable,
+            history: Vec::new(),
+            judgement,
+            custom: self
+                .custom
+                .as_ref()
+                .map(|c| CustomJudgement::new(c.checks.clone())),
+            baseline: FleetReading::new(),
+            checks_baseline: Readings::new(),
+            step_canary: Counts::default(),
+            step_stable: Counts::default(),
+            reason: String::new(),
+            hold_why: String::new(),
+            read_error: String::new(),
+            refusal: String::new(),
+            dark: None,
+        };
+        // The step machine decides; this loop does what it says and tells it what happened.
+        let mut machine = Machine::new(self.plan(), found);
+        let clock = Instant::now();
+        let mut input = Input::Start;
+        loop {
+            let mut next = None;
+            for action in machine.on(clock.elapsed(), input)? {
+                match action {
+                    Action::Note(note) => self.report(out, &mut run, &machine, note)?,
+                    Action::Finish(ending) => {
+                        let end = self.end(source, &mut run, ending);
+                        return self.finish(out, end, &run.history);
+                    }
+                    action => next = Some(action),
                 }
             }
-            // A signal that came during the gates (or before the first step) pushes nothing.
-            if interrupted.load(Ordering::SeqCst) {
-                let end = self.interrupted(out, target, current)?;
-                return self.finish(out, end, &history);
-            }
-            if let Some(end) = self.set_weight(out, target, index, weight, &mut owned)? {
-                return self.finish(out, end, &history);
-            }
-            current = weight;
-            out.emit(Event::Step {
-                step: index + 1,
-                weight,
-            })?;
-            if weight >= 100.0 {
-                // Nothing is left to compare against: reaching 100 % is the promotion.
-                history.push(format!(
-                    "{weight:>6}%  promoted after {} judged step(s)",
-                    index
-                ));
-                return self.finish(out, End::Promoted(weight), &history);
-            }
-            if !self.settle(weight, interrupted) {
-                let end = self.interrupted(out, target, weight)?;
-                return self.finish(out, end, &history);
-            }
-            let mut checks_baseline: Readings;
-            let mut baseline = match self.read_with_retries(out, source, &stable, interrupted)? {
-                Read::Metrics(reading, checked) => {
-                    checks_baseline = checked;
-                    reading
-                }
-                other => {
-                    let end = self.unread(out, target, weight, other)?;
-                    return self.finish(out, end, &history);
-                }
+            let action = next.context("the step machine left nothing to do")?;
+            let io = Io {
+                out: &mut *out,
+                target,
+                source,
+                interrupted,
             };
-            if index == 0 {
-                if let Some(custom) = custom.as_mut() {
-                    custom.seed(&checks_baseline);
-                }
-                // Stable's counts before the rollout predict stable (never the evidence).
-                if let Some(before) = per_proxy::total(&baseline)?.get(&stable) {
-                    judgement.seed(before).context("reading stable's counts")?;
-                }
-            }
-            // What the whole step has gathered so far (the intervals' counts added): a hold
-            // reports it.
-            let (mut step_canary, mut step_stable) = (Counts::default(), Counts::default());
-            let mut holds = 0;
-            loop {
-                if !self.wait(index, weight, source, &baseline, &stable, interrupted) {
-                    let end = self.interrupted(out, target, weight)?;
-                    return self.finish(out, end, &history);
-                }
-                let checks_now: Readings;
-                let now = match self.read_with_retries(out, source, &stable, interrupted)? {
-                    Read::Metrics(reading, checked) => {
-                        checks_now = checked;
-                        reading
-                    }
-                    other => {
-                        let end = self.unread(out, target, weight, other)?;
-                        return self.finish(out, end, &history);
-                    }
-                };
-                // Counts of a split someone else changed judge nothing the rollout did.
-                if let Some(end) = self.still_owned(out, target, index, weight, &owned, false)? {
-                    return self.finish(out, end, &history);
-                }
-                // Subtracted proxy by proxy: a proxy that restarted, joined or left counts
-                // only what it counted in the interval.
-                let interval = per_proxy::interval(&baseline, &now)?;
-                let canary = interval.of(&self.canary);
-                let stable_counts = interval.of(&stable);
-                let verdict = judgement
-                    .observe(index, &canary, &stable_counts)
-                    .context("judging the interval")?;
-                let custom_checks: Vec<CheckResult> = custom
-                    .as_mut()
-                    .map(|c| c.observe(index, &checks_baseline, &checks_now))
-                    .unwrap_or_default();
-                checks_baseline = checks_now;
-                let verdict = checks::combine(verdict, &custom_checks);
-                step_canary.add(&canary)?;
-                step_stable.add(&stable_counts)?;
-                // Each interval is judged on its own counts; the judgement keeps the evidence.
-                baseline = now;
-                out.say(&self.line(
-                    index,
-                    weight,
-                    (&canary, &stable_counts),
-                    &interval,
-                    &verdict,
-                    &custom_checks,
-                ));
-                out.emit(Event::Verdict {
-                    step: index + 1,
-                    weight,
-                    outcome: verdict.outcome,
-                    reason: verdict.reason.clone(),
-                    checks: verdict.checks.clone(),
-                    custom_checks,
-                    canary: CountsSummary::from(&canary),
-                    stable: CountsSummary::from(&stable_counts),
-                    settings: self.judge.clone(),
-                    fleet: interval.changes.iter().map(ToString::to_string).collect(),
-                })?;
-                match verdict.outcome {
-                    StepAction::Pass => {
-                        history.push(format!("{weight:>6}%  pass   {}", verdict.reason));
-                        break;
-                    }
-                    StepAction::Hold => {
-                        holds += 1;
-                        let shortfall = self.shortfall(
-                            &step_canary,
-                            &stable,
-                            &step_stable,
-                            holds,
-                            &verdict.reason,
-                        );
-                        out.emit(Event::Hold {
-                            step: index + 1,
-                            weight,
-                            holds,
-                            max_holds: self.max_holds,
-                            why: shortfall.clone(),
-                        })?;
-                        if holds >= self.max_holds {
-                            history.push(format!("{weight:>6}%  hold   {}", verdict.reason));
-                            let end = End::Stopped(
-                                weight,
-                                format!(
-                                    "no verdict after {holds} intervals at {weight}%: {shortfall}"
-                                ),
-                            );
-                            return self.finish(out, end, &history);
-                        }
-                        out.say(&format!(
-                            "  hold {holds} of {} (--max-holds): {shortfall}",
-                            self.max_holds
-                        ));
-                    }
-                    StepAction::Fail => {
-                        history.push(format!("{weight:>6}%  FAIL   {}", verdict.reason));
-                        self.roll_back(out, target)?;
-                        let end = End::RolledBack(format!("at {weight}%: {}", verdict.reason));
-                        return self.finish(out, end, &history);
-                    }
-                }
-                if interrupted.load(Ordering::SeqCst) {
-                    let end = self.interrupted(out, target, weight)?;
-                    return self.finish(out, end, &history);
-                }
-            }
-            if self.pause_at.contains(&weight) {
-                if let Some(end) = self.paused(out, target, index, weight, interrupted)? {
-                    return self.finish(out, end, &history);
-                }
-            }
+            input = self.perform(io, &mut run, &machine, clock, action)?;
         }
-        // Every step passed and the last is below 100 %: that weight is the promotion.
-        let last = self.steps.last().copied().unwrap_or(100.0);
-        if let Some(url) = self.hooks.gate_promote.as_deref() {
-            let context = GateContext {
-                gate: GateKind::Promote,
-                canary: &self.canary,
-                stable: &stable,
-                cohort: self.label(),
-                step: self.steps.len(),
-                weight: last,
-                current_weight: current,
-                steps: &self.steps,
-                refusals: 0,
-            };
-            if let Gated::Ended(end) = self.gate(out, target, url, context, interrupted)? {
-                return self.finish(out, end, &history);
-            }
-        }
-        if let Some(end) =
-            self.still_owned(out, target, self.steps.len() - 1, last, &owned, true)?
-        {
-            return self.finish(out, end, &history);
-        }
-        self.finish(out, End::Promoted(last), &history)
     }
 
-    /// `None` when the target still holds what the rollout last wrote; else the end
-    /// ([`Rollout::overridden`]). Asked after each interval of step `index` and before the
+    /// The step machine's plan: this rollout's steps and settings.
+    fn plan(&self) -> Plan {
+        Plan {
+            steps: self.steps.clone(),
+            interval: self.interval,
+            settle: self.settle,
+            max_holds: self.max_holds,
+            max_failed_reads: self.max_failed_reads,
+            pause_at: self.pause_at.clone(),
+            gate_step: self.hooks.gate_step.is_some(),
+            gate_promote: self.hooks.gate_promote.is_some(),
+            gate_max_refusals: self.hooks.gate_max_refusals,
+            on_gate_failure: self.hooks.on_gate_failure,
+            on_interrupt: self.on_interrupt,
+            mirror: self.mirror,
+        }
+    }
+
+    /// Does what the machine asked for; what happened is the machine's next input.
+    fn perform(
+        &self,
+        io: Io<'_>,
+        run: &mut Run,
+        machine: &Machine,
+        clock: Instant,
+        action: Action,
+    ) -> Result<Input> {
+        let Io {
+            out,
+            target,
+            source,
+            interrupted,
+        } = io;
+        let signalled = || interrupted.load(Ordering::SeqCst);
+        Ok(match action {
+            Action::Mirror => {
+                self.write_mirror(out, target, source, run)?;
+                Input::Pushed
+            }
+            Action::Unmirror => {
+                self.remove_mirror(out, target, &mut run.owned)?;
+                Input::Pushed
+            }
+            Action::AskGate {
+                gate,
+                step,
+                weight,
+                refusals,
+            } => self.ask_gate(out, run, machine, gate, (step, weight), refusals)?,
+            Action::Push { step, weight } => {
+                // A signal that came during the gates (or before the first step) pushes nothing.
+                if signalled() {
+                    return Ok(Input::Interrupted);
+                }
+                match self.set_weight(out, target, step, weight, &mut run.owned)? {
+                    Some((found, why)) => Input::Overridden { found, why },
+                    None => {
+                        out.emit(Event::Step {
+                            step: step + 1,
+                            weight,
+                        })?;
+                        Input::Pushed
+                    }
+                }
+            }
+            Action::Wait { until, waiting } => {
+                if signalled() {
+                    return Ok(Input::Interrupted);
+                }
+                let left = until.saturating_sub(clock.elapsed());
+                let waited = match (waiting, machine.at()) {
+                    (Waiting::Settle, _) => self.settle(machine.weight(), left, interrupted),
+                    (Waiting::Interval, At::Step(index)) => {
+                        let counted = (&run.baseline, run.stable.as_str());
+                        self.wait(index, machine.weight(), source, counted, left, interrupted)
+                    }
+                    _ => self.pause(left, interrupted),
+                };
+                if waited {
+                    Input::Tick
+                } else {
+                    Input::Interrupted
+                }
+            }
+            Action::ReadBaseline { at } => self.read_baseline(source, run, at)?,
+            Action::JudgeInterval { at, weight } => match at {
+                At::Dark => self.judge_copies(out, source, run)?,
+                At::Step(index) => self.judge_interval(out, target, source, run, index, weight)?,
+            },
+            Action::Pause { step, weight } => {
+                self.paused(out, target, step, weight, interrupted)?
+            }
+            Action::CheckOwned => {
+                let (index, weight) = (self.steps.len() - 1, machine.weight());
+                match self.still_owned(out, target, index, weight, &run.owned, true)? {
+                    Some((found, why)) => Input::Overridden { found, why },
+                    None => Input::Owned,
+                }
+            }
+            Action::RollBack => {
+                self.roll_back(out, target)?;
+                Input::RolledBack {
+                    confirmed: out.unconfirmed.is_none(),
+                }
+            }
+            Action::Note(_) | Action::Finish(_) => bail!("{action:?} is not an action to perform"),
+        })
+    }
+
+    /// Reads the source (and the operator's checks) once.
+    fn read_source(&self, source: &Source, stable: &str) -> Result<(FleetReading, Readings)> {
+        let reading = self.read_fleet(source)?;
+        let checked = match &self.custom {
+            Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
+            None => Readings::new(),
+        };
+        Ok((reading, checked))
+    }
+
+    /// A failed read, kept for the lines that report it.
+    fn read_failed(run: &mut Run, err: &anyhow::Error) -> Input {
+        run.read_error = format!("{err:#}");
+        Input::ReadFailed(run.read_error.clone())
+    }
+
+    /// The baseline the next interval is counted from; the first step's also seeds the judge
+    /// with stable's counts from before the rollout (they predict stable, never the evidence).
+    fn read_baseline(&self, source: &Source, run: &mut Run, at: At) -> Result<Input> {
+        match at {
+            At::Dark => {
+                let reading = match self.read_copies(source, run) {
+                    Ok(reading) => reading,
+                    Err(err) => return Ok(Self::read_failed(run, &err)),
+                };
+                let before = per_proxy::total(&reading)?;
+                if let (Some(before), Some(dark)) = (before.get(&run.stable), run.dark.as_mut()) {
+                    dark.judgement
+                        .seed(before)
+                        .context("reading stable's counts")?;
+                }
+                run.baseline = reading;
+            }
+            At::Step(index) => {
+                let (reading, checked) = match self.read_source(source, &run.stable) {
+                    Ok(read) => read,
+                    Err(err) => return Ok(Self::read_failed(run, &err)),
+                };
+                if index == 0 {
+                    if let Some(custom) = run.custom.as_mut() {
+                        custom.seed(&checked);
+                    }
+                    if let Some(before) = per_proxy::total(&reading)?.get(&run.stable) {
+                        run.judgement
+                            .seed(before)
+                            .context("reading stable's counts")?;
+                    }
+                }
+                run.baseline = reading;
+                run.checks_baseline = checked;
+                run.step_canary = Counts::default();
+                run.step_stable = Counts::default();
+            }
+        }
+        Ok(Input::ReadOk)
+    }
+
+    /// Reads the source at an interval's end, checks the target still holds what the rollout
+    /// wrote, judges the interval's counts and reports the verdict.
+    fn judge_interval(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        source: &Source,
+        run: &mut Run,
+        index: usize,
+        weight: f64,
+    ) -> Result<Input> {
+        let (now, checks_now) = match self.read_source(source, &run.stable) {
+            Ok(read) => read,
+            Err(err) => return Ok(Self::read_failed(run, &err)),
+        };
+        // Counts of a split someone else changed judge nothing the rollout did.
+        if let Some((found, why)) =
+            self.still_owned(out, target, index, weight, &run.owned, false)?
+        {
+            return Ok(Input::Overridden { found, why });
+        }
+        // Subtracted proxy by proxy: a proxy that restarted, joined or left counts only what
+        // it counted in the interval.
+        let interval = per_proxy::interval(&run.baseline, &now)?;
+        let canary = interval.of(&self.canary);
+        let stable_counts = interval.of(&run.stable);
+        let verdict = run
+            .judgement
+            .observe(index, &canary, &stable_counts)
+            .context("judging the interval")?;
+        let custom_checks: Vec<CheckResult> = run
+            .custom
+            .as_mut()
+            .map(|c| c.observe(index, &run.checks_baseline, &checks_now))
+            .unwrap_or_default();
+        run.checks_baseline = checks_now;
+        let verdict = checks::combine(verdict, &custom_checks);
+        run.step_canary.add(&canary)?;
+        run.step_stable.add(&stable_counts)?;
+        // Each interval is judged on its own counts; the judgement keeps the evidence.
+        run.baseline = now;
+        out.say(&self.line(
+            index,
+            weight,
+            (&canary, &stable_counts),
+            &interval,
+            &verdict,
+            &custom_checks,
+        ));
+        out.emit(Event::Verdict {
+            step: index + 1,
+            weight,
+            outcome: verdict.outcome,
+            reason: verdict.reason.clone(),
+            checks: verdict.checks.clone(),
+            custom_checks,
+            canary: CountsSummary::from(&canary),
+            stable: CountsSummary::from(&stable_counts),
+            settings: self.judge.clone(),
+            fleet: interval.changes.iter().map(ToString::to_string).collect(),
+        })?;
+        run.reason = verdict.reason.clone();
+        Ok(Input::Verdict {
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+        })
+    }
+
+    /// Says and records what the machine decided.
+    fn report(
+        &self,
+        out: &mut Reporter,
+        run: &mut Run,
+        machine: &Machine,
+        note: Note,
+    ) -> Result<()> {
+        let weight = machine.weight();
+        let percent = self.mirror.unwrap_or_default();
+        match note {
+            Note::Passed { at: At::Dark } => run
+                .history
+                .push(format!("mirror {percent}%  pass   {}", run.reason)),
+            Note::Passed { at: At::Step(_) } => run
+                .history
+                .push(format!("{weight:>6}%  pass   {}", run.reason)),
+            Note::Failed { at: At::Dark } => run
+                .history
+                .push(format!("mirror {percent}%  FAIL   {}", run.reason)),
+            Note::Failed { at: At::Step(_) } => run
+                .history
+                .push(format!("{weight:>6}%  FAIL   {}", run.reason)),
+            Note::Held {
+                at: At::Dark,
+                holds,
+                max_holds,
+            } => {
+                let why = self.dark_hold(run);
+                out.say(&format!(
+                    "  hold {holds} of {} (--max-holds): {why}",
+                    self.max_holds
+                ));
+                out.emit(Event::Hold {
+                    step: 0,
+                    weight: 0.0,
+                    holds,
+                    max_holds,
+                    why: why.clone(),
+                })?;
+                if holds >= max_holds {
+                    run.history.push(format!("mirror {percent}%  hold   {why}"));
+                }
+                run.hold_why = why;
+            }
+            Note::Held {
+                at: At::Step(index),
+                holds,
+                max_holds,
+            } => {
+                let shortfall = self.shortfall(
+                    &run.step_canary,
+                    &run.stable,
+                    &run.step_stable,
+                    holds,
+                    &run.reason,
+                );
+                out.emit(Event::Hold {
+                    step: index + 1,
+                    weight,
+                    holds,
+                    max_holds,
+                    why: shortfall.clone(),
+                })?;
+                if holds >= max_holds {
+                    run.history
+                        .push(format!("{weight:>6}%  hold   {}", run.reason));
+                } else {
+                    out.say(&format!(
+                        "  hold {holds} of {} (--max-holds): {shortfall}",
+                        self.max_holds
+                    ));
+                }
+                run.hold_why = shortfall;
+            }
+            Note::ReadFailed { at, failures, max } => {
+                let what = match at {
+                    At::Dark => "mirror stats",
+                    At::Step(_) => "source",
+                };
+                out.say(&format!(
+                    "  {what} read failed ({failures} of {max}): {}; holding",
+                    run.read_error
+                ));
+                out.emit(Event::SourceError {
+                    failures,
+                    max_failed_reads: max,
+                    error: run.read_error.clone(),
+                })?;
+            }
+            Note::GateRefused {
+                gate,
+                refusals,
+                max,
+            } => {
+                out.emit(Event::GateRefused {
+                    gate,
+                    url: self.gate_url(gate).to_string(),
+                    refusals,
+                    max_refusals: max,
+                    reason: run.refusal.clone(),
+                })?;
+                if refusals < max {
+                    out.say(&format!(
+                        "gate: {} refused ({refusals} of {max}, --gate-max-refusals): {}; \
+                         `{}` held at {weight}%, asking again in {}",
+                        gate.flag(),
+                        run.refusal,
+                        self.canary,
+                        humantime::format_duration(self.interval)
+                    ));
+                }
+            }
+            Note::GateFailed { gate, failure } => {
+                let url = self.gate_url(gate);
+                let failure = gate_failure(&failure);
+                out.emit(Event::GateFailed {
+                    gate,
+                    url: url.to_string(),
+                    reason: failure.clone(),
+                })?;
+                let what = format!("{} {url} {failure}", gate.flag());
+                out.say(&match self.hooks.on_gate_failure {
+                    OnGateFailure::Rollback => {
+                        format!("gate: {what}; rolling back (--on-gate-failure rollback)")
+                    }
+                    OnGateFailure::Stop => format!(
+                        "gate: {what}; stopping with `{}` at {weight}% (--on-gate-failure stop)",
+                        self.canary
+                    ),
+                });
+            }
+            Note::Interrupted {
+                weight,
+                on_interrupt,
+            } => out.emit(Event::Interrupted {
+                weight,
+                action: match on_interrupt {
+                    OnInterrupt::Hold => "hold",
+                    OnInterrupt::Rollback => "rollback",
+                }
+                .to_string(),
+            })?,
+        }
+        Ok(())
+    }
+
+    /// The end the machine decided, in words.
+    fn end(&self, source: &Source, run: &mut Run, ending: Ending) -> End {
+        let (at, weight, cause, rolled_back) = match ending {
+            Ending::Promoted { weight } => {
+                if weight >= 100.0 {
+                    // Nothing is left to compare against: reaching 100 % is the promotion.
+                    run.history.push(format!(
+                        "{weight:>6}%  promoted after {} judged step(s)",
+                        self.steps.len() - 1
+                    ));
+                }
+                return End::Promoted(weight);
+            }
+            Ending::RolledBack {
+                at, weight, cause, ..
+            } => (at, weight, cause, true),
+            Ending::Stopped { at, weight, cause } => (at, weight, cause, false),
+        };
+        let percent = self.mirror.unwrap_or_default();
+        let reason = match (cause, at) {
+            (Cause::Failed(reason), At::Dark) => {
+                format!("on mirrored traffic ({percent}% copied, no user routed to it): {reason}")
+            }
+            (Cause::Failed(reason), At::Step(_)) => format!("at {weight}%: {reason}"),
+            (Cause::MaxHolds(holds), At::Dark) => format!(
+                "no verdict on mirrored traffic after {holds} intervals: {}",
+                run.hold_why
+            ),
+            (Cause::MaxHolds(holds), At::Step(_)) => format!(
+                "no verdict after {holds} intervals at {weight}%: {}",
+                run.hold_why
+            ),
+            (
+                Cause::Gate {
+                    gate,
+                    before,
+                    failure,
+                },
+                _,
+            ) => format!(
+                "gate failed before {before}%: {} {} {}",
+                gate.flag(),
+                self.gate_url(gate),
+                gate_failure(&failure)
+            ),
+            (Cause::ReadsFailed { failures, last }, at) => format!(
+                "{failures} failed reads of {} in a row: {last}",
+                match at {
+                    At::Dark => "the mirror cluster's stats".to_string(),
+                    At::Step(_) => source.describe(),
+                }
+            ),
+            (Cause::Interrupted, _) if rolled_back => {
+                format!("interrupted at {weight}% (--on-interrupt rollback)")
+            }
+            (Cause::Interrupted, _) => {
+                format!("interrupted: `{}` held at {weight}%", self.canary)
+            }
+            (Cause::Aborted, _) => format!("aborted at {weight}% by `canaryctl rollout abort`"),
+            (Cause::Overridden(why), _) => why,
+        };
+        if rolled_back {
+            End::RolledBack(reason)
+        } else {
+            End::Stopped(weight, reason)
+        }
+    }
+
+    /// The URL of `gate`'s hook.
+    fn gate_url(&self, gate: GateKind) -> &str {
+        match gate {
+            GateKind::Step => self.hooks.gate_step.as_deref(),
+            GateKind::Promote => self.hooks.gate_promote.as_deref(),
+        }
+        .unwrap_or_default()
+    }
+
+    /// `None` when the target still holds what the rollout last wrote; else the canary's
+    /// weight found and why ([`Rollout::overridden`]). Asked after each interval of step `index` and before the
     /// promotion.
     fn still_owned(
         &self,
@@ -581,7 +865,7 @@ impl Rollout {
         weight: f64,
         owned: &Owned,
         promotion: bool,
-    ) -> Result<Option<End>> {
+    ) -> Result<Option<(f64, String)>> {
         let (now, _) = target
             .read()
             .context("reading the configuration the rollout last wrote")?;
@@ -597,9 +881,9 @@ impl Rollout {
             .map(Some)
     }
 
-    /// The end when the target no longer holds what the rollout last wrote: says what changed
-    /// and who changed it, records the `overridden` event (at step `step`, of weight `weight`),
-    /// and stops without writing.
+    /// When the target no longer holds what the rollout last wrote: says what changed and who
+    /// changed it, records the `overridden` event (at step `step`, of weight `weight`); the
+    /// canary's weight found and why the rollout stops without writing.
     fn overridden(
         &self,
         out: &mut Reporter,
@@ -608,7 +892,7 @@ impl Rollout {
         owned: &Owned,
         overridden: Overridden,
         doing: &str,
-    ) -> Result<End> {
+    ) -> Result<(f64, String)> {
         let expected = self.weight_of(owned.last());
         let now = target.read().ok().map(|(config, _)| config);
         let found = now.as_ref().map_or(expected, |now| self.weight_of(now));
@@ -631,113 +915,68 @@ impl Rollout {
             changes: overridden.changes,
             by: by.clone(),
         })?;
-        Ok(End::Stopped(
+        Ok((
             found,
             format!("the configuration was {by} ({changes}): not {doing}"),
         ))
     }
 
-    /// Asks a gate hook until it approves; a refusal holds for one interval and asks again,
-    /// `--gate-max-refusals` refusals in a row or no answer within `--gate-timeout` end the
-    /// rollout as `--on-gate-failure` says.
-    fn gate(
+    /// Asks `gate` before step `step` of `weight` (from 0), after `refusals` refusals: says
+    /// so, records it, and returns its answer.
+    fn ask_gate(
         &self,
         out: &mut Reporter,
-        target: &Target,
-        url: &str,
-        mut context: GateContext<'_>,
-        interrupted: &Arc<AtomicBool>,
-    ) -> Result<Gated> {
-        let gate = Gate::new(url, self.hooks.gate_timeout);
-        let kind = context.gate;
-        let max = self.hooks.gate_max_refusals;
-        loop {
-            out.emit(Event::GateWaiting {
-                gate: kind,
-                url: url.to_string(),
-                step: context.step,
-                weight: context.weight,
-            })?;
-            out.say(&format!(
-                "gate: asking {} {url} before {}% (step {}/{})",
-                kind.flag(),
-                context.weight,
-                context.step,
-                self.steps.len()
-            ));
-            let failure = match gate.ask(&context) {
-                GateAnswer::Approved(status) => {
-                    out.say(&format!("gate: {} approved ({status})", kind.flag()));
-                    out.emit(Event::GateApproved {
-                        gate: kind,
-                        url: url.to_string(),
-                        status,
-                    })?;
-                    return Ok(Gated::Approved);
-                }
-                GateAnswer::TimedOut(reason) => reason,
-                GateAnswer::Refused(reason) => {
-                    context.refusals += 1;
-                    out.emit(Event::GateRefused {
-                        gate: kind,
-                        url: url.to_string(),
-                        refusals: context.refusals,
-                        max_refusals: max,
-                        reason: reason.clone(),
-                    })?;
-                    if context.refusals >= max {
-                        format!(
-                            "refused {max} time(s) in a row (--gate-max-refusals), last: {reason}"
-                        )
-                    } else {
-                        out.say(&format!(
-                            "gate: {} refused ({} of {max}, --gate-max-refusals): {reason}; \
-                             `{}` held at {}%, asking again in {}",
-                            kind.flag(),
-                            context.refusals,
-                            self.canary,
-                            context.current_weight,
-                            humantime::format_duration(self.interval)
-                        ));
-                        if !self.pause(self.interval, interrupted) {
-                            let end = self.interrupted(out, target, context.current_weight)?;
-                            return Ok(Gated::Ended(end));
-                        }
-                        continue;
-                    }
-                }
-            };
-            out.emit(Event::GateFailed {
-                gate: kind,
-                url: url.to_string(),
-                reason: failure.clone(),
-            })?;
-            let what = format!("{} {url} {failure}", kind.flag());
-            let end = match self.hooks.on_gate_failure {
-                OnGateFailure::Rollback => {
-                    out.say(&format!(
-                        "gate: {what}; rolling back (--on-gate-failure rollback)"
-                    ));
-                    self.roll_back(out, target)?;
-                    End::RolledBack(format!("gate failed before {}%: {what}", context.weight))
-                }
-                OnGateFailure::Stop => {
-                    out.say(&format!(
-                        "gate: {what}; stopping with `{}` at {}% (--on-gate-failure stop)",
-                        self.canary, context.current_weight
-                    ));
-                    End::Stopped(
-                        context.current_weight,
-                        format!("gate failed before {}%: {what}", context.weight),
-                    )
-                }
-            };
-            return Ok(Gated::Ended(end));
-        }
+        run: &mut Run,
+        machine: &Machine,
+        gate: GateKind,
+        (step, weight): (usize, f64),
+        refusals: u32,
+    ) -> Result<Input> {
+        let url = self.gate_url(gate);
+        out.emit(Event::GateWaiting {
+            gate,
+            url: url.to_string(),
+            step: step + 1,
+            weight,
+        })?;
+        out.say(&format!(
+            "gate: asking {} {url} before {weight}% (step {}/{})",
+            gate.flag(),
+            step + 1,
+            self.steps.len()
+        ));
+        let context = GateContext {
+            gate,
+            canary: &self.canary,
+            stable: &run.stable,
+            cohort: self.label(),
+            step: step + 1,
+            weight,
+            current_weight: machine.weight(),
+            steps: &self.steps,
+            refusals,
+        };
+        let reply = match Gate::new(url, self.hooks.gate_timeout).ask(&context) {
+            GateAnswer::Approved(status) => {
+                out.say(&format!("gate: {} approved ({status})", gate.flag()));
+                out.emit(Event::GateApproved {
+                    gate,
+                    url: url.to_string(),
+                    status,
+                })?;
+                GateReply::Approved
+            }
+            GateAnswer::Refused(reason) => {
+                run.refusal = reason.clone();
+                GateReply::Refused(reason)
+            }
+            GateAnswer::TimedOut(reason) => GateReply::TimedOut(reason),
+        };
+        Ok(Input::Gate(reply))
     }
 
-    /// Pauses at `weight` until `canaryctl rollout resume` (`None`: go on) or `abort` (rolled
-    /// back), or Ctrl-C.
+    /// Pauses at `weight` until `canaryctl rollout resume` or `abort`, or a termination signal;
+    /// which of them came.
     fn paused(
         &self,
         out: &mut Reporter,
@@ -745,7 +984,7 @@ impl Rollout {
         index: usize,
         weight: f64,
         interrupted: &Arc<AtomicBool>,
-    ) -> Result<Option<End>> {
+    ) -> Result<Input> {
         let mut request = self.pause_file.pause(&self.canary, index + 1, weight)?;
         let file = self.pause_file.path().display().to_string();
         out.emit(Event::Paused {
@@ -769,7 +1008,7 @@ impl Rollout {
             if interrupted.load(Ordering::SeqCst) {
                 progress.finish();
                 self.pause_file.clear()?;
-                return Ok(Some(self.interrupted(out, target, weight)?));
+                return Ok(Input::Interrupted);
             }
             std::thread::sleep(Duration::from_millis(100));
             request = self.pause_file.read()?.and_then(|state| {
@@ -792,10 +1031,7 @@ impl Rollout {
                 out.say(&format!(
                     "aborted at {weight}% by `canaryctl rollout abort`"
                 ));
-                self.roll_back(out, target)?;
-                Ok(Some(End::RolledBack(format!(
-                    "aborted at {weight}% by `canaryctl rollout abort`"
-                ))))
+                Ok(Input::Aborted)
             }
             _ => {
                 out.say(&format!(
@@ -805,14 +1041,14 @@ impl Rollout {
                     step: index + 1,
                     weight,
                 })?;
-                Ok(None)
+                Ok(Input::Resumed)
             }
         }
     }
 
     /// Pushes the canary's weight, if the target still holds what the rollout last wrote
     /// (checked on the configuration the write replaces, under the ECDS file's lock or at the
-    /// WasmPlugin's resource version); else ends the rollout without writing. The push returns
+    /// WasmPlugin's resource version); else writes nothing and returns the weight found and why. The push returns
     /// once the fleet runs it (when one is named), and says so.
     fn set_weight(
         &self,
@@ -821,7 +1057,7 @@ impl Rollout {
         index: usize,
         weight: f64,
         owned: &mut Owned,
-    ) -> Result<Option<End>> {
+    ) -> Result<Option<(f64, String)>> {
         let pushed = target.push(false, |config| {
             owned.check(config)?;
             self.ramp(config, weight)
@@ -925,100 +1161,6 @@ impl Rollout {
         Ok(())
     }
 
-    /// The end when the source could not be read: roll back, or obey the interrupt.
-    fn unread(&self, out: &mut Reporter, target: &Target, weight: f64, read: Read) -> Result<End> {
-        match read {
-            Read::Failed(reason) => {
-                self.roll_back(out, target)?;
-                Ok(End::RolledBack(reason))
-            }
-            _ => self.interrupted(out, target, weight),
-        }
-    }
-
-    fn interrupted(&self, out: &mut Reporter, target: &Target, weight: f64) -> Result<End> {
-        let end = match self.on_interrupt {
-            OnInterrupt::Hold => End::Stopped(
-                weight,
-                format!("interrupted: `{}` held at {weight}%", self.canary),
-            ),
-            OnInterrupt::Rollback => {
-                self.roll_back(out, target)?;
-                End::RolledBack(format!(
-                    "interrupted at {weight}% (--on-interrupt rollback)"
-                ))
-            }
-        };
-        out.emit(Event::Interrupted {
-            weight,
-            action: match self.on_interrupt {
-                OnInterrupt::Hold => "hold",
-                OnInterrupt::Rollback => "rollback",
-            }
-            .to_string(),
-        })?;
-        Ok(end)
-    }
-
-    /// Reads the source, retrying once per interval; after `max_failed_reads` failures in a
-    /// row, rolls back.
-    fn read_with_retries(
-        &self,
-        out: &mut Reporter,
-        source: &Source,
-        stable: &str,
-        interrupted: &Arc<AtomicBool>,
-    ) -> Result<Read> {
-        self.read_retrying(out, interrupted, "source", &source.describe(), || {
-            let reading = self.read_fleet(source)?;
-            let checked = match &self.custom {
-                Some(c) => c.reader.read(&c.checks, &self.canary, stable)?,
-                None => Readings::new(),
-            };
-            Ok((reading, checked))
-        })
-    }
-
-    /// `read` retried once per interval, each failure said and emitted as a `source_error`;
-    /// after `max_failed_reads` failures in a row, [`Read::Failed`]. `what` names the source
-    /// in the failure lines, `described` in the final one.
-    fn read_retrying(
-        &self,
-        out: &mut Reporter,
-        interrupted: &Arc<AtomicBool>,
-        what: &str,
-        described: &str,
-        mut read: impl FnMut() -> Result<(FleetReading, Readings)>,
-    ) -> Result<Read> {
-        let mut failures = 0;
-        loop {
-            match read() {
-                Ok((reading, checked)) => return Ok(Read::Metrics(reading, checked)),
-                Err(err) => {
-                    failures += 1;
-                    let message = format!("{err:#}");
-                    out.say(&format!(
-                        "  {what} read failed ({failures} of {}): {message}; holding",
-                        self.max_failed_reads
-                    ));
-                    out.emit(Event::SourceError {
-                        failures,
-                        max_failed_reads: self.max_failed_reads,
-                        error: message.clone(),
-                    })?;
-                    if failures >= self.max_failed_reads {
-                        return Ok(Read::Failed(format!(
-                            "{failures} failed reads of {described} in a row: {message}"
-                        )));
-                    }
-                }
-            }
-            if !self.pause(self.interval, interrupted) {
-                return Ok(Read::Interrupted);
-            }
-        }
-    }
-
     /// Sleeps `time`; false when interrupted.
     fn pause(&self, time: Duration, interrupted: &Arc<AtomicBool>) -> bool {
         let started = Instant::now();
@@ -1031,11 +1173,9 @@ impl Rollout {
         true
     }
 
-    /// The settle wait after a push, saying what it waits for; false when interrupted.
-    fn settle(&self, weight: f64, interrupted: &Arc<AtomicBool>) -> bool {
-        if self.settle.is_zero() {
-            return true;
-        }
+    /// The settle wait after a push (`time` of it left), saying what it waits for; false when
+    /// interrupted.
+    fn settle(&self, weight: f64, time: Duration, interrupted: &Arc<AtomicBool>) -> bool {
         // One plain line: what it waits for does not change.
         let mut progress = Progress::new(
             format!("settle at {weight}%"),
@@ -1049,7 +1189,7 @@ impl Rollout {
             humantime::format_duration(self.settle)
         );
         let started = Instant::now();
-        while started.elapsed() < self.settle {
+        while started.elapsed() < time {
             if interrupted.load(Ordering::SeqCst) {
                 progress.finish();
                 return false;
@@ -1061,15 +1201,15 @@ impl Rollout {
         true
     }
 
-    /// Waits one interval, showing what it has counted so far (the source read about once a
-    /// second, from `baseline`); false when interrupted.
+    /// Waits out an interval (`time` of it left), showing what it has counted so far (the
+    /// source read about once a second, from `baseline`); false when interrupted.
     fn wait(
         &self,
         index: usize,
         weight: f64,
         source: &Source,
-        baseline: &FleetReading,
-        stable: &str,
+        (baseline, stable): (&FleetReading, &str),
+        time: Duration,
         interrupted: &Arc<AtomicBool>,
     ) -> bool {
         let mut progress = Progress::new(
@@ -1081,12 +1221,12 @@ impl Rollout {
         let started = Instant::now();
         let mut message = "collecting".to_string();
         let mut last_read: Option<Instant> = None;
-        while started.elapsed() < self.interval {
+        while started.elapsed() < time {
             if interrupted.load(Ordering::SeqCst) {
                 progress.finish();
                 return false;
             }
-            let left = self.interval.saturating_sub(started.elapsed());
+            let left = time.saturating_sub(started.elapsed());
             if last_read.is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
                 && left > Duration::from_millis(200)
             {
@@ -1303,13 +1443,53 @@ fn weight_in(
     weights.and_then(|w| w.get(canary)).copied().unwrap_or(0.0)
 }
 
-/// What a read of the source gave.
-enum Read {
-    /// The cumulative counts per proxy and version, and the operator's checks' readings.
-    Metrics(FleetReading, Readings),
-    /// Too many failures in a row.
-    Failed(String),
-    Interrupted,
+/// What the loop keeps between the step machine's actions: the judge's state, the last reads,
+/// and what the lines and events report.
+struct Run {
+    /// What the rollout last wrote (so far: what it found); each push checks it is still there.
+    owned: Owned,
+    /// What the canary is judged against.
+    stable: String,
+    /// The summary's lines.
+    history: Vec<String>,
+    /// The judgement of the steps.
+    judgement: Judgement,
+    /// The operator's checks.
+    custom: Option<CustomJudgement>,
+    /// The last read of the source, which the next interval is counted from, and of the checks.
+    baseline: FleetReading,
+    checks_baseline: Readings,
+    /// What the step has gathered so far (the intervals' counts added): a hold reports it.
+    step_canary: Counts,
+    step_stable: Counts,
+    /// The last verdict's reason.
+    reason: String,
+    /// What the last hold said.
+    hold_why: String,
+    /// The last failed read's error.
+    read_error: String,
+    /// The last gate refusal's reason.
+    refusal: String,
+    /// The dark phase (`--mirror`), once its mirror is written.
+    dark: Option<dark::Dark>,
+}
+
+/// What the loop does its I/O with.
+struct Io<'a> {
+    out: &'a mut Reporter,
+    target: &'a Target,
+    source: &'a Source,
+    interrupted: &'a Arc<AtomicBool>,
+}
+
+/// A gate's failure, in words.
+fn gate_failure(failure: &GateFailure) -> String {
+    match failure {
+        GateFailure::TimedOut(reason) => reason.clone(),
+        GateFailure::Refused { refusals, last } => {
+            format!("refused {refusals} time(s) in a row (--gate-max-refusals), last: {last}")
+        }
+    }
 }
 
 /// The audit log: the rollout's events, one JSON object per line, appended.

@@ -3,14 +3,16 @@
 //! latency distributions, histograms with the shipped bucket bounds. `make judge-sim` runs it
 //! and writes JUDGE.md; a short run is a unit test.
 //!
-//! The step loop is the rollout's (`rollout.rs`): pass goes to the next step, hold stays (up to
-//! `max_holds` holds in a row, then the rollout stops with the weight held), fail rolls back;
-//! reaching 100 % is the promotion. As in the rollout, the judgement is seeded with stable's
-//! counts from before the rollout (here one interval of stable alone).
+//! The step loop is the rollout's own step machine (`rollout/machine.rs`): pass goes to the
+//! next step, hold stays (up to `--max-holds` holds in a row, then the rollout stops with the
+//! weight held), fail rolls back; reaching 100 % is the promotion. As in the rollout, the
+//! judgement is seeded with stable's counts from before the rollout (here one interval of
+//! stable alone).
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rand::RngExt as _;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -19,13 +21,11 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::metrics::bounds::LATENCY_BOUNDS_MS;
 use crate::metrics::counts::Counts;
-use crate::rollout::judge::{JudgeSettings, Judgement, StepAction};
-
-/// The rollout's default steps (`canaryctl rollout --steps`).
-pub const STEPS: [f64; 6] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0];
-
-/// The rollout's default `--max-holds`.
-pub const MAX_HOLDS: u32 = 20;
+use crate::rollout::defaults::{self, MAX_HOLDS, STEPS};
+use crate::rollout::hooks::OnGateFailure;
+use crate::rollout::judge::{JudgeSettings, Judgement};
+use crate::rollout::machine::{Action, At, Ending, Input, Machine, Plan};
+use crate::rollout::OnInterrupt;
 
 /// A latency distribution: a mixture of shifted log-normals, plus a share of requests slower
 /// than every bound (12 s).
@@ -493,7 +493,27 @@ fn draw_side(
     })
 }
 
-/// One rollout of `scenario` at `requests` per interval, from `seed`.
+/// The plan every simulated rollout follows: the rollout's defaults, with no settle wait (the
+/// simulated counts have no flush to wait for), no gate, pause or mirror.
+pub fn plan() -> Plan {
+    Plan {
+        steps: STEPS.to_vec(),
+        interval: Duration::from_secs(60),
+        settle: Duration::ZERO,
+        max_holds: MAX_HOLDS,
+        max_failed_reads: defaults::MAX_FAILED_READS,
+        pause_at: Vec::new(),
+        gate_step: false,
+        gate_promote: false,
+        gate_max_refusals: defaults::GATE_MAX_REFUSALS,
+        on_gate_failure: OnGateFailure::Rollback,
+        on_interrupt: OnInterrupt::Hold,
+        mirror: None,
+    }
+}
+
+/// One rollout of `scenario` at `requests` per interval, from `seed`: the rollout's step
+/// machine ([`Machine`]) driven by drawn counts and the real judgement.
 pub fn rollout(
     scenario: &Scenario,
     requests: u64,
@@ -519,53 +539,73 @@ pub fn rollout(
         scenario.stable.burst,
         &stable_buckets,
     )?)?;
+    let mut machine = Machine::new(plan(), 0.0);
+    let mut now = Duration::ZERO;
     let mut intervals = 0;
-    for (index, &weight) in STEPS.iter().enumerate() {
-        if weight >= 100.0 {
-            return Ok((End::Promoted, intervals));
-        }
-        let mut holds = 0;
-        loop {
-            intervals += 1;
-            let n_canary = Binomial::new(requests, weight / 100.0)
-                .context("split")?
-                .sample(&mut rng);
-            let (stable_rate, canary_rate) = scenario.rates(intervals, phase, incident, settings);
-            let canary = draw_side(
-                &mut rng,
-                n_canary,
-                canary_rate,
-                scenario.canary.burst,
-                &canary_buckets,
-            )?;
-            let stable = draw_side(
-                &mut rng,
-                requests - n_canary,
-                stable_rate,
-                scenario.stable.burst,
-                &stable_buckets,
-            )?;
-            match judgement.observe(index, &canary, &stable)?.outcome {
-                StepAction::Pass => break,
-                StepAction::Hold => {
-                    holds += 1;
-                    if holds >= MAX_HOLDS {
-                        return Ok((End::Stopped { step: index }, intervals));
-                    }
-                }
-                StepAction::Fail => {
-                    return Ok((
-                        End::RolledBack {
-                            step: index,
-                            weight,
-                        },
-                        intervals,
-                    ))
+    let mut input = Input::Start;
+    loop {
+        // The last action is the one to do; the notes before it report nothing here.
+        let action = machine
+            .on(now, input)?
+            .into_iter()
+            .rfind(|action| !matches!(action, Action::Note(_)))
+            .context("the step machine left nothing to do")?;
+        input = match action {
+            Action::Push { .. } => Input::Pushed,
+            Action::ReadBaseline { .. } => Input::ReadOk,
+            Action::Wait { until, .. } => {
+                now = until;
+                Input::Tick
+            }
+            Action::JudgeInterval {
+                at: At::Step(index),
+                weight,
+            } => {
+                intervals += 1;
+                let n_canary = Binomial::new(requests, weight / 100.0)
+                    .context("split")?
+                    .sample(&mut rng);
+                let (stable_rate, canary_rate) =
+                    scenario.rates(intervals, phase, incident, settings);
+                let canary = draw_side(
+                    &mut rng,
+                    n_canary,
+                    canary_rate,
+                    scenario.canary.burst,
+                    &canary_buckets,
+                )?;
+                let stable = draw_side(
+                    &mut rng,
+                    requests - n_canary,
+                    stable_rate,
+                    scenario.stable.burst,
+                    &stable_buckets,
+                )?;
+                let verdict = judgement.observe(index, &canary, &stable)?;
+                Input::Verdict {
+                    outcome: verdict.outcome,
+                    reason: verdict.reason,
                 }
             }
-        }
+            Action::RollBack => Input::RolledBack { confirmed: true },
+            Action::Finish(ending) => {
+                let end = match ending {
+                    Ending::Promoted { .. } => End::Promoted,
+                    Ending::RolledBack {
+                        at: At::Step(step),
+                        weight,
+                        ..
+                    } => End::RolledBack { step, weight },
+                    Ending::Stopped {
+                        at: At::Step(step), ..
+                    } => End::Stopped { step },
+                    other => bail!("the simulated plan has no dark phase: {other:?}"),
+                };
+                return Ok((end, intervals));
+            }
+            other => bail!("the simulated plan has no {other:?}"),
+        };
     }
-    Ok((End::Promoted, intervals))
 }
 
 /// The share of `rollouts` runs of one scenario at one traffic level.

@@ -5,16 +5,14 @@
 //! steps begin; a failure removes the mirror and rolls back, before any user was routed to
 //! the canary; no verdict within `--max-holds` intervals removes the mirror and stops.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-
 use anyhow::{bail, Context, Result};
 use canary_filter::config::{CanaryConfig, MirrorSpec, DEFAULT_MIRROR_HEADER};
 
-use super::{End, Read, Reporter, Rollout};
+use super::machine::Input;
+use super::{Reporter, Rollout, Run};
 use crate::mesh::target::Target;
 use crate::metrics::mirror_stats::ShadowSource;
-use crate::metrics::per_proxy;
+use crate::metrics::per_proxy::{self, FleetReading};
 use crate::metrics::source::Source;
 use crate::rollout::events::{CountsSummary, Event};
 use crate::rollout::judge::{Judgement, StepAction};
@@ -60,6 +58,16 @@ fn cluster_of<'c>(config: &'c CanaryConfig, name: &str) -> Result<&'c str> {
         .with_context(|| format!("no version is named `{name}`"))
 }
 
+/// The dark phase's own judgement and clusters.
+pub(super) struct Dark {
+    /// The copies' judgement (the steps have their own).
+    pub(super) judgement: Judgement,
+    canary_cluster: String,
+    stable_cluster: String,
+    /// Copies counted in the last interval.
+    copies: u64,
+}
+
 impl Rollout {
     /// Refuses, before anything is written, a `--mirror` this setup cannot judge: the copies
     /// are read from Envoy's admin endpoints, and only the shipped front (the ECDS target)
@@ -81,34 +89,29 @@ impl Rollout {
         Ok(())
     }
 
-    /// The dark phase; `None` when it passed and the steps may begin.
-    pub(super) fn dark_phase(
+    /// Writes the mirror (the dark phase begins): the canary, at 0 %, gets a copy of the
+    /// plan's percent of the safe requests. The rollout owns the mirror as it owns the weight:
+    /// a change by someone else stops it.
+    pub(super) fn write_mirror(
         &self,
         out: &mut Reporter,
         target: &Target,
         source: &Source,
-        history: &mut Vec<String>,
-        interrupted: &Arc<AtomicBool>,
-        owned: &mut Owned,
-    ) -> Result<Option<End>> {
+        run: &mut Run,
+    ) -> Result<()> {
         let Some(percent) = self.mirror else {
-            return Ok(None);
+            bail!("no --mirror: no dark phase");
         };
-        // The configuration the rollout found (it has written nothing yet).
-        let config = &owned.last().clone();
-        let stable = config.default.as_str();
-        let Source::Admin { admins, .. } = source else {
+        if !matches!(source, Source::Admin { .. }) {
             bail!("--mirror reads the copies from Envoy's admin endpoints (--admin)");
-        };
-        let canary_cluster = cluster_of(config, &self.canary)?.to_string();
-        let stable_cluster = cluster_of(config, stable)?.to_string();
-        let shadows = ShadowSource {
-            admins,
-            canary: (&self.canary, &canary_cluster),
-            stable: (stable, &stable_cluster),
-        };
+        }
+        // The configuration the rollout found (it has written nothing yet).
+        let config = run.owned.last().clone();
+        let stable = config.default.as_str();
+        let canary_cluster = cluster_of(&config, &self.canary)?.to_string();
+        let stable_cluster = cluster_of(&config, stable)?.to_string();
         let canary = self.canary.clone();
-        // The rollout owns the mirror as it owns the weight: a change by someone else stops it.
+        let owned = &mut run.owned;
         let (update, _) = target
             .push(false, |config| {
                 owned.check(config)?;
@@ -126,123 +129,108 @@ impl Rollout {
              {stable_cluster}) before any user is routed to it",
             self.canary
         ));
-        let mut judgement = Judgement::new(self.judge.clone())?;
-        let mut holds = 0;
-        let mut failed = false;
-        let end = 'phase: {
-            if !self.settle(0.0, interrupted) {
-                break 'phase Some(self.interrupted(out, target, 0.0)?);
-            }
-            let mut baseline = match self.read_shadows(out, &shadows, interrupted)? {
-                Read::Metrics(reading, _) => reading,
-                other => break 'phase Some(self.unread(out, target, 0.0, other)?),
-            };
-            if let Some(before) = per_proxy::total(&baseline)?.get(stable) {
-                judgement.seed(before).context("reading stable's counts")?;
-            }
-            loop {
-                if !self.pause(self.interval, interrupted) {
-                    break 'phase Some(self.interrupted(out, target, 0.0)?);
-                }
-                let now = match self.read_shadows(out, &shadows, interrupted)? {
-                    Read::Metrics(reading, _) => reading,
-                    other => break 'phase Some(self.unread(out, target, 0.0, other)?),
-                };
-                // Subtracted proxy by proxy, as the steps' intervals are.
-                let interval = per_proxy::interval(&baseline, &now)?;
-                let copies = interval.of(&self.canary);
-                let stable_counts = interval.of(stable);
-                baseline = now;
-                let verdict = judgement
-                    .observe(0, &copies, &stable_counts)
-                    .context("judging the interval")?;
-                let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
-                out.say(&format!(
-                    "mirror {percent:>6.2}% | {} | {} | {} => {}",
-                    progress::side(&format!("{} (copies)", self.canary), &copies),
-                    progress::side(stable, &stable_counts),
-                    if checks.is_empty() {
-                        "-".to_string()
-                    } else {
-                        checks.join(", ")
-                    },
-                    match verdict.outcome {
-                        StepAction::Pass => "PASS: the steps begin".to_string(),
-                        StepAction::Hold => format!("HOLD: {}", verdict.reason),
-                        StepAction::Fail => format!("FAIL: {}", verdict.reason),
-                    }
-                ));
-                out.emit(Event::Verdict {
-                    step: 0,
-                    weight: 0.0,
-                    outcome: verdict.outcome,
-                    reason: verdict.reason.clone(),
-                    checks: verdict.checks.clone(),
-                    canary: CountsSummary::from(&copies),
-                    stable: CountsSummary::from(&stable_counts),
-                    settings: self.judge.clone(),
-                    fleet: interval.changes.iter().map(ToString::to_string).collect(),
-                    custom_checks: Vec::new(),
-                })?;
-                match verdict.outcome {
-                    StepAction::Pass => {
-                        history.push(format!("mirror {percent}%  pass   {}", verdict.reason));
-                        break 'phase None;
-                    }
-                    StepAction::Fail => {
-                        history.push(format!("mirror {percent}%  FAIL   {}", verdict.reason));
-                        failed = true;
-                        break 'phase Some(End::RolledBack(format!(
-                            "on mirrored traffic ({percent}% copied, no user routed to it): {}",
-                            verdict.reason
-                        )));
-                    }
-                    StepAction::Hold => {
-                        holds += 1;
-                        let why = if copies.answered() == 0 {
-                            format!(
-                                "no copy reached cluster {canary_cluster}: does the route carry                                  `request_mirror_policies` with `cluster_header` naming the                                  filter's mirror header (envoy/front.yaml), and do GET or HEAD                                  requests arrive?"
-                            )
-                        } else {
-                            verdict.reason.clone()
-                        };
-                        out.say(&format!(
-                            "  hold {holds} of {} (--max-holds): {why}",
-                            self.max_holds
-                        ));
-                        out.emit(Event::Hold {
-                            step: 0,
-                            weight: 0.0,
-                            holds,
-                            max_holds: self.max_holds,
-                            why: why.clone(),
-                        })?;
-                        if holds >= self.max_holds {
-                            history.push(format!("mirror {percent}%  hold   {why}"));
-                            break 'phase Some(End::Stopped(
-                                0.0,
-                                format!(
-                                    "no verdict on mirrored traffic after {holds} intervals: {why}"
-                                ),
-                            ));
-                        }
-                    }
-                }
-                if interrupted.load(Ordering::SeqCst) {
-                    break 'phase Some(self.interrupted(out, target, 0.0)?);
-                }
-            }
-        };
-        // However the phase ended, no copy is sent any more; a failed canary is then rolled
-        // back (it is at 0 % already: the rollback also takes it out of every other split).
-        self.remove_mirror(out, target, owned)?;
-        if failed {
-            self.roll_back(out, target)?;
-        }
-        Ok(end)
+        run.dark = Some(Dark {
+            judgement: Judgement::new(self.judge.clone())?,
+            canary_cluster,
+            stable_cluster,
+            copies: 0,
+        });
+        Ok(())
     }
 
-    fn remove_mirror(&self, out: &mut Reporter, target: &Target, owned: &mut Owned) -> Result<()> {
+    /// The copies at the canary's cluster and stable's requests at its cluster, per proxy.
+    pub(super) fn read_copies(&self, source: &Source, run: &Run) -> Result<FleetReading> {
+        let (Source::Admin { admins, .. }, Some(dark)) = (source, run.dark.as_ref()) else {
+            bail!("--mirror reads the copies from Envoy's admin endpoints (--admin)");
+        };
+        ShadowSource {
+            admins,
+            canary: (&self.canary, &dark.canary_cluster),
+            stable: (&run.stable, &dark.stable_cluster),
+        }
+        .read()
+    }
+
+    /// Reads the copies at an interval's end and judges them against stable's requests, as a
+    /// step's interval is judged (subtracted proxy by proxy); reports the verdict.
+    pub(super) fn judge_copies(
+        &self,
+        out: &mut Reporter,
+        source: &Source,
+        run: &mut Run,
+    ) -> Result<Input> {
+        let percent = self.mirror.unwrap_or_default();
+        let now = match self.read_copies(source, run) {
+            Ok(reading) => reading,
+            Err(err) => return Ok(Rollout::read_failed(run, &err)),
+        };
+        let interval = per_proxy::interval(&run.baseline, &now)?;
+        let copies = interval.of(&self.canary);
+        let stable_counts = interval.of(&run.stable);
+        run.baseline = now;
+        let Some(dark) = run.dark.as_mut() else {
+            bail!("the dark phase judged before its mirror was written");
+        };
+        let verdict = dark
+            .judgement
+            .observe(0, &copies, &stable_counts)
+            .context("judging the interval")?;
+        dark.copies = copies.answered();
+        let checks: Vec<String> = verdict.checks.iter().map(|c| c.brief()).collect();
+        out.say(&format!(
+            "mirror {percent:>6.2}% | {} | {} | {} => {}",
+            progress::side(&format!("{} (copies)", self.canary), &copies),
+            progress::side(&run.stable, &stable_counts),
+            if checks.is_empty() {
+                "-".to_string()
+            } else {
+                checks.join(", ")
+            },
+            match verdict.outcome {
+                StepAction::Pass => "PASS: the steps begin".to_string(),
+                StepAction::Hold => format!("HOLD: {}", verdict.reason),
+                StepAction::Fail => format!("FAIL: {}", verdict.reason),
+            }
+        ));
+        out.emit(Event::Verdict {
+            step: 0,
+            weight: 0.0,
+            outcome: verdict.outcome,
+            reason: verdict.reason.clone(),
+            checks: verdict.checks.clone(),
+            canary: CountsSummary::from(&copies),
+            stable: CountsSummary::from(&stable_counts),
+            settings: self.judge.clone(),
+            fleet: interval.changes.iter().map(ToString::to_string).collect(),
+            custom_checks: Vec::new(),
+        })?;
+        run.reason = verdict.reason.clone();
+        Ok(Input::Verdict {
+            outcome: verdict.outcome,
+            reason: verdict.reason,
+        })
+    }
+
+    /// Why the dark phase holds: no copy at all says where to look; else the judge's reason.
+    pub(super) fn dark_hold(&self, run: &Run) -> String {
+        match run.dark.as_ref() {
+            Some(dark) if dark.copies == 0 => format!(
+                "no copy reached cluster {}: does the route carry \
+                 `request_mirror_policies` with `cluster_header` naming the \
+                 filter's mirror header (envoy/front.yaml), and do GET or HEAD \
+                 requests arrive?",
+                dark.canary_cluster
+            ),
+            _ => run.reason.clone(),
+        }
+    }
+
+    pub(super) fn remove_mirror(
+        &self,
+        out: &mut Reporter,
+        target: &Target,
+        owned: &mut Owned,
+    ) -> Result<()> {
         let (update, _) = target
             .push(false, |config| {
                 owned.check(config)?;
@@ -259,22 +247,6 @@ impl Rollout {
             self.canary
         ));
         Ok(())
-    }
-
-    /// Reads the shadow source, retrying once per interval as the rollout's reads do.
-    fn read_shadows(
-        &self,
-        out: &mut Reporter,
-        shadows: &ShadowSource<'_>,
-        interrupted: &Arc<AtomicBool>,
-    ) -> Result<Read> {
-        self.read_retrying(
-            out,
-            interrupted,
-            "mirror stats",
-            "the mirror cluster's stats",
-            || Ok((shadows.read()?, Vec::new())),
-        )
     }
 }
 

@@ -194,15 +194,16 @@ pub struct JudgeSettings {
 impl Default for JudgeSettings {
     /// The defaults of `canaryctl rollout`.
     fn default() -> JudgeSettings {
+        use crate::rollout::defaults as d;
         JudgeSettings {
-            min_requests: 100,
-            min_intervals: 3,
-            alpha: 0.01,
-            error_ratio: 1.5,
-            error_margin: 0.1,
-            max_error_rate: 5.0,
-            latency_margin_ms: 10.0,
-            detect: 1.8,
+            min_requests: d::MIN_REQUESTS,
+            min_intervals: d::MIN_INTERVALS,
+            alpha: d::ALPHA,
+            error_ratio: d::ERROR_RATIO,
+            error_margin: d::ERROR_MARGIN,
+            max_error_rate: d::MAX_ERROR_RATE,
+            latency_margin_ms: d::LATENCY_MARGIN_MS,
+            detect: d::DETECT,
         }
     }
 }
