@@ -21,7 +21,7 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::metrics::bounds::LATENCY_BOUNDS_MS;
 use crate::metrics::counts::Counts;
-use crate::rollout::defaults::{self, MAX_HOLDS, STEPS};
+use crate::rollout::defaults::{self, MAX_HOLDS};
 use crate::rollout::hooks::OnGateFailure;
 use crate::rollout::judge::{JudgeSettings, Judgement};
 use crate::rollout::machine::{Action, At, Ending, Input, Machine, Plan};
@@ -497,7 +497,7 @@ fn draw_side(
 /// simulated counts have no flush to wait for), no gate, pause or mirror.
 pub fn plan() -> Plan {
     Plan {
-        steps: STEPS.to_vec(),
+        steps: defaults::steps(),
         interval: Duration::from_secs(60),
         settle: Duration::ZERO,
         max_holds: MAX_HOLDS,
@@ -528,7 +528,7 @@ pub fn rollout(
     let phase = rng.random::<f64>() * 2.0 * std::f64::consts::PI;
     let incident = rng.random_range(1..=20u32);
     let mut judgement = Judgement::new(settings.clone())?;
-    if let Some(last) = STEPS.iter().rposition(|&w| w < 100.0) {
+    if let Some(last) = defaults::steps().iter().rposition(|&w| w < 100.0) {
         judgement.set_final_step(last);
     }
     let (stable_rate, _) = scenario.rates(0, phase, incident, settings);
@@ -735,7 +735,10 @@ pub fn plan_canary_requests(
     settings: &JudgeSettings,
 ) -> f64 {
     let mut total = 0.0;
-    for &w in STEPS.iter().filter(|&&w| w <= weight && w < 100.0) {
+    for &w in defaults::steps()
+        .iter()
+        .filter(|&&w| w <= weight && w < 100.0)
+    {
         let n = requests as f64 * w / 100.0;
         let rest = requests as f64 - n;
         let need = settings.min_requests as f64;

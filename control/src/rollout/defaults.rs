@@ -2,8 +2,8 @@
 //! (the CLI reference shows them), as do [`crate::judge::JudgeSettings::default`] and the judge
 //! simulation's plan (`make judge-sim`, JUDGE.md).
 
-/// `--steps`: the weights stepped through.
-pub const STEPS: [f64; 6] = [1.0, 5.0, 10.0, 25.0, 50.0, 100.0];
+/// `--steps`: the weights stepped through, as the flag takes them ([`steps`] reads them).
+pub const STEPS: &str = "1,5,10,25,50,100";
 /// `--interval`: the time between reads.
 pub const INTERVAL: &str = "1m";
 /// `--settle`: the wait after each push before the step's first read.
@@ -35,3 +35,17 @@ pub const GATE_TIMEOUT: &str = "10s";
 pub const GATE_MAX_REFUSALS: u32 = 3;
 /// `--notify-timeout`: how long one notification may take.
 pub const NOTIFY_TIMEOUT: &str = "2s";
+
+/// The weights of [`STEPS`].
+pub fn steps() -> Vec<f64> {
+    STEPS.split(',').filter_map(|w| w.parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The default plan as the guide documents it.
+    #[test]
+    fn the_default_steps_are_1_5_10_25_50_100() {
+        assert_eq!(super::steps(), [1.0, 5.0, 10.0, 25.0, 50.0, 100.0]);
+    }
+}

@@ -21,6 +21,7 @@ use canary_control::metrics::prometheus::{describe_service, Prometheus, FLEET_LO
 use canary_control::metrics::source::Source;
 use canary_control::metrics::stats::service_label;
 use canary_control::rollout::checks::{Checks, Custom, Reader};
+use canary_control::rollout::defaults;
 use canary_control::rollout::hooks::{NotifyFormat, OnGateFailure};
 use canary_control::rollout::judge::JudgeSettings;
 use canary_control::rollout::pause::{self, PauseFile, PauseState, Request};
@@ -119,14 +120,14 @@ pub struct PauseArgs {
 #[derive(Args)]
 pub struct RolloutArgs {
     /// Weights to step through, increasing.
-    #[arg(long, value_delimiter = ',', default_value = "1,5,10,25,50,100")]
+    #[arg(long, value_delimiter = ',', default_value = defaults::STEPS)]
     pub steps: Vec<f64>,
     /// Time per interval (30s, 2m, 1500ms).
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = defaults::INTERVAL, value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// Wait after each push before the interval starts: longer than Envoy's stats flush and the
     /// Prometheus scrape interval, so no request routed by the previous weight is counted.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = defaults::SETTLE, value_parser = humantime::parse_duration)]
     pub settle: Duration,
     /// The version to roll out (default: the only non-default one).
     #[arg(long)]
@@ -139,42 +140,42 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "NAME", conflicts_with_all = ["canary", "rule"])]
     pub feature: Option<String>,
     /// Responses each of canary and stable needs at a step before the step can pass.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults::MIN_REQUESTS)]
     pub min_requests: u64,
     /// Intervals each step lasts at least before it can pass (more evidence at low weights).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults::MIN_INTERVALS)]
     pub min_intervals: u32,
     /// Chance, over the whole rollout, of rolling back a canary that is within the margins
     /// (the checks share it; the evidence is valid whenever the rollout stops).
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = defaults::ALPHA)]
     pub alpha: f64,
     /// The canary's 5xx rate may be this many times stable's (plus --error-margin): 1.5 lets
     /// 1 % become 1.6 % and fails 1 % becoming 3 %.
-    #[arg(long, default_value_t = 1.5)]
+    #[arg(long, default_value_t = defaults::ERROR_RATIO)]
     pub error_ratio: f64,
     /// Allowed excess of the canary's 5xx rate over --error-ratio × stable's, percentage
     /// points: the floor for a stable near 0 % (0.1: from 0 %, up to 0.1 % is allowed).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = defaults::ERROR_MARGIN)]
     pub error_margin: f64,
     /// Ceiling of the canary's 5xx rate, percent: fails the canary only when it is also worse
     /// than stable (100 turns it off).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults::MAX_ERROR_RATE)]
     pub max_error_rate: f64,
     /// Allowed excess of the canary's latency over stable's, ms (at every latency: canary no
     /// slower than stable plus this).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = defaults::LATENCY_MARGIN_MS)]
     pub latency_margin_ms: f64,
     /// The smallest 5xx regression the rollout must be able to catch before it promotes, as a
     /// multiple of the allowed rate (--error-ratio × stable + --error-margin): the last step
     /// before 100 % holds until the canary has served enough requests to catch it in about 90 %
     /// of rollouts (the hold says how many). 0 turns it off.
-    #[arg(long, default_value_t = 1.8)]
+    #[arg(long, default_value_t = defaults::DETECT)]
     pub detect: f64,
     /// Intervals without enough data at one step before stopping (the weight stays).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = defaults::MAX_HOLDS)]
     pub max_holds: u32,
     /// Failed reads of the source in a row before rolling back.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults::MAX_FAILED_READS)]
     pub max_failed_reads: u32,
     /// What Ctrl-C (SIGINT), SIGTERM or SIGHUP does: hold the current weight, or roll back;
     /// either way the rollout records an `interrupted` event and its summary, and exits 1
@@ -215,7 +216,7 @@ pub struct RolloutArgs {
     #[arg(long, value_enum, default_value = "json")]
     pub notify_format: NotifyFormatArg,
     /// How long one notification may take before it is given up, with a warning.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = defaults::NOTIFY_TIMEOUT, value_parser = humantime::parse_duration)]
     pub notify_timeout: Duration,
     /// Before each step, POST the context here and wait for a 2xx; other answers hold.
     #[arg(long, value_name = "URL")]
@@ -224,10 +225,10 @@ pub struct RolloutArgs {
     #[arg(long, value_name = "URL")]
     pub gate_promote: Option<String>,
     /// How long a gate has to answer; past it the gate has failed (--on-gate-failure).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = defaults::GATE_TIMEOUT, value_parser = humantime::parse_duration)]
     pub gate_timeout: Duration,
     /// Refusals in a row, one per interval, after which a gate has failed.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults::GATE_MAX_REFUSALS)]
     pub gate_max_refusals: u32,
     /// What a failed gate does: roll back, or stop with the weight where it is.
     #[arg(long, value_enum, default_value = "rollback")]
