@@ -157,7 +157,8 @@ fuzz:
 # Whole rollouts of every scenario (identical, better, bursty, drifting, incident, ceiling and
 # worse canaries) through the rollout's judge at 1,000, 10,000 and 100,000 requests per
 # interval, JUDGE_ROLLOUTS each, from JUDGE_SEED; writes JUDGE.md (`make test` runs a short
-# seeded run of the same code as a unit test). About 7 minutes on 2 shared cores.
+# seeded run of the same code: a test of the example, control/examples/judge-sim, which
+# `cargo test -p canary-control` runs). About 7 minutes on 2 shared cores.
 JUDGE_ROLLOUTS ?= 2000
 JUDGE_SEED     ?= 20251126
 

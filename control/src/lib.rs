@@ -14,4 +14,3 @@ pub mod config;
 pub mod mesh;
 pub mod metrics;
 pub mod rollout;
-pub mod sim;

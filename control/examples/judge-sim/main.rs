@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use canary_control::rollout::judge::JudgeSettings;
-use canary_control::sim::{self, Row, Target};
 use clap::Parser;
+use sim::{Row, Target};
+
+mod sim;
 
 #[derive(Parser)]
 struct Args {
@@ -49,7 +51,7 @@ struct Args {
     alpha: Option<f64>,
 }
 
-const INTRO: &str = include_str!("judge-sim-intro.md");
+const INTRO: &str = include_str!("intro.md");
 
 fn main() -> Result<()> {
     let args = Args::parse();

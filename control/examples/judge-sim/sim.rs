@@ -1,7 +1,10 @@
 //! A seeded simulation of whole rollouts judged by the real [`Judgement`]: the default plan,
 //! each interval's traffic split by the step's weight, counts drawn from known rates and
 //! latency distributions, histograms with the shipped bucket bounds. `make judge-sim` runs it
-//! and writes JUDGE.md; a short run is a unit test.
+//! and writes JUDGE.md; a short run is a test of this example (`test = true` in
+//! control/Cargo.toml, so `cargo test -p canary-control`, and `make test`, run it). It lives
+//! here, not in the library, so that canaryctl does not depend on its random draws and
+//! distributions.
 //!
 //! The step loop is the rollout's own step machine (`rollout/machine.rs`): pass goes to the
 //! next step, hold stays (up to `--max-holds` holds in a row, then the rollout stops with the
@@ -19,13 +22,13 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Binomial, Distribution};
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::metrics::bounds::LATENCY_BOUNDS_MS;
-use crate::metrics::counts::Counts;
-use crate::rollout::defaults::{self, MAX_HOLDS};
-use crate::rollout::hooks::OnGateFailure;
-use crate::rollout::judge::{JudgeSettings, Judgement};
-use crate::rollout::machine::{Action, At, Ending, Input, Machine, Plan};
-use crate::rollout::OnInterrupt;
+use canary_control::metrics::bounds::LATENCY_BOUNDS_MS;
+use canary_control::metrics::counts::Counts;
+use canary_control::rollout::defaults::{self, MAX_HOLDS};
+use canary_control::rollout::hooks::OnGateFailure;
+use canary_control::rollout::judge::{JudgeSettings, Judgement};
+use canary_control::rollout::machine::{Action, At, Ending, Input, Machine, Plan};
+use canary_control::rollout::OnInterrupt;
 
 /// A latency distribution: a mixture of shifted log-normals, plus a share of requests slower
 /// than every bound (12 s).
