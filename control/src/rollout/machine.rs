@@ -965,6 +965,47 @@ mod tests {
         );
     }
 
+    /// `--pause-at` the last step of a plan below 100 %: the pause comes first, then the
+    /// promotion gate and the ownership check.
+    #[test]
+    fn a_pause_at_the_last_step_comes_before_the_promotion() {
+        let mut machine = Machine::new(
+            Plan {
+                steps: vec![10.0],
+                pause_at: vec![10.0],
+                gate_promote: true,
+                ..plan()
+            },
+            0.0,
+        );
+        let mut steps = first_interval();
+        steps.extend([
+            (
+                62,
+                verdict(StepAction::Pass),
+                vec![
+                    passed(0),
+                    Action::Pause {
+                        step: 0,
+                        weight: 10.0,
+                    },
+                ],
+            ),
+            (70, Input::Resumed, vec![ask(Promote, 0, 10.0, 0)]),
+            (
+                71,
+                Input::Gate(GateReply::Approved),
+                vec![Action::CheckOwned],
+            ),
+            (
+                71,
+                Input::Owned,
+                vec![Action::Finish(Ending::Promoted { weight: 10.0 })],
+            ),
+        ]);
+        script(&mut machine, steps);
+    }
+
     #[test]
     fn a_failed_interval_rolls_back() {
         let mut machine = Machine::new(plan(), 0.0);
