@@ -307,8 +307,22 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         prom.read("weights").unwrap(),
     );
 
+    // Enough canary responses for the errors check to decide in one window, however busy the
+    // machine (a fixed two seconds gave ~100 on a loaded one, too few for a verdict).
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
-    std::thread::sleep(Duration::from_secs(2));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while admin.read("weights").unwrap()["canary"]
+        .since(&admin_before["canary"])
+        .unwrap()
+        .answered()
+        < 600
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "600 canary responses not counted within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let sent = load.stop().sent;
     wait_for_flush(&admin);
     wait_for_prometheus(&admin, &prom);
