@@ -122,7 +122,7 @@ wasm-test: toolchain wasm-bindgen-runner
 	  cargo test -p canary-filter --target wasm32-unknown-unknown
 
 e2e: envoy prometheus kubectl wasm istio-schemas
-	cargo test -p canary-e2e -p canary-control
+	cargo test -p canary-e2e -p canary-harness -p canary-tools -p canary-control
 
 # The deterministic cost measure's short run: the built filter in wasmi, asserting how the
 # fuel and host calls per request grow with rules, versions and cookies (tests/wasm-cost).
@@ -173,7 +173,7 @@ judge-sim:
 bench: envoy wrk wasm
 	cargo build --release --target wasm32-wasip1 -p canary-floor
 	cargo bench -p canary-filter --bench decision -- --warm-up-time 1 --measurement-time 3
-	cargo run --quiet --release -p canary-e2e --bin canary-bench
+	cargo run --quiet --release -p canary-tools --bin canary-bench
 
 # The price of each kind of host call in Envoy's V8: the probe (tests/probe) making ten of one
 # kind per request, side by side with the floor and the native anchor (BENCHMARKS.md).
@@ -183,7 +183,7 @@ bench-host-calls: envoy wrk wasm
 	cargo build --release --target wasm32-wasip1 -p canary-floor -p canary-probe
 	BENCH_SETUPS=b,e,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
 	BENCH_EXTRA="$(foreach c,$(PROBE_CALLS),probe $(c)=$(PROBE):$(CURDIR)/tests/probe/configs/$(c).txt;)" \
-	  cargo run --quiet --release -p canary-e2e --bin canary-bench
+	  cargo run --quiet --release -p canary-tools --bin canary-bench
 
 # Each feature's price: the same split with one feature more per setup (cost-*.json, lean.json
 # the second step), beside native routing (b), the floor (e), Lua (f), the lean configuration
@@ -207,19 +207,19 @@ bench-cost: envoy wrk wasm
 	BENCH_SETUPS=b,e,f,g,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
 	BENCH_ECDS_CONFIG=$(SCALING_DIR)/header-rules--a-name-each--1000--none-matching.json \
 	BENCH_EXTRA="probe get_present=$(PROBE):$(CURDIR)/tests/probe/configs/get_present.txt;$(foreach c,$(COST_STEPS),cost $(c)=$(CURDIR)/$(WASM):$(COST_CONFIGS)/cost-$(c).json;)$(if $(filter 1,$(COST_SCALING)),$(foreach r,$(SCALING_ROWS),$(r)=$(CURDIR)/$(WASM):$(SCALING_DIR)/$(r).json;))" \
-	  cargo run --quiet --release -p canary-e2e --bin canary-bench
+	  cargo run --quiet --release -p canary-tools --bin canary-bench
 
 ## Demo -------------------------------------------------------------------------------------
 
 demo: envoy wasm
 	@echo "building the demo driver (release build: a few minutes the first time, seconds after)"
-	cargo build --release -p canary-e2e --bin canary-demo
+	cargo build --release -p canary-tools --bin canary-demo
 	target/release/canary-demo
 
 # The Istio target without a cluster: a real Envoy and the stand-in API server holding the
 # WasmPlugin (it writes each update into Envoy's ECDS file, as istiod would push it).
 istio-demo: envoy kubectl wasm istio-schemas
-	cargo build --release -p canary-e2e --bin canary-istio-demo
+	cargo build --release -p canary-tools --bin canary-istio-demo
 	cargo build --release -p canary-control
 	target/release/canary-istio-demo
 
@@ -232,7 +232,7 @@ istio-demo: envoy kubectl wasm istio-schemas
 DASHBOARD_SECONDS ?= 120
 
 dashboard-picture: envoy prometheus wasm
-	cargo build -p canary-e2e --bin canary-dashboard
+	cargo build -p canary-tools --bin canary-dashboard
 	target/debug/canary-dashboard demo --seconds $(DASHBOARD_SECONDS) --out docs/dashboard.svg
 
 clean:

@@ -13,10 +13,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use canary_e2e::canaryctl::succeeded;
-use canary_e2e::load::{Load, LoadReport};
-use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
+use canary_harness::canaryctl::succeeded;
+use canary_harness::load::{Load, LoadReport};
+use canary_harness::mesh::{Mesh, Push};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

@@ -27,12 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use canary_e2e::audit::canary_errors;
-use canary_e2e::canaryctl::run;
-use canary_e2e::http_agent;
-use canary_e2e::mesh::Mesh;
-use canary_e2e::prometheus::Prometheus;
-use canary_e2e::SCOPED_ROLLOUT_PLAN;
+use canary_harness::audit::canary_errors;
+use canary_harness::canaryctl::run;
+use canary_harness::http_agent;
+use canary_harness::mesh::Mesh;
+use canary_harness::prometheus::Prometheus;
+use canary_harness::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

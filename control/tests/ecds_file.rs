@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use canary_control::config::edit;
 use canary_control::mesh::ecds::{self, EcdsFile, Format};
-use canary_e2e::canaryctl::succeeded;
 use canary_filter::CanaryConfig;
+use canary_harness::canaryctl::succeeded;
 use tempfile::TempDir;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");

@@ -17,9 +17,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use canary_control::mesh::ecds::EcdsFile;
-use canary_e2e::canaryctl::succeeded;
-use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
+use canary_harness::canaryctl::succeeded;
+use canary_harness::mesh::{Mesh, Push};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

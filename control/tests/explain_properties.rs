@@ -2,7 +2,7 @@
 //! the request given to `explain` as `-H` and `--cookie` arguments gets the version, rule
 //! label and bucket that the filter's own per-request path gives the same request as Envoy
 //! holds it. Seeded and counted as the filter's properties (`CANARY_FUZZ_SEED`,
-//! `CANARY_FUZZ_CASES`); the generators are the filter's, included by path.
+//! `CANARY_FUZZ_CASES`); the generators are the filter's property tests' (`canary-filter-testkit`).
 
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(
@@ -12,14 +12,12 @@
     clippy::expect_used
 )]
 
-#[path = "../../filter/tests/support/mod.rs"]
-mod support;
-
 use canary_control::config::explanation::{describe_request, explain};
-use canary_filter::{CanaryConfig, Reason, RoutingPlan};
+use canary_filter::header_pairs::{find_header, HeaderMapRequest};
+use canary_filter::{CanaryConfig, Decision, Reason, RoutingPlan};
+use canary_filter_testkit::{check, config_model, ensure, request_model, Inputs, RequestModel};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use support::{check, config_model, ensure, request_model, Inputs, RequestModel};
 
 /// Spaces and tabs a client may put around a header value.
 const PADDING: &[&str] = &["", "", " ", "  ", "\t"];
@@ -100,7 +98,7 @@ fn explain_says_what_the_filter_does() {
                 };
                 // A request for a host the configuration does not route: the filter leaves it
                 // alone, and explain says so.
-                if !envoy.routed_by_filter(&plan) {
+                if !routed_by_filter(&plan, &envoy) {
                     ensure(!explanation.routed && explanation.version.is_none(), || {
                         format!("{args:?}: the filter leaves it alone, explain {explanation:?}")
                     })?;
@@ -109,7 +107,7 @@ fn explain_says_what_the_filter_does() {
                 ensure(explanation.routed, || {
                     format!("{args:?}: the filter routes it, explain {explanation:?}")
                 })?;
-                let decision = envoy.decide_as_filter(&plan);
+                let decision = decide_as_filter(&plan, &envoy);
                 let version = &plan.versions()[decision.version];
                 let label = &plan.outcomes()[decision.outcome].label;
                 let context = || {
@@ -148,6 +146,26 @@ fn explain_says_what_the_filter_does() {
             Ok(())
         },
     );
+}
+
+/// Whether the filter routes `request` at all, as the glue asks first: by the `:authority` of
+/// the header map Envoy hands over.
+fn routed_by_filter(plan: &RoutingPlan, request: &RequestModel) -> bool {
+    plan.routes_authority(find_header(&request.envoy_header_map(), b":authority"))
+}
+
+/// The filter's own per-request path on `request`: the decision over the header map as the
+/// glue reads it from Envoy.
+fn decide_as_filter(plan: &RoutingPlan, request: &RequestModel) -> Decision {
+    let buffer = request.envoy_header_map();
+    let random = std::cell::Cell::new(request.random_state);
+    let mut view = HeaderMapRequest::new(
+        plan,
+        || &buffer,
+        request.proxy_region.as_deref().map(str::as_bytes),
+        &random,
+    );
+    plan.decide(&mut view)
 }
 
 /// The arguments as `canaryctl explain` reads them, case by case.

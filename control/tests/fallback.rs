@@ -14,10 +14,10 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use canary_e2e::canaryctl::{run, succeeded};
-use canary_e2e::http_agent;
-use canary_e2e::mesh::{Isolated, Layout, Mesh, Push};
-use canary_e2e::trap::trap_wasm;
+use canary_harness::canaryctl::{run, succeeded};
+use canary_harness::http_agent;
+use canary_harness::mesh::{Isolated, Layout, Mesh, Push};
+use canary_harness::trap::trap_wasm;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use canary_e2e::canaryctl::{run, succeeded};
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{rollout_config, Mesh};
+use canary_harness::canaryctl::{run, succeeded};
+use canary_harness::load::Load;
+use canary_harness::mesh::{rollout_config, Mesh};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -182,7 +182,7 @@ fn set_explain_and_status_know_features() {
 #[test]
 fn a_broken_feature_is_rolled_back_from_prometheus() {
     let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    let prometheus = canary_e2e::prometheus::Prometheus::start(mesh.front().admin())
+    let prometheus = canary_harness::prometheus::Prometheus::start(mesh.front().admin())
         .unwrap_or_else(|err| panic!("{err}"));
     // The rollout confirms each push through Prometheus: wait until it knows the proxy.
     mesh.wait_for(Duration::from_secs(10), || {

@@ -11,9 +11,9 @@
 
 use std::process::{Command, Output};
 
-use canary_e2e::canaryctl::run;
-use canary_e2e::mesh::Mesh;
 use canary_filter::metrics::{CONFIG_HASH, ENVOY_PREFIX};
+use canary_harness::canaryctl::run;
+use canary_harness::mesh::Mesh;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -37,8 +37,8 @@ fn published(mesh: &Mesh, admin: &str) -> Option<u64> {
 /// The hash of the configuration value in the mesh's ECDS file, worked out here from the text.
 fn hash_of_the_file(mesh: &Mesh) -> u64 {
     let text = std::fs::read_to_string(mesh.ecds_file()).unwrap();
-    let value = canary_e2e::mesh::configuration_of(&text).unwrap();
-    u64::from(canary_e2e::mesh::config_hash_of(&value).unwrap())
+    let value = canary_harness::mesh::configuration_of(&text).unwrap();
+    u64::from(canary_harness::mesh::config_hash_of(&value).unwrap())
 }
 
 #[test]

@@ -689,7 +689,7 @@ fn istio_stats_config(required_prefixes: &[&str]) -> serde_json::Value {
 /// without Istio's `wasm` inclusion prefix they are not kept at all.
 #[test]
 fn the_sidecar_settings_label_the_filters_stats_under_istios_bootstrap() {
-    use canary_e2e::mesh::{Isolated, Layout, Mesh};
+    use canary_harness::mesh::{Isolated, Layout, Mesh};
 
     let mut options = options();
     options.name = "canary-filter".into();

@@ -14,10 +14,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use canary_e2e::canaryctl::{on_kube, run};
-use canary_e2e::kube::KubeApi;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{rollout_config, Mesh};
+use canary_harness::canaryctl::{on_kube, run};
+use canary_harness::kube::KubeApi;
+use canary_harness::load::Load;
+use canary_harness::mesh::{rollout_config, Mesh};
 use serde_json::Value;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");

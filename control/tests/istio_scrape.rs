@@ -20,10 +20,10 @@
 use std::process::Output;
 use std::time::Duration;
 
-use canary_e2e::canaryctl::on_kube;
-use canary_e2e::kube::KubeApi;
-use canary_e2e::mesh::Mesh;
-use canary_e2e::prometheus::Prometheus;
+use canary_harness::canaryctl::on_kube;
+use canary_harness::kube::KubeApi;
+use canary_harness::mesh::Mesh;
+use canary_harness::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 const PLUGIN: &str = "default/canary-a";

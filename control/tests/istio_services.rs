@@ -24,13 +24,13 @@ use std::net::SocketAddr;
 use std::process::Output;
 use std::time::Duration;
 
-use canary_e2e::audit::canary_errors;
-use canary_e2e::canaryctl::on_kube;
-use canary_e2e::kube::KubeApi;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{config_hash_of, Mesh};
-use canary_e2e::prometheus::{check_fleet_short, Prometheus};
-use canary_e2e::SCOPED_ROLLOUT_PLAN;
+use canary_harness::audit::canary_errors;
+use canary_harness::canaryctl::on_kube;
+use canary_harness::kube::KubeApi;
+use canary_harness::load::Load;
+use canary_harness::mesh::{config_hash_of, Mesh};
+use canary_harness::prometheus::{check_fleet_short, Prometheus};
+use canary_harness::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 const NAMESPACE: &str = "default";

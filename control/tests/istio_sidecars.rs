@@ -1,5 +1,5 @@
 //! Istio's sidecar topology, in real Envoys configured from what `canaryctl istio` renders the
-//! way istiod configures sidecars from it (`canary_e2e::sidecar`): two routed services,
+//! way istiod configures sidecars from it (`canary_harness::sidecar`): two routed services,
 //! `checkout` (canary at 0 %) and `payments` (canary at 100 %), each rendered by its own
 //! `canaryctl istio --host` run, and a third service, `search`, that nobody routes. Two
 //! client workloads: `frontend`, which both WasmPlugins and both EnvoyFilters select, and
@@ -21,10 +21,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use canary_e2e::canaryctl::{run, succeeded};
-use canary_e2e::mesh::wasm_path;
-use canary_e2e::sidecar::{counted, tally, Resources, Service, Sidecars, Workload};
-use canary_e2e::Reply;
+use canary_harness::canaryctl::{run, succeeded};
+use canary_harness::mesh::wasm_path;
+use canary_harness::sidecar::{counted, tally, Resources, Service, Sidecars, Workload};
+use canary_harness::Reply;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 const NAMESPACE: &str = "default";

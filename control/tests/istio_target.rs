@@ -1,5 +1,5 @@
 //! The Istio target: every canaryctl command on a WasmPlugin, through the real `kubectl`, against
-//! the stand-in for the Kubernetes API server (`canary_e2e::kube`); optimistic concurrency,
+//! the stand-in for the Kubernetes API server (`canary_harness::kube`); optimistic concurrency,
 //! history and undo, and each error a user can meet. The end-to-end tests through a real Envoy
 //! are in `istio_rollout.rs`.
 
@@ -14,8 +14,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use canary_control::mesh::wasmplugin::HISTORY_ANNOTATION;
-use canary_e2e::canaryctl::on_kube;
-use canary_e2e::kube::{KubeApi, Verb};
+use canary_harness::canaryctl::on_kube;
+use canary_harness::kube::{KubeApi, Verb};
 use serde_json::{json, Value};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");

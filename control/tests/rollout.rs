@@ -15,11 +15,11 @@ use std::time::Duration;
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::source::Source;
 use canary_control::rollout::judge::{JudgeSettings, Judgement, StepAction};
-use canary_e2e::canaryctl::run;
-use canary_e2e::envoy::repo_root;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{render_ecds, rollout_config, Mesh, ECDS_YAML};
-use canary_e2e::prometheus::Prometheus;
+use canary_harness::canaryctl::run;
+use canary_harness::envoy::repo_root;
+use canary_harness::load::Load;
+use canary_harness::mesh::{render_ecds, rollout_config, Mesh, ECDS_YAML};
+use canary_harness::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

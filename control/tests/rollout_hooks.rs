@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use canary_e2e::canaryctl::run;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{rollout_config, Mesh};
+use canary_harness::canaryctl::run;
+use canary_harness::load::Load;
+use canary_harness::mesh::{rollout_config, Mesh};
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

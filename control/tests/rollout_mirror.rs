@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::stats;
-use canary_e2e::canaryctl::run;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::Mesh;
+use canary_harness::canaryctl::run;
+use canary_harness::load::Load;
+use canary_harness::mesh::Mesh;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -69,7 +69,7 @@ fn counter(admin: &Admin, name: &str) -> u64 {
 #[test]
 fn a_failing_dark_canary_is_rolled_back_before_any_user_reaches_it() {
     let mesh = Mesh::isolated(&dark_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
-    let admin = mesh.front().admin_client();
+    let admin = Admin::new(&mesh.front().admin_url());
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
     let output = rollout(
@@ -216,7 +216,7 @@ fn no_copies_hold_and_stop_with_the_reason() {
     );
     assert!(config.contains(r#""methods": ["PUT"]"#), "{config}");
     let mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
-    let admin = mesh.front().admin_client();
+    let admin = Admin::new(&mesh.front().admin_url());
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 2, Duration::from_millis(5), None);
     let output = rollout(

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::source::Source;
-use canary_e2e::canaryctl::run;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{rollout_config, Mesh};
-use canary_e2e::prometheus::Prometheus;
+use canary_harness::canaryctl::run;
+use canary_harness::load::Load;
+use canary_harness::mesh::{rollout_config, Mesh};
+use canary_harness::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -344,7 +344,7 @@ fn status_watch_counts_a_restarted_front_from_its_restart() {
         let front = mesh.another_front(0).unwrap();
         std::net::SocketAddr::from(([127, 0, 0, 1], front.listener_port("ingress").unwrap()))
     };
-    let agent = canary_e2e::http_agent(Duration::from_secs(10));
+    let agent = canary_harness::http_agent(Duration::from_secs(10));
     let send = |at: std::net::SocketAddr, count: usize| {
         for i in 0..count {
             let reply = agent

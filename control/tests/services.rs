@@ -17,12 +17,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use canary_e2e::audit::canary_errors;
-use canary_e2e::canaryctl::run;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::{config_hash_of, configuration_of, Mesh};
-use canary_e2e::prometheus::{check_fleet_short, Prometheus};
-use canary_e2e::SCOPED_ROLLOUT_PLAN;
+use canary_harness::audit::canary_errors;
+use canary_harness::canaryctl::run;
+use canary_harness::load::Load;
+use canary_harness::mesh::{config_hash_of, configuration_of, Mesh};
+use canary_harness::prometheus::{check_fleet_short, Prometheus};
+use canary_harness::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 

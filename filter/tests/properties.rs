@@ -1,7 +1,7 @@
 //! Properties of the filter's core on generated inputs: configurations (valid ones and mutated
 //! ones), requests, header-map buffers and cookie strings. Each property draws from its own
 //! seeded stream; `cargo test` runs a few hundred cases of each, `make fuzz` millions (see
-//! `support::check` for the variables). The requests go through the filter's own per-request
+//! `canary_filter_testkit::check` for the variables). The requests go through the filter's own per-request
 //! path: `HeaderMapRequest` over a header map serialized as Envoy hands it over.
 
 #![cfg(not(target_arch = "wasm32"))]
@@ -13,20 +13,51 @@
     clippy::expect_used
 )]
 
-mod support;
-
 use canary_filter::cookie::find_cookie;
 use canary_filter::decision::RequestDescription;
-use canary_filter::header_pairs::find_header;
+use canary_filter::header_pairs::{find_header, HeaderMapRequest};
 use canary_filter::{CanaryConfig, Decision, Reason, RoutingPlan};
-use proptest::prelude::*;
-use proptest::sample::Index;
-use proptest::test_runner::TestCaseError;
-use support::{
+use canary_filter_testkit::{
     check, config_case, config_model, cookie_header, ensure, request_model, resolves,
     serialize_pairs, ActionModel, ConfigCase, ConfigModel, CookieHeader, Inputs, Json,
     RequestModel, Style, WeightsModel,
 };
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestCaseError;
+
+/// A generated request through the filter's own per-request path (the testkit generates the
+/// request; it does not know the filter).
+trait FilterPath {
+    /// The decision over the header map as the glue reads it from Envoy.
+    fn decide_as_filter(&self, plan: &RoutingPlan) -> Decision;
+    /// Whether the filter routes this request at all: what the glue asks first, with the
+    /// request's `:authority` as Envoy hands it over.
+    fn routed_by_filter(&self, plan: &RoutingPlan) -> bool;
+    /// The decision over `buffer` as the request's header map.
+    fn decide_on_buffer(&self, plan: &RoutingPlan, buffer: &[u8]) -> Decision;
+}
+
+impl FilterPath for RequestModel {
+    fn decide_as_filter(&self, plan: &RoutingPlan) -> Decision {
+        self.decide_on_buffer(plan, &self.envoy_header_map())
+    }
+
+    fn routed_by_filter(&self, plan: &RoutingPlan) -> bool {
+        plan.routes_authority(find_header(&self.envoy_header_map(), b":authority"))
+    }
+
+    fn decide_on_buffer(&self, plan: &RoutingPlan, buffer: &[u8]) -> Decision {
+        let random = std::cell::Cell::new(self.random_state);
+        let mut request = HeaderMapRequest::new(
+            plan,
+            || buffer,
+            self.proxy_region.as_deref().map(str::as_bytes),
+            &random,
+        );
+        plan.decide(&mut request)
+    }
+}
 
 /// The contract's example: rules on a header, a cookie and the region, two sticky keys.
 const EXAMPLE: &str = r#"{

@@ -12,9 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use canary_e2e::envoy::repo_root;
-use canary_e2e::load::{Load, LoadReport};
-use canary_e2e::mesh::{render_ecds, Push, ECDS_YAML};
+use canary_harness::envoy::repo_root;
+use canary_harness::load::{Load, LoadReport};
+use canary_harness::mesh::{render_ecds, Push, ECDS_YAML};
 use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
 /// Case 3: A ramp from 10 % to 30 % arrives by ECDS: every key that was on the canary stays there,
@@ -68,7 +68,7 @@ fn raising_the_weight_by_ecds_keeps_every_canary_user() {
 #[test]
 fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
     let mut mesh = mesh(&two_versions(100.0, 0));
-    let everyone_on_canary = |mesh: &canary_e2e::mesh::Mesh| {
+    let everyone_on_canary = |mesh: &canary_harness::mesh::Mesh| {
         for i in 0..50 {
             assert_eq!(upstream_of(mesh, &format!("bad-{i}")), "app-v2");
         }

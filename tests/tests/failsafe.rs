@@ -26,10 +26,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use canary_e2e::h2c;
-use canary_e2e::mesh::{Isolated, Layout, Mesh};
-use canary_e2e::trap::trap_wasm;
-use canary_e2e::Reply;
+use canary_harness::h2c;
+use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_harness::trap::trap_wasm;
+use canary_harness::Reply;
 use common::{contract_cluster, two_versions};
 
 /// Clusters a client may try to name: one the configuration never routes to, and a faulty one.

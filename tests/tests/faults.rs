@@ -12,8 +12,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use canary_e2e::load::{Load, LoadReport};
-use canary_e2e::mesh::Push;
+use canary_harness::load::{Load, LoadReport};
+use canary_harness::mesh::Push;
 use common::{contract_cluster, mesh, two_versions, upstream_of};
 
 /// Client threads at full speed: more than the machine has cores, so the front (one worker) is

@@ -13,7 +13,7 @@ mod common;
 
 use std::time::Duration;
 
-use canary_e2e::mesh::{Mesh, Push};
+use canary_harness::mesh::{Mesh, Push};
 use common::{contract_cluster, get_ok, mesh};
 
 /// Two versions at 50 %, a sticky header key, and `extra` fields.

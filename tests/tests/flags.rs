@@ -36,7 +36,7 @@ fn contract_on(key: &str, feature: &str, percent: u32) -> bool {
     hash(key.as_bytes(), hash(feature.as_bytes(), 0)) % 10_000 < percent * 100
 }
 
-fn counter(mesh: &canary_e2e::mesh::Mesh, name: &str) -> u64 {
+fn counter(mesh: &canary_harness::mesh::Mesh, name: &str) -> u64 {
     mesh.front().stat(name).unwrap_or(0)
 }
 

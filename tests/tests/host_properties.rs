@@ -16,8 +16,8 @@ mod common;
 
 use std::time::Duration;
 
-use canary_e2e::mesh::{Isolated, Layout, Mesh};
-use canary_e2e::trap::probe_wasm;
+use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_harness::trap::probe_wasm;
 use common::get_ok;
 
 #[test]

@@ -13,8 +13,8 @@
 
 mod common;
 
-use canary_e2e::envoy::repo_root;
-use canary_e2e::mesh::{Isolated, Layout, Mesh};
+use canary_harness::envoy::repo_root;
+use canary_harness::mesh::{Isolated, Layout, Mesh};
 use common::{contract_cluster, upstream_of};
 
 /// The split the Lua source hard-codes: 10 % canary (`app-v2`), seed 0, key `x-user-id`.

@@ -13,6 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use canary_control::metrics::admin::Admin;
 use canary_control::metrics::table::{read_versions, render_table};
 use common::{contract_cluster, get_ok, mesh};
 
@@ -165,7 +166,7 @@ fn prometheus_shows_requests_responses_and_durations_per_version_and_rule() {
     assert!(!text.contains("canary_service"), "{text}");
 
     // The table the demo prints agrees.
-    let versions = read_versions(&mesh.front().admin_client(), None, None).unwrap();
+    let versions = read_versions(&Admin::new(&mesh.front().admin_url()), None, None).unwrap();
     assert_eq!(
         versions["canary"].counts.requests as f64,
         split["app-v2"] + 30.0
@@ -203,7 +204,7 @@ fn counters_summed_in_the_filter_reach_envoy_and_survive_a_config_push() {
     assert_eq!(
         mesh.push_config(&CONFIG.replace("\"canary\": 25", "\"canary\": 30"))
             .unwrap(),
-        canary_e2e::mesh::Push::Accepted
+        canary_harness::mesh::Push::Accepted
     );
     for _ in 0..40 {
         get_ok(&mesh, &[("x-canary", "always")]);
@@ -216,7 +217,7 @@ fn counters_summed_in_the_filter_reach_envoy_and_survive_a_config_push() {
     assert_eq!(
         mesh.push_config(&CONFIG.replace("\"canary\": 25", "\"canary\": 35"))
             .unwrap(),
-        canary_e2e::mesh::Push::Accepted
+        canary_harness::mesh::Push::Accepted
     );
     // Several flush periods: nothing more may arrive after this.
     std::thread::sleep(Duration::from_millis(1_000));
@@ -265,7 +266,7 @@ fn a_configured_service_labels_every_series_and_the_configuration_hash() {
         ("canary_code_class", "2xx"),
     ];
     assert_eq!(value(&all, "canary_responses_total", &responses), 5.0);
-    let hash = canary_e2e::mesh::config_hash_of(&config).unwrap();
+    let hash = canary_harness::mesh::config_hash_of(&config).unwrap();
     assert_eq!(
         value(
             &all,

@@ -16,8 +16,8 @@ mod common;
 
 use std::time::Duration;
 
-use canary_e2e::mesh::{Isolated, Layout, Mesh};
-use canary_e2e::{http_agent, Reply};
+use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_harness::{http_agent, Reply};
 
 const SEED: u32 = 7;
 const MIRROR_SEED: u32 = 4242;

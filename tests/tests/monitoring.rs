@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use canary_e2e::dashboard::{picture, Dashboard, TimeRange};
-use canary_e2e::envoy::repo_root;
-use canary_e2e::load::Load;
-use canary_e2e::mesh::config_hash_of;
-use canary_e2e::mesh::Mesh;
-use canary_e2e::prometheus::Prometheus;
+use canary_harness::envoy::repo_root;
+use canary_harness::load::Load;
+use canary_harness::mesh::config_hash_of;
+use canary_harness::mesh::Mesh;
+use canary_harness::prometheus::Prometheus;
+use canary_tools::dashboard::{picture, Dashboard, TimeRange};
 
 const CONFIG: &str = r#"{"service": "checkout", "versions": [{"name": "stable", "cluster": "app-v1"},
     {"name": "canary", "cluster": "app-v2-errors"}, {"name": "slow", "cluster": "app-v2-slow"}],
@@ -200,7 +200,7 @@ fn every_dashboard_and_rule_query_returns_series_for_each_version() {
 fn the_renderer_draws_the_dashboard_from_this_prometheus(prometheus: &Prometheus, hash: f64) {
     let path = monitoring().join("canary-dashboard.json");
     let dashboard = Dashboard::read(&path).unwrap();
-    let api = prometheus.api();
+    let api = canary_control::metrics::prometheus::Prometheus::new(&prometheus.url());
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -9,8 +9,8 @@
 
 mod common;
 
-use canary_e2e::mesh::{Mesh, Push};
 use canary_filter::bucket::bucket_of;
+use canary_harness::mesh::{Mesh, Push};
 use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
 /// Case 1: For 1,200 distinct keys each request lands where the murmur3 contract says, the

@@ -12,9 +12,9 @@
 use std::fs;
 use std::process::Command;
 
-use canary_e2e::envoy::{envoy_binary, repo_root, ENVOY_FLAGS};
-use canary_e2e::mesh::{configuration_of, ECDS_YAML, FRONT_YAML, UPSTREAMS_YAML};
 use canary_filter::{CanaryConfig, RoutingPlan};
+use canary_harness::envoy::{envoy_binary, repo_root, ENVOY_FLAGS};
+use canary_harness::mesh::{configuration_of, ECDS_YAML, FRONT_YAML, UPSTREAMS_YAML};
 
 #[test]
 fn envoy_validates_the_shipped_bootstraps() {

@@ -1,9 +1,9 @@
 //! Shared by the end-to-end test files.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use canary_e2e::mesh::Mesh;
-use canary_e2e::Reply;
 use canary_filter::bucket::bucket_of;
+use canary_harness::mesh::Mesh;
+use canary_harness::Reply;
 
 /// Two versions, a sticky header key, the canary at `canary` percent, seed `seed`.
 pub fn two_versions(canary: f64, seed: u32) -> String {

@@ -17,10 +17,11 @@ pub const VENV_ENVOY: &str = ".venv/bin/envoy";
 /// Flags every Envoy of the harness runs with (the compose file uses the same).
 pub const ENVOY_FLAGS: [&str; 3] = ["--disable-hot-restart", "--concurrency", "1"];
 
-/// The repository's root directory.
+/// The repository's root directory (this crate is `tests/harness`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
@@ -152,9 +153,10 @@ impl EnvoyProcess {
         self.admin
     }
 
-    /// The admin endpoint as canaryctl's client.
-    pub fn admin_client(&self) -> canary_control::metrics::admin::Admin {
-        canary_control::metrics::admin::Admin::new(&self.admin.to_string())
+    /// The admin endpoint as `host:port`, the form canaryctl's `--admin` and its admin
+    /// client take.
+    pub fn admin_url(&self) -> String {
+        self.admin.to_string()
     }
 
     /// The process id.
@@ -191,8 +193,26 @@ impl EnvoyProcess {
 
     /// The value of one counter from `/stats`, by exact name.
     pub fn stat(&self, name: &str) -> Result<u64> {
-        self.admin_client()
-            .counter(name)?
+        // `/stats` filters by a regular expression: the name, its metacharacters escaped.
+        let pattern: String = name
+            .chars()
+            .flat_map(|c| {
+                let escape = "\\.+*?()|[]{}^$".contains(c);
+                escape.then_some('\\').into_iter().chain(std::iter::once(c))
+            })
+            .collect();
+        let mut reply = http_agent(Duration::from_secs(5))
+            .get(&format!("http://{}/stats", self.admin))
+            .query("format", "json")
+            .query("filter", format!("^{pattern}$"))
+            .call()?;
+        let stats: serde_json::Value = serde_json::from_str(&reply.body_mut().read_to_string()?)?;
+        stats["stats"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|stat| stat["name"] == name)
+            .and_then(|stat| stat["value"].as_u64())
             .ok_or_else(|| format!("no stat {name} in Envoy {}", self.name).into())
     }
 

@@ -6,10 +6,10 @@
 
 use std::process::ExitCode;
 
-use canary_e2e::envoy::EnvoyProcess;
-use canary_e2e::kube::KubeApi;
-use canary_e2e::mesh::{Isolated, Layout, Mesh};
-use canary_e2e::{on_interrupt, Result};
+use canary_harness::envoy::EnvoyProcess;
+use canary_harness::kube::KubeApi;
+use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_tools::{on_interrupt, Result};
 
 fn main() -> ExitCode {
     match run() {

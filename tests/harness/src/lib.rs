@@ -1,10 +1,16 @@
 //! The native harness around the canary filter: real Envoy processes built from the shipped
-//! `envoy/` files ([`mesh`]), one process each ([`envoy`]). The demo and the end-to-end tests
-//! use it; the per-version table comes from canaryctl's library (`canary_control::metrics::table`).
+//! `envoy/` files ([`mesh`]), one process each ([`envoy`]), a real Prometheus
+//! ([`prometheus`]), the stand-in Kubernetes API server ([`kube`]) and Istio-configured
+//! sidecars ([`sidecar`]). The filter's end-to-end tests (`tests/tests`), canaryctl's
+//! integration tests (`control/tests`) and the tools (`tools/`: demo, benchmark, dashboard)
+//! run on it.
+//!
+//! It does not depend on canaryctl's library: canaryctl's tests depend on the harness. A caller
+//! that wants canaryctl's clients builds them from the addresses the harness gives
+//! (`Admin::new(&envoy.admin_url())`, `Prometheus::new(&prometheus.url())`).
 
 pub mod audit;
 pub mod canaryctl;
-pub mod dashboard;
 pub mod envoy;
 pub mod h2c;
 pub mod istio_schema;
@@ -16,7 +22,6 @@ pub mod prometheus;
 pub mod sidecar;
 pub mod trap;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// The rollout plan of the tests that run one service's rollout beside another service
@@ -37,16 +42,6 @@ pub const SCOPED_ROLLOUT_PLAN: [&str; 8] = [
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 /// Results of the harness.
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// What the demo binaries wait on: it receives once Ctrl-C (or SIGTERM) arrives, and the main
-/// thread then stops what it started by PID.
-pub fn on_interrupt() -> Result<mpsc::Receiver<()>> {
-    let (stop_tx, stop_rx) = mpsc::channel();
-    ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
-    })?;
-    Ok(stop_rx)
-}
 
 /// An HTTP client that returns 4xx and 5xx as answers, not errors.
 pub fn http_agent(timeout: Duration) -> ureq::Agent {

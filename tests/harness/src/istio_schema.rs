@@ -5,7 +5,7 @@
 //! 1. The object's metadata: the annotations together at most 256 KiB (apimachinery's
 //!    `ValidateAnnotationsSize`), 422 Invalid.
 //! 2. The CRD's structural schema (types, enums, patterns, lengths, bounds, required fields), as
-//!    npm's `@kubernetes-models/istio` packages it, run by `tests/wasmplugin-schema.mjs` with
+//!    npm's `@kubernetes-models/istio` packages it, run by `tests/harness/wasmplugin-schema.mjs` with
 //!    Node; 422 Invalid, each violation a cause worded as the API server words it.
 //! 3. The CRD's `x-kubernetes-validations` (CEL), which that package does not carry: the rules
 //!    of istio/api's `kubernetes/customresourcedefinitions.gen.yaml` (at b8f8791d96) for the
@@ -87,8 +87,7 @@ fn metadata(object: &Value) -> Vec<Cause> {
 /// The structural schema's refusals (Node running the packaged schema).
 fn structural(object: &Value) -> Result<Vec<Cause>> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasmplugin-schema.mjs");
-    let modules = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.node/node_modules/@kubernetes-models/istio");
+    let modules = crate::envoy::repo_root().join(".node/node_modules/@kubernetes-models/istio");
     if !modules.is_dir() {
         return Err(format!(
             "{} is missing: run `make istio-schemas` (the stand-in checks writes against Istio's CRD schema)",

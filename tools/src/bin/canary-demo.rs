@@ -5,12 +5,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use canary_control::metrics::admin::Admin;
 use canary_control::metrics::table::{read_versions, render_table};
-use canary_e2e::envoy::EnvoyProcess;
-use canary_e2e::mesh::{
+use canary_harness::envoy::EnvoyProcess;
+use canary_harness::mesh::{
     Layout, Mesh, ECDS_YAML, FRONT_ADMIN_PORT, FRONT_PORT, UPSTREAMS_ADMIN_PORT,
 };
-use canary_e2e::{on_interrupt, Result};
+use canary_tools::{on_interrupt, Result};
 
 fn main() -> ExitCode {
     match run() {
@@ -53,7 +54,7 @@ fn run() -> Result<()> {
     // Histograms reach the admin endpoint at the stats flush (1 s in envoy/front.yaml).
     std::thread::sleep(Duration::from_millis(1_500));
 
-    let versions = read_versions(&mesh.front().admin_client(), None, None)?;
+    let versions = read_versions(&Admin::new(&mesh.front().admin_url()), None, None)?;
     println!("{}", render_table(&versions));
     println!("requests by rule (the `canary_rule` label):");
     for (version, stats) in &versions {

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand};
 
-use canary_e2e::dashboard::{picture, Dashboard, TimeRange};
-use canary_e2e::envoy::repo_root;
-use canary_e2e::mesh::{configuration_of, Mesh, Push, ECDS_YAML};
-use canary_e2e::prometheus::Prometheus;
-use canary_e2e::{http_agent, Result};
+use canary_harness::envoy::repo_root;
+use canary_harness::mesh::{configuration_of, Mesh, Push, ECDS_YAML};
+use canary_harness::prometheus::Prometheus;
+use canary_harness::{http_agent, Result};
+use canary_tools::dashboard::{picture, Dashboard, TimeRange};
 
 #[derive(Parser)]
 #[command(
@@ -208,7 +208,11 @@ fn demo(seconds: u64, common: &Common) -> Result<()> {
         end,
         scrape_interval: 1.0,
     };
-    let drawn = draw(common, &prometheus.api(), &range);
+    let drawn = draw(
+        common,
+        &canary_control::metrics::prometheus::Prometheus::new(&prometheus.url()),
+        &range,
+    );
     let (sent, by_status) = traffic.stop();
     println!("sent {sent} requests: {by_status}");
     println!(

@@ -22,13 +22,13 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use canary_e2e::envoy::{repo_root, EnvoyProcess};
-use canary_e2e::mesh::{
+use canary_filter::bucket::bucket_of;
+use canary_harness::envoy::{repo_root, EnvoyProcess};
+use canary_harness::mesh::{
     render_ecds, render_front, render_upstreams, wasm_path, write_routes, Isolated, ECDS_YAML,
     FRONT_YAML, UPSTREAMS, UPSTREAMS_YAML,
 };
-use canary_e2e::{http_agent, Result};
-use canary_filter::bucket::bucket_of;
+use canary_harness::{http_agent, Result};
 use serde_json::{json, Value};
 
 const FLOOR_WASM: &str = "target/wasm32-wasip1/release/canary_floor.wasm";

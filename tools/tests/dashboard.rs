@@ -1,4 +1,4 @@
-//! The dashboard renderer (`canary-dashboard`, `canary_e2e::dashboard`) without a Prometheus:
+//! The dashboard renderer (`canary-dashboard`, `canary_tools::dashboard`) without a Prometheus:
 //! the shipped dashboard's panels and queries read from its JSON, Grafana's variables and
 //! intervals as Grafana defines them, and the SVG drawn for every panel. Against a real
 //! Prometheus it runs in `monitoring.rs`.
@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 
 use canary_control::metrics::prometheus::Series;
-use canary_e2e::dashboard::draw::{self, format_value, Drawn};
-use canary_e2e::dashboard::{
+use canary_harness::envoy::repo_root;
+use canary_harness::Result;
+use canary_tools::dashboard::draw::{self, format_value, Drawn};
+use canary_tools::dashboard::{
     expand, legend, substitute_variables, variable_values, Dashboard, TimeRange,
 };
-use canary_e2e::envoy::repo_root;
-use canary_e2e::Result;
 
 fn shipped_text() -> String {
     std::fs::read_to_string(repo_root().join("envoy/monitoring/canary-dashboard.json")).unwrap()

@@ -1,14 +1,15 @@
 //! What the property tests share: the seeded runner and the generators of configurations,
-//! requests, header-map buffers and cookie strings. Included by `filter/tests/properties.rs`
-//! and, by path, by `control/tests/explain_properties.rs`; each uses a part of it.
-
-#![allow(dead_code)]
+//! requests, header-map buffers and cookie strings. Used by the filter's properties
+//! (`filter/tests/properties.rs`) and by canaryctl's explain property
+//! (`control/tests/explain_properties.rs`); each uses a part of it.
+//!
+//! It does not depend on the filter: the filter's tests depend on it, and a dependency back
+//! would make a cycle. What it generates is text and bytes (configuration documents, header
+//! maps as the host serializes them); each test hands them to the filter itself.
 
 use std::cell::Cell;
 use std::fmt::Write as _;
 
-use canary_filter::header_pairs::{find_header, HeaderMapRequest};
-use canary_filter::{Decision, RoutingPlan};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
@@ -1250,30 +1251,5 @@ impl RequestModel {
             .map(|(name, value)| (name.to_ascii_lowercase(), value.as_slice()))
             .collect();
         serialize_pairs(&pairs)
-    }
-
-    /// The filter's own per-request path on this request: the decision over the header map
-    /// as the glue reads it from Envoy.
-    pub fn decide_as_filter(&self, plan: &RoutingPlan) -> Decision {
-        let buffer = self.envoy_header_map();
-        self.decide_on_buffer(plan, &buffer)
-    }
-
-    /// Whether the filter routes this request at all: what the glue asks first, with the
-    /// request's `:authority` as Envoy hands it over.
-    pub fn routed_by_filter(&self, plan: &RoutingPlan) -> bool {
-        let buffer = self.envoy_header_map();
-        plan.routes_authority(find_header(&buffer, b":authority"))
-    }
-
-    pub fn decide_on_buffer(&self, plan: &RoutingPlan, buffer: &[u8]) -> Decision {
-        let random = Cell::new(self.random_state);
-        let mut request = HeaderMapRequest::new(
-            plan,
-            || buffer,
-            self.proxy_region.as_deref().map(str::as_bytes),
-            &random,
-        );
-        plan.decide(&mut request)
     }
 }
