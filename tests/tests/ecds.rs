@@ -8,14 +8,12 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::Duration;
 
 use canary_harness::envoy::repo_root;
 use canary_harness::load::{Load, LoadReport};
 use canary_harness::mesh::{render_ecds, Push, ECDS_YAML};
-use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
+use canary_harness::preamble::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
 /// Case 3: A ramp from 10 % to 30 % arrives by ECDS: every key that was on the canary stays there,
 /// and the keys the contract adds move to it.

@@ -22,15 +22,13 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use canary_harness::h2c;
 use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_harness::preamble::{contract_cluster, two_versions};
 use canary_harness::trap::trap_wasm;
 use canary_harness::Reply;
-use common::{contract_cluster, two_versions};
 
 /// Clusters a client may try to name: one the configuration never routes to, and a faulty one.
 const SPOOFED_CLUSTERS: [&str; 2] = ["app-v3", "app-v2-errors"];

@@ -8,13 +8,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use canary_harness::load::{Load, LoadReport};
 use canary_harness::mesh::Push;
-use common::{contract_cluster, mesh, two_versions, upstream_of};
+use canary_harness::preamble::{contract_cluster, mesh, two_versions, upstream_of};
 
 /// Client threads at full speed: more than the machine has cores, so the front (one worker) is
 /// saturated while the pushes land.

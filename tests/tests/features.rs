@@ -9,12 +9,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::Duration;
 
 use canary_harness::mesh::{Mesh, Push};
-use common::{contract_cluster, get_ok, mesh};
+use canary_harness::preamble;
+use canary_harness::preamble::{contract_cluster, get_ok, mesh};
 
 /// Two versions at 50 %, a sticky header key, and `extra` fields.
 fn config(extra: &str) -> String {
@@ -209,7 +208,7 @@ fn a_plan_reading_one_header_decides_as_from_the_whole_map() {
     assert_eq!(raw(""), "app-v1");
 
     // A sticky key alone: the first of two values is the key, as in the map.
-    let mesh = common::mesh(&config(r#", "version_header": """#));
+    let mesh = preamble::mesh(&config(r#", "version_header": """#));
     let keys = (0..200).map(|i| format!("one-{i}"));
     for key in keys {
         let want = contract_cluster(&key, 5, 50.0);

@@ -9,11 +9,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{get_ok, mesh, two_versions};
+use canary_harness::preamble::{get_ok, mesh, two_versions};
 
 /// The canary at 50 % (seed 5), two features and a rule that pins them for testers.
 fn config() -> String {

@@ -12,13 +12,11 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::Duration;
 
 use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_harness::preamble::get_ok;
 use canary_harness::trap::probe_wasm;
-use common::get_ok;
 
 #[test]
 fn response_code_and_request_duration_are_there_for_every_request() {

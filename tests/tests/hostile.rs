@@ -7,10 +7,8 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use canary_filter::bucket::bucket_of;
-use common::{contract_cluster, get_ok, mesh, upstream_of};
+use canary_harness::preamble::{contract_cluster, get_ok, mesh, upstream_of};
 
 const CONFIG: &str = r#"{
   "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"}],

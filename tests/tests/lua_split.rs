@@ -11,11 +11,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use canary_harness::envoy::repo_root;
 use canary_harness::mesh::{Isolated, Layout, Mesh};
-use common::{contract_cluster, upstream_of};
+use canary_harness::preamble::{contract_cluster, mesh, upstream_of};
 
 /// The split the Lua source hard-codes: 10 % canary (`app-v2`), seed 0, key `x-user-id`.
 const FILTER_CONFIG: &str = r#"{
@@ -53,7 +51,7 @@ fn lua_sticky_split_routes_every_key_as_the_filter_does() {
         Some(FILTER_CONFIG),
     )
     .unwrap_or_else(|err| panic!("{err}"));
-    let filter = Mesh::isolated(FILTER_CONFIG).unwrap_or_else(|err| panic!("{err}"));
+    let filter = mesh(FILTER_CONFIG);
     let keys = keys();
     let mut canary = 0;
     for key in &keys {

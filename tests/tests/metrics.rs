@@ -8,14 +8,12 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::table::{read_versions, render_table};
-use common::{contract_cluster, get_ok, mesh};
+use canary_harness::preamble::{contract_cluster, get_ok, mesh};
 
 const CONFIG: &str = r#"{
   "versions": [{"name": "stable", "cluster": "app-v1"}, {"name": "canary", "cluster": "app-v2"},

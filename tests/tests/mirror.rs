@@ -12,11 +12,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::time::Duration;
 
 use canary_harness::mesh::{Isolated, Layout, Mesh};
+use canary_harness::preamble;
 use canary_harness::{http_agent, Reply};
 
 const SEED: u32 = 7;
@@ -113,7 +112,7 @@ fn assert_stable_answer(reply: &Reply, context: &str) {
 
 #[test]
 fn the_mirrored_share_follows_the_sticky_contract_and_users_get_stable() {
-    let mesh = common::mesh(&mirror_config());
+    let mesh = preamble::mesh(&mirror_config());
     let keys: Vec<String> = (0..160).map(|i| format!("user-{i}")).collect();
     let expected = keys.iter().filter(|key| mirrored(key)).count() as u64;
     assert!((30..70).contains(&expected), "{expected} of 160 at 30 %");
@@ -155,7 +154,7 @@ fn the_mirrored_share_follows_the_sticky_contract_and_users_get_stable() {
 
 #[test]
 fn unsafe_methods_and_excluded_paths_are_never_mirrored() {
-    let mesh = common::mesh(&mirror_config());
+    let mesh = preamble::mesh(&mirror_config());
     let chosen: Vec<String> = (0..400)
         .map(|i| format!("buyer-{i}"))
         .filter(|key| mirrored(key))

@@ -18,7 +18,7 @@ use std::time::Duration;
 use canary_harness::envoy::repo_root;
 use canary_harness::load::Load;
 use canary_harness::mesh::config_hash_of;
-use canary_harness::mesh::Mesh;
+use canary_harness::preamble;
 use canary_harness::prometheus::Prometheus;
 use canary_tools::dashboard::{picture, Dashboard, TimeRange};
 
@@ -114,7 +114,7 @@ fn versions_of(series: &[(serde_json::Value, f64)]) -> BTreeSet<String> {
 
 #[test]
 fn every_dashboard_and_rule_query_returns_series_for_each_version() {
-    let mesh = Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(CONFIG);
     let prometheus = Prometheus::start_with_rules(
         mesh.front().admin(),
         Some(&monitoring().join("canary-alerts.yaml")),

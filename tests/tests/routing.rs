@@ -7,11 +7,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use canary_filter::bucket::bucket_of;
 use canary_harness::mesh::{Mesh, Push};
-use common::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
+use canary_harness::preamble::{contract_cluster, get_ok, mesh, two_versions, upstream_of};
 
 /// Case 1: For 1,200 distinct keys each request lands where the murmur3 contract says, the
 /// upstream sees the route and version headers the filter wrote, the client gets the version

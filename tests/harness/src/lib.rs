@@ -18,6 +18,7 @@ pub mod jsonpb;
 pub mod kube;
 pub mod load;
 pub mod mesh;
+pub mod preamble;
 pub mod prometheus;
 pub mod sidecar;
 pub mod trap;
