@@ -17,6 +17,7 @@ use canary_filter::bucket::bucket_of;
 use canary_harness::canaryctl::succeeded;
 use canary_harness::load::{Load, LoadReport};
 use canary_harness::mesh::{Mesh, Push};
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -34,7 +35,7 @@ const CONFIG: &str = r#"{
 }"#;
 
 fn mesh() -> Mesh {
-    Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"))
+    preamble::mesh(CONFIG)
 }
 
 /// Runs canaryctl on the mesh's ECDS file, confirming with its front Envoy.
@@ -263,7 +264,7 @@ fn status_matches_a_known_traffic_mix() {
         {"name": "broken", "cluster": "no-such-cluster"}], "default": "stable", "weights": {"canary": 20},
         "sticky": {"keys": [{"header": "x-user-id"}]},
         "rules": [{"name": "b", "when": {"header": {"name": "x-broken", "present": true}}, "version": "broken"}]}"#;
-    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(config);
     let mut want: BTreeMap<&str, u64> = BTreeMap::new();
     for i in 0..300 {
         let key = format!("s-{i}");

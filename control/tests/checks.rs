@@ -31,7 +31,7 @@ use canary_harness::audit::canary_errors;
 use canary_harness::canaryctl::run;
 use canary_harness::http_agent;
 use canary_harness::mesh::Mesh;
-use canary_harness::prometheus::Prometheus;
+use canary_harness::preamble;
 use canary_harness::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -251,13 +251,12 @@ fn canary_to_zero(mesh: &Mesh) {
 
 #[test]
 fn a_rollout_is_decided_by_the_shops_own_checks() {
-    let mesh = Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(CONFIG);
     let traffic = Traffic::start(mesh.listen());
     traffic.fail_every("stable", 100);
     traffic.cart_seconds("stable", 0.2);
     traffic.cart_seconds("canary", 0.2);
-    let prometheus = Prometheus::start_scraping(&[mesh.front().admin(), traffic.metrics], None)
-        .unwrap_or_else(|err| panic!("{err}"));
+    let prometheus = preamble::prometheus(&[mesh.front().admin(), traffic.metrics]);
     prometheus
         .wait_for_config_hash(
             "shop",

@@ -20,6 +20,7 @@ use canary_control::mesh::ecds::EcdsFile;
 use canary_filter::bucket::bucket_of;
 use canary_harness::canaryctl::succeeded;
 use canary_harness::mesh::{Mesh, Push};
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -37,7 +38,7 @@ const NOBODY: u32 = 65534;
 const CHILD_LIMIT: Duration = Duration::from_secs(20);
 
 fn mesh() -> Mesh {
-    Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"))
+    preamble::mesh(CONFIG)
 }
 
 /// The cluster the murmur3 contract names for `key` (seed 0) with the canary at `weight` %.

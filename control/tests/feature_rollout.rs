@@ -13,9 +13,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use canary_harness::audit;
 use canary_harness::canaryctl::{run, succeeded};
 use canary_harness::load::Load;
 use canary_harness::mesh::{rollout_config, Mesh};
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -50,20 +52,11 @@ fn percent_of(mesh: &Mesh, feature: &str) -> Option<f64> {
     config["features"][feature]["percent"].as_f64()
 }
 
-fn verdicts(audit: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(audit)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|line| line["event"] == "verdict")
-        .collect()
-}
-
 /// A healthy feature is ramped through every step to 100 %; each judged step compared users
 /// with the feature against users without it.
 #[test]
 fn a_healthy_feature_is_ramped_to_everyone() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
     let output = rollout(&mesh, audit.path(), "new-checkout");
@@ -76,9 +69,13 @@ fn a_healthy_feature_is_ramped_to_everyone() {
     );
     assert_eq!(percent_of(&mesh, "new-checkout"), Some(100.0));
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    let verdicts = verdicts(audit.path());
-    let passes: Vec<&serde_json::Value> =
-        verdicts.iter().filter(|v| v["outcome"] == "pass").collect();
+    let events = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&events);
+    let passes: Vec<&serde_json::Value> = verdicts
+        .iter()
+        .copied()
+        .filter(|v| v["outcome"] == "pass")
+        .collect();
     assert_eq!(passes.len(), 2, "{verdicts:?}");
     for pass in passes {
         assert!(
@@ -97,7 +94,7 @@ fn a_healthy_feature_is_ramped_to_everyone() {
 /// `broken-…` one) is rolled back to 0 % at its first step with enough data.
 #[test]
 fn a_feature_that_breaks_the_upstream_is_rolled_back() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
     let output = rollout(&mesh, audit.path(), "broken-checkout");
@@ -109,14 +106,10 @@ fn a_feature_that_breaks_the_upstream_is_rolled_back() {
         stdout.contains("ROLLED BACK: `broken-checkout` is at 0%"),
         "{stdout}"
     );
-    let verdicts = verdicts(audit.path());
+    let events = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&events);
     let failed = verdicts.iter().find(|v| v["outcome"] == "fail").unwrap();
-    let errors = failed["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errors")
-        .unwrap();
+    let errors = audit::check(failed, "errors").unwrap();
     assert_eq!(errors["passed"], false, "{errors}");
     assert!(errors["canary"].as_f64().unwrap() > 50.0, "{errors}");
     assert!(errors["stable"].as_f64().unwrap() < 1.0, "{errors}");
@@ -129,7 +122,7 @@ fn a_feature_that_breaks_the_upstream_is_rolled_back() {
 /// what the upstream sees), and `status` shows the feature on and off.
 #[test]
 fn set_explain_and_status_know_features() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     succeeded(&run(canaryctl(
         &mesh,
         &["set", "--feature", "dark-mode=30"],
@@ -181,9 +174,8 @@ fn set_explain_and_status_know_features() {
 /// per-feature series reach the judge through PromQL as through the admin endpoint.
 #[test]
 fn a_broken_feature_is_rolled_back_from_prometheus() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    let prometheus = canary_harness::prometheus::Prometheus::start(mesh.front().admin())
-        .unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
+    let prometheus = preamble::prometheus(&[mesh.front().admin()]);
     // The rollout confirms each push through Prometheus: wait until it knows the proxy.
     mesh.wait_for(Duration::from_secs(10), || {
         Ok(!prometheus.query("canary_config_hash")?.is_empty())
@@ -208,7 +200,8 @@ fn a_broken_feature_is_rolled_back_from_prometheus() {
     assert_eq!(percent_of(&mesh, "broken-search"), Some(0.0));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("reading Prometheus"), "{stdout}");
-    let verdicts = verdicts(audit.path());
+    let events = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&events);
     let failed = verdicts.iter().find(|v| v["outcome"] == "fail").unwrap();
     assert!(
         failed["canary"]["errors_5xx"].as_u64().unwrap() >= 30,
@@ -221,7 +214,7 @@ fn a_broken_feature_is_rolled_back_from_prometheus() {
 /// is written.
 #[test]
 fn a_feature_rollout_refuses_a_mirror() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let before = mesh.filter_configuration().unwrap();
     let output = run(canaryctl(&mesh, &["rollout", "--feature", "dark-mode"])
         .args(["--admin", &mesh.front().admin().to_string()])

@@ -14,6 +14,7 @@ use std::process::{Command, Output};
 use canary_filter::metrics::{CONFIG_HASH, ENVOY_PREFIX};
 use canary_harness::canaryctl::run;
 use canary_harness::mesh::Mesh;
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -43,7 +44,7 @@ fn hash_of_the_file(mesh: &Mesh) -> u64 {
 
 #[test]
 fn three_envoys_confirm_a_change_and_a_stopped_one_is_named() {
-    let mut mesh = Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"));
+    let mut mesh = preamble::mesh(CONFIG);
     let mut admins = vec![mesh.front().admin().to_string()];
     admins.push(mesh.start_another_front().unwrap().to_string());
     admins.push(mesh.start_another_front().unwrap().to_string());

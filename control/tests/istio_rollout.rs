@@ -18,6 +18,7 @@ use canary_harness::canaryctl::{on_kube, run};
 use canary_harness::kube::KubeApi;
 use canary_harness::load::Load;
 use canary_harness::mesh::{rollout_config, Mesh};
+use canary_harness::preamble;
 use serde_json::Value;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -27,7 +28,7 @@ const PLUGIN: &str = "default/canary-filter";
 /// WasmPlugin, writing each update into that file.
 fn setup(canary_cluster: &str) -> (Mesh, KubeApi) {
     let config = rollout_config(canary_cluster);
-    let mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&config);
     let api = KubeApi::start().unwrap_or_else(|err| panic!("{err}"));
     api.create_wasmplugin(
         "default",

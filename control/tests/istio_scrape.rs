@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use canary_harness::canaryctl::on_kube;
 use canary_harness::kube::KubeApi;
-use canary_harness::mesh::Mesh;
+use canary_harness::preamble;
 use canary_harness::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -58,7 +58,7 @@ fn confirmed_after(stdout: &str) -> f64 {
 
 #[test]
 fn a_change_is_confirmed_through_a_prometheus_scraping_every_15_seconds() {
-    let mesh = Mesh::isolated(CONFIG).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(CONFIG);
     let api = KubeApi::start().unwrap_or_else(|err| panic!("{err}"));
     api.create_wasmplugin("default", "canary-a", serde_json::from_str(CONFIG).unwrap());
     api.istiod_writes_to(mesh.ecds_file());

@@ -29,6 +29,7 @@ use canary_harness::canaryctl::on_kube;
 use canary_harness::kube::KubeApi;
 use canary_harness::load::Load;
 use canary_harness::mesh::{config_hash_of, Mesh};
+use canary_harness::preamble;
 use canary_harness::prometheus::{check_fleet_short, Prometheus};
 use canary_harness::SCOPED_ROLLOUT_PLAN;
 
@@ -51,7 +52,7 @@ fn config(service: &str, canary_cluster: &str, weight: u32) -> String {
 /// each update into that Envoy's ECDS file.
 fn service_a() -> (Mesh, KubeApi) {
     let config = config("a", "app-v2", 0);
-    let mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&config);
     let api = KubeApi::start().unwrap_or_else(|err| panic!("{err}"));
     api.create_wasmplugin(NAMESPACE, NAME, serde_json::from_str(&config).unwrap());
     api.istiod_writes_to(mesh.ecds_file());
@@ -97,16 +98,10 @@ fn stored_weight(api: &KubeApi) -> f64 {
 #[test]
 fn an_istio_rollout_through_prometheus_follows_only_its_own_service() {
     let (a, api) = service_a();
-    let b = Mesh::isolated(&config("b", "app-v2-errors", 50)).unwrap_or_else(|err| panic!("{err}"));
-    let prometheus = Prometheus::start_scraping(&[a.front().admin(), b.front().admin()], None)
-        .unwrap_or_else(|err| panic!("{err}"));
-    let ready = Duration::from_secs(30);
-    prometheus
-        .wait_for_config_hash("a", &a.filter_configuration().unwrap(), 1, ready)
-        .unwrap_or_else(|err| panic!("{err}"));
-    prometheus
-        .wait_for_config_hash("b", &b.filter_configuration().unwrap(), 1, ready)
-        .unwrap_or_else(|err| panic!("{err}"));
+    let b = preamble::mesh(&config("b", "app-v2-errors", 50));
+    let prometheus = preamble::prometheus(&[a.front().admin(), b.front().admin()]);
+    preamble::wait_for_config_hash(&prometheus, &a, "a", 1);
+    preamble::wait_for_config_hash(&prometheus, &b, "b", 1);
     let load_a = Load::start(a.listen(), 2, Duration::from_millis(2), None);
     let load_b = Load::start(b.listen(), 2, Duration::from_millis(2), None);
 
@@ -205,22 +200,15 @@ fn an_istio_rollout_through_prometheus_follows_only_its_own_service() {
 #[test]
 fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     let (mut a, api) = service_a();
-    let b = Mesh::isolated(&config("b", "app-v2", 0)).unwrap_or_else(|err| panic!("{err}"));
+    let b = preamble::mesh(&config("b", "app-v2", 0));
     let fronts: Vec<SocketAddr> = vec![
         a.front().admin(),
         a.start_another_front().unwrap(),
         a.start_another_front().unwrap(),
     ];
-    let prometheus =
-        Prometheus::start_scraping(&[fronts[0], fronts[1], fronts[2], b.front().admin()], None)
-            .unwrap_or_else(|err| panic!("{err}"));
-    let ready = Duration::from_secs(30);
-    prometheus
-        .wait_for_config_hash("a", &a.filter_configuration().unwrap(), 3, ready)
-        .unwrap_or_else(|err| panic!("{err}"));
-    prometheus
-        .wait_for_config_hash("b", &b.filter_configuration().unwrap(), 1, ready)
-        .unwrap_or_else(|err| panic!("{err}"));
+    let prometheus = preamble::prometheus(&[fronts[0], fronts[1], fronts[2], b.front().admin()]);
+    preamble::wait_for_config_hash(&prometheus, &a, "a", 3);
+    preamble::wait_for_config_hash(&prometheus, &b, "b", 1);
 
     let set = set_a(&api, &prometheus, &["--weight", "canary=40"]);
     assert_eq!(set.status.code(), Some(0));

@@ -15,39 +15,25 @@ use std::time::Duration;
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::source::Source;
 use canary_control::rollout::judge::{JudgeSettings, Judgement, StepAction};
-use canary_harness::canaryctl::run;
+use canary_harness::audit;
+use canary_harness::canaryctl::{on_mesh, run};
 use canary_harness::envoy::repo_root;
 use canary_harness::load::Load;
 use canary_harness::mesh::{render_ecds, rollout_config, Mesh, ECDS_YAML};
-use canary_harness::prometheus::Prometheus;
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
 fn rollout(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Output {
-    run(Command::new(CANARYCTL)
-        .arg("rollout")
-        .args(["--ecds", &mesh.ecds_file().display().to_string()])
-        .args(["--admin", &mesh.front().admin().to_string()])
+    run(on_mesh(CANARYCTL, mesh, &["rollout"])
         .args(["--audit", &audit.display().to_string()])
         .args(extra))
-}
-
-fn audit_lines(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
-fn verdicts(lines: &[serde_json::Value]) -> Vec<&serde_json::Value> {
-    lines.iter().filter(|l| l["event"] == "verdict").collect()
 }
 
 /// Case 1: a healthy canary is promoted through every step to 100 %.
 #[test]
 fn a_healthy_canary_is_promoted() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
@@ -66,8 +52,8 @@ fn a_healthy_canary_is_promoted() {
     assert_eq!(output.status.code(), Some(0), "exit code");
     assert!(String::from_utf8_lossy(&output.stdout).contains("PROMOTED: `canary` is at 100%"));
     assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
-    let lines = audit_lines(audit.path());
-    let passes = verdicts(&lines)
+    let lines = audit::events(audit.path()).unwrap();
+    let passes = audit::verdicts(&lines)
         .iter()
         .filter(|v| v["outcome"] == "pass")
         .count();
@@ -75,15 +61,16 @@ fn a_healthy_canary_is_promoted() {
         passes, 2,
         "one pass per judged step; reaching 100 % is the promotion"
     );
-    assert!(verdicts(&lines).iter().all(|v| v["outcome"] != "fail"));
+    assert!(audit::verdicts(&lines)
+        .iter()
+        .all(|v| v["outcome"] != "fail"));
 }
 
 /// Case 2: a canary answering 503 to 20 % of requests is rolled back within two intervals of
 /// the first step with enough data; the audit log names the failing check and its numbers.
 #[test]
 fn a_canary_with_20_percent_errors_is_rolled_back() {
-    let mesh =
-        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2-errors"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let output = rollout(
@@ -101,8 +88,8 @@ fn a_canary_with_20_percent_errors_is_rolled_back() {
     load.stop();
     assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
     assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
-    let lines = audit_lines(audit.path());
-    let verdicts = verdicts(&lines);
+    let lines = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&lines);
     let first_with_data = verdicts
         .iter()
         .position(|v| v["outcome"] != "hold")
@@ -116,12 +103,7 @@ fn a_canary_with_20_percent_errors_is_rolled_back() {
         "failed at verdict {failed}, first with data {first_with_data}"
     );
     let verdict = verdicts[failed];
-    let errors = verdict["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errors")
-        .unwrap();
+    let errors = audit::check(verdict, "errors").unwrap();
     assert_eq!(errors["passed"], false);
     assert!(errors["canary"].as_f64().unwrap() > 5.0, "{errors}");
     assert!(errors["stable"].as_f64().unwrap() < 1.0, "{errors}");
@@ -141,7 +123,7 @@ fn a_canary_with_20_percent_errors_is_rolled_back() {
 /// Case 3: a canary 50 ms slower, its error rate fine, is rolled back by the latency check.
 #[test]
 fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2-slow")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2-slow"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 4, Duration::from_millis(2), Some(50));
     let output = rollout(
@@ -158,8 +140,8 @@ fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
     );
     load.stop();
     assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
-    let lines = audit_lines(audit.path());
-    let failed = verdicts(&lines)
+    let lines = audit::events(audit.path()).unwrap();
+    let failed = audit::verdicts(&lines)
         .into_iter()
         .find(|v| v["outcome"] == "fail")
         .unwrap()
@@ -179,7 +161,7 @@ fn a_canary_50ms_slower_is_rolled_back_by_the_latency_check() {
 /// Case 4: too little traffic holds the step; the rollout never promotes on no evidence.
 #[test]
 fn too_little_traffic_holds_the_step() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 1, Duration::from_millis(100), Some(50));
     let output = rollout(
@@ -203,8 +185,8 @@ fn too_little_traffic_holds_the_step() {
         10.0,
         "the weight stays at the first step"
     );
-    let lines = audit_lines(audit.path());
-    let verdicts = verdicts(&lines);
+    let lines = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&lines);
     assert_eq!(verdicts.len(), 3);
     assert!(
         verdicts.iter().all(|v| v["outcome"] == "hold"),
@@ -275,9 +257,8 @@ fn wait_for_prometheus(admin: &Source, prom: &Source) {
 /// same verdict; and a whole rollout judged from Prometheus rolls a faulty canary back.
 #[test]
 fn the_prometheus_source_reaches_the_same_verdicts() {
-    let mesh =
-        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
-    let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2-errors"));
+    let prometheus = preamble::prometheus(&[mesh.front().admin()]);
     // The configuration names no service: its series carry no `canary_service` label.
     let admin = Source::Admin {
         admins: vec![Admin::new(&mesh.front().admin().to_string())],
@@ -381,26 +362,20 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
     );
     load.stop();
     assert_eq!(output.status.code(), Some(3));
-    let lines = audit_lines(audit.path());
-    let failed = verdicts(&lines)
+    let lines = audit::events(audit.path()).unwrap();
+    let failed = audit::verdicts(&lines)
         .into_iter()
         .find(|v| v["outcome"] == "fail")
         .unwrap()
         .clone();
-    let errors = failed["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errors")
-        .unwrap()
-        .clone();
+    let errors = audit::check(&failed, "errors").unwrap().clone();
     assert_eq!(errors["passed"], false);
 }
 
 /// Bad plans and sources get clear answers, and nothing is written.
 #[test]
 fn bad_plans_and_unreachable_sources() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let before = std::fs::read(mesh.ecds_file()).unwrap();
     let audit = tempfile::NamedTempFile::new().unwrap();
     for (args, message) in [
@@ -453,15 +428,12 @@ fn bad_plans_and_unreachable_sources() {
     // retries, then the rollout rolls back, saying so. The rollback is written; confirming it
     // on the fleet needs the lost Prometheus too, so the rollout ends with that error (exit 1),
     // the rollback still recorded: its event (not confirmed, saying why) and its summary.
-    let prometheus = Prometheus::start(mesh.front().admin()).unwrap_or_else(|err| panic!("{err}"));
+    let prometheus = preamble::prometheus(&[mesh.front().admin()]);
     mesh.wait_for(Duration::from_secs(20), || {
         Ok(!prometheus.query("canary_config_hash")?.is_empty())
     })
     .unwrap();
-    let mut child = Command::new(CANARYCTL)
-        .arg("rollout")
-        .args(["--ecds", &mesh.ecds_file().display().to_string()])
-        .args(["--admin", &mesh.front().admin().to_string()])
+    let mut child = on_mesh(CANARYCTL, &mesh, &["rollout"])
         .args(["--audit", &audit.path().display().to_string()])
         .args(["--steps", "10,100", "--interval", "500ms", "--settle", "1s"])
         .args(["--min-requests", "1000000", "--max-failed-reads", "2"])
@@ -501,7 +473,7 @@ fn bad_plans_and_unreachable_sources() {
         stdout.contains("ROLLED BACK, NOT CONFIRMED: `canary` is at 0% (2 failed reads"),
         "{stdout}"
     );
-    let last = audit_lines(audit.path()).pop().unwrap();
+    let last = audit::events(audit.path()).unwrap().pop().unwrap();
     assert_eq!(
         (&last["event"], &last["confirmed"]),
         (&serde_json::json!("rolled_back"), &serde_json::json!(false)),
@@ -519,11 +491,13 @@ fn bad_plans_and_unreachable_sources() {
 /// Ctrl-C leaves a defined state: held at the current weight, or rolled back, as asked.
 #[test]
 fn ctrl_c_holds_or_rolls_back_as_asked() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     for (mode, code, weight) in [("hold", 1, 10.0), ("rollback", 3, 0.0)] {
         let audit = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(CANARYCTL)
-            .args([
+        let child = on_mesh(
+            CANARYCTL,
+            &mesh,
+            &[
                 "rollout",
                 "--steps",
                 "10,100",
@@ -531,13 +505,12 @@ fn ctrl_c_holds_or_rolls_back_as_asked() {
                 "30s",
                 "--on-interrupt",
                 mode,
-            ])
-            .args(["--ecds", &mesh.ecds_file().display().to_string()])
-            .args(["--admin", &mesh.front().admin().to_string()])
-            .args(["--audit", &audit.path().display().to_string()])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            ],
+        )
+        .args(["--audit", &audit.path().display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
         mesh.wait_for(Duration::from_secs(10), || {
             Ok(mesh.weight_of("canary").unwrap() == 10.0)
         })
@@ -564,7 +537,7 @@ fn a_rollback_takes_the_canary_out_of_every_split() {
         "region": {"header": "x-region"},
         "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"},
                   {"name": "eu-first", "when": {"region": ["eu-west-1"]}, "weights": {"canary": 50}}]}"#;
-    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(config);
     let eu_on_canary = |mesh: &Mesh| {
         (0..200)
             .filter(|i| {
@@ -746,7 +719,7 @@ fn a_dry_run_prints_the_plan_and_the_first_steps_preview_and_writes_nothing() {
 /// names the counts and the flags that would decide it: exit 1, the weight left in place.
 #[test]
 fn a_hold_names_the_counts_and_the_flags_to_change() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 2, Duration::from_millis(50), None);
     let output = rollout(
@@ -770,8 +743,8 @@ fn a_hold_names_the_counts_and_the_flags_to_change() {
         50.0,
         "the weight stays at the step"
     );
-    let lines = audit_lines(audit.path());
-    let verdicts = verdicts(&lines);
+    let lines = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&lines);
     assert_eq!(verdicts.len(), 3, "{stdout}");
     // The audit log records each interval's own counts; a hold reports the step's so far.
     let counts = |upto: usize| {
@@ -827,7 +800,7 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
         "default": "stable", "weights": {"canary": 20},
         "sticky": {"keys": [{"header": "x-user-id"}], "seed": 0},
         "rules": [{"name": "testers", "when": {"header": {"name": "x-canary", "equals": "always"}}, "version": "canary"}]}"#;
-    let mesh = Mesh::isolated(config).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(config);
     let admin = Source::Admin {
         admins: vec![Admin::new(&mesh.front().admin().to_string())],
         service: String::new(),
@@ -852,10 +825,7 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
         before.error_rate()
     );
 
-    let set = Command::new(CANARYCTL)
-        .args(["set", "--cluster", "canary=app-v2"])
-        .args(["--ecds", &mesh.ecds_file().display().to_string()])
-        .args(["--admin", &mesh.front().admin().to_string()])
+    let set = on_mesh(CANARYCTL, &mesh, &["set", "--cluster", "canary=app-v2"])
         .output()
         .unwrap();
     let set = stdout_of(&set, 0);
@@ -890,8 +860,8 @@ fn the_rollout_judges_its_intervals_not_the_totals_before_it() {
             && preview.contains("    stable -> canary: 30.00%\n"),
         "{preview}"
     );
-    let lines = audit_lines(audit.path());
-    let judged = verdicts(&lines)
+    let lines = audit::events(audit.path()).unwrap();
+    let judged = audit::verdicts(&lines)
         .into_iter()
         .find(|v| v["outcome"] == "pass")
         .unwrap_or_else(|| panic!("no pass: {lines:?}"));
@@ -923,16 +893,15 @@ const QUICK_PLAN: [&str; 6] = [
 /// promotes it.
 #[test]
 fn a_canary_as_flaky_as_stable_is_promoted() {
-    let mesh = Mesh::isolated(&config_on("app-v1-flaky", "app-v2-flaky"))
-        .unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&config_on("app-v1-flaky", "app-v2-flaky"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 4, Duration::from_millis(1), None);
     let output = rollout(&mesh, audit.path(), &QUICK_PLAN);
     load.stop();
     assert_eq!(output.status.code(), Some(0), "exit code 0: promoted");
     assert_eq!(mesh.weight_of("canary").unwrap(), 100.0);
-    let lines = audit_lines(audit.path());
-    let verdicts = verdicts(&lines);
+    let lines = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&lines);
     // Both sides did answer 5xx during the rollout: the judge saw the noise and let it pass.
     let errors = |side: &str| -> u64 {
         verdicts
@@ -950,7 +919,7 @@ fn a_canary_as_flaky_as_stable_is_promoted() {
 /// beyond bucket bounds; the tail check alone is unit-tested in judge.rs).
 #[test]
 fn a_canary_with_a_slow_tail_is_rolled_back() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2-tail")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2-tail"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     // Many clients: each delayed request holds its client for a second.
     let load = Load::start(mesh.listen(), 8, Duration::from_millis(1), None);
@@ -958,8 +927,8 @@ fn a_canary_with_a_slow_tail_is_rolled_back() {
     load.stop();
     assert_eq!(output.status.code(), Some(3), "exit code 3: rolled back");
     assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
-    let lines = audit_lines(audit.path());
-    let verdicts = verdicts(&lines);
+    let lines = audit::events(audit.path()).unwrap();
+    let verdicts = audit::verdicts(&lines);
     let failed = verdicts.iter().find(|v| v["outcome"] == "fail").unwrap();
     let failing: Vec<&str> = failed["checks"]
         .as_array()

@@ -9,29 +9,26 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use canary_harness::canaryctl::run;
+use canary_harness::audit;
+use canary_harness::canaryctl::{on_mesh, run, Exit, Running};
 use canary_harness::load::Load;
 use canary_harness::mesh::{rollout_config, Mesh};
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
 /// `canaryctl rollout` on the mesh, its audit log at `audit`.
 fn rollout_command(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Command {
-    let mut command = Command::new(CANARYCTL);
+    let mut command = on_mesh(CANARYCTL, mesh, &["rollout"]);
     command
-        .arg("rollout")
-        .args(["--ecds", &mesh.ecds_file().display().to_string()])
-        .args(["--admin", &mesh.front().admin().to_string()])
         .args(["--audit", &audit.display().to_string()])
         .args(extra);
     command
@@ -148,8 +145,7 @@ fn closed_url() -> String {
 /// one that never answers delay nothing.
 #[test]
 fn the_json_event_stream_of_a_rolled_back_canary() {
-    let mesh =
-        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2-errors"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let recorder = HookServer::answering(204, "");
     let slow = HookServer::start(Box::new(|_| (200, "", Duration::from_secs(30))));
@@ -236,12 +232,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
             .map(|v| v[side][field].as_u64().unwrap())
             .sum()
     };
-    let errors = failed["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errors")
-        .unwrap();
+    let errors = audit::check(failed, "errors").unwrap();
     let canary_rate =
         100.0 * sum("canary", "errors_5xx") as f64 / sum("canary", "responses") as f64;
     let stable_rate =
@@ -283,10 +274,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
         "{rolled_back}"
     );
     // The audit log holds the same events.
-    assert_eq!(
-        json_lines(&std::fs::read_to_string(audit.path()).unwrap()),
-        events
-    );
+    assert_eq!(audit::events(audit.path()).unwrap(), events);
     // The notification hook got every event, in order; the others cost at most their timeout.
     assert_eq!(recorder.received(), events);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -319,7 +307,7 @@ fn the_json_event_stream_of_a_rolled_back_canary() {
 /// answers rolls the canary back after --gate-timeout. Slack-format notifications say so.
 #[test]
 fn gates_hold_approve_refuse_and_time_out() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), Some(50));
     let plan = [
         "--steps",
@@ -386,7 +374,7 @@ fn gates_hold_approve_refuse_and_time_out() {
     assert!(stdout.contains(
         "gate: --gate-step refused (1 of 3, --gate-max-refusals): answered 503: not yet; `canary` held at 0%, asking again in 1s 500ms"
     ), "{stdout}");
-    let events = json_lines(&std::fs::read_to_string(audit.path()).unwrap());
+    let events = audit::events(audit.path()).unwrap();
     let gate_tags: Vec<String> = tags(&events)
         .into_iter()
         .filter(|t| t.starts_with("gate") || t == "step" || t == "promoted")
@@ -493,89 +481,11 @@ fn gates_hold_approve_refuse_and_time_out() {
         "gate: --gate-step {} no answer within 1s (--gate-timeout); rolling back (--on-gate-failure rollback)",
         silent.url("/step")
     )), "{stdout}");
-    let events = json_lines(&std::fs::read_to_string(audit.path()).unwrap());
+    let events = audit::events(audit.path()).unwrap();
     assert_eq!(
         tags(&events),
         ["started", "gate_waiting", "gate_failed", "rolled_back"]
     );
-}
-
-/// A canaryctl process stopped on drop (by its own PID), also when the test fails.
-struct Running {
-    child: Option<Child>,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn spawn(mut command: Command) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout: ChildStdout = child.stdout.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("{line}");
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child: Some(child),
-            lines,
-        }
-    }
-
-    /// The next stdout lines up to the first that `want` accepts, within `timeout`.
-    fn until(&self, timeout: Duration, want: impl Fn(&str) -> bool) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = want(&line);
-                    seen.push(line);
-                    if done {
-                        return seen;
-                    }
-                }
-                Err(_) => panic!("not seen within {timeout:?}; seen:\n{}", seen.join("\n")),
-            }
-        }
-    }
-
-    /// Waits for the exit (within `timeout`); the exit code and the remaining stdout lines.
-    fn wait(mut self, timeout: Duration) -> (Option<i32>, Vec<String>) {
-        let deadline = Instant::now() + timeout;
-        let mut child = self.child.take().unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                let rest: Vec<String> =
-                    std::iter::from_fn(|| self.lines.recv_timeout(Duration::from_secs(2)).ok())
-                        .collect();
-                return (status.code(), rest);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("still running after {timeout:?}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// `canaryctl set --weight canary=0` on the mesh, which succeeds.
@@ -609,7 +519,7 @@ fn pause_command(mesh: &Mesh, action: &str) -> Output {
 /// next rollout that reaches the weight.
 #[test]
 fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let state_dir = mesh.ecds_file().parent().unwrap().join(".canaryctl");
     let state = state_dir.join("rollout-pause.canary.json");
     for action in ["resume", "abort"] {
@@ -643,7 +553,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
         ("abort", 3, 0.0, "rolled_back"),
     ] {
         let audit = tempfile::NamedTempFile::new().unwrap();
-        let first = Running::spawn(rollout_command(&mesh, audit.path(), &plan));
+        let mut first = Running::spawn(&mut rollout_command(&mesh, audit.path(), &plan));
         let seen = first.until(Duration::from_secs(60), |line| {
             line.contains("\"event\":\"paused\"")
         });
@@ -673,7 +583,7 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
         let second = pause_command(&mesh, action);
         assert_eq!(second.status.code(), Some(0), "{action}");
         let said = String::from_utf8_lossy(&second.stdout);
-        let pid = first.child.as_ref().unwrap().id();
+        let pid = first.pid();
         let what = if action == "resume" {
             "goes on to its next step"
         } else {
@@ -684,7 +594,9 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
             format!("the rollout of `canary` paused at 10% (pid {pid}) {what}")
         );
 
-        let (exit, rest) = first.wait(Duration::from_secs(60));
+        let Exit {
+            code: exit, rest, ..
+        } = first.wait(Duration::from_secs(60));
         assert_eq!(exit, Some(code), "{action}: {rest:?}");
         assert_eq!(mesh.weight_of("canary").unwrap(), weight, "{action}");
         let events = json_lines(&rest.join("\n"));
@@ -713,11 +625,11 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
     // The state outlives the process: a rollout killed while paused, resumed afterwards; the
     // next rollout of the canary that reaches 10 % finds the resume and goes on at once.
     let audit = tempfile::NamedTempFile::new().unwrap();
-    let killed = Running::spawn(rollout_command(&mesh, audit.path(), &plan));
+    let mut killed = Running::spawn(&mut rollout_command(&mesh, audit.path(), &plan));
     killed.until(Duration::from_secs(60), |line| {
         line.contains("\"event\":\"paused\"")
     });
-    let pid = killed.child.as_ref().unwrap().id();
+    let pid = killed.pid();
     drop(killed);
     assert!(state.exists(), "a killed rollout leaves its pause state");
     let output = pause_command(&mesh, "resume");
@@ -747,9 +659,9 @@ fn a_paused_rollout_waits_for_resume_or_abort_from_another_process() {
 /// window's requests over its length. The text form names the time, the rule and the window.
 #[test]
 fn status_watch_shows_rates_of_one_rule() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let admin = mesh.front().admin().to_string();
-    let watch = Running::spawn({
+    let mut watch = Running::spawn(&mut {
         let mut command = Command::new(CANARYCTL);
         command.args([
             "status", "--admin", &admin, "--watch", "1", "--count", "3", "--json", "--rule",
@@ -774,7 +686,11 @@ fn status_watch_shows_rates_of_one_rule() {
         let key = format!("user-{i}");
         assert_eq!(mesh.get(&[("x-user-id", &key)]).unwrap().status, 200);
     }
-    let (exit, lines) = watch.wait(Duration::from_secs(20));
+    let Exit {
+        code: exit,
+        rest: lines,
+        ..
+    } = watch.wait(Duration::from_secs(20));
     assert_eq!(exit, Some(0));
     let windows = json_lines(&lines.join("\n"));
     assert_eq!(windows.len(), 3, "{lines:?}");
@@ -853,11 +769,6 @@ fn status_watch_shows_rates_of_one_rule() {
     );
 }
 
-/// The audit log's events, in order.
-fn audit_events(audit: &Path) -> Vec<serde_json::Value> {
-    json_lines(&std::fs::read_to_string(audit).unwrap())
-}
-
 /// Issue 23, defect 3: a colleague's `canaryctl rollback` during a rollout was undone by the
 /// rollout's next step (10 → 0 → 50), and the rollout ended PROMOTED, exit 0. Two fronts on
 /// one ECDS file, both confirming every write. The rollback now says that the running rollout
@@ -866,7 +777,7 @@ fn audit_events(audit: &Path) -> Vec<serde_json::Value> {
 /// line, records `overridden`, writes nothing and exits 1 with the canary left at 0 %.
 #[test]
 fn a_colleagues_rollback_during_a_rollout_stops_it_without_writing_over_it() {
-    let mut mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mut mesh = preamble::mesh(&rollout_config("app-v2"));
     let second = mesh.start_another_front().unwrap();
     let admins = format!("{},{}", mesh.front().admin(), second);
     let ecds = mesh.ecds_file().display().to_string();
@@ -886,7 +797,7 @@ fn a_colleagues_rollback_during_a_rollout_stops_it_without_writing_over_it() {
         "--max-holds",
         "3",
     ]);
-    let rollout = Running::spawn(command);
+    let mut rollout = Running::spawn(&mut command);
     rollout.until(Duration::from_secs(60), |line| line.contains("first step"));
     // The first step is written once the audit log has its `step` event.
     mesh.wait_for(Duration::from_secs(30), || {
@@ -901,7 +812,7 @@ fn a_colleagues_rollback_during_a_rollout_stops_it_without_writing_over_it() {
         run(Command::new(CANARYCTL).args(["rollback", "--ecds", &ecds, "--admin", &admins]));
     let said = String::from_utf8_lossy(&rollback.stdout).to_string();
     assert_eq!(rollback.status.code(), Some(0), "{said}");
-    let pid = rollout.child.as_ref().unwrap().id();
+    let pid = rollout.pid();
     assert!(
         said.contains(&format!(
             "a rollout of `canary` is running on {ecds} (pid {pid} (canaryctl rollout --ecds"
@@ -911,7 +822,9 @@ fn a_colleagues_rollback_during_a_rollout_stops_it_without_writing_over_it() {
         "{said}"
     );
 
-    let (exit, rest) = rollout.wait(Duration::from_secs(60));
+    let Exit {
+        code: exit, rest, ..
+    } = rollout.wait(Duration::from_secs(60));
     load.stop();
     let stopped = rest.join("\n");
     assert_eq!(exit, Some(1), "stopped, not promoted:\n{stopped}");
@@ -926,7 +839,7 @@ fn a_colleagues_rollback_during_a_rollout_stops_it_without_writing_over_it() {
             && stopped.contains("nothing written, `canary` left at 0%"),
         "{stopped}"
     );
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     let overridden = events
         .iter()
         .find(|e| e["event"] == "overridden")
@@ -985,7 +898,7 @@ fn two_canaries_config() -> String {
 /// the one left waiting, naming it.
 #[test]
 fn two_paused_rollouts_each_wait_for_their_own_answer() {
-    let mesh = Mesh::isolated(&two_canaries_config()).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&two_canaries_config());
     let ecds = mesh.ecds_file().display().to_string();
     let state_dir = mesh.ecds_file().parent().unwrap().join(".canaryctl");
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
@@ -1008,16 +921,24 @@ fn two_paused_rollouts_each_wait_for_their_own_answer() {
     };
     let audit_first = tempfile::NamedTempFile::new().unwrap();
     let audit_third = tempfile::NamedTempFile::new().unwrap();
-    let first = Running::spawn(rollout_command(&mesh, audit_first.path(), &plan("canary")));
+    let mut first = Running::spawn(&mut rollout_command(
+        &mesh,
+        audit_first.path(),
+        &plan("canary"),
+    ));
     first.until(Duration::from_secs(60), |line| {
         line.contains("\"event\":\"paused\"")
     });
-    let third = Running::spawn(rollout_command(&mesh, audit_third.path(), &plan("canary3")));
+    let mut third = Running::spawn(&mut rollout_command(
+        &mesh,
+        audit_third.path(),
+        &plan("canary3"),
+    ));
     third.until(Duration::from_secs(60), |line| {
         line.contains("\"event\":\"paused\"")
     });
-    let first_pid = first.child.as_ref().unwrap().id();
-    let third_pid = third.child.as_ref().unwrap().id();
+    let first_pid = first.pid();
+    let third_pid = third.pid();
 
     // Bounded: a second rollout that is not refused would pause at 10 % and wait.
     let audit_again = tempfile::NamedTempFile::new().unwrap();
@@ -1066,7 +987,9 @@ fn two_paused_rollouts_each_wait_for_their_own_answer() {
             "the rollout of `canary3` paused at 10% (pid {third_pid}) goes on to its next step"
         )
     );
-    let (exit, rest) = third.wait(Duration::from_secs(60));
+    let Exit {
+        code: exit, rest, ..
+    } = third.wait(Duration::from_secs(60));
     assert_eq!(exit, Some(0), "canary3 promoted at 50 %: {rest:?}");
     let config: serde_json::Value =
         serde_json::from_str(&mesh.filter_configuration().unwrap()).unwrap();
@@ -1087,7 +1010,9 @@ fn two_paused_rollouts_each_wait_for_their_own_answer() {
         String::from_utf8_lossy(&aborted.stdout).trim(),
         format!("the rollout of `canary` paused at 10% (pid {first_pid}) rolls back")
     );
-    let (exit, rest) = first.wait(Duration::from_secs(60));
+    let Exit {
+        code: exit, rest, ..
+    } = first.wait(Duration::from_secs(60));
     assert_eq!(exit, Some(3), "rolled back: {rest:?}");
     load.stop();
     let config: serde_json::Value =
@@ -1109,7 +1034,7 @@ fn two_paused_rollouts_each_wait_for_their_own_answer() {
 /// rollback, exit 1, the canary stays at 0 %.
 #[test]
 fn a_rollback_between_two_steps_is_not_written_over() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let ecds = mesh.ecds_file().display().to_string();
     let admin = mesh.front().admin().to_string();
     let rollback_said = Arc::new(Mutex::new(String::new()));
@@ -1170,7 +1095,7 @@ fn a_rollback_between_two_steps_is_not_written_over() {
         "{}",
         rollback_said.lock().unwrap()
     );
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     let overridden = events.iter().find(|e| e["event"] == "overridden").unwrap();
     assert_eq!(
         (

@@ -10,14 +10,16 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::stats;
-use canary_harness::canaryctl::run;
+use canary_harness::audit;
+use canary_harness::canaryctl::{on_mesh, run};
 use canary_harness::load::Load;
 use canary_harness::mesh::Mesh;
+use canary_harness::preamble;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
 
@@ -31,22 +33,11 @@ fn dark_config(canary_cluster: &str) -> String {
 }
 
 fn rollout(mesh: &Mesh, audit: &Path, extra: &[&str]) -> Output {
-    run(Command::new(CANARYCTL)
-        .arg("rollout")
-        .args(["--ecds", &mesh.ecds_file().display().to_string()])
-        .args(["--admin", &mesh.front().admin().to_string()])
+    run(on_mesh(CANARYCTL, mesh, &["rollout"])
         .args(["--audit", &audit.display().to_string()])
         .args(["--interval", "1500ms", "--min-requests", "30"])
         .args(["--min-intervals", "2"])
         .args(extra))
-}
-
-fn audit_events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
 }
 
 /// User requests the filter routed to `version` (its `canary_requests_total`, every rule).
@@ -68,7 +59,7 @@ fn counter(admin: &Admin, name: &str) -> u64 {
 /// no user request was ever routed to it, and every user got stable's 200.
 #[test]
 fn a_failing_dark_canary_is_rolled_back_before_any_user_reaches_it() {
-    let mesh = Mesh::isolated(&dark_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&dark_config("app-v2-errors"));
     let admin = Admin::new(&mesh.front().admin_url());
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
@@ -125,7 +116,7 @@ fn a_failing_dark_canary_is_rolled_back_before_any_user_reaches_it() {
 
     // The audit log: the mirror written and removed, verdicts on the copies only (step 0), the
     // last a failure of the errors check, and no step ever pushed.
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().unwrap())
@@ -144,12 +135,7 @@ fn a_failing_dark_canary_is_rolled_back_before_any_user_reaches_it() {
         .all(|v| v["step"] == 0 && v["weight"] == 0.0));
     let last = verdicts.last().unwrap();
     assert_eq!(last["outcome"], "fail", "{last}");
-    let errors = last["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "errors")
-        .unwrap();
+    let errors = audit::check(last, "errors").unwrap();
     assert_eq!(errors["passed"], false, "{errors}");
     println!(
         "verdict: {}\nuser requests routed to the canary: {routed}, to stable: {users}; \
@@ -162,7 +148,7 @@ fn a_failing_dark_canary_is_rolled_back_before_any_user_reaches_it() {
 /// takes it to 100 %.
 #[test]
 fn a_healthy_dark_canary_passes_and_the_steps_follow() {
-    let mesh = Mesh::isolated(&dark_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&dark_config("app-v2"));
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 3, Duration::from_millis(2), None);
     let output = rollout(
@@ -174,7 +160,7 @@ fn a_healthy_dark_canary_passes_and_the_steps_follow() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("PROMOTED: `canary` is at 100%"), "{stdout}");
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     let order: Vec<String> = events
         .iter()
         .filter(|e| ["mirror", "step"].contains(&e["event"].as_str().unwrap()))
@@ -215,7 +201,7 @@ fn no_copies_hold_and_stop_with_the_reason() {
         r#""seed": 0}, "mirror": {"version": "canary", "percent": 1, "methods": ["PUT"]}}"#,
     );
     assert!(config.contains(r#""methods": ["PUT"]"#), "{config}");
-    let mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&config);
     let admin = Admin::new(&mesh.front().admin_url());
     let audit = tempfile::NamedTempFile::new().unwrap();
     let load = Load::start(mesh.listen(), 2, Duration::from_millis(5), None);
@@ -247,7 +233,7 @@ fn no_copies_hold_and_stop_with_the_reason() {
 /// A `--mirror` percent out of range is refused before anything is written.
 #[test]
 fn a_bad_mirror_percent_is_refused_before_any_write() {
-    let mesh = Mesh::isolated(&dark_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&dark_config("app-v2"));
     let before = mesh.filter_configuration().unwrap();
     let audit = tempfile::NamedTempFile::new().unwrap();
     for bad in ["0", "101", "NaN"] {

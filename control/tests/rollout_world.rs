@@ -10,101 +10,22 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use canary_control::metrics::admin::Admin;
 use canary_control::metrics::source::Source;
-use canary_harness::canaryctl::run;
+use canary_harness::audit;
+use canary_harness::canaryctl::{run, Exit, Running};
 use canary_harness::load::Load;
 use canary_harness::mesh::{rollout_config, Mesh};
+use canary_harness::preamble;
 use canary_harness::prometheus::Prometheus;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
-
-/// A canaryctl process whose stdout lines arrive one by one; killed by its PID on drop.
-struct Running {
-    child: Option<Child>,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Running {
-    fn spawn(command: &mut Command) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                println!("{line}");
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Running {
-            child: Some(child),
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().unwrap().id() as i32
-    }
-
-    /// Reads stdout until a line contains `text` (within `timeout`).
-    fn until(&mut self, timeout: Duration, text: &str) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let done = line.contains(text);
-                    self.seen.push(line);
-                    if done {
-                        return;
-                    }
-                }
-                Err(_) => panic!("no {text:?} within {timeout:?}:\n{}", self.seen.join("\n")),
-            }
-        }
-    }
-
-    /// Waits for the exit (within `timeout`): the exit code and all of stdout.
-    fn wait(mut self, timeout: Duration) -> (Option<i32>, String) {
-        let deadline = Instant::now() + timeout;
-        let mut child = self.child.take().unwrap();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "still running after {timeout:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-            self.seen.push(line);
-        }
-        (status.code(), self.seen.join("\n"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// An HTTP server on 127.0.0.1 that records each request's path and body and answers with
 /// `answer(path, its own address)`; stopped on drop.
@@ -176,14 +97,6 @@ fn rollout(mesh: &Mesh, admins: &[String], audit: &Path, extra: &[&str]) -> Comm
     command
 }
 
-fn audit_events(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
-}
-
 fn tags(events: &[serde_json::Value]) -> Vec<&str> {
     events
         .iter()
@@ -208,7 +121,7 @@ fn a_restarted_front(via: Via) {
         r#""weights": {"canary": 0}"#,
         r#""weights": {"canary": 50}"#,
     );
-    let mut mesh = Mesh::isolated(&config).unwrap_or_else(|err| panic!("{err}"));
+    let mut mesh = preamble::mesh(&config);
     let second_admin = mesh.start_another_front().unwrap();
     let second_listen = {
         let front = mesh.another_front(0).unwrap();
@@ -216,10 +129,7 @@ fn a_restarted_front(via: Via) {
     };
     let admins = vec![mesh.front().admin().to_string(), second_admin.to_string()];
     let prometheus = match via {
-        Via::Prometheus => Some(
-            Prometheus::start_scraping(&[mesh.front().admin(), second_admin], None)
-                .unwrap_or_else(|err| panic!("{err}")),
-        ),
+        Via::Prometheus => Some(preamble::prometheus(&[mesh.front().admin(), second_admin])),
         Via::Admin => None,
     };
     // Thousands of the faulty deployment's responses on the second front.
@@ -279,10 +189,10 @@ fn a_restarted_front(via: Via) {
     let second_load = Load::start(second_listen, 1, Duration::from_millis(5), None);
     let mut rolling = Running::spawn(&mut rollout(&mesh, &admins, audit.path(), &extra));
     // The first interval judged (the baseline read is behind it), then the restart.
-    rolling.until(Duration::from_secs(60), "step 1/2");
+    rolling.until(Duration::from_secs(60), |line| line.contains("step 1/2"));
     second_load.stop();
     mesh.restart_another_front(0).unwrap();
-    let (code, stdout) = rolling.wait(Duration::from_secs(120));
+    let Exit { code, stdout, .. } = rolling.wait(Duration::from_secs(120));
     load.stop();
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("PROMOTED: `canary` is at 100%"), "{stdout}");
@@ -305,7 +215,7 @@ fn a_restarted_front(via: Via) {
     }
     // The audit log records it in the verdicts, and no interval of the healthy canary had
     // the old 503s.
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     let verdicts: Vec<&serde_json::Value> =
         events.iter().filter(|e| e["event"] == "verdict").collect();
     assert!(
@@ -376,8 +286,8 @@ fn status_watch_counts_a_restarted_front_from_its_restart() {
     let mut watch = Running::spawn(
         Command::new(CANARYCTL).args(["status", "--admin", &admins, "--watch", "1", "--json"]),
     );
-    watch.until(Duration::from_secs(10), "totals");
-    let totals: serde_json::Value = serde_json::from_str(watch.seen.last().unwrap()).unwrap();
+    let seen = watch.until(Duration::from_secs(10), |line| line.contains("totals"));
+    let totals: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
     let stable = |rows: &serde_json::Value| {
         rows.as_array()
             .unwrap()
@@ -387,19 +297,23 @@ fn status_watch_counts_a_restarted_front_from_its_restart() {
     };
     assert_eq!(stable(&totals["totals"]), Some(800), "{totals}");
     // Just after a refresh: stopped before the next one.
-    watch.until(Duration::from_secs(10), "window_seconds");
+    watch.until(Duration::from_secs(10), |line| {
+        line.contains("window_seconds")
+    });
     // SAFETY: signalling our own child by its PID.
-    unsafe { libc::kill(watch.pid(), libc::SIGSTOP) };
+    unsafe { libc::kill(watch.pid() as i32, libc::SIGSTOP) };
     mesh.restart_another_front(0).unwrap();
     send(mesh.listen(), 30);
     send(second_listen(&mesh), 10);
     counted(&mesh, mesh.front().admin(), 230);
     counted(&mesh, second_admin, 10);
     // SAFETY: as above.
-    unsafe { libc::kill(watch.pid(), libc::SIGCONT) };
+    unsafe { libc::kill(watch.pid() as i32, libc::SIGCONT) };
     let window = loop {
-        watch.until(Duration::from_secs(10), "window_seconds");
-        let window: serde_json::Value = serde_json::from_str(watch.seen.last().unwrap()).unwrap();
+        let seen = watch.until(Duration::from_secs(10), |line| {
+            line.contains("window_seconds")
+        });
+        let window: serde_json::Value = serde_json::from_str(seen.last().unwrap()).unwrap();
         if stable(&window["rates"]).is_some_and(|requests| requests > 0) {
             break window;
         }
@@ -418,7 +332,7 @@ fn status_watch_counts_a_restarted_front_from_its_restart() {
 /// `interrupted` event, the end's event and the summary.
 #[test]
 fn every_termination_signal_takes_the_on_interrupt_path() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let admins = vec![mesh.front().admin().to_string()];
     for (signal, name, mode, code, weight, end) in [
         (libc::SIGTERM, "SIGTERM", "rollback", 3, 0.0, "rolled_back"),
@@ -439,18 +353,20 @@ fn every_termination_signal_takes_the_on_interrupt_path() {
                 mode,
             ],
         ));
-        rolling.until(Duration::from_secs(20), "audit log:");
+        rolling.until(Duration::from_secs(20), |line| line.contains("audit log:"));
         mesh.wait_for(Duration::from_secs(10), || {
             Ok(mesh.weight_of("canary").unwrap() == 10.0)
         })
         .unwrap();
         // SAFETY: signalling our own child by its PID.
-        unsafe { libc::kill(rolling.pid(), signal) };
-        let (exit, stdout) = rolling.wait(Duration::from_secs(30));
+        unsafe { libc::kill(rolling.pid() as i32, signal) };
+        let Exit {
+            code: exit, stdout, ..
+        } = rolling.wait(Duration::from_secs(30));
         println!("{name} with --on-interrupt {mode}: exit {exit:?}");
         assert_eq!(exit, Some(code), "{name} {mode}: {stdout}");
         assert_eq!(mesh.weight_of("canary").unwrap(), weight, "{name} {mode}");
-        let events = audit_events(audit.path());
+        let events = audit::events(audit.path()).unwrap();
         let tags = tags(&events);
         assert_eq!(
             tags[tags.len() - 2..],
@@ -470,7 +386,7 @@ fn every_termination_signal_takes_the_on_interrupt_path() {
 /// asked, and with `--on-gate-failure stop` the rollout stops (exit 1) saying why.
 #[test]
 fn a_gate_that_redirects_refuses() {
-    let mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mesh = preamble::mesh(&rollout_config("app-v2"));
     let server = Recorder::start(|path, address| {
         if path == "/login" {
             tiny_http::Response::from_string("<html><form>Sign in</form></html>")
@@ -515,7 +431,7 @@ fn a_gate_that_redirects_refuses() {
         .map(|(path, _)| path)
         .collect();
     assert_eq!(asked, ["/gate"], "the login page is not asked");
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     assert_eq!(
         tags(&events),
         [
@@ -542,8 +458,7 @@ fn a_gate_that_redirects_refuses() {
 /// rollback (event, summary, notification) as not confirmed, says what was not, and exits 1.
 #[test]
 fn an_unconfirmed_rollback_is_recorded() {
-    let mut mesh =
-        Mesh::isolated(&rollout_config("app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
+    let mut mesh = preamble::mesh(&rollout_config("app-v2-errors"));
     let second_admin = mesh.start_another_front().unwrap();
     let admins = vec![mesh.front().admin().to_string(), second_admin.to_string()];
     let audit = tempfile::NamedTempFile::new().unwrap();
@@ -568,9 +483,11 @@ fn an_unconfirmed_rollback_is_recorded() {
         ],
     ));
     // The step's weight runs on both fronts; then the second goes.
-    rolling.until(Duration::from_secs(30), "25%: 2 of 2 Envoys run it");
+    rolling.until(Duration::from_secs(30), |line| {
+        line.contains("25%: 2 of 2 Envoys run it")
+    });
     mesh.stop_another_front(0);
-    let (code, stdout) = rolling.wait(Duration::from_secs(60));
+    let Exit { code, stdout, .. } = rolling.wait(Duration::from_secs(60));
     load.stop();
     assert_eq!(code, Some(1), "{stdout}");
     assert_eq!(mesh.weight_of("canary").unwrap(), 0.0);
@@ -585,7 +502,7 @@ fn an_unconfirmed_rollback_is_recorded() {
             && summary.contains(&second_admin.to_string()),
         "{summary}"
     );
-    let events = audit_events(audit.path());
+    let events = audit::events(audit.path()).unwrap();
     let last = events.last().unwrap();
     assert_eq!(last["event"], "rolled_back", "{events:?}");
     assert_eq!(last["confirmed"], false);

@@ -21,7 +21,8 @@ use canary_harness::audit::canary_errors;
 use canary_harness::canaryctl::run;
 use canary_harness::load::Load;
 use canary_harness::mesh::{config_hash_of, configuration_of, Mesh};
-use canary_harness::prometheus::{check_fleet_short, Prometheus};
+use canary_harness::preamble;
+use canary_harness::prometheus::check_fleet_short;
 use canary_harness::SCOPED_ROLLOUT_PLAN;
 
 const CANARYCTL: &str = env!("CARGO_BIN_EXE_canaryctl");
@@ -80,15 +81,6 @@ fn rollout(
     })
 }
 
-/// Waits until Prometheus has scraped the hash of `mesh`'s current configuration from
-/// `proxies` proxies of `service`.
-fn wait_for_hashes(prometheus: &Prometheus, mesh: &Mesh, service: &str, proxies: usize) {
-    let value = mesh.filter_configuration().unwrap();
-    prometheus
-        .wait_for_config_hash(service, &value, proxies, Duration::from_secs(30))
-        .unwrap_or_else(|err| panic!("{err}"));
-}
-
 /// The must-show: a rollout with the Prometheus source, scoped to one service while a second
 /// service's proxies report contrary numbers. Both services use the same version and rule
 /// names; service `a`'s canary is healthy and service `b`'s answers 503 to 20 % of requests,
@@ -97,12 +89,11 @@ fn wait_for_hashes(prometheus: &Prometheus, mesh: &Mesh, service: &str, proxies:
 /// back), the faulty one rolled back, each judging only its own service's responses.
 #[test]
 fn a_prometheus_rollout_follows_only_its_own_service() {
-    let a = Mesh::isolated(&config("a", "app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    let b = Mesh::isolated(&config("b", "app-v2-errors")).unwrap_or_else(|err| panic!("{err}"));
-    let prometheus = Prometheus::start_scraping(&[a.front().admin(), b.front().admin()], None)
-        .unwrap_or_else(|err| panic!("{err}"));
-    wait_for_hashes(&prometheus, &a, "a", 1);
-    wait_for_hashes(&prometheus, &b, "b", 1);
+    let a = preamble::mesh(&config("a", "app-v2"));
+    let b = preamble::mesh(&config("b", "app-v2-errors"));
+    let prometheus = preamble::prometheus(&[a.front().admin(), b.front().admin()]);
+    preamble::wait_for_config_hash(&prometheus, &a, "a", 1);
+    preamble::wait_for_config_hash(&prometheus, &b, "b", 1);
     let load_a = Load::start(a.listen(), 2, Duration::from_millis(2), None);
     let load_b = Load::start(b.listen(), 2, Duration::from_millis(2), None);
 
@@ -182,18 +173,16 @@ fn a_prometheus_rollout_follows_only_its_own_service() {
 /// two. On the way, `status --prometheus` counts each service's requests apart.
 #[test]
 fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
-    let mut a = Mesh::isolated(&config("a", "app-v2")).unwrap_or_else(|err| panic!("{err}"));
-    let b = Mesh::isolated(&config("b", "app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mut a = preamble::mesh(&config("a", "app-v2"));
+    let b = preamble::mesh(&config("b", "app-v2"));
     let fronts: Vec<SocketAddr> = vec![
         a.front().admin(),
         a.start_another_front().unwrap(),
         a.start_another_front().unwrap(),
     ];
-    let prometheus =
-        Prometheus::start_scraping(&[fronts[0], fronts[1], fronts[2], b.front().admin()], None)
-            .unwrap_or_else(|err| panic!("{err}"));
-    wait_for_hashes(&prometheus, &a, "a", 3);
-    wait_for_hashes(&prometheus, &b, "b", 1);
+    let prometheus = preamble::prometheus(&[fronts[0], fronts[1], fronts[2], b.front().admin()]);
+    preamble::wait_for_config_hash(&prometheus, &a, "a", 3);
+    preamble::wait_for_config_hash(&prometheus, &b, "b", 1);
 
     let set = canaryctl(&[
         "set",
@@ -214,7 +203,7 @@ fn a_change_is_confirmed_on_every_proxy_of_its_service_through_prometheus() {
     );
     assert!(stdout.contains(r#"canary_service="a""#), "{stdout}");
     // Prometheus itself says all three run the file's configuration.
-    wait_for_hashes(&prometheus, &a, "a", 3);
+    preamble::wait_for_config_hash(&prometheus, &a, "a", 3);
 
     // `status` through Prometheus: each service's own requests, the service taken from the
     // ECDS file's configuration or named.
