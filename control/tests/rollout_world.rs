@@ -248,7 +248,7 @@ fn a_front_restarting_mid_rollout_is_counted_from_its_restart_prometheus() {
 /// restarts, so that no refresh falls while it is down.
 #[test]
 fn status_watch_counts_a_restarted_front_from_its_restart() {
-    let mut mesh = Mesh::isolated(&rollout_config("app-v2")).unwrap_or_else(|err| panic!("{err}"));
+    let mut mesh = preamble::mesh(&rollout_config("app-v2"));
     let second_admin = mesh.start_another_front().unwrap();
     let second_listen = |mesh: &Mesh| {
         let front = mesh.another_front(0).unwrap();
