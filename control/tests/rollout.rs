@@ -340,7 +340,14 @@ fn the_prometheus_source_reaches_the_same_verdicts() {
         admin_view.0.latency, prom_view.0.latency,
         "canary latency buckets"
     );
-    assert_eq!(admin_view.2.outcome, StepAction::Fail);
+    assert_eq!(
+        admin_view.2.outcome,
+        StepAction::Fail,
+        "canary {:?} stable {:?}: {:?}",
+        admin_view.0,
+        admin_view.1,
+        admin_view.2
+    );
     assert_eq!(admin_view.2, prom_view.2, "same verdict, same numbers");
 
     // A whole rollout from Prometheus: rolled back by the errors check.
