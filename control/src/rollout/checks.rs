@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::prometheus::Prometheus;
 use crate::rollout::evidence::{Bound, Sequential, Tally};
-use crate::rollout::judge::{StepAction, Verdict};
+use crate::rollout::judge::{percent, short, StepAction, Verdict};
 
 /// The default `alpha` of the count checks.
 pub const DEFAULT_ALPHA: f64 = 0.01;
@@ -562,24 +562,6 @@ impl CheckResult {
             (_, _, Some(n)) => format!("{} {state} {n} out", self.name),
             _ => format!("{} {state}", self.name),
         }
-    }
-}
-
-fn short(x: f64) -> String {
-    if x >= 1e4 {
-        format!("{x:.1e}")
-    } else if x >= 100.0 {
-        format!("{x:.0}")
-    } else {
-        format!("{x:.2}")
-    }
-}
-
-fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
     }
 }
 

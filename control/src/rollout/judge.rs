@@ -37,7 +37,8 @@ use serde::Serialize;
 use crate::metrics::counts::{same_bounds, Counts};
 use crate::rollout::evidence::{Bound, Sequential, Tally};
 
-fn percent(part: u64, whole: u64) -> f64 {
+/// `part` of `whole` in percent; 0 of nothing.
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
         0.0
     } else {
@@ -385,8 +386,8 @@ impl Check {
     }
 }
 
-/// A number in a few characters: 0.52, 14.1, 3.2e5.
-fn short(x: f64) -> String {
+/// A number in a few characters: 0.52, 14.1, 3.2e5 (the step line's e-values and thresholds).
+pub(crate) fn short(x: f64) -> String {
     if x >= 1e4 {
         format!("{x:.1e}")
     } else if x >= 100.0 {

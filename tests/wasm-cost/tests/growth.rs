@@ -153,19 +153,7 @@ fn the_measure_is_repeatable_and_plays_real_requests() {
         .unwrap();
     let plan = RoutingPlan::from_json(configuration.as_bytes()).unwrap();
     for request in &miss.requests {
-        vm.play(request).unwrap();
-        let mut description = RequestDescription::default();
-        for (name, value) in &request.headers {
-            description = description.header(name, value.clone());
-        }
-        let decision = plan.decide(&mut description.view(&plan));
-        let want = &plan.versions()[decision.version].name;
-        let headers = vm.request_headers_after();
-        let got = headers
-            .iter()
-            .find(|(name, _)| name == "x-canary-version")
-            .map(|(_, value)| value);
-        assert_eq!(got, Some(want), "{:?}", request.headers);
+        assert_routes_as_the_core(&mut vm, &plan, request, &format!("{:?}", request.headers));
     }
 }
 
@@ -187,19 +175,8 @@ fn the_cookie_pass_in_the_module_routes_as_the_core_decides() {
         let mut vm =
             canary_wasm_cost::Vm::new(&modules.filter, configuration.as_bytes(), None).unwrap();
         for request in &scenario.requests {
-            vm.play(request).unwrap();
-            let mut description = RequestDescription::default();
-            for (name, value) in &request.headers {
-                description = description.header(name, value.clone());
-            }
-            let decision = plan.decide(&mut description.view(&plan));
-            let want = &plan.versions()[decision.version].name;
-            let headers = vm.request_headers_after();
-            let got = headers
-                .iter()
-                .find(|(name, _)| name == "x-canary-version")
-                .map(|(_, value)| value);
-            assert_eq!(got, Some(want), "{} {}", scenario.family, scenario.label);
+            let context = format!("{} {}", scenario.family, scenario.label);
+            assert_routes_as_the_core(&mut vm, &plan, request, &context);
             played += 1;
         }
     }
@@ -236,4 +213,27 @@ fn configure_makes_no_host_call_per_rule() {
     assert_eq!(thousand.configure.calls, three.configure.calls);
     let per_rule = (thousand.configure.fuel - three.configure.fuel) / 997;
     assert!(per_rule <= 36_000, "{per_rule} fuel a rule at configure");
+}
+
+/// Plays `request` in the module and asserts the version header it wrote is the one the
+/// native core decides for the same headers (`context` names the case in a failure).
+fn assert_routes_as_the_core(
+    vm: &mut canary_wasm_cost::Vm,
+    plan: &RoutingPlan,
+    request: &canary_wasm_cost::Request,
+    context: &str,
+) {
+    vm.play(request).unwrap();
+    let mut description = RequestDescription::default();
+    for (name, value) in &request.headers {
+        description = description.header(name, value.clone());
+    }
+    let decision = plan.decide(&mut description.view(plan));
+    let want = &plan.versions()[decision.version].name;
+    let headers = vm.request_headers_after();
+    let got = headers
+        .iter()
+        .find(|(name, _)| name == "x-canary-version")
+        .map(|(_, value)| value);
+    assert_eq!(got, Some(want), "{context}");
 }
