@@ -228,8 +228,10 @@ fn a_wasmplugin_change_is_confirmed_on_every_proxy_of_its_service() {
     // and number format), and every Envoy publishes the hash canaryctl computes from what it
     // stored, not the hash of the bytes it was handed.
     // canaryctl sends the configuration as serde_json writes a `CanaryConfig`.
-    let stored: canary_filter::CanaryConfig =
-        serde_json::from_value(api.plugin_config(NAMESPACE, NAME).unwrap()).unwrap();
+    let stored = canary_filter::CanaryConfig::from_json(
+        &serde_json::to_vec(&api.plugin_config(NAMESPACE, NAME).unwrap()).unwrap(),
+    )
+    .unwrap();
     let as_canaryctl_writes = serde_json::to_string_pretty(&stored).unwrap();
     let delivered = a.filter_configuration().unwrap();
     assert!(

@@ -222,7 +222,7 @@ fn boolean(out: &mut Vec<u8>, value: bool) {
 
 /// A JSON string as serde_json escapes it: `"` and `\`, the control characters below 0x20
 /// (`\b`, `\t`, `\n`, `\f`, `\r` short, the others as `\u00xx`), everything else as is.
-fn string(out: &mut Vec<u8>, value: &str) {
+pub(crate) fn string(out: &mut Vec<u8>, value: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     for &byte in value.as_bytes() {
@@ -247,73 +247,23 @@ fn string(out: &mut Vec<u8>, value: &str) {
 }
 
 /// A finite `f64` as serde_json writes it: the shortest digits that read back as the same
-/// number, laid out as serde_json lays them out: `10.0`, `0.01`, `1e-7`, `1.5e+300`. The
-/// digits come from the standard library's shortest formatting (`{:e}`); where two last
-/// digits are as short, it may pick another than serde_json, never for a weight an accepted
-/// configuration holds (0 to 100 in steps of 0.01: the tests write every one). A number that is not finite (JSON has none; serde_json writes
+/// number (ryu's), laid out as serde_json lays them out: `10.0`, `0.01`, `1e-7`, `1.5e+300`
+/// (ryu writes `1.5e300`). A number that is not finite (JSON has none; serde_json writes
 /// `null`) is written `null` too.
-fn number(out: &mut Vec<u8>, value: f64) {
+pub(crate) fn number(out: &mut Vec<u8>, value: f64) {
     if !value.is_finite() {
         out.extend_from_slice(b"null");
         return;
     }
-    if value.is_sign_negative() {
-        out.push(b'-');
-    }
-    if value == 0.0 {
-        out.extend_from_slice(b"0.0");
-        return;
-    }
-    // The shortest digits, from the standard library's `Display` (positional, never an
-    // exponent; the `.wasm` has it already for the error messages, where `{:e}` would add its
-    // own code): `0.000123`, `33.33`, `1000`. The digits without the leading and trailing
-    // zeros, and where the decimal point falls among them.
-    let positional = value.abs().to_string();
-    let (whole, fraction) = positional
-        .split_once('.')
-        .unwrap_or((positional.as_str(), ""));
-    let all: Vec<u8> = whole.bytes().chain(fraction.bytes()).collect();
-    let leading = all.iter().take_while(|&&b| b == b'0').count();
-    let trailing = all.iter().rev().take_while(|&&b| b == b'0').count();
-    let digits: Vec<u8> = all
-        .get(leading..all.len().saturating_sub(trailing))
-        .unwrap_or_default()
-        .to_vec();
-    let whole_len = i32::try_from(whole.len()).unwrap_or(i32::MAX);
-    let exponent = whole_len - i32::try_from(leading).unwrap_or(i32::MAX) - 1;
-    // The value is 0.d1d2…dn × 10^kk: `kk` digits before the decimal point.
-    let length = i32::try_from(digits.len()).unwrap_or(i32::MAX);
-    let kk = exponent + 1;
-    let k = kk - length;
-    if (0..=16).contains(&kk) && k >= 0 {
-        // 1234e7 -> 12340000000.0
-        out.extend_from_slice(&digits);
-        out.resize(out.len() + k.unsigned_abs() as usize, b'0');
-        out.extend_from_slice(b".0");
-    } else if 0 < kk && kk <= 16 {
-        // 1234e-2 -> 12.34
-        let (whole, fraction) = digits.split_at(kk.unsigned_abs() as usize);
-        out.extend_from_slice(whole);
-        out.push(b'.');
-        out.extend_from_slice(fraction);
-    } else if -5 < kk && kk <= 0 {
-        // 1234e-6 -> 0.001234
-        out.extend_from_slice(b"0.");
-        out.resize(out.len() + kk.unsigned_abs() as usize, b'0');
-        out.extend_from_slice(&digits);
-    } else {
-        // 1e+30, 1234e30 -> 1.234e+33, 1e-7
-        let (first, rest) = digits.split_at(1);
-        out.extend_from_slice(first);
-        if !rest.is_empty() {
-            out.push(b'.');
-            out.extend_from_slice(rest);
+    let mut buffer = ryu::Buffer::new();
+    let digits = buffer.format_finite(value);
+    match digits.split_once('e') {
+        Some((significand, exponent)) if !exponent.starts_with('-') => {
+            out.extend_from_slice(significand.as_bytes());
+            out.extend_from_slice(b"e+");
+            out.extend_from_slice(exponent.as_bytes());
         }
-        out.push(b'e');
-        if kk > 0 {
-            out.push(b'+');
-        }
-        out.extend_from_slice((kk - 1).to_string().as_bytes());
+        _ => out.extend_from_slice(digits.as_bytes()),
     }
 }
 

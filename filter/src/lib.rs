@@ -1,7 +1,7 @@
 //! Canary routing for Envoy and Istio.
 //!
 //! The pure core (no proxy-wasm import, builds for any target):
-//! - [`config`]: the JSON document users write;
+//! - [`config`]: the JSON document users write, read by `json`'s reader;
 //! - [`plan`]: its validation and compilation into a [`RoutingPlan`];
 //! - [`bucket`]: the murmur3 bucket and the weight ranges;
 //! - [`canonical`]: the canonical form of a configuration, which its published hash hashes;
@@ -25,6 +25,7 @@ pub mod error;
 pub mod features;
 pub mod header_pairs;
 pub mod hosts;
+mod json;
 pub mod metrics;
 pub mod mirror;
 pub mod plan;

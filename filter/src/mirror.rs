@@ -12,6 +12,7 @@ use crate::bucket::{bucket_of, BasisPoints, BUCKETS};
 use crate::config::{MirrorSpec, WhenMissing, MIRROR_SEED_MIX};
 use crate::cookie::find_cookie;
 use crate::decision::RequestView;
+use crate::error::Quoted;
 use crate::plan::{basis_points, header_name, HeaderSlot, Key, RoutingPlan, Sticky, Version};
 use crate::ConfigError;
 
@@ -84,7 +85,7 @@ pub(crate) fn compile(
         Some(other) => {
             return Err(ConfigError::Mirror {
                 field: "mirror.sampling".to_string(),
-                reason: format!("{other:?} is neither `sticky` nor `random`"),
+                reason: format!("{} is neither `sticky` nor `random`", Quoted(other)),
             })
         }
     };
@@ -97,7 +98,10 @@ pub(crate) fn compile(
     {
         return Err(ConfigError::Mirror {
             field: "mirror.header".to_string(),
-            reason: format!("{header:?} is already a routing header; name a header of its own"),
+            reason: format!(
+                "{} is already a routing header; name a header of its own",
+                Quoted(&header)
+            ),
         });
     }
     if spec.methods.is_empty() {
@@ -116,7 +120,7 @@ pub(crate) fn compile(
         if !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-') {
             return Err(ConfigError::Mirror {
                 field,
-                reason: format!("{method:?} is not an upper-case HTTP method"),
+                reason: format!("{} is not an upper-case HTTP method", Quoted(method)),
             });
         }
         methods.push(method.as_bytes().to_vec());
@@ -126,7 +130,7 @@ pub(crate) fn compile(
         if !path.starts_with('/') {
             return Err(ConfigError::Mirror {
                 field: format!("mirror.exclude_paths[{i}]"),
-                reason: format!("{path:?} is not a path prefix starting with `/`"),
+                reason: format!("{} is not a path prefix starting with `/`", Quoted(path)),
             });
         }
         exclude_paths.push(path.as_bytes().to_vec());

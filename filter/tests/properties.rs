@@ -752,6 +752,46 @@ fn refused_configurations_name_an_existing_field() {
     );
 }
 
+/// 6. The filter's own JSON reader agrees with serde_json (the independent reference) on what
+///    is JSON: a document it reads, serde_json reads too, and serde_json's rewriting of it
+///    (other white space, escapes and number layout; the same values) reads as the same
+///    configuration; a document serde_json refuses as JSON, the filter refuses too. (serde_json
+///    keeps the last of two equal keys where the filter refuses the document, so the reverse of
+///    the first half does not hold.)
+#[test]
+fn the_reader_agrees_with_serde_json_on_what_is_json() {
+    let inputs = Inputs::default();
+    check(
+        "the_reader_agrees_with_serde_json_on_what_is_json",
+        3_000,
+        config_case(),
+        &inputs,
+        |case| {
+            let text = case.text();
+            Inputs::add(&inputs.configurations, 1);
+            let read = CanaryConfig::from_json(&text);
+            let reference = serde_json::from_slice::<serde_json::Value>(&text);
+            match (read, reference) {
+                (Ok(config), Ok(value)) => {
+                    let rewritten = serde_json::to_vec(&value).unwrap();
+                    let again = CanaryConfig::from_json(&rewritten);
+                    ensure(again.as_ref() == Ok(&config), || {
+                        format!(
+                            "{again:?}\nfrom serde_json's rewriting of\n{}",
+                            String::from_utf8_lossy(&text)
+                        )
+                    })
+                }
+                (Ok(config), Err(err)) => Err(TestCaseError::fail(format!(
+                    "read as {config:?}, but serde_json says {err}\n{}",
+                    String::from_utf8_lossy(&text)
+                ))),
+                (Err(_), _) => Ok(()),
+            }
+        },
+    );
+}
+
 /// The description `canaryctl explain` and the tests use decides as the filter's own path
 /// does (the control crate's property compares the whole explanation).
 #[test]

@@ -76,8 +76,9 @@ fn bad_configs_are_refused_and_the_previous_one_keeps_serving() {
     // Filter configurations the filter refuses: (configuration, the field its log line names).
     let refused_by_the_filter: Vec<(String, &str)> = vec![
         (
+            // The list is what the text leaves open.
             r#"{"versions": [{"name": "stable", "cluster": "app-v1"}"#.to_string(),
-            "versions[0]: EOF",
+            "versions: EOF while parsing a list",
         ),
         (
             format!(r#"{{{versions}, "default": "stable", "wieghts": {{"canary": 10}}}}"#),
