@@ -610,11 +610,13 @@ fn decimal_to_f64(significand: u64, exponent: i32) -> f64 {
         return 0.0;
     }
     let mut exponent = exponent;
-    while exponent > 22 {
+    // Stopping once the value is out of range, so `1e999999999` costs a few steps, not
+    // millions.
+    while exponent > 22 && value.is_finite() {
         value *= 1e22;
         exponent -= 22;
     }
-    while exponent < -22 {
+    while exponent < -22 && value != 0.0 {
         value /= 1e22;
         exponent += 22;
     }
