@@ -539,7 +539,7 @@ pub fn write_routes(ecds_dir: &Path) -> Result<()> {
 }
 
 /// `yaml` (an ECDS document) as JSON when `path` is named `.json`: Envoy parses by extension.
-fn in_format_of(path: &Path, yaml: &str) -> Result<String> {
+pub fn in_format_of(path: &Path, yaml: &str) -> Result<String> {
     if path.extension().is_some_and(|ext| ext == "json") {
         let doc: serde_json::Value = serde_yaml_ng::from_str(yaml)?;
         Ok(serde_json::to_string_pretty(&doc)? + "\n")
