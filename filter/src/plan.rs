@@ -324,7 +324,7 @@ impl Compiler {
                     keys.push(match key {
                         KeySource::Header(name) => {
                             let field = format!("sticky.keys[{i}].header");
-                            Key::Header(self.slot(&header_name(&field, name, true)?))
+                            Key::Header(self.slot(header_name(&field, name, true)?))
                         }
                         KeySource::Cookie(name) => {
                             let field = format!("sticky.keys[{i}].cookie");
@@ -342,7 +342,7 @@ impl Compiler {
 
         let region_header = match &config.region {
             None => None,
-            Some(spec) => Some(self.slot(&header_name("region.header", &spec.header, true)?)),
+            Some(spec) => Some(self.slot(header_name("region.header", &spec.header, true)?)),
         };
 
         let split = self.split(
@@ -376,7 +376,7 @@ impl Compiler {
         let cookie_header = self.header_names.iter().position(|name| name == "cookie");
         let cookie_header = match cookie_header {
             Some(slot) => Some(slot),
-            None if uses_cookies(sticky.as_ref(), &rules) => Some(self.slot("cookie")),
+            None if uses_cookies(sticky.as_ref(), &rules) => Some(self.slot("cookie".to_string())),
             None => None,
         };
         let mirror = match &config.mirror {
@@ -389,7 +389,7 @@ impl Compiler {
                     version_header: version_header.as_deref(),
                 };
                 Some(crate::mirror::compile(spec, &context, |name| {
-                    self.slot(name)
+                    self.slot(name.to_string())
                 })?)
             }
         };
@@ -404,7 +404,7 @@ impl Compiler {
         let features = Features::compile(config, &taken)?;
 
         let keys = sticky.as_ref().map_or(&[][..], |sticky| &sticky.keys);
-        let index = RuleIndex::new(&rules, &self.header_names, keys);
+        let index = RuleIndex::new(&rules, &self.header_names, &self.slots_by_name, keys);
         Ok(RoutingPlan {
             service: config.service.clone(),
             hosts,
@@ -440,7 +440,7 @@ impl Compiler {
         let at = |suffix: &'static str| Lazy(move || format!("rules[{number}]{suffix}"));
         let mut conditions = Vec::new();
         if let Some(header) = &spec.when.header {
-            let slot = self.slot(&header_name(at(".when.header.name"), &header.name, true)?);
+            let slot = self.slot(header_name(at(".when.header.name"), &header.name, true)?);
             conditions.push(Condition::Header(
                 slot,
                 value_test(at(".when.header"), header)?,
@@ -547,15 +547,20 @@ impl Compiler {
         Ok(Split::new(&ranges, default_outcome))
     }
 
-    fn slot(&mut self, lower_name: &str) -> HeaderSlot {
+    /// The slot of the header named `lower_name`, numbered when it is new (the name is kept,
+    /// not copied).
+    fn slot(&mut self, lower_name: String) -> HeaderSlot {
         let names = &self.header_names;
-        let found = self
-            .slots_by_name
-            .binary_search_by(|slot| names.get(*slot).map_or("", String::as_str).cmp(lower_name));
+        let found = self.slots_by_name.binary_search_by(|slot| {
+            names
+                .get(*slot)
+                .map_or("", String::as_str)
+                .cmp(lower_name.as_str())
+        });
         match found {
             Ok(at) => self.slots_by_name.get(at).copied().unwrap_or_default(),
             Err(at) => {
-                self.header_names.push(lower_name.to_string());
+                self.header_names.push(lower_name);
                 let slot = self.header_names.len() - 1;
                 self.slots_by_name.insert(at, slot);
                 slot

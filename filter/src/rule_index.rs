@@ -63,7 +63,21 @@ struct Gates {
 
 impl Gates {
     /// The gates of one header or cookie from its rules' tests, in rule order.
-    fn new(tests: Vec<(&ValueTest, usize)>) -> Self {
+    fn new<'a>(tests: impl Iterator<Item = (&'a ValueTest, usize)> + Clone) -> Self {
+        // One rule reads it, the common case: its lists made directly.
+        let mut first_two = tests.clone();
+        if let (Some((test, rule)), None) = (first_two.next(), first_two.next()) {
+            return match test {
+                ValueTest::Equals(value) => Gates {
+                    equals: vec![(value.clone(), vec![rule])],
+                    any_value: Vec::new(),
+                },
+                ValueTest::Prefix(_) | ValueTest::Present => Gates {
+                    equals: Vec::new(),
+                    any_value: vec![rule],
+                },
+            };
+        }
         let mut equals = Vec::new();
         let mut any_value = Vec::new();
         for (test, rule) in tests {
@@ -73,7 +87,7 @@ impl Gates {
             }
         }
         Gates {
-            equals: grouped(equals),
+            equals: grouped(&equals),
             any_value,
         }
     }
@@ -93,12 +107,18 @@ impl Gates {
 
 /// `(key, item)` pairs grouped by key, the keys sorted and each key's items in their order.
 /// The groups are kept in order of appearance and only their numbers sorted, by binary search
-/// and insertion: moving a few bytes per insertion keeps a thousand rules cheap to index, and
-/// the standard library's sorts would add more to the `.wasm` than this whole index.
-fn grouped<T>(items: Vec<(&[u8], T)>) -> Vec<(Vec<u8>, Vec<T>)> {
-    let mut groups: Vec<(&[u8], Vec<T>)> = Vec::new();
-    let mut sorted: Vec<usize> = Vec::new();
-    for (key, item) in items {
+/// and insertion: moving a few bytes per insertion keeps a thousand rules cheap to index (a
+/// merge sort of the pairs, tried, cost more fuel: its comparisons go through more calls), and
+/// the standard library's sorts would add more to the `.wasm` than this whole index. A group
+/// costs its key's copy and its list; nothing else is allocated per pair.
+fn grouped<T: Copy>(items: &[(&[u8], T)]) -> Vec<(Vec<u8>, Vec<T>)> {
+    // One pair, the common case of a header or cookie that one rule reads.
+    if let [(key, item)] = items {
+        return vec![(key.to_vec(), vec![*item])];
+    }
+    let mut groups: Vec<(&[u8], Vec<T>)> = Vec::with_capacity(items.len());
+    let mut sorted: Vec<usize> = Vec::with_capacity(items.len());
+    for &(key, item) in items {
         let found = sorted.binary_search_by(|group| {
             groups
                 .get(*group)
@@ -117,11 +137,12 @@ fn grouped<T>(items: Vec<(&[u8], T)>) -> Vec<(Vec<u8>, Vec<T>)> {
             }
         }
     }
-    let mut groups: Vec<Option<(&[u8], Vec<T>)>> = groups.into_iter().map(Some).collect();
     sorted
         .iter()
-        .filter_map(|group| groups.get_mut(*group)?.take())
-        .map(|(key, items)| (key.to_vec(), items))
+        .filter_map(|group| {
+            let (key, items) = groups.get_mut(*group)?;
+            Some((key.to_vec(), std::mem::take(items)))
+        })
         .collect()
 }
 
@@ -143,9 +164,26 @@ pub(crate) struct RuleIndex {
 
 impl RuleIndex {
     /// Indexes the rules that choose a version among `rules`; `header_names` are the plan's
-    /// names by slot, `keys` the sticky keys.
-    pub(crate) fn new(rules: &[Rule], header_names: &[String], keys: &[Key]) -> Self {
-        let mut headers = Vec::new();
+    /// names by slot, `slots_by_name` its slots in the order of their names, `keys` the sticky
+    /// keys.
+    pub(crate) fn new(
+        rules: &[Rule],
+        header_names: &[String],
+        slots_by_name: &[HeaderSlot],
+        keys: &[Key],
+    ) -> Self {
+        // The header rules go in the order of their header's name: a slot is one name, and the
+        // compiler sorted the names when it numbered them, so no name is compared here. Each
+        // rule is placed by its slot's place among the names (a binary search among numbers),
+        // after the rules already placed with that name.
+        let mut place = vec![0; header_names.len()];
+        for (at, slot) in slots_by_name.iter().enumerate() {
+            if let Some(place) = place.get_mut(*slot) {
+                *place = at;
+            }
+        }
+        let place_of = |slot: HeaderSlot| place.get(slot).copied().unwrap_or_default();
+        let mut headers: Vec<(HeaderSlot, (&ValueTest, usize))> = Vec::new();
         let mut cookies = Vec::new();
         let mut regions = Vec::new();
         let choosing = rules
@@ -155,8 +193,17 @@ impl RuleIndex {
         for (number, rule) in choosing {
             match gate(rule) {
                 Some(Condition::Header(slot, test)) => {
-                    let name = header_names.get(*slot).map_or("", String::as_str);
-                    headers.push((name.as_bytes(), (*slot, test, number)));
+                    let wanted = place_of(*slot);
+                    // At the end when the rules come in the names' order, or share a name.
+                    if headers
+                        .last()
+                        .is_none_or(|(last, _)| place_of(*last) <= wanted)
+                    {
+                        headers.push((*slot, (test, number)));
+                    } else {
+                        let at = headers.partition_point(|(have, _)| place_of(*have) <= wanted);
+                        headers.insert(at, (*slot, (test, number)));
+                    }
                 }
                 Some(Condition::Cookie(name, test)) => {
                     cookies.push((name.as_slice(), Some((test, number))));
@@ -169,12 +216,13 @@ impl RuleIndex {
                 None => {}
             }
         }
-        let headers = grouped(headers)
-            .into_iter()
-            .map(|(name, gates)| {
-                let slot = gates.first().map_or(0, |(slot, _, _)| *slot);
-                let tests = gates.into_iter().map(|(_, test, rule)| (test, rule));
-                (name, slot, Gates::new(tests.collect()))
+        let headers = headers
+            .chunk_by(|(one, _), (other, _)| one == other)
+            .filter_map(|run| {
+                let (slot, _) = run.first()?;
+                let name = header_names.get(*slot)?;
+                let tests = run.iter().map(|(_, test)| *test);
+                Some((name.as_bytes().to_vec(), *slot, Gates::new(tests)))
             })
             .collect();
         // The keys' cookies ride along the rules' pass, when there is one.
@@ -187,18 +235,18 @@ impl RuleIndex {
                 }
             }
         }
-        let (names, cookie_wants) = grouped(cookies)
+        let (names, cookie_wants) = grouped(&cookies)
             .into_iter()
             .map(|(name, wants)| {
                 let keys = key_bits
                     .iter()
                     .filter(|(key, _)| *key == name.as_slice())
                     .fold(0, |bits, (_, bit)| bits | bit);
-                let gates = Gates::new(wants.into_iter().flatten().collect());
+                let gates = Gates::new(wants.iter().flatten().copied());
                 (name, (gates, keys))
             })
             .unzip();
-        let mut regions = grouped(regions);
+        let mut regions = grouped(&regions);
         // A region listed twice in one rule files the rule once.
         for (_, rules) in &mut regions {
             rules.dedup();
