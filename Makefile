@@ -192,7 +192,8 @@ bench-host-calls: envoy wrk wasm
 # headers; tests/wasm-cost), then the rows wrk's request can play in Envoy (rules none
 # matching, versions), in µs over the floor, and the time from an ECDS push of the 1,000-rule
 # configuration to the first request it routes, beside the typical one's (the difference is
-# its configure time). COST_SCALING=0 skips the scaling rows in Envoy, COST_STEPS= the steps.
+# its configure time), each pushed in a YAML and in a JSON ECDS file, alternating.
+# COST_SCALING=0 skips the scaling rows in Envoy, COST_STEPS= the steps.
 COST_CONFIGS  := $(CURDIR)/filter/benches/configs
 COST_STEPS    := 1-cluster-header 3-version-header 4-response-header 5-response-classes 6-latency 7-rules 8-other-host
 SCALING_DIR   := $(CURDIR)/target/cost-configs
@@ -205,7 +206,7 @@ bench-cost: envoy wrk wasm
 	cargo run --quiet --release -p canary-wasm-cost --bin canary-wasm-cost | tee target/cost-table.md
 	cargo run --quiet --release -p canary-wasm-cost --bin canary-wasm-cost -- --configs $(SCALING_DIR)
 	BENCH_SETUPS=b,e,f,g,x BENCH_ROUNDS=$${BENCH_ROUNDS:-6} \
-	BENCH_ECDS_CONFIG=$(SCALING_DIR)/header-rules--a-name-each--1000--none-matching.json \
+	BENCH_ECDS_CONFIG=$(SCALING_DIR)/header-rules--a-name-each--1000--none-matching.json BENCH_ECDS_FORMATS=yaml,json \
 	BENCH_EXTRA="probe get_present=$(PROBE):$(CURDIR)/tests/probe/configs/get_present.txt;$(foreach c,$(COST_STEPS),cost $(c)=$(CURDIR)/$(WASM):$(COST_CONFIGS)/cost-$(c).json;)$(if $(filter 1,$(COST_SCALING)),$(foreach r,$(SCALING_ROWS),$(r)=$(CURDIR)/$(WASM):$(SCALING_DIR)/$(r).json;))" \
 	  cargo run --quiet --release -p canary-tools --bin canary-bench
 

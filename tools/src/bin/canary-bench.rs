@@ -270,8 +270,8 @@ fn run() -> Result<()> {
     }
     drop(fronts);
 
-    let variants = ecds_variants(&root)?;
-    let timed = ecds_propagation(dir.path(), &ports, &wasm, &floor, &variants)?;
+    let variants = ecds_variants(&root, &wasm)?;
+    let timed = ecds_propagation(dir.path(), &ports, &floor, &variants)?;
     for (variant, times) in variants.iter().zip(&timed) {
         let mut millis: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         let max = millis.iter().copied().fold(0.0, f64::max);
@@ -581,13 +581,21 @@ struct EcdsVariant {
     config: String,
     /// The ECDS file's name, which says its format.
     ecds_name: &'static str,
+    /// The module the ECDS resource loads.
+    wasm: std::path::PathBuf,
 }
 
 /// The pushes to time: the typical configuration, and `BENCH_ECDS_CONFIG`'s (files separated
 /// by commas; a thousand rules, say: the difference from the typical configuration's is its
-/// configure time), each in every
-/// format of `BENCH_ECDS_FORMATS` (`yaml`, the shipped file, by default; `yaml,json` both).
-fn ecds_variants(root: &Path) -> Result<Vec<EcdsVariant>> {
+/// configure time), each in every format of `BENCH_ECDS_FORMATS` (`yaml`, the shipped file, by
+/// default; `yaml,json` both), loading `wasm`, and again loading `BENCH_ECDS_OTHER_WASM` when it
+/// names another build of the filter (the module before a change, say).
+fn ecds_variants(root: &Path, wasm: &Path) -> Result<Vec<EcdsVariant>> {
+    let mut modules = vec![(String::new(), wasm.to_path_buf())];
+    if let Some(other) = std::env::var_os("BENCH_ECDS_OTHER_WASM") {
+        let other = std::path::PathBuf::from(other);
+        modules.push((format!(", module {}", other.display()), other));
+    }
     let formats = std::env::var("BENCH_ECDS_FORMATS").unwrap_or_else(|_| "yaml".to_string());
     let mut names = Vec::new();
     for format in formats.split(',').map(str::trim) {
@@ -611,16 +619,19 @@ fn ecds_variants(root: &Path) -> Result<Vec<EcdsVariant>> {
         }
     }
     let mut variants = Vec::new();
-    for (label, config) in &configs {
-        for (format, ecds_name) in &names {
-            variants.push(EcdsVariant {
-                label: format!(
-                    "{label} ({format} file, {} bytes of configuration)",
-                    config.len()
-                ),
-                config: config.clone(),
-                ecds_name,
-            });
+    for (module_label, module) in &modules {
+        for (label, config) in &configs {
+            for (format, ecds_name) in &names {
+                variants.push(EcdsVariant {
+                    label: format!(
+                        "{label} ({format} file, {} bytes of configuration{module_label})",
+                        config.len()
+                    ),
+                    config: config.clone(),
+                    ecds_name,
+                    wasm: module.clone(),
+                });
+            }
         }
     }
     Ok(variants)
@@ -629,6 +640,7 @@ fn ecds_variants(root: &Path) -> Result<Vec<EcdsVariant>> {
 /// A front the ECDS measure pushes to, and which way its split is now.
 struct EcdsFront {
     ecds_name: &'static str,
+    wasm: std::path::PathBuf,
     dir: std::path::PathBuf,
     front: EnvoyProcess,
     url: String,
@@ -637,14 +649,13 @@ struct EcdsFront {
 
 /// Time from an ECDS file renamed into place to the first request routed by it: a key whose
 /// bucket flips between weight 10 and weight 0, polled as fast as one client can. One front
-/// per file format; `BENCH_ECDS_PUSHES` (20) pushes of each variant, the variants alternating
+/// per file format and module; `BENCH_ECDS_PUSHES` (20) pushes of each variant, the variants alternating
 /// (in a rotating order). `BENCH_ECDS_LOG=dir` runs the fronts with debug lines of the
 /// components an update goes through, in microseconds, and leaves their logs and each push's
 /// wall-clock time in `dir`.
 fn ecds_propagation(
     dir: &Path,
     ports: &[u16],
-    wasm: &Path,
     floor: &Path,
     variants: &[EcdsVariant],
 ) -> Result<Vec<Vec<Duration>>> {
@@ -664,7 +675,10 @@ fn ecds_propagation(
     };
     let mut fronts: Vec<EcdsFront> = Vec::new();
     for variant in variants {
-        if fronts.iter().any(|f| f.ecds_name == variant.ecds_name) {
+        if fronts
+            .iter()
+            .any(|f| f.ecds_name == variant.ecds_name && f.wasm == variant.wasm)
+        {
             continue;
         }
         let front_dir = dir.join(format!("ecds-front-{}", fronts.len()));
@@ -673,7 +687,7 @@ fn ecds_propagation(
             Setup::Filter,
             &front_dir,
             ports,
-            wasm,
+            &variant.wasm,
             floor,
             variant.ecds_name,
             &extra_args,
@@ -681,6 +695,7 @@ fn ecds_propagation(
         let url = format!("http://127.0.0.1:{}/", front.listener_port("ingress")?);
         fronts.push(EcdsFront {
             ecds_name: variant.ecds_name,
+            wasm: variant.wasm.clone(),
             dir: front_dir,
             front,
             url,
@@ -702,7 +717,7 @@ fn ecds_propagation(
             let variant = variants.get(at).ok_or("no variant")?;
             let front = fronts
                 .iter_mut()
-                .find(|f| f.ecds_name == variant.ecds_name)
+                .find(|f| f.ecds_name == variant.ecds_name && f.wasm == variant.wasm)
                 .ok_or("no front")?;
             // Always the other way from where the front is, so that only the new file routes
             // the key as wanted.
@@ -717,10 +732,11 @@ fn ecds_propagation(
             let ecds_dir = front.dir.join("ecds");
             let target = ecds_dir.join(variant.ecds_name);
             let staging = ecds_dir.join(format!(".staging.{}", variant.ecds_name));
-            fs::write(
-                &staging,
-                in_format_of(&target, &render_ecds(&template, &config, wasm)?)?,
-            )?;
+            let text = in_format_of(&target, &render_ecds(&template, &config, &variant.wasm)?)?;
+            if i == 0 {
+                println!("ECDS file of {}: {} bytes", variant.label, text.len());
+            }
+            fs::write(&staging, text)?;
             let renamed = std::time::SystemTime::now();
             let started = Instant::now();
             fs::rename(&staging, &target)?;
