@@ -181,6 +181,46 @@ fn a_json_ecds_file_stays_json_and_envoy_accepts_each_write() {
     assert_routed_by(&mesh, 10.0);
 }
 
+/// A big configuration (300 rules, about 28 KB) in a YAML ECDS file: canaryctl writes it on one
+/// line, which Envoy's YAML reader accepts, and routing follows each write.
+#[test]
+fn a_big_configuration_in_a_yaml_file_is_written_on_one_line_and_envoy_accepts_it() {
+    let mut config: serde_json::Value = serde_json::from_str(CONFIG).unwrap();
+    config["rules"] = (0..300)
+        .map(|i| {
+            serde_json::json!({
+                "name": format!("rule-{i}"),
+                "when": {"header": {"name": format!("x-flag-{i}"), "equals": "on"}},
+                "version": "canary",
+            })
+        })
+        .collect();
+    let mesh = preamble::mesh(&config.to_string());
+    let ecds = mesh.ecds_file().to_path_buf();
+    assert_routed_by(&mesh, 10.0);
+
+    let out = succeeded(&run(command(
+        &mesh,
+        &ecds,
+        &["set", "--weight", "canary=40"],
+    )));
+    assert!(out.contains("accepted"), "{out}");
+    let doc: serde_json::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(&ecds).unwrap()).expect("YAML");
+    let value = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+        .as_str()
+        .unwrap();
+    assert!(!value.contains('\n'), "not one line");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(value).unwrap()["rules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        300
+    );
+    assert_routed_by(&mesh, 40.0);
+}
+
 /// Defect 3 with Envoy: the ECDS path is a symlink into another directory (as a Kubernetes
 /// ConfigMap mount has it). `set` writes the target, keeps the link (same text) and re-points
 /// it in the watched directory, so Envoy picks the change up and routes by it.

@@ -862,10 +862,15 @@ pub fn render(doc: &serde_json::Value, config: &CanaryConfig, format: Format) ->
     // indenting it makes nothing easier to read and gives Envoy nearly twice the bytes to parse
     // at every push (1,000 rules: a 208 KB file against 114 KB, and about half as much time
     // again from the rename to the first request routed; BENCHMARKS.md, round 3). In YAML it
-    // stays an indented block, which a person reads and edits.
+    // stays an indented block, which a person reads and edits, until it is big: Envoy reads
+    // YAML at about 90 ns a byte, and the block's indentation nearly triples the bytes (1,000
+    // rules: 278 KB and 21.5 ms a push, against 94 KB and 12 ms on one line).
+    let compact = serde_json::to_string(config)?;
     let json = match format {
-        Format::Json => serde_json::to_string(config)?,
-        Format::Yaml => serde_json::to_string_pretty(config)? + "\n",
+        Format::Yaml if compact.len() <= ONE_LINE_FROM_BYTES => {
+            serde_json::to_string_pretty(config)? + "\n"
+        }
+        _ => compact,
     };
     doc["resources"][0]["typed_config"]["config"]["configuration"]["value"] =
         serde_json::Value::String(json);
@@ -880,9 +885,102 @@ pub fn render(doc: &serde_json::Value, config: &CanaryConfig, format: Format) ->
     })
 }
 
+/// From this size (of the configuration as compact JSON, about 150 header rules) canaryctl
+/// writes a configuration on one line in a YAML file too.
+pub const ONE_LINE_FROM_BYTES: usize = 16 * 1024;
+
+/// What to know before pushing `config` into the ECDS file at `path` again and again (a
+/// rollout): a big configuration in a YAML file costs Envoy several milliseconds a push to
+/// read, where a `.json` file takes about a third of the time (BENCHMARKS.md, round 3).
+pub fn write_warning(path: &Path, config: &CanaryConfig) -> Result<Option<String>> {
+    if Format::of(path)? != Format::Yaml {
+        return Ok(None);
+    }
+    let bytes = serde_json::to_string(config)?.len();
+    Ok((bytes > ONE_LINE_FROM_BYTES).then(|| {
+        format!(
+            "{}: the configuration is {} KB, which Envoy reads as YAML at about 90 ns a byte \
+             (about {:.0} ms of every push); an ECDS file named .json takes a third of that \
+             (docs/guide/envoy.md, \"A big configuration\")",
+            path.display(),
+            bytes / 1000,
+            bytes as f64 * 90e-6
+        )
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shipped ECDS file's document, and its configuration with `rules` header rules more.
+    fn shipped_with_rules(rules: usize) -> (serde_json::Value, CanaryConfig) {
+        let doc: serde_json::Value =
+            serde_yaml_ng::from_str(include_str!("../../../envoy/ecds/canary-filter.yaml"))
+                .unwrap();
+        let value = doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap();
+        let mut config: serde_json::Value = serde_json::from_str(value).unwrap();
+        for i in 0..rules {
+            config["rules"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "name": format!("rule-{i}"),
+                    "when": {"header": {"name": format!("x-flag-{i}"), "equals": "on"}},
+                    "version": "canary",
+                }));
+        }
+        let config = CanaryConfig::from_json(config.to_string().as_bytes()).unwrap();
+        (doc, config)
+    }
+
+    /// The configuration as a YAML file written by `render` holds it.
+    fn written_value(yaml: &str) -> String {
+        let doc: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        doc["resources"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// In YAML a configuration is an indented block while it is small and one line from
+    /// [`ONE_LINE_FROM_BYTES`]; either way the file holds the same configuration.
+    #[test]
+    fn a_big_configuration_is_one_line_in_yaml() {
+        let (doc, small) = shipped_with_rules(0);
+        let value = written_value(&render(&doc, &small, Format::Yaml).unwrap());
+        assert!(value.contains("\n  \"versions\": ["), "{value}");
+        assert_eq!(CanaryConfig::from_json(value.as_bytes()).unwrap(), small);
+
+        let (doc, big) = shipped_with_rules(300);
+        let compact = serde_json::to_string(&big).unwrap().len();
+        assert!(compact > ONE_LINE_FROM_BYTES, "{compact}");
+        let yaml = render(&doc, &big, Format::Yaml).unwrap();
+        let value = written_value(&yaml);
+        assert!(!value.contains('\n'), "not one line");
+        assert_eq!(CanaryConfig::from_json(value.as_bytes()).unwrap(), big);
+        // Not much more than the configuration itself.
+        assert!(yaml.len() < compact + 2_000, "{} for {compact}", yaml.len());
+    }
+
+    /// A rollout on a YAML file with a big configuration says what each push costs Envoy;
+    /// not on a small one, nor on a JSON file.
+    #[test]
+    fn a_big_configuration_in_a_yaml_file_is_worth_a_warning() {
+        let (_, small) = shipped_with_rules(0);
+        let (_, big) = shipped_with_rules(300);
+        let yaml = Path::new("envoy/ecds/canary-filter.yaml");
+        assert_eq!(write_warning(yaml, &small).unwrap(), None);
+        assert_eq!(
+            write_warning(Path::new("canary-filter.json"), &big).unwrap(),
+            None
+        );
+        let warning = write_warning(yaml, &big).unwrap().unwrap();
+        assert!(warning.starts_with("envoy/ecds/canary-filter.yaml: the configuration is "));
+        assert!(warning.contains("named .json"), "{warning}");
+    }
 
     #[test]
     fn the_ecds_path_given_wins() {

@@ -125,12 +125,16 @@ impl Target {
     /// The configuration as it is now, compiled ([`Target::read`], in the same one read), and
     /// what the user should know before writing the target again and again (a rollout): for a
     /// WasmPlugin whose sidecars fetch the module again on every write, why
-    /// ([`crate::mesh::module_pull::refetches_on_write`]).
+    /// ([`crate::mesh::module_pull::refetches_on_write`]); for a big configuration in a YAML
+    /// ECDS file, what Envoy's reading of it costs ([`crate::mesh::ecds::write_warning`]).
     pub fn read_with_write_warnings(&self) -> Result<(CanaryConfig, RoutingPlan, Vec<String>)> {
         match self {
-            Target::EcdsFile(_) => {
+            Target::EcdsFile(pusher) => {
                 let (config, plan) = self.read()?;
-                Ok((config, plan, Vec::new()))
+                let warnings = crate::mesh::ecds::write_warning(pusher.file.path(), &config)?
+                    .into_iter()
+                    .collect();
+                Ok((config, plan, warnings))
             }
             Target::WasmPlugin { plugin, .. } => {
                 let contents = plugin.read()?;
