@@ -134,7 +134,7 @@ pub(crate) struct Quoted<'a>(pub(crate) &'a str);
 impl std::fmt::Display for Quoted<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
         let mut quoted = Vec::with_capacity(self.0.len() + 2);
-        crate::canonical::string(&mut quoted, self.0);
+        crate::json_write::string(&mut quoted, self.0);
         formatter.write_str(&String::from_utf8_lossy(&quoted))
     }
 }

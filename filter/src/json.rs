@@ -290,7 +290,7 @@ impl<'t> Reader<'t> {
                 Some(Ok(Number::Negative(n))) => format!("integer `{n}`"),
                 Some(Ok(Number::Float(n))) => {
                     let mut shown = Vec::new();
-                    crate::canonical::number(&mut shown, n);
+                    crate::json_write::number(&mut shown, n);
                     format!("floating point `{}`", String::from_utf8_lossy(&shown))
                 }
                 Some(Err(refused)) => return refused,

@@ -26,6 +26,7 @@ pub mod features;
 pub mod header_pairs;
 pub mod hosts;
 mod json;
+mod json_write;
 pub mod metrics;
 pub mod mirror;
 pub mod plan;
