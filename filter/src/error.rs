@@ -135,6 +135,7 @@ impl std::fmt::Display for Quoted<'_> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
         let mut quoted = Vec::with_capacity(self.0.len() + 2);
         crate::json_write::string(&mut quoted, self.0);
-        formatter.write_str(&String::from_utf8_lossy(&quoted))
+        // The escaping keeps the text UTF-8.
+        formatter.write_str(std::str::from_utf8(&quoted).unwrap_or_default())
     }
 }

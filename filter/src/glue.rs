@@ -285,9 +285,9 @@ impl RootContext for CanaryRoot {
             plan.versions()
                 .get(plan.default_version())
                 .map_or("", |v| v.name.as_str()),
-            proxy_region
-                .as_deref()
-                .map_or("(none)".into(), String::from_utf8_lossy),
+            proxy_region.as_deref().map_or("(none)", |region| {
+                std::str::from_utf8(region).unwrap_or("(not UTF-8)")
+            }),
         );
         // Replacing the previous configuration drops it, and its `Drop` hands over its sums
         // (at once, or when the last request still holding it ends).

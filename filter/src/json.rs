@@ -291,7 +291,8 @@ impl<'t> Reader<'t> {
                 Some(Ok(Number::Float(n))) => {
                     let mut shown = Vec::new();
                     crate::json_write::number(&mut shown, n);
-                    format!("floating point `{}`", String::from_utf8_lossy(&shown))
+                    let shown = std::str::from_utf8(&shown).unwrap_or_default();
+                    format!("floating point `{shown}`")
                 }
                 Some(Err(refused)) => return refused,
                 None => return self.error(&"expected value"),
@@ -556,9 +557,18 @@ impl<'t> Reader<'t> {
                     again.at = start.saturating_sub(1);
                     match again.string_literal() {
                         Ok(key) => path.push_str(&key),
-                        Err(_) => path.push_str(&String::from_utf8_lossy(
-                            self.text.get(*start..*end).unwrap_or_default(),
-                        )),
+                        // Cut short by the error: as far as it is text.
+                        Err(Refused) => {
+                            let raw = self.text.get(*start..*end).unwrap_or_default();
+                            let text = match std::str::from_utf8(raw) {
+                                Ok(text) => text,
+                                Err(err) => std::str::from_utf8(
+                                    raw.get(..err.valid_up_to()).unwrap_or_default(),
+                                )
+                                .unwrap_or_default(),
+                            };
+                            path.push_str(text);
+                        }
                     }
                 }
                 Step::Index(index) => {

@@ -29,6 +29,7 @@ mod json;
 mod json_write;
 pub mod metrics;
 pub mod mirror;
+mod order;
 pub mod plan;
 mod rule_index;
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::bucket::{BasisPoints, Split, BUCKETS};
+use crate::bucket::{murmur3_x86_32, BasisPoints, Split, BUCKETS};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
 use crate::features::Features;
 use crate::hosts::HostScope;
@@ -248,27 +248,26 @@ enum Label<'a> {
 struct Compiler {
     header_names: Vec<String>,
     outcomes: Vec<MetricSeries>,
-    /// `header_names`' slots sorted by name, and the top level's `outcomes` (their indices)
-    /// sorted by version and label: looked up by binary search, so that compiling a thousand
-    /// rules does not compare each rule's header with every one before it. (A rule's outcomes
-    /// need no search: [`Compiler::rule_outcome`].)
-    slots_by_name: Vec<HeaderSlot>,
+    /// `header_names`' slots by a hash of the name (open addressing, a slot + 1 per cell, 0
+    /// for none, at most half full), so that compiling many rules compares no rule's header
+    /// name with the ones before it, nor moves a sorted list at every new name.
+    slot_cells: Vec<u32>,
+    /// The top level's `outcomes` (their indices) sorted by version and label, looked up by
+    /// binary search. (A rule's outcomes need no search: [`Compiler::rule_outcome`].)
     outcomes_by_key: Vec<usize>,
 }
 
-/// The position of the first name that repeats an earlier one, each name looked up among the
-/// earlier ones by binary search rather than compared with every one (a thousand rules would
-/// make that half a million comparisons in every `on_configure`).
+/// The position of the first name that repeats an earlier one. In the names' order (equal
+/// names together, each run in the order given) a repeat is any but the first of a run.
 fn first_repeat<'a>(names: impl Iterator<Item = &'a str>) -> Option<usize> {
-    let names: Vec<&str> = names.collect();
-    let mut sorted: Vec<usize> = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        match sorted.binary_search_by(|earlier| names.get(*earlier).unwrap_or(&"").cmp(name)) {
-            Ok(_) => return Some(i),
-            Err(at) => sorted.insert(at, i),
-        }
-    }
-    None
+    let names: Vec<&[u8]> = names.map(str::as_bytes).collect();
+    crate::order::by_bytes(&names)
+        .windows(2)
+        .filter_map(|pair| match *pair {
+            [earlier, later] if names.get(earlier) == names.get(later) => Some(later),
+            _ => None,
+        })
+        .min()
 }
 
 impl Compiler {
@@ -414,7 +413,7 @@ impl Compiler {
         let features = Features::compile(config, &taken)?;
 
         let keys = sticky.as_ref().map_or(&[][..], |sticky| &sticky.keys);
-        let index = RuleIndex::new(&rules, &self.header_names, &self.slots_by_name, keys);
+        let index = RuleIndex::new(&rules, &self.header_names, keys);
         Ok(RoutingPlan {
             service: config.service.clone(),
             hosts,
@@ -560,20 +559,44 @@ impl Compiler {
     /// The slot of the header named `lower_name`, numbered when it is new (the name is kept,
     /// not copied).
     fn slot(&mut self, lower_name: String) -> HeaderSlot {
-        let names = &self.header_names;
-        let found = self.slots_by_name.binary_search_by(|slot| {
-            names
-                .get(*slot)
-                .map_or("", String::as_str)
-                .cmp(lower_name.as_str())
-        });
-        match found {
-            Ok(at) => self.slots_by_name.get(at).copied().unwrap_or_default(),
-            Err(at) => {
-                self.header_names.push(lower_name);
-                let slot = self.header_names.len() - 1;
-                self.slots_by_name.insert(at, slot);
-                slot
+        if self.slot_cells.len() < 2 * (self.header_names.len() + 1) {
+            self.grow_slot_cells();
+        }
+        let mask = self.slot_cells.len() - 1;
+        let mut at = murmur3_x86_32(lower_name.as_bytes(), 0) as usize & mask;
+        loop {
+            match self.slot_cells.get(at).copied() {
+                Some(cell) if cell != 0 => {
+                    let slot = cell as usize - 1;
+                    if self.header_names.get(slot) == Some(&lower_name) {
+                        return slot;
+                    }
+                    at = (at + 1) & mask;
+                }
+                empty => {
+                    self.header_names.push(lower_name);
+                    let slot = self.header_names.len() - 1;
+                    if let (Some(_), Some(cell)) = (empty, self.slot_cells.get_mut(at)) {
+                        *cell = u32::try_from(slot + 1).unwrap_or(0);
+                    }
+                    return slot;
+                }
+            }
+        }
+    }
+
+    /// Twice the cells (at least 16, a power of two), every name filed again.
+    fn grow_slot_cells(&mut self) {
+        let size = (2 * self.slot_cells.len()).max(16);
+        self.slot_cells = vec![0; size];
+        for (slot, name) in self.header_names.iter().enumerate() {
+            let mut at = murmur3_x86_32(name.as_bytes(), 0) as usize & (size - 1);
+            while let Some(cell) = self.slot_cells.get_mut(at) {
+                if *cell == 0 {
+                    *cell = u32::try_from(slot + 1).unwrap_or(0);
+                    break;
+                }
+                at = (at + 1) & (size - 1);
             }
         }
     }

@@ -105,45 +105,26 @@ impl Gates {
     }
 }
 
-/// `(key, item)` pairs grouped by key, the keys sorted and each key's items in their order.
-/// The groups are kept in order of appearance and only their numbers sorted, by binary search
-/// and insertion: moving a few bytes per insertion keeps a thousand rules cheap to index (a
-/// merge sort of the pairs, tried, cost more fuel: its comparisons go through more calls), and
-/// the standard library's sorts would add more to the `.wasm` than this whole index. A group
-/// costs its key's copy and its list; nothing else is allocated per pair.
+/// `(key, item)` pairs grouped by key, the keys sorted and each key's items in their order
+/// ([`crate::order`]). A group costs its key's copy and its list; nothing else is allocated
+/// per pair.
 fn grouped<T: Copy>(items: &[(&[u8], T)]) -> Vec<(Vec<u8>, Vec<T>)> {
     // One pair, the common case of a header or cookie that one rule reads.
     if let [(key, item)] = items {
         return vec![(key.to_vec(), vec![*item])];
     }
-    let mut groups: Vec<(&[u8], Vec<T>)> = Vec::with_capacity(items.len());
-    let mut sorted: Vec<usize> = Vec::with_capacity(items.len());
-    for &(key, item) in items {
-        let found = sorted.binary_search_by(|group| {
-            groups
-                .get(*group)
-                .map_or(&[][..], |(have, _)| *have)
-                .cmp(key)
-        });
-        match found {
-            Ok(at) => {
-                if let Some((_, group)) = sorted.get(at).and_then(|group| groups.get_mut(*group)) {
-                    group.push(item);
-                }
-            }
-            Err(at) => {
-                groups.push((key, vec![item]));
-                sorted.insert(at, groups.len() - 1);
-            }
+    let keys: Vec<&[u8]> = items.iter().map(|(key, _)| *key).collect();
+    let mut groups: Vec<(Vec<u8>, Vec<T>)> = Vec::new();
+    for position in crate::order::by_bytes(&keys) {
+        let Some(&(key, item)) = items.get(position) else {
+            continue;
+        };
+        match groups.last_mut() {
+            Some((last, list)) if last.as_slice() == key => list.push(item),
+            _ => groups.push((key.to_vec(), vec![item])),
         }
     }
-    sorted
-        .iter()
-        .filter_map(|group| {
-            let (key, items) = groups.get_mut(*group)?;
-            Some((key.to_vec(), std::mem::take(items)))
-        })
-        .collect()
+    groups
 }
 
 /// The index of a plan's rules.
@@ -164,26 +145,19 @@ pub(crate) struct RuleIndex {
 
 impl RuleIndex {
     /// Indexes the rules that choose a version among `rules`; `header_names` are the plan's
-    /// names by slot, `slots_by_name` its slots in the order of their names, `keys` the sticky
-    /// keys.
-    pub(crate) fn new(
-        rules: &[Rule],
-        header_names: &[String],
-        slots_by_name: &[HeaderSlot],
-        keys: &[Key],
-    ) -> Self {
-        // The header rules go in the order of their header's name: a slot is one name, and the
-        // compiler sorted the names when it numbered them, so no name is compared here. Each
-        // rule is placed by its slot's place among the names (a binary search among numbers),
-        // after the rules already placed with that name.
+    /// names by slot, `keys` the sticky keys.
+    pub(crate) fn new(rules: &[Rule], header_names: &[String], keys: &[Key]) -> Self {
+        // The header rules go in the order of their header's name, each name's in rule order:
+        // the names are put in order once, then each rule counted into its name's place.
+        let names: Vec<&[u8]> = header_names.iter().map(String::as_bytes).collect();
         let mut place = vec![0; header_names.len()];
-        for (at, slot) in slots_by_name.iter().enumerate() {
-            if let Some(place) = place.get_mut(*slot) {
+        for (at, slot) in crate::order::by_bytes(&names).into_iter().enumerate() {
+            if let Some(place) = place.get_mut(slot) {
                 *place = at;
             }
         }
         let place_of = |slot: HeaderSlot| place.get(slot).copied().unwrap_or_default();
-        let mut headers: Vec<(HeaderSlot, (&ValueTest, usize))> = Vec::new();
+        let mut header_rules: Vec<(HeaderSlot, (&ValueTest, usize))> = Vec::new();
         let mut cookies = Vec::new();
         let mut regions = Vec::new();
         let choosing = rules
@@ -192,19 +166,7 @@ impl RuleIndex {
             .filter(|(_, rule)| !matches!(rule.action, Action::Features));
         for (number, rule) in choosing {
             match gate(rule) {
-                Some(Condition::Header(slot, test)) => {
-                    let wanted = place_of(*slot);
-                    // At the end when the rules come in the names' order, or share a name.
-                    if headers
-                        .last()
-                        .is_none_or(|(last, _)| place_of(*last) <= wanted)
-                    {
-                        headers.push((*slot, (test, number)));
-                    } else {
-                        let at = headers.partition_point(|(have, _)| place_of(*have) <= wanted);
-                        headers.insert(at, (*slot, (test, number)));
-                    }
-                }
+                Some(Condition::Header(slot, test)) => header_rules.push((*slot, (test, number))),
                 Some(Condition::Cookie(name, test)) => {
                     cookies.push((name.as_slice(), Some((test, number))));
                 }
@@ -216,6 +178,29 @@ impl RuleIndex {
                 None => {}
             }
         }
+        // Where each name's rules start, then each rule at its name's next free place.
+        let mut starts = vec![0; header_names.len()];
+        for (slot, _) in &header_rules {
+            if let Some(count) = starts.get_mut(place_of(*slot)) {
+                *count += 1;
+            }
+        }
+        let mut next = 0;
+        for start in &mut starts {
+            let count = *start;
+            *start = next;
+            next += count;
+        }
+        let mut headers = vec![None; header_rules.len()];
+        for rule in header_rules {
+            if let Some(start) = starts.get_mut(place_of(rule.0)) {
+                if let Some(cell) = headers.get_mut(*start) {
+                    *cell = Some(rule);
+                }
+                *start += 1;
+            }
+        }
+        let headers: Vec<_> = headers.into_iter().flatten().collect();
         let headers = headers
             .chunk_by(|(one, _), (other, _)| one == other)
             .filter_map(|run| {

@@ -1269,3 +1269,81 @@ fn sticky_key_sources_name_the_exact_field() {
         serde_json::json!([{"header": "x-user-id"}, {"cookie": "uid"}])
     );
 }
+
+/// Many rules, their header names and values given in no order, some names and values shared
+/// (the compiler numbers the names and the index orders them): each request still goes to the
+/// first rule, in the configuration's order, whose condition it meets. The expected rule is
+/// found by the test from its own list, not by the plan.
+#[test]
+fn with_many_rules_the_first_that_holds_decides() {
+    // Rule i reads header `x-h-{(i * 37) % 150}` (150 names, each in several rules, first
+    // seen out of order) and wants `v{i % 7}` (values shared among a name's rules).
+    let header_of = |i: usize| format!("x-h-{}", (i * 37) % 150);
+    let value_of = |i: usize| format!("v{}", i % 7);
+    let rules: Vec<String> = (0..400)
+        .map(|i| {
+            format!(
+                r#"{{"name": "r{i}", "when": {{"header": {{"name": "{}", "equals": "{}"}}}}, "version": "{}"}}"#,
+                header_of(i),
+                value_of(i),
+                if i % 2 == 0 { "canary" } else { "stable" }
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"versions": [{{"name": "stable", "cluster": "a"}}, {{"name": "canary", "cluster": "b"}}],
+            "default": "stable", "rules": [{}]}}"#,
+        rules.join(",")
+    );
+    let plan = plan(&json);
+    // Each name once, numbered in the order first seen.
+    let mut first_seen: Vec<String> = Vec::new();
+    for i in 0..400 {
+        if !first_seen.contains(&header_of(i)) {
+            first_seen.push(header_of(i));
+        }
+    }
+    assert_eq!(plan.header_names(), first_seen.as_slice());
+    for (name, value) in [
+        ("x-h-0", "v0"),
+        ("x-h-37", "v1"),
+        ("x-h-149", "v3"),
+        ("x-h-74", "v6"),
+    ] {
+        let want = (0..400).find(|&i| header_of(i) == name && value_of(i) == value);
+        let got = decide(&plan, &RequestDescription::default().header(name, value));
+        match want {
+            Some(rule) => assert_eq!(got.reason, Reason::Pinned { rule }, "{name}: {value}"),
+            None => assert!(
+                matches!(got.reason, Reason::Split { .. }),
+                "{name}: {value}: {got:?}"
+            ),
+        }
+    }
+}
+
+/// A rule name given twice is refused at the first repeat in the document, however far from
+/// the name it repeats and whatever other names repeat later.
+#[test]
+fn the_first_repeated_rule_name_is_named() {
+    let rule = |name: &str| {
+        format!(r#"{{"name": "{name}", "when": {{"region": ["eu"]}}, "version": "canary"}}"#)
+    };
+    let mut names: Vec<String> = (0..300).map(|i| format!("rule-{}", 299 - i)).collect();
+    names[250] = "rule-299".to_string(); // repeats rule 0's name
+    names[260] = "rule-3".to_string(); // a later repeat
+    names[120] = "rule-100".to_string(); // rule 199's name, before it: rule 199 is the repeat
+    let json = format!(
+        r#"{{"versions": [{{"name": "stable", "cluster": "a"}}, {{"name": "canary", "cluster": "b"}}],
+            "default": "stable", "rules": [{}]}}"#,
+        names
+            .iter()
+            .map(|name| rule(name))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let err = RoutingPlan::from_json(json.as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, r#"rules[199].name: "rule-100" is used twice"#);
+}
