@@ -3,30 +3,16 @@
 //! glue), in `canaryctl explain` and in the tests.
 
 use crate::bucket::{bucket_of, Split, BUCKETS};
+use crate::compiled::{Action, Key};
 use crate::config::WhenMissing;
-use crate::cookie::find_cookie;
-use crate::plan::{Action, Condition, HeaderSlot, Key, RoutingPlan, ValueTest};
-use crate::rule_index::KeyCookies;
+use crate::features::FeatureReason;
+use crate::mirror::MirrorAction;
+use crate::plan::RoutingPlan;
+use crate::rule_index::{KeyCookies, Search};
 
-/// What the decision needs from a request.
-pub trait RequestView {
-    /// The value of the request header numbered `slot` in [`RoutingPlan::header_names`],
-    /// or `None` when the request lacks it. Called at most a few times per slot.
-    fn header(&mut self, slot: HeaderSlot) -> Option<&[u8]>;
-    /// The proxy's own region (`node.locality.region`), if it has one.
-    fn proxy_region(&self) -> Option<&[u8]>;
-    /// A uniformly random number, for requests without a sticky key.
-    fn random(&mut self) -> u32;
-    /// Calls `visit` with the (lower-case) name and the value of each request header, in
-    /// order, and returns `true`; or returns `false` without calling it, and the decision asks
-    /// for each header it may need with [`RequestView::header`] instead. Listing the headers
-    /// lets a plan with many header rules look each header up among its rules once, rather
-    /// than each of its rules' headers up in the request.
-    fn for_each_header(&mut self, visit: &mut dyn FnMut(&[u8], &[u8])) -> bool {
-        let _ = visit;
-        false
-    }
-}
+// `RequestView` and `HeaderSlot` are a leaf of their own (request.rs), which the plan's parts
+// read requests through; here is where callers have always found them.
+pub use crate::request::{HeaderSlot, RequestView};
 
 /// The version a request goes to, and why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +48,12 @@ impl RoutingPlan {
         // The first rule in order that holds, found through the rules' index (rule_index.rs):
         // only the rules the request could match are looked at. Features-only rules are not
         // in the index (they pin features, never a version: `decide_features`).
-        let (first, key_cookies) = self.first_rule(request);
+        let search = Search {
+            index: &self.index,
+            rules: &self.rules,
+            reader: &self.reader,
+        };
+        let (first, key_cookies) = search.first_rule(request);
         let first = first.and_then(|index| Some((index, self.rules.get(index)?)));
         match first.map(|(index, rule)| (index, &rule.action)) {
             Some((index, Action::Pin(version, outcome))) => Decision {
@@ -97,9 +88,9 @@ impl RoutingPlan {
                 (Key::Header(slot), _) => request.header(*slot),
                 (Key::Cookie(_), Some(found)) => {
                     let (start, end) = found?;
-                    request.header(self.cookie_header?)?.get(start..end)
+                    request.header(self.reader.cookie_header?)?.get(start..end)
                 }
-                (Key::Cookie(name), None) => self.cookie(request, name),
+                (Key::Cookie(name), None) => self.reader.cookie(request, name),
             }?;
             if value.is_empty() {
                 None
@@ -140,45 +131,51 @@ impl RoutingPlan {
         }
     }
 
-    pub(crate) fn holds<R: RequestView>(&self, condition: &Condition, request: &mut R) -> bool {
-        match condition {
-            Condition::Header(slot, test) => test.accepts(request.header(*slot)),
-            Condition::Cookie(name, test) => test.accepts(self.cookie(request, name)),
-            Condition::Region(regions) => match self.region(request) {
-                Some(region) => regions.iter().any(|wanted| wanted.as_slice() == region),
-                None => false,
-            },
-        }
+    /// The request's sticky key: the index of its source in `sticky.keys` and its value.
+    pub fn sticky_key<'r, R: RequestView>(&self, request: &'r mut R) -> Option<(usize, &'r [u8])> {
+        self.sticky.as_ref()?.key(&self.reader, request)
     }
 
-    pub(crate) fn cookie<'r, R: RequestView>(
+    /// Which features a request has: bit `i` set for feature `i` on. Calls `each` with every
+    /// feature's index, state and reason (for `canaryctl explain`). Without features: 0, and
+    /// nothing read.
+    pub fn decide_features<R: RequestView>(
         &self,
-        request: &'r mut R,
-        name: &[u8],
-    ) -> Option<&'r [u8]> {
-        let header = request.header(self.cookie_header?)?;
-        find_cookie(header, name)
+        request: &mut R,
+        each: impl FnMut(usize, bool, FeatureReason),
+    ) -> u32 {
+        let Some(features) = &self.features else {
+            return 0;
+        };
+        features.decide(
+            &self.rules,
+            self.sticky.as_ref(),
+            &self.reader,
+            request,
+            each,
+        )
     }
 
-    /// The request's region: the region header when present and non-empty, else the proxy's.
-    pub(crate) fn region<'r, R: RequestView>(&self, request: &'r mut R) -> Option<&'r [u8]> {
-        if let Some(slot) = self.region_header {
-            // Two lookups keep the borrow checker content without copying the value.
-            if request.header(slot).is_some_and(|value| !value.is_empty()) {
-                return request.header(slot);
-            }
-        }
-        request.proxy_region()
+    /// What to do with the mirror header of a request routed to version `routed`.
+    pub fn mirror<R: RequestView>(&self, request: &mut R, routed: usize) -> MirrorAction {
+        let Some(mirror) = &self.mirror else {
+            return MirrorAction::Nothing;
+        };
+        mirror.action(self.sticky.as_ref(), &self.reader, request, routed)
     }
-}
 
-impl ValueTest {
-    fn accepts(&self, value: Option<&[u8]>) -> bool {
-        match (self, value) {
-            (_, None) => false,
-            (ValueTest::Present, Some(_)) => true,
-            (ValueTest::Equals(want), Some(value)) => value == want.as_slice(),
-            (ValueTest::Prefix(prefix), Some(value)) => value.starts_with(prefix),
+    /// Whether the plan routes only some hosts (`hosts` given): each request's `:authority`
+    /// is then read first, and a request for another host is left alone.
+    pub fn is_scoped(&self) -> bool {
+        self.hosts.is_some()
+    }
+
+    /// Whether the plan routes a request with this `:authority` (`None`: the request has
+    /// none). Always, without `hosts`; with them, only a request for one of them.
+    pub fn routes_authority(&self, authority: Option<&[u8]>) -> bool {
+        match &self.hosts {
+            None => true,
+            Some(scope) => authority.is_some_and(|authority| scope.contains(authority)),
         }
     }
 }

@@ -14,7 +14,6 @@
 //! `NAME.NAMESPACE` and `NAME.NAMESPACE.svc`. (A WasmPlugin outside the mesh's root namespace
 //! only selects workloads of its own namespace, so the short name means the same service there.)
 
-use crate::plan::RoutingPlan;
 use crate::ConfigError;
 
 /// The longest host name DNS allows.
@@ -119,23 +118,6 @@ pub fn host_of(authority: &[u8]) -> &[u8] {
         host
     } else {
         authority
-    }
-}
-
-impl RoutingPlan {
-    /// Whether the plan routes only some hosts (`hosts` given): each request's `:authority`
-    /// is then read first, and a request for another host is left alone.
-    pub fn is_scoped(&self) -> bool {
-        self.hosts.is_some()
-    }
-
-    /// Whether the plan routes a request with this `:authority` (`None`: the request has
-    /// none). Always, without `hosts`; with them, only a request for one of them.
-    pub fn routes_authority(&self, authority: Option<&[u8]>) -> bool {
-        match &self.hosts {
-            None => true,
-            Some(scope) => authority.is_some_and(|authority| scope.contains(authority)),
-        }
     }
 }
 

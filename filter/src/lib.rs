@@ -18,6 +18,8 @@
 
 pub mod bucket;
 pub mod canonical;
+mod checks;
+mod compiled;
 pub mod config;
 pub mod cookie;
 pub mod decision;
@@ -31,6 +33,7 @@ pub mod metrics;
 pub mod mirror;
 mod order;
 pub mod plan;
+mod request;
 mod rule_index;
 
 #[cfg(target_os = "wasi")]

@@ -5,11 +5,19 @@
 use std::collections::BTreeMap;
 
 use crate::bucket::{murmur3_x86_32, BasisPoints, Split, BUCKETS};
-use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec, WhenMissing};
+use crate::checks::{basis_points, check_name, cookie_name, header_name, FieldPath, Lazy};
+use crate::compiled::{Action, Condition, Key, RequestReader, Rule, Sticky, ValueTest};
+use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec};
 use crate::features::Features;
 use crate::hosts::HostScope;
+use crate::mirror::{Mirror, MirrorContext};
 use crate::rule_index::RuleIndex;
 use crate::ConfigError;
+
+// The compiled pieces and the request's header slots live in leaves of their own (their
+// parts use them without the plan); their public names stay where they always were.
+pub use crate::compiled::{MetricSeries, Version};
+pub use crate::request::HeaderSlot;
 
 /// Most versions a config may declare.
 pub const MAX_VERSIONS: usize = 16;
@@ -17,10 +25,6 @@ pub const MAX_VERSIONS: usize = 16;
 pub const LABEL_WEIGHTS: &str = "weights";
 /// The `rule` label of requests sent to the default version for lack of a sticky key.
 pub const LABEL_DEFAULT: &str = "default";
-
-/// Index of a request header in [`RoutingPlan::header_names`]. The host fetches each header at
-/// most once per request, whatever number of rules read it.
-pub type HeaderSlot = usize;
 
 /// A configuration checked and compiled for the per-request path.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +36,8 @@ pub struct RoutingPlan {
     pub(crate) default_version: usize,
     pub(crate) split: Split,
     pub(crate) sticky: Option<Sticky>,
-    pub(crate) region_header: Option<HeaderSlot>,
+    /// The slots of the `cookie` and region headers, which conditions and keys read.
+    pub(crate) reader: RequestReader,
     pub(crate) rules: Vec<Rule>,
     /// The rules by what they read (rule_index.rs).
     pub(crate) index: RuleIndex,
@@ -41,76 +46,13 @@ pub struct RoutingPlan {
     pub(crate) response_version_header: bool,
     pub(crate) metrics: MetricsSpec,
     pub(crate) header_names: Vec<String>,
-    pub(crate) cookie_header: Option<HeaderSlot>,
     pub(crate) outcomes: Vec<MetricSeries>,
     /// The outcome of requests defaulted for lack of a key (`when_missing: default`).
     pub(crate) missing_key_outcome: usize,
     /// The features (`None`: none configured, no feature work per request).
     pub(crate) features: Option<Features>,
     /// Which requests are copied to a dark canary (`None`: no mirror, no work).
-    pub(crate) mirror: Option<crate::mirror::Mirror>,
-}
-
-/// A version of the service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    /// Its name (metrics label, version header).
-    pub name: String,
-    /// The Envoy cluster written into the route header.
-    pub cluster: String,
-}
-
-/// One `(version, rule label)` pair a request can end in; each has its own metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricSeries {
-    /// Index into [`RoutingPlan::versions`].
-    pub version: usize,
-    /// The `rule` label: a rule's name, `weights` or `default`.
-    pub label: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Sticky {
-    pub(crate) keys: Vec<Key>,
-    pub(crate) seed: u32,
-    pub(crate) when_missing: WhenMissing,
-}
-
-/// A compiled sticky key source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Key {
-    Header(HeaderSlot),
-    Cookie(Vec<u8>),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Rule {
-    pub(crate) name: String,
-    pub(crate) conditions: Vec<Condition>,
-    pub(crate) action: Action,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Condition {
-    Header(HeaderSlot, ValueTest),
-    Cookie(Vec<u8>, ValueTest),
-    Region(Vec<Vec<u8>>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ValueTest {
-    Equals(Vec<u8>),
-    Prefix(Vec<u8>),
-    Present,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Pin to `(version, outcome)`.
-    Pin(usize, usize),
-    Split(Split),
-    /// Pins features only; the version is left to the later rules and the split.
-    Features,
+    pub(crate) mirror: Option<Mirror>,
 }
 
 impl RoutingPlan {
@@ -208,6 +150,21 @@ impl RoutingPlan {
     /// Whether the plan has a sticky key configured.
     pub fn is_sticky(&self) -> bool {
         self.sticky.is_some()
+    }
+
+    /// The compiled features, `None` when the configuration declares none.
+    pub fn features(&self) -> Option<&Features> {
+        self.features.as_ref()
+    }
+
+    /// The mirror header (lower case), when the configuration mirrors.
+    pub fn mirror_header(&self) -> Option<&str> {
+        self.mirror.as_ref().map(|mirror| mirror.header.as_str())
+    }
+
+    /// The version requests are copied to, when the configuration mirrors.
+    pub fn mirror_version(&self) -> Option<usize> {
+        self.mirror.as_ref().map(|mirror| mirror.version)
     }
 
     /// Index of the version called `name`.
@@ -391,13 +348,13 @@ impl Compiler {
         let mirror = match &config.mirror {
             None => None,
             Some(spec) => {
-                let context = crate::mirror::MirrorContext {
+                let context = MirrorContext {
                     versions: &versions,
                     sticky: sticky.as_ref(),
                     route_header: route_header.as_deref(),
                     version_header: version_header.as_deref(),
                 };
-                Some(crate::mirror::compile(spec, &context, |name| {
+                Some(Mirror::compile(spec, &context, |name| {
                     self.slot(name.to_string())
                 })?)
             }
@@ -421,7 +378,10 @@ impl Compiler {
             default_version,
             split,
             sticky,
-            region_header,
+            reader: RequestReader {
+                cookie_header,
+                region_header,
+            },
             rules,
             index,
             route_header,
@@ -429,7 +389,6 @@ impl Compiler {
             response_version_header: config.response_version_header,
             metrics: config.metrics,
             header_names: self.header_names,
-            cookie_header,
             outcomes: self.outcomes,
             missing_key_outcome,
             features,
@@ -688,98 +647,6 @@ fn check_versions(config: &CanaryConfig) -> Result<Vec<Version>, ConfigError> {
     Ok(versions)
 }
 
-/// Service, version and rule names become Envoy stat name segments and Prometheus label values, and the
-/// version name travels in a header: keep them to a safe alphabet.
-pub(crate) fn check_name(field: impl FieldPath, name: &str) -> Result<(), ConfigError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if valid {
-        Ok(())
-    } else {
-        Err(ConfigError::BadName {
-            field: field.path(),
-            value: name.to_string(),
-        })
-    }
-}
-
-/// Where a value is in the configuration (`rules[7].when.header.name`), as an error names it.
-/// A rule's paths are written out only when an error needs them ([`Lazy`]): a thousand rules
-/// made several thousand `format!` calls at every configure for errors that never came.
-pub(crate) trait FieldPath {
-    fn path(&self) -> String;
-}
-
-impl FieldPath for &str {
-    fn path(&self) -> String {
-        (*self).to_string()
-    }
-}
-
-impl FieldPath for &String {
-    fn path(&self) -> String {
-        (*self).clone()
-    }
-}
-
-/// A path written out by its closure, when asked.
-pub(crate) struct Lazy<F>(pub(crate) F);
-
-impl<F: Fn() -> String> FieldPath for Lazy<F> {
-    fn path(&self) -> String {
-        (self.0)()
-    }
-}
-
-/// Header names are case-insensitive: compile them to lower case, as Envoy presents them.
-/// Pseudo-headers (`:authority`, `:path`) may be read, never written.
-pub(crate) fn header_name(
-    field: impl FieldPath,
-    name: &str,
-    may_be_pseudo: bool,
-) -> Result<String, ConfigError> {
-    let body = match name.strip_prefix(':') {
-        Some(rest) if may_be_pseudo => rest,
-        _ => name,
-    };
-    let valid = !body.is_empty() && body.bytes().all(is_token_byte);
-    if valid {
-        Ok(name.to_ascii_lowercase())
-    } else if name.is_empty() {
-        Err(ConfigError::Empty {
-            field: field.path(),
-        })
-    } else {
-        Err(ConfigError::BadHeaderName {
-            field: field.path(),
-            value: name.to_string(),
-        })
-    }
-}
-
-/// RFC 9110 `tchar`.
-fn is_token_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
-}
-
-fn cookie_name(field: impl FieldPath, name: &str) -> Result<Vec<u8>, ConfigError> {
-    if name.is_empty() {
-        return Err(ConfigError::Empty {
-            field: field.path(),
-        });
-    }
-    if !name.bytes().all(is_token_byte) {
-        return Err(ConfigError::BadName {
-            field: field.path(),
-            value: name.to_string(),
-        });
-    }
-    Ok(name.as_bytes().to_vec())
-}
-
 fn value_test(field: impl FieldPath, spec: &MatchSpec) -> Result<ValueTest, ConfigError> {
     match (&spec.equals, &spec.prefix, spec.present) {
         (Some(value), None, None) => Ok(ValueTest::Equals(value.as_bytes().to_vec())),
@@ -789,27 +656,6 @@ fn value_test(field: impl FieldPath, spec: &MatchSpec) -> Result<ValueTest, Conf
             field: field.path(),
         }),
     }
-}
-
-/// A percent with a resolution of 0.01, as a whole number of buckets.
-pub(crate) fn basis_points(field: &str, percent: f64) -> Result<BasisPoints, ConfigError> {
-    if !percent.is_finite() || !(0.0..=100.0).contains(&percent) {
-        return Err(ConfigError::WeightRange {
-            field: field.to_string(),
-            value: percent,
-        });
-    }
-    let scaled = percent * 100.0;
-    let rounded = scaled.round();
-    // 0.29 * 100 is 28.999999999999996 in binary floating point: allow for that, not for 0.005.
-    if (scaled - rounded).abs() > 1e-6 {
-        return Err(ConfigError::WeightResolution {
-            field: field.to_string(),
-            value: percent,
-        });
-    }
-    // In 0..=10000 after the range check, so the conversion is exact.
-    Ok(rounded as BasisPoints)
 }
 
 fn uses_cookies(sticky: Option<&Sticky>, rules: &[Rule]) -> bool {

@@ -16,9 +16,9 @@
 //! The feature pins are found apart from this index (`RoutingPlan::decide_features` checks
 //! every rule that names a feature, in order), so no rule that can pin a feature is missed.
 
+use crate::compiled::{Action, Condition, Key, RequestReader, Rule, ValueTest};
 use crate::cookie::{cookie_value, CookieNames};
-use crate::decision::RequestView;
-use crate::plan::{Action, Condition, HeaderSlot, Key, RoutingPlan, Rule, ValueTest};
+use crate::request::{HeaderSlot, RequestView};
 
 /// The sticky keys' cookies as the rules' pass over the `cookie` header found them: for each
 /// of the first [`KEY_COOKIES`] keys that is a cookie, where its value lies in the header
@@ -260,7 +260,15 @@ fn gate(rule: &Rule) -> Option<&Condition> {
         .min_by_key(|condition| rank(condition))
 }
 
-impl RoutingPlan {
+/// The indexed rules' search for one request: the rules it was made from, and the plan's reader
+/// of their conditions.
+pub(crate) struct Search<'p> {
+    pub(crate) index: &'p RuleIndex,
+    pub(crate) rules: &'p [Rule],
+    pub(crate) reader: &'p RequestReader,
+}
+
+impl Search<'_> {
     /// The number of the first rule that holds for `request`, looking only at the rules the
     /// index finds for it.
     /// Also returns where the sticky keys' cookies are, when it passed over the `cookie` header.
@@ -269,7 +277,7 @@ impl RoutingPlan {
         request: &mut R,
     ) -> (Option<usize>, KeyCookies) {
         let mut key_cookies = KeyCookies::default();
-        let index = &self.index;
+        let index = self.index;
         // The first rule found so far: later candidates stop at it.
         let mut first: Option<usize> = None;
 
@@ -303,7 +311,11 @@ impl RoutingPlan {
 
         if !index.cookie_wants.is_empty() {
             let mut lists: Vec<&[usize]> = Vec::new();
-            if let Some(header) = self.cookie_header.and_then(|slot| request.header(slot)) {
+            if let Some(header) = self
+                .reader
+                .cookie_header
+                .and_then(|slot| request.header(slot))
+            {
                 key_cookies.scanned = true;
                 let found = &mut key_cookies.found;
                 index.cookie_names.scan(header, |number, raw_value| {
@@ -328,7 +340,7 @@ impl RoutingPlan {
         }
 
         if !index.regions.is_empty() {
-            let list = self.region(request).and_then(|region| {
+            let list = self.reader.region(request).and_then(|region| {
                 index
                     .regions
                     .binary_search_by(|(have, _)| have.as_slice().cmp(region))
@@ -355,11 +367,10 @@ impl RoutingPlan {
             if first.is_some_and(|first| number >= first) {
                 break;
             }
-            let holds = self.rules.get(number).is_some_and(|rule| {
-                rule.conditions
-                    .iter()
-                    .all(|condition| self.holds(condition, request))
-            });
+            let holds = self
+                .rules
+                .get(number)
+                .is_some_and(|rule| self.reader.rule_holds(rule, request));
             if holds {
                 return Some(number);
             }
