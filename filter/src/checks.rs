@@ -3,7 +3,7 @@
 //! (`features`, `mirror`): each refuses a bad value with a [`ConfigError`] naming its field.
 
 use crate::bucket::BasisPoints;
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// Service, version and rule names become Envoy stat name segments and Prometheus label values, and the
 /// version name travels in a header: keep them to a safe alphabet.

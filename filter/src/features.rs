@@ -17,8 +17,8 @@ use crate::bucket::{bucket_of, murmur3_x86_32, BasisPoints, BUCKETS};
 use crate::checks::{basis_points, check_name, header_name};
 use crate::compiled::{RequestReader, Rule, Sticky};
 use crate::config::{CanaryConfig, WhenMissing, DEFAULT_FEATURES_HEADER};
+use crate::error::ConfigError;
 use crate::request::RequestView;
-use crate::ConfigError;
 
 /// Most features one configuration may declare (a request's features are a 32-bit set).
 pub const MAX_FEATURES: usize = 32;

@@ -14,7 +14,7 @@
 //! `NAME.NAMESPACE` and `NAME.NAMESPACE.svc`. (A WasmPlugin outside the mesh's root namespace
 //! only selects workloads of its own namespace, so the short name means the same service there.)
 
-use crate::ConfigError;
+use crate::error::ConfigError;
 
 /// The longest host name DNS allows.
 const MAX_HOST: usize = 253;

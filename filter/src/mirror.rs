@@ -12,9 +12,9 @@ use crate::bucket::{bucket_of, BasisPoints, BUCKETS};
 use crate::checks::{basis_points, header_name};
 use crate::compiled::{Key, RequestReader, Sticky, Version};
 use crate::config::{MirrorSpec, WhenMissing, MIRROR_SEED_MIX};
+use crate::error::ConfigError;
 use crate::error::Quoted;
 use crate::request::{HeaderSlot, RequestView};
-use crate::ConfigError;
 
 /// The `mirror` section compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,11 +8,11 @@ use crate::bucket::{murmur3_x86_32, BasisPoints, Split, BUCKETS};
 use crate::checks::{basis_points, check_name, cookie_name, header_name, FieldPath, Lazy};
 use crate::compiled::{Action, Condition, Key, RequestReader, Rule, Sticky, ValueTest};
 use crate::config::{CanaryConfig, KeySource, MatchSpec, MetricsSpec, RuleSpec};
+use crate::error::ConfigError;
 use crate::features::Features;
 use crate::hosts::HostScope;
 use crate::mirror::{Mirror, MirrorContext};
 use crate::rule_index::RuleIndex;
-use crate::ConfigError;
 
 // The compiled pieces and the request's header slots live in leaves of their own (their
 // parts use them without the plan); their public names stay where they always were.
