@@ -1,6 +1,11 @@
 //! The per-request decision: rules in order, first match wins; otherwise the top-level split.
 //! It reads the request through [`RequestView`], so the same code runs in Envoy (the wasm
 //! glue), in `canaryctl explain` and in the tests.
+//!
+//! Every per-request method of [`RoutingPlan`] is here, above the plan and its parts: the
+//! version (through the rules' index), the features, the mirror and the hosts. Each part decides
+//! on its own struct, handed the plan's rules, sticky keys and request reader it needs, so
+//! that no part depends on the plan that holds it.
 
 use crate::bucket::{bucket_of, Split, BUCKETS};
 use crate::compiled::{Action, Key};

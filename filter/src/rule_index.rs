@@ -13,8 +13,8 @@
 //!
 //! Only rules that choose a version are filed: a features-only rule (`Action::Features`)
 //! never decides the version, so it must not stop the search for the first rule that does.
-//! The feature pins are found apart from this index (`RoutingPlan::decide_features` checks
-//! every rule that names a feature, in order), so no rule that can pin a feature is missed.
+//! The feature pins are found apart from this index (`Features::decide` checks every rule
+//! that names a feature, in order), so no rule that can pin a feature is missed.
 
 use crate::compiled::{Action, Condition, Key, RequestReader, Rule, ValueTest};
 use crate::cookie::{cookie_value, CookieNames};
