@@ -91,6 +91,27 @@ impl Reply {
             .collect()
     }
 
+    /// Sends `request`, raw bytes of one HTTP/1.1 request (which should say `Connection:
+    /// close`), to `listen` and reads the reply: up to the end of a reply with a
+    /// Content-Length, else until the connection closes (Envoy may hold a connection it closes
+    /// for up to its delayed-close timeout).
+    pub fn exchange(listen: std::net::SocketAddr, request: &[u8]) -> Result<Reply> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(listen)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        stream.write_all(request)?;
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !Reply::is_complete(&bytes) {
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                break;
+            }
+            bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
+        }
+        Reply::parse(&bytes)
+    }
+
     /// Whether `bytes` hold a whole HTTP/1.1 response that says its length (Content-Length).
     pub fn is_complete(bytes: &[u8]) -> bool {
         let Some(end) = bytes.windows(4).position(|window| window == b"\r\n\r\n") else {

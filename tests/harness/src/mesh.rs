@@ -5,8 +5,7 @@
 //! exercise the very files users run.
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -483,21 +482,7 @@ impl Mesh {
     /// Sends raw bytes as one HTTP/1.1 request (which should say `Connection: close`) and
     /// reads the reply: for requests no well-behaved client library would send.
     pub fn raw(&self, request: &[u8]) -> Result<Reply> {
-        let mut stream = TcpStream::connect(self.listen)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.write_all(request)?;
-        let mut bytes = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // Up to the end of a reply with a Content-Length, else until the connection closes
-        // (Envoy may hold a connection it closes for up to its delayed-close timeout).
-        while !Reply::is_complete(&bytes) {
-            let read = stream.read(&mut chunk)?;
-            if read == 0 {
-                break;
-            }
-            bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
-        }
-        Reply::parse(&bytes)
+        Reply::exchange(self.listen, request)
     }
 
     /// `/stats/prometheus` of the front.

@@ -25,10 +25,8 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -214,20 +212,7 @@ impl Sidecars {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("Connection: close\r\n\r\n");
-        let mut stream = TcpStream::connect(listen)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.write_all(request.as_bytes())?;
-        let mut bytes = Vec::new();
-        let mut chunk = [0u8; 4096];
-        // To the end of the reply's Content-Length: Envoy may hold a closing connection.
-        while !Reply::is_complete(&bytes) {
-            let read = stream.read(&mut chunk)?;
-            if read == 0 {
-                break;
-            }
-            bytes.extend_from_slice(chunk.get(..read).unwrap_or_default());
-        }
-        Reply::parse(&bytes)
+        Reply::exchange(listen, request.as_bytes())
     }
 
     /// The filter's `canary_requests_total` in workload `name`'s sidecar, summed by

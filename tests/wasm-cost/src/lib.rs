@@ -615,6 +615,13 @@ pub fn release_module(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// The filter the tests measure: the one `make wasm` built, or the one `CANARY_FILTER_WASM`
+/// names (another build, to compare).
+pub fn filter_module() -> std::path::PathBuf {
+    std::env::var_os("CANARY_FILTER_WASM")
+        .map_or_else(|| release_module("canary_filter.wasm"), Into::into)
+}
+
 /// Reads a built module, with a message that says how to build it.
 pub fn read_module(path: &std::path::Path) -> Result<Vec<u8>, VmError> {
     std::fs::read(path).map_err(|err| {

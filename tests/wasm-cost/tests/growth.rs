@@ -15,7 +15,7 @@
 use canary_filter::decision::RequestDescription;
 use canary_filter::RoutingPlan;
 use canary_wasm_cost::calibration::FUEL_PER_US;
-use canary_wasm_cost::{measure, read_module, release_module, scenarios, Measured};
+use canary_wasm_cost::{filter_module, measure, read_module, release_module, scenarios, Measured};
 
 struct Modules {
     filter: Vec<u8>,
@@ -25,10 +25,8 @@ struct Modules {
 /// The filter `make wasm` built, or the one `CANARY_FILTER_WASM` names (another build, to
 /// compare).
 fn modules() -> Modules {
-    let filter = std::env::var_os("CANARY_FILTER_WASM")
-        .map_or_else(|| release_module("canary_filter.wasm"), Into::into);
     Modules {
-        filter: read_module(&filter).unwrap(),
+        filter: read_module(&filter_module()).unwrap(),
         floor: read_module(&release_module("canary_floor.wasm")).unwrap(),
     }
 }

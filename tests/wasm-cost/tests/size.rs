@@ -4,15 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use canary_wasm_cost::release_module;
+use canary_wasm_cost::filter_module;
 
 /// 180 KiB.
 const BUDGET_BYTES: u64 = 184_320;
 
 #[test]
 fn the_module_is_within_its_size_budget() {
-    let path = std::env::var_os("CANARY_FILTER_WASM")
-        .map_or_else(|| release_module("canary_filter.wasm"), Into::into);
+    let path = filter_module();
     let bytes = std::fs::metadata(&path)
         .unwrap_or_else(|err| panic!("{}: {err} (build it: `make wasm`)", path.display()))
         .len();
